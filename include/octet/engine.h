@@ -1,0 +1,87 @@
+#pragma once
+// The one API everything above the engine uses (CLI, planner, server, evaluator).
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace octet {
+
+enum class Precision { fp8, bf16, f32 };
+enum class Device { auto_select, cpu, cuda };
+
+Precision parse_precision(std::string_view name);  // "fp8" | "bf16" | "f32"
+std::string_view precision_name(Precision precision);
+Device parse_device(std::string_view name);  // "auto" | "cpu" | "cuda"
+std::string_view device_name(Device device);
+
+struct EngineOptions {
+  std::string model_path;  // GGUF file (HF directories: checkpoint issue)
+  Precision precision = Precision::fp8;
+  Device device = Device::auto_select;
+  int threads = 0;            // 0: all cores
+  int64_t max_context = 0;    // 0: min(model context, 8192)
+  std::string kv_cache_dtype = "float8_e4m3fn";  // fp8 precision only; "float8_e5m2" selectable
+};
+
+struct GenerationParams {
+  int max_tokens = 256;
+  float temperature = 0.7f;
+  float top_p = 1.0f;
+  int top_k = 0;
+  float min_p = 0.0f;
+  float repetition_penalty = 1.0f;
+  uint64_t seed = 0;
+  std::vector<std::string> stop;  // stop strings (not included in the text)
+};
+
+struct Message {
+  std::string role;
+  std::string content;
+};
+
+struct GenerationResult {
+  std::string text;
+  std::string finish_reason;  // "stop" or "length"
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  double prefill_tok_s = 0;
+  double decode_tok_s = 0;
+  double time_to_first_token_ms = 0;
+  double total_ms = 0;
+  uint64_t peak_memory_bytes = 0;  // process peak resident set
+};
+
+struct ModelInfo {
+  std::string name;
+  std::string architecture;
+  std::string path;
+  std::string precision;
+  std::string device;
+  int64_t parameters = 0;
+  int64_t layers = 0, hidden = 0, heads = 0, kv_heads = 0, head_dim = 0, ffn = 0, vocab = 0;
+  int64_t context_length = 0;
+  bool tied_embeddings = false;
+  uint64_t weight_bytes_bf16 = 0;  // all weights stored as BF16
+  uint64_t weight_bytes_fp8 = 0;   // linear layers in FP8 (+ scales), embeddings/norms/head in BF16
+  double savings_percentage = 0;   // 100 * (1 - fp8 / bf16)
+};
+
+// Called with each piece of text as it is produced; return false to stop generation.
+using TokenCallback = std::function<bool(std::string_view piece)>;
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  static std::unique_ptr<Engine> create(const EngineOptions& options);
+
+  virtual GenerationResult chat(const std::vector<Message>& messages, const GenerationParams& params,
+                                const TokenCallback& on_piece = {}) = 0;
+  virtual GenerationResult complete(const std::string& prompt, const GenerationParams& params,
+                                    const TokenCallback& on_piece = {}) = 0;
+  virtual ModelInfo info() const = 0;
+};
+
+}  // namespace octet

@@ -1,0 +1,66 @@
+#include "common/thread_pool.h"
+
+#include <algorithm>
+
+namespace octet {
+
+ThreadPool::ThreadPool(int threads) {
+  int total = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  for (int i = 1; i < total; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  work_ready_.notify_all();
+  for (auto& worker : workers_) worker.join();
+}
+
+void ThreadPool::parallel_for(size_t count, const std::function<void(size_t, size_t)>& body, size_t min_chunk) {
+  if (count == 0) return;
+  size_t parts = std::min<size_t>(size(), (count + min_chunk - 1) / std::max<size_t>(min_chunk, 1));
+  if (parts <= 1) {
+    body(0, count);
+    return;
+  }
+  size_t chunk = (count + parts - 1) / parts;
+  {
+    std::lock_guard lock(mutex_);
+    body_ = &body;
+    count_ = count;
+    chunk_ = chunk;
+    pending_ = static_cast<int>(workers_.size());
+    ++generation_;
+  }
+  work_ready_.notify_all();
+  body(0, std::min(chunk, count));  // the caller takes chunk 0
+  std::unique_lock lock(mutex_);
+  work_done_.wait(lock, [this] { return pending_ == 0; });
+  body_ = nullptr;
+}
+
+void ThreadPool::worker_loop(int index) {
+  uint64_t seen = 0;
+  for (;;) {
+    const std::function<void(size_t, size_t)>* body;
+    size_t begin, end;
+    {
+      std::unique_lock lock(mutex_);
+      work_ready_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+      if (stopping_) return;
+      seen = generation_;
+      body = body_;
+      begin = std::min(count_, chunk_ * index);
+      end = std::min(count_, begin + chunk_);
+    }
+    if (begin < end) (*body)(begin, end);
+    {
+      std::lock_guard lock(mutex_);
+      if (--pending_ == 0) work_done_.notify_one();
+    }
+  }
+}
+
+}  // namespace octet

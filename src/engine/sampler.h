@@ -1,0 +1,32 @@
+#pragma once
+// Token sampling from logits: repetition penalty, temperature, top-k, top-p, min-p, seeded RNG.
+// temperature <= 0 means greedy (argmax; the lowest index wins ties).
+#include <cstdint>
+#include <random>
+#include <span>
+#include <vector>
+
+namespace octet::engine {
+
+struct SamplingParams {
+  float temperature = 0.7f;
+  int top_k = 0;           // 0: off
+  float top_p = 1.0f;      // 1: off
+  float min_p = 0.0f;      // 0: off
+  float repetition_penalty = 1.0f;  // 1: off; CTRL-style: positive logits / p, negative * p
+  uint64_t seed = 0;       // same seed, same tokens
+};
+
+class Sampler {
+ public:
+  explicit Sampler(const SamplingParams& params);
+  // previous_tokens: prompt + generated so far (used by the repetition penalty). logits is modified.
+  int32_t sample(std::span<float> logits, std::span<const int32_t> previous_tokens);
+
+ private:
+  SamplingParams params_;
+  std::mt19937_64 rng_;
+  std::vector<std::pair<float, int32_t>> candidates_;
+};
+
+}  // namespace octet::engine
