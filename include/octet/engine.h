@@ -35,6 +35,7 @@ struct GenerationParams {
   float repetition_penalty = 1.0f;
   uint64_t seed = 0;
   std::vector<std::string> stop;  // stop strings (not included in the text)
+  bool ignore_eos = false;        // benchmarks: run to max_tokens
 };
 
 struct Message {
@@ -71,6 +72,12 @@ struct ModelInfo {
 
 // Called with each piece of text as it is produced; return false to stop generation.
 using TokenCallback = std::function<bool(std::string_view piece)>;
+
+// Reads a model's shapes and metadata without loading its weights (for `octet info`).
+ModelInfo inspect_model(const EngineOptions& options);
+
+// The default model file: $OCTET_MODELS (default ./models) / SmolLM2-135M-Instruct.Q4_1.gguf.
+std::string default_model_path();
 
 class Engine {
  public:
