@@ -1,0 +1,125 @@
+#pragma once
+// The kernels a model forward pass needs, behind one interface so the forward pass is written once
+// (src/model/llama_model.cpp) and each backend (cpu/, cuda/) supplies the arithmetic.
+//
+// Activations are row-major [rows, cols] float32 buffers owned by the backend. Weights are uploaded
+// once from host float32 and stored in the backend's format for the requested precision.
+#include "fp8/fp8.h"
+#include "octet/engine.h"
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace octet::backend {
+
+// How a linear layer's weights (and the activations that meet them) are stored and multiplied.
+enum class LinearFormat {
+  f32,   // float32 weights, float32 activations
+  bf16,  // bf16 weights, activations rounded to bf16, float32 accumulation
+  fp8,   // E4M3 weights with per-output-channel scales, activations quantized to E4M3 per token
+};
+
+// Static activation scale (from a calibrated checkpoint's input_scale); absent: dynamic per token.
+struct LinearSpec {
+  LinearFormat format = LinearFormat::fp8;
+  float static_input_scale = 0.0f;  // 0: dynamic per-token scales
+};
+
+struct LinearWeight {
+  virtual ~LinearWeight() = default;
+  int64_t out_features = 0;
+  int64_t in_features = 0;
+  virtual uint64_t bytes() const = 0;
+};
+
+struct VectorWeight {  // norm weights: always float32
+  virtual ~VectorWeight() = default;
+  int64_t size = 0;
+};
+
+struct EmbeddingTable {  // [vocab, hidden], float32 or bf16
+  virtual ~EmbeddingTable() = default;
+  int64_t vocab = 0;
+  int64_t hidden = 0;
+  virtual uint64_t bytes() const = 0;
+};
+
+struct Activations {
+  virtual ~Activations() = default;
+  int64_t rows = 0;
+  int64_t cols = 0;
+};
+
+// Per-layer key/value storage for a fixed number of sequence slots.
+struct KvCacheSpec {
+  int64_t layers = 0;
+  int64_t kv_heads = 0;
+  int64_t head_dim = 0;
+  int64_t max_positions = 0;  // per slot
+  int64_t slots = 1;
+  enum class Storage { f32, bf16, fp8 } storage = Storage::f32;
+  fp8::Format fp8_format = fp8::Format::e4m3;
+  std::vector<float> static_k_scales;  // per layer, from a checkpoint; empty: dynamic per (token, head)
+  std::vector<float> static_v_scales;
+};
+
+struct KvCache {
+  virtual ~KvCache() = default;
+  KvCacheSpec spec;
+  virtual uint64_t bytes_per_position() const = 0;  // all layers, K and V
+  virtual void clear_slot(int64_t slot) = 0;
+};
+
+// Where each token of a batch belongs: its sequence slot and its position in that sequence.
+// Tokens of one slot appear in increasing position order; a token attends to positions <= its own.
+struct TokenBatch {
+  std::vector<int32_t> tokens;
+  std::vector<int64_t> positions;
+  std::vector<int64_t> slots;
+  size_t size() const { return tokens.size(); }
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  virtual std::unique_ptr<LinearWeight> make_linear(const float* weights, int64_t out_features,
+                                                    int64_t in_features, const LinearSpec& spec) = 0;
+  virtual std::unique_ptr<VectorWeight> make_vector(const float* values, int64_t size) = 0;
+  virtual std::unique_ptr<EmbeddingTable> make_embedding(const float* table, int64_t vocab, int64_t hidden,
+                                                         bool bf16) = 0;
+  virtual std::unique_ptr<Activations> make_activations(int64_t rows, int64_t cols) = 0;
+  virtual std::unique_ptr<KvCache> make_kv_cache(const KvCacheSpec& spec) = 0;
+
+  // out[t] = table[tokens[t]]
+  virtual void embed(const EmbeddingTable& table, std::span<const int32_t> tokens, Activations& out) = 0;
+  // out[t] = x[t] / rms(x[t]) * weight
+  virtual void rmsnorm(const Activations& x, const VectorWeight& weight, float eps, Activations& out) = 0;
+  // out = x · Wᵀ : [rows, in] → [rows, out]
+  virtual void linear(const Activations& x, const LinearWeight& weight, Activations& out) = 0;
+  // x: [tokens, heads*head_dim], rotated in place (rotate-half / NeoX pairing, as in HF Llama)
+  virtual void rope(Activations& x, int64_t head_dim, std::span<const int64_t> positions,
+                    std::span<const float> inverse_frequencies) = 0;
+  // Stores k, v ([tokens, kv_heads*head_dim]) of layer at the batch's (slot, position).
+  virtual void kv_write(KvCache& cache, int64_t layer, const TokenBatch& batch, const Activations& k,
+                        const Activations& v) = 0;
+  // q: [tokens, heads*head_dim] → out: same shape; causal attention over the slot's cache (GQA).
+  virtual void attention(const KvCache& cache, int64_t layer, const TokenBatch& batch, const Activations& q,
+                         Activations& out) = 0;
+  // out = silu(gate) * up
+  virtual void swiglu(const Activations& gate, const Activations& up, Activations& out) = 0;
+  // x += y
+  virtual void add(Activations& x, const Activations& y) = 0;
+  // Copies selected rows to host float32 (row-major).
+  virtual void copy_rows_to_host(const Activations& x, std::span<const int64_t> rows, float* out) = 0;
+  // Gathers selected rows into out (rows.size() rows).
+  virtual void gather_rows(const Activations& x, std::span<const int64_t> rows, Activations& out) = 0;
+};
+
+std::unique_ptr<Backend> make_cpu_backend(int threads);
+
+}  // namespace octet::backend

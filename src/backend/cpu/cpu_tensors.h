@@ -1,0 +1,74 @@
+#pragma once
+// Storage of the CPU backend: activations, weights in their precision, and the KV cache.
+#include "backend/backend.h"
+
+#include <cstdint>
+#include <vector>
+
+namespace octet::backend::cpu {
+
+struct CpuActivations final : Activations {
+  CpuActivations(int64_t r, int64_t c) : data(static_cast<size_t>(r * c)) {
+    rows = r;
+    cols = c;
+  }
+  std::vector<float> data;
+};
+
+struct CpuVector final : VectorWeight {
+  std::vector<float> values;
+};
+
+struct CpuLinear final : LinearWeight {
+  CpuLinear(const float* weights, int64_t out, int64_t in, const LinearSpec& spec);
+  uint64_t bytes() const override;
+  // The row as float32: a pointer into f32 storage, or widened into scratch (FP8 rows come out
+  // divided by kE4M3WidenFactor, which scales[] already compensates).
+  const float* widen_row(int64_t row, float* scratch) const;
+
+  LinearFormat format;
+  float static_input_scale;
+  std::vector<float> f32;
+  std::vector<uint16_t> bf16;
+  std::vector<uint8_t> codes;
+  std::vector<float> scales;  // per output channel, times kE4M3WidenFactor
+};
+
+struct CpuEmbedding final : EmbeddingTable {
+  CpuEmbedding(const float* table, int64_t vocab, int64_t hidden, bool bf16);
+  uint64_t bytes() const override;
+  void row(int32_t token, float* out) const;
+
+  std::vector<float> f32;
+  std::vector<uint16_t> bf16;
+};
+
+// Contiguous per (layer, slot) storage that grows with the sequence.
+class CpuKvCache final : public KvCache {
+ public:
+  explicit CpuKvCache(const KvCacheSpec& spec);
+  uint64_t bytes_per_position() const override;
+  void clear_slot(int64_t slot) override;
+
+  void write(int64_t layer, const TokenBatch& batch, const float* k, const float* v);
+  // Reads one head's vector at a position as float32.
+  void read_k(int64_t layer, int64_t slot, int64_t position, int64_t head, float* out) const;
+  void read_v(int64_t layer, int64_t slot, int64_t position, int64_t head, float* out) const;
+  int64_t length(int64_t slot) const { return lengths_[slot]; }
+
+ private:
+  struct Lane {  // one of K or V, for one (layer, slot)
+    std::vector<uint8_t> bytes;
+    std::vector<float> scales;  // per (position, head), fp8 only
+  };
+  Lane& lane(bool is_v, int64_t layer, int64_t slot);
+  const Lane& lane(bool is_v, int64_t layer, int64_t slot) const;
+  void store(Lane& lane, int64_t position, const float* values, float static_scale);
+  void load(const Lane& lane, int64_t position, int64_t head, float* out) const;
+
+  int64_t element_bytes_;
+  std::vector<Lane> lanes_;  // [2][layers][slots]
+  std::vector<int64_t> lengths_;
+};
+
+}  // namespace octet::backend::cpu

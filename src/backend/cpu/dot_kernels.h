@@ -1,0 +1,22 @@
+#pragma once
+// Inner loops of the CPU linear layers: widening one weight row to float32, and dot products of
+// several activation rows against it. AVX-512 where the compiler targets it, plain loops otherwise.
+#include <cstdint>
+
+namespace octet::backend::cpu {
+
+// dst[i] = decode(codes[i]) / 256 for E4M3 codes (the E4M3 → FP16 bit move leaves a 2^-8 factor that
+// callers fold into the channel scale). NaN codes are never produced by our encoder and are not
+// special-cased here.
+void widen_e4m3_row(const uint8_t* codes, int64_t count, float* dst);
+inline constexpr float kE4M3WidenFactor = 256.0f;
+// dst[i] = bf16 → float32 (exact)
+void widen_bf16_row(const uint16_t* values, int64_t count, float* dst);
+
+// out[t * out_stride] = dot(x + t * x_stride, w) for t in [0, tokens)
+void dot_rows(const float* x, int64_t x_stride, int64_t tokens, const float* w, int64_t count, float* out,
+              int64_t out_stride);
+
+float dot(const float* a, const float* b, int64_t count);
+
+}  // namespace octet::backend::cpu

@@ -1,0 +1,176 @@
+// The Engine on this machine: model + tokenizer + sampler over a backend, one sequence at a time
+// (the server's continuous batching drives LlamaModel directly with many slots).
+#include "common/error.h"
+#include "engine/model_info.h"
+#include "engine/sampler.h"
+#include "engine/stop_strings.h"
+#include "formats/gguf.h"
+#include "model/llama_model.h"
+#include "model/weight_source.h"
+#include "octet/engine.h"
+#include "tokenizer/tokenizer.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+
+namespace octet {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+uint64_t peak_resident_bytes() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<uint64_t>(usage.ru_maxrss) * 1024;  // Linux reports KiB
+}
+
+// Prompt tokens are fed in chunks so activation buffers stay bounded for long prompts.
+constexpr int64_t kPrefillChunk = 256;
+
+class LocalEngine final : public Engine {
+ public:
+  explicit LocalEngine(const EngineOptions& options) : options_(options) {
+    if (options_.model_path.empty()) options_.model_path = default_model_path();
+    if (options_.device == Device::cuda)
+      fail("--device cuda: this build has no CUDA backend available (use --device cpu)");
+    if (!std::filesystem::exists(options_.model_path))
+      fail("model file not found: {} (run scripts/setup.sh to fetch the default model, or pass --model)",
+           options_.model_path);
+    auto file = std::make_shared<gguf::File>(gguf::File::open(options_.model_path));
+    config_ = model::config_from_gguf(*file);
+    tokenizer_ = std::make_unique<tokenizer::Tokenizer>(tokenizer::Tokenizer::from_gguf(*file));
+    backend_ = backend::make_cpu_backend(options_.threads);
+
+    model::ModelOptions model_options;
+    model_options.precision = options_.precision;
+    model_options.max_context = options_.max_context > 0 ? std::min(options_.max_context, config_.context_length)
+                                                         : std::min<int64_t>(config_.context_length, 8192);
+    model_options.kv_fp8_format = fp8::parse_format(options_.kv_cache_dtype);
+    auto weights = model::make_gguf_weight_source(file, config_);
+    auto start = Clock::now();
+    model_ = std::make_unique<model::LlamaModel>(config_, *weights, *backend_, model_options);
+    spdlog::debug("loaded {} ({} layers, {} precision) in {:.0f} ms, {:.1f} MiB of weights", options_.model_path,
+                  config_.layers, precision_name(options_.precision), ms_between(start, Clock::now()),
+                  static_cast<double>(model_->weight_bytes()) / (1 << 20));
+  }
+
+  GenerationResult chat(const std::vector<Message>& messages, const GenerationParams& params,
+                        const TokenCallback& on_piece) override {
+    std::vector<tokenizer::ChatMessage> chat_messages;
+    for (const auto& m : messages) chat_messages.push_back({m.role, m.content});
+    std::string prompt = tokenizer_->apply_chat_template(chat_messages, true);
+    return generate(tokenizer_->encode(prompt, /*allow_special=*/true), params, on_piece);
+  }
+
+  GenerationResult complete(const std::string& prompt, const GenerationParams& params,
+                            const TokenCallback& on_piece) override {
+    std::vector<int32_t> ids;
+    if (tokenizer_->add_bos() && tokenizer_->bos_id()) ids.push_back(*tokenizer_->bos_id());
+    auto body = tokenizer_->encode(prompt, /*allow_special=*/false);
+    ids.insert(ids.end(), body.begin(), body.end());
+    return generate(ids, params, on_piece);
+  }
+
+  ModelInfo info() const override {
+    return engine::describe_model(config_, options_.precision, options_.model_path, backend_->name());
+  }
+
+ private:
+  GenerationResult generate(const std::vector<int32_t>& prompt, const GenerationParams& params,
+                            const TokenCallback& on_piece) {
+    const int64_t context = model_->options().max_context;
+    if (prompt.empty()) fail("the prompt is empty");
+    if (static_cast<int64_t>(prompt.size()) >= context)
+      fail("the prompt has {} tokens; the context holds {} (prompt + generated tokens)", prompt.size(), context);
+    if (params.max_tokens < 0) fail("max_tokens must be >= 0, got {}", params.max_tokens);
+
+    GenerationResult result;
+    result.prompt_tokens = static_cast<int64_t>(prompt.size());
+    engine::Sampler sampler(engine::SamplingParams{params.temperature, params.top_k, params.top_p, params.min_p,
+                                                   params.repetition_penalty, params.seed});
+    engine::StopStringFilter stop_filter(params.stop);
+    tokenizer::Utf8Streamer utf8;
+    std::vector<float> logits(static_cast<size_t>(config_.vocab));
+    std::vector<int32_t> history = prompt;
+    model_->clear_slot(0);
+
+    const auto start = Clock::now();
+    for (int64_t begin = 0; begin < result.prompt_tokens; begin += kPrefillChunk) {
+      const int64_t end = std::min(result.prompt_tokens, begin + kPrefillChunk);
+      backend::TokenBatch batch;
+      for (int64_t i = begin; i < end; ++i) {
+        batch.tokens.push_back(prompt[i]);
+        batch.positions.push_back(i);
+        batch.slots.push_back(0);
+      }
+      std::vector<int64_t> logit_rows;
+      if (end == result.prompt_tokens) logit_rows.push_back(end - begin - 1);
+      model_->forward(batch, logit_rows, logits.data());
+    }
+    const auto prefill_done = Clock::now();
+
+    bool keep_going = true;
+    auto emit = [&](const std::string& text) {
+      if (text.empty()) return;
+      result.text += text;
+      if (on_piece && !on_piece(text)) keep_going = false;
+    };
+    result.finish_reason = "length";
+    int64_t position = result.prompt_tokens;
+    const auto& stop_ids = tokenizer_->stop_ids();
+    while (result.completion_tokens < params.max_tokens && keep_going) {
+      const int32_t token = sampler.sample(logits, history);
+      if (result.completion_tokens == 0) result.time_to_first_token_ms = ms_between(start, Clock::now());
+      ++result.completion_tokens;
+      history.push_back(token);
+      const bool is_stop = std::find(stop_ids.begin(), stop_ids.end(), token) != stop_ids.end();
+      if (is_stop && !params.ignore_eos) {
+        result.finish_reason = "stop";
+        break;
+      }
+      emit(stop_filter.push(utf8.push(tokenizer_->token_bytes(token))));
+      if (stop_filter.stopped()) {
+        result.finish_reason = "stop";
+        break;
+      }
+      if (result.completion_tokens == params.max_tokens) break;
+      if (position + 1 >= model_->options().max_context) break;  // context full: finish as "length"
+      backend::TokenBatch step{{token}, {position}, {0}};
+      const int64_t last_row = 0;
+      model_->forward(step, std::span<const int64_t>(&last_row, 1), logits.data());
+      ++position;
+    }
+    if (!stop_filter.stopped()) emit(stop_filter.push(utf8.flush()) + stop_filter.flush());
+    const auto end = Clock::now();
+
+    const double prefill_ms = ms_between(start, prefill_done);
+    const double decode_ms = ms_between(prefill_done, end);
+    result.total_ms = ms_between(start, end);
+    result.prefill_tok_s = prefill_ms > 0 ? 1000.0 * static_cast<double>(result.prompt_tokens) / prefill_ms : 0;
+    // The first token comes from the prefill's logits; decode speed counts the forward passes after it.
+    const int64_t decode_steps = std::max<int64_t>(result.completion_tokens - 1, 0);
+    result.decode_tok_s = decode_ms > 0 && decode_steps > 0 ? 1000.0 * static_cast<double>(decode_steps) / decode_ms : 0;
+    result.peak_memory_bytes = peak_resident_bytes();
+    return result;
+  }
+
+  EngineOptions options_;
+  model::LlamaConfig config_;
+  std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
+  std::unique_ptr<backend::Backend> backend_;
+  std::unique_ptr<model::LlamaModel> model_;
+};
+
+}  // namespace
+
+std::unique_ptr<Engine> Engine::create(const EngineOptions& options) { return std::make_unique<LocalEngine>(options); }
+
+}  // namespace octet

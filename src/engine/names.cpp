@@ -1,0 +1,46 @@
+#include "common/error.h"
+#include "octet/engine.h"
+
+#include <cstdlib>
+
+namespace octet {
+
+Precision parse_precision(std::string_view name) {
+  if (name == "fp8") return Precision::fp8;
+  if (name == "bf16") return Precision::bf16;
+  if (name == "f32") return Precision::f32;
+  fail("unknown precision '{}': expected one of fp8, bf16, f32", name);
+}
+
+std::string_view precision_name(Precision precision) {
+  switch (precision) {
+    case Precision::fp8: return "fp8";
+    case Precision::bf16: return "bf16";
+    case Precision::f32: return "f32";
+  }
+  return "?";
+}
+
+Device parse_device(std::string_view name) {
+  if (name == "auto") return Device::auto_select;
+  if (name == "cpu") return Device::cpu;
+  if (name == "cuda") return Device::cuda;
+  fail("unknown device '{}': expected one of auto, cpu, cuda", name);
+}
+
+std::string_view device_name(Device device) {
+  switch (device) {
+    case Device::auto_select: return "auto";
+    case Device::cpu: return "cpu";
+    case Device::cuda: return "cuda";
+  }
+  return "?";
+}
+
+std::string default_model_path() {
+  const char* dir = std::getenv("OCTET_MODELS");
+  std::string models = dir && *dir ? dir : "models";
+  return models + "/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+}  // namespace octet

@@ -1,0 +1,175 @@
+#include "model/llama_model.h"
+
+#include "common/error.h"
+#include "model/weight_source.h"
+
+#include <fmt/format.h>
+
+namespace octet::model {
+
+using backend::LinearFormat;
+
+namespace {
+
+LinearFormat linear_format(Precision precision) {
+  switch (precision) {
+    case Precision::fp8: return LinearFormat::fp8;
+    case Precision::bf16: return LinearFormat::bf16;
+    case Precision::f32: return LinearFormat::f32;
+  }
+  return LinearFormat::f32;
+}
+
+backend::KvCacheSpec::Storage kv_storage(Precision precision) {
+  switch (precision) {
+    case Precision::fp8: return backend::KvCacheSpec::Storage::fp8;
+    case Precision::bf16: return backend::KvCacheSpec::Storage::bf16;
+    case Precision::f32: return backend::KvCacheSpec::Storage::f32;
+  }
+  return backend::KvCacheSpec::Storage::f32;
+}
+
+}  // namespace
+
+LlamaModel::LlamaModel(const LlamaConfig& config, const WeightSource& weights, backend::Backend& backend,
+                       const ModelOptions& options)
+    : config_(config), options_(options), backend_(backend) {
+  const int64_t hidden = config.hidden, ffn = config.ffn;
+  // Linear layers take the requested precision; embeddings and the LM head stay 16-bit in fp8 mode,
+  // as in published FP8 checkpoints (they are a small share of the bytes and sensitive to rounding).
+  const LinearFormat body = linear_format(options.precision);
+  const LinearFormat head = options.precision == Precision::f32 ? LinearFormat::f32 : LinearFormat::bf16;
+  const bool table_bf16 = options.precision != Precision::f32;
+
+  auto linear = [&](const std::string& name, int64_t out, int64_t in, LinearFormat format) {
+    std::vector<float> values = weights.load(name, {out, in});
+    auto w = backend.make_linear(values.data(), out, in, backend::LinearSpec{format, 0.0f});
+    weight_bytes_ += w->bytes();
+    return w;
+  };
+  auto vector = [&](const std::string& name, int64_t size) {
+    std::vector<float> values = weights.load(name, {size});
+    weight_bytes_ += static_cast<uint64_t>(size) * 4;
+    return backend.make_vector(values.data(), size);
+  };
+
+  {
+    std::vector<float> table = weights.load("model.embed_tokens.weight", {config.vocab, hidden});
+    embedding_ = backend.make_embedding(table.data(), config.vocab, hidden, table_bf16);
+    weight_bytes_ += embedding_->bytes();
+    if (config.tied_embeddings) {
+      lm_head_ = backend.make_linear(table.data(), config.vocab, hidden, backend::LinearSpec{head, 0.0f});
+      weight_bytes_ += lm_head_->bytes();
+    }
+  }
+  for (int64_t i = 0; i < config.layers; ++i) {
+    const std::string p = fmt::format("model.layers.{}.", i);
+    Layer layer;
+    layer.attn_norm = vector(p + "input_layernorm.weight", hidden);
+    layer.q_proj = linear(p + "self_attn.q_proj.weight", config.q_dim(), hidden, body);
+    layer.k_proj = linear(p + "self_attn.k_proj.weight", config.kv_dim(), hidden, body);
+    layer.v_proj = linear(p + "self_attn.v_proj.weight", config.kv_dim(), hidden, body);
+    layer.o_proj = linear(p + "self_attn.o_proj.weight", hidden, config.q_dim(), body);
+    layer.ffn_norm = vector(p + "post_attention_layernorm.weight", hidden);
+    layer.gate_proj = linear(p + "mlp.gate_proj.weight", ffn, hidden, body);
+    layer.up_proj = linear(p + "mlp.up_proj.weight", ffn, hidden, body);
+    layer.down_proj = linear(p + "mlp.down_proj.weight", hidden, ffn, body);
+    layers_.push_back(std::move(layer));
+  }
+  final_norm_ = vector("model.norm.weight", hidden);
+  if (!config.tied_embeddings) lm_head_ = linear("lm_head.weight", config.vocab, hidden, head);
+
+  for (double f : config.rope_inverse_frequencies()) rope_inverse_frequencies_.push_back(static_cast<float>(f));
+
+  backend::KvCacheSpec kv;
+  kv.layers = config.layers;
+  kv.kv_heads = config.kv_heads;
+  kv.head_dim = config.head_dim;
+  kv.max_positions = options.max_context;
+  kv.slots = options.slots;
+  kv.storage = kv_storage(options.precision);
+  kv.fp8_format = options.kv_fp8_format;
+  kv_cache_ = backend.make_kv_cache(kv);
+}
+
+void LlamaModel::ensure_buffers(int64_t rows, int64_t logit_rows) {
+  if (rows > buffers_.rows) {
+    const auto& c = config_;
+    auto make = [&](int64_t cols) { return backend_.make_activations(rows, cols); };
+    buffers_.x = make(c.hidden);
+    buffers_.normed = make(c.hidden);
+    buffers_.q = make(c.q_dim());
+    buffers_.k = make(c.kv_dim());
+    buffers_.v = make(c.kv_dim());
+    buffers_.attn = make(c.q_dim());
+    buffers_.proj = make(c.hidden);
+    buffers_.gate = make(c.ffn);
+    buffers_.up = make(c.ffn);
+    buffers_.act = make(c.ffn);
+    buffers_.rows = rows;
+  }
+  if (logit_rows > logit_capacity_ || !buffers_.last) {
+    logit_capacity_ = std::max<int64_t>(logit_rows, 1);
+    buffers_.last = backend_.make_activations(logit_capacity_, config_.hidden);
+    buffers_.logits = backend_.make_activations(logit_capacity_, config_.vocab);
+  }
+}
+
+// Activations are sized for the largest batch seen; row counts shrink to the batch by setting
+// rows on the views each call (the backend reads rows from the Activations).
+void LlamaModel::forward(const backend::TokenBatch& batch, std::span<const int64_t> logit_rows, float* logits) {
+  const auto tokens = static_cast<int64_t>(batch.size());
+  if (tokens == 0) return;
+  ensure_buffers(tokens, static_cast<int64_t>(logit_rows.size()));
+  for (auto* a : {buffers_.x.get(), buffers_.normed.get(), buffers_.q.get(), buffers_.k.get(), buffers_.v.get(),
+                  buffers_.attn.get(), buffers_.proj.get(), buffers_.gate.get(), buffers_.up.get(),
+                  buffers_.act.get()})
+    a->rows = tokens;
+
+  // x: [tokens, hidden]
+  backend_.embed(*embedding_, batch.tokens, *buffers_.x);
+  for (int64_t i = 0; i < config_.layers; ++i) {
+    attention_block(layers_[i], i, batch);
+    mlp_block(layers_[i]);
+  }
+  if (logit_rows.empty()) return;
+  // Only the rows that need logits go through the final norm and the LM head.
+  buffers_.last->rows = static_cast<int64_t>(logit_rows.size());
+  buffers_.logits->rows = buffers_.last->rows;
+  backend_.gather_rows(*buffers_.x, logit_rows, *buffers_.last);
+  backend_.rmsnorm(*buffers_.last, *final_norm_, static_cast<float>(config_.rms_norm_eps), *buffers_.last);
+  backend_.linear(*buffers_.last, *lm_head_, *buffers_.logits);
+  std::vector<int64_t> all_rows(logit_rows.size());
+  for (size_t r = 0; r < all_rows.size(); ++r) all_rows[r] = static_cast<int64_t>(r);
+  backend_.copy_rows_to_host(*buffers_.logits, all_rows, logits);
+}
+
+void LlamaModel::attention_block(const Layer& layer, int64_t index, const backend::TokenBatch& batch) {
+  auto& b = buffers_;
+  const float eps = static_cast<float>(config_.rms_norm_eps);
+  backend_.rmsnorm(*b.x, *layer.attn_norm, eps, *b.normed);
+  // normed: [tokens, hidden] → q: [tokens, heads·head_dim], k, v: [tokens, kv_heads·head_dim]
+  backend_.linear(*b.normed, *layer.q_proj, *b.q);
+  backend_.linear(*b.normed, *layer.k_proj, *b.k);
+  backend_.linear(*b.normed, *layer.v_proj, *b.v);
+  backend_.rope(*b.q, config_.head_dim, batch.positions, rope_inverse_frequencies_);
+  backend_.rope(*b.k, config_.head_dim, batch.positions, rope_inverse_frequencies_);
+  backend_.kv_write(*kv_cache_, index, batch, *b.k, *b.v);
+  // attn: [tokens, heads·head_dim] = softmax(q·Kᵀ/√d)·V over each token's own sequence
+  backend_.attention(*kv_cache_, index, batch, *b.q, *b.attn);
+  backend_.linear(*b.attn, *layer.o_proj, *b.proj);
+  backend_.add(*b.x, *b.proj);
+}
+
+void LlamaModel::mlp_block(const Layer& layer) {
+  auto& b = buffers_;
+  backend_.rmsnorm(*b.x, *layer.ffn_norm, static_cast<float>(config_.rms_norm_eps), *b.normed);
+  // normed: [tokens, hidden] → gate, up: [tokens, ffn] → act → proj: [tokens, hidden]
+  backend_.linear(*b.normed, *layer.gate_proj, *b.gate);
+  backend_.linear(*b.normed, *layer.up_proj, *b.up);
+  backend_.swiglu(*b.gate, *b.up, *b.act);
+  backend_.linear(*b.act, *layer.down_proj, *b.proj);
+  backend_.add(*b.x, *b.proj);
+}
+
+}  // namespace octet::model

@@ -1,0 +1,65 @@
+#pragma once
+// The Llama forward pass over a Backend: weights uploaded once, activations reused across calls.
+#include "backend/backend.h"
+#include "model/llama_config.h"
+#include "octet/engine.h"
+
+#include <memory>
+#include <span>
+#include <vector>
+
+namespace octet::model {
+
+class WeightSource;
+
+struct ModelOptions {
+  Precision precision = Precision::fp8;
+  int64_t max_context = 8192;  // positions per sequence slot
+  int64_t slots = 1;           // sequences that can be in flight at once
+  fp8::Format kv_fp8_format = fp8::Format::e4m3;
+};
+
+class LlamaModel {
+ public:
+  LlamaModel(const LlamaConfig& config, const WeightSource& weights, backend::Backend& backend,
+             const ModelOptions& options);
+
+  // Runs every token of the batch through the model (their K/V enter the cache) and writes the
+  // logits of the batch rows listed in logit_rows to logits ([logit_rows.size(), vocab]).
+  void forward(const backend::TokenBatch& batch, std::span<const int64_t> logit_rows, float* logits);
+
+  void clear_slot(int64_t slot) { kv_cache_->clear_slot(slot); }
+  const LlamaConfig& config() const { return config_; }
+  const ModelOptions& options() const { return options_; }
+  uint64_t weight_bytes() const { return weight_bytes_; }
+  uint64_t kv_bytes_per_position() const { return kv_cache_->bytes_per_position(); }
+
+ private:
+  struct Layer {
+    std::unique_ptr<backend::VectorWeight> attn_norm, ffn_norm;
+    std::unique_ptr<backend::LinearWeight> q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj;
+  };
+  struct Buffers {  // activations for up to `rows` tokens
+    int64_t rows = 0;
+    std::unique_ptr<backend::Activations> x, normed, q, k, v, attn, proj, gate, up, act, last, logits;
+  };
+
+  void attention_block(const Layer& layer, int64_t index, const backend::TokenBatch& batch);
+  void mlp_block(const Layer& layer);
+  void ensure_buffers(int64_t rows, int64_t logit_rows);
+
+  LlamaConfig config_;
+  ModelOptions options_;
+  backend::Backend& backend_;
+  std::unique_ptr<backend::EmbeddingTable> embedding_;
+  std::vector<Layer> layers_;
+  std::unique_ptr<backend::VectorWeight> final_norm_;
+  std::unique_ptr<backend::LinearWeight> lm_head_;
+  std::unique_ptr<backend::KvCache> kv_cache_;
+  std::vector<float> rope_inverse_frequencies_;
+  Buffers buffers_;
+  int64_t logit_capacity_ = 0;
+  uint64_t weight_bytes_ = 0;
+};
+
+}  // namespace octet::model
