@@ -1,0 +1,89 @@
+#include "eval/text_comparison.h"
+
+#include "backend/backend.h"
+#include "common/error.h"
+#include "formats/gguf.h"
+#include "model/llama_model.h"
+#include "model/weight_source.h"
+#include "tokenizer/tokenizer.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace octet::eval {
+namespace {
+
+// log-softmax of one row, in double.
+std::vector<double> log_softmax(const float* logits, int64_t vocab) {
+  double max_logit = *std::max_element(logits, logits + vocab);
+  double total = 0;
+  for (int64_t i = 0; i < vocab; ++i) total += std::exp(logits[i] - max_logit);
+  const double log_total = std::log(total) + max_logit;
+  std::vector<double> out(static_cast<size_t>(vocab));
+  for (int64_t i = 0; i < vocab; ++i) out[i] = logits[i] - log_total;
+  return out;
+}
+
+// Logits of every position of every window: [positions, vocab] for one precision.
+std::vector<float> window_logits(const std::shared_ptr<gguf::File>& file, const model::LlamaConfig& config,
+                                 Precision precision, const std::vector<int32_t>& ids, int64_t begin,
+                                 int64_t count, int threads) {
+  auto backend = backend::make_cpu_backend(threads);
+  auto weights = model::make_gguf_weight_source(file, config);
+  model::ModelOptions options;
+  options.precision = precision;
+  options.max_context = count;
+  model::LlamaModel model(config, *weights, *backend, options);
+  backend::TokenBatch batch;
+  std::vector<int64_t> rows;
+  for (int64_t i = 0; i < count; ++i) {
+    batch.tokens.push_back(ids[begin + i]);
+    batch.positions.push_back(i);
+    batch.slots.push_back(0);
+    rows.push_back(i);
+  }
+  std::vector<float> logits(static_cast<size_t>(count * config.vocab));
+  model.forward(batch, rows, logits.data());
+  return logits;
+}
+
+}  // namespace
+
+TextComparison compare_on_text(const TextComparisonOptions& options) {
+  auto file = std::make_shared<gguf::File>(gguf::File::open(options.model_path));
+  auto config = model::config_from_gguf(*file);
+  auto tokenizer = tokenizer::Tokenizer::from_gguf(*file);
+  std::vector<int32_t> ids = tokenizer.encode(options.text, /*allow_special=*/false);
+  if (ids.size() < 2) fail("eval: the text has {} tokens; at least 2 are needed", ids.size());
+
+  TextComparison result;
+  double candidate_nll = 0, baseline_nll = 0, kl_total = 0;
+  int64_t agree = 0;
+  const int64_t vocab = config.vocab;
+  for (int64_t begin = 0; begin + 1 < static_cast<int64_t>(ids.size()); begin += options.window_tokens) {
+    const int64_t count = std::min<int64_t>(options.window_tokens, static_cast<int64_t>(ids.size()) - begin);
+    if (count < 2) break;
+    auto candidate = window_logits(file, config, options.candidate, ids, begin, count, options.threads);
+    auto baseline = window_logits(file, config, options.baseline, ids, begin, count, options.threads);
+    for (int64_t i = 0; i + 1 < count; ++i) {
+      auto lc = log_softmax(candidate.data() + i * vocab, vocab);
+      auto lb = log_softmax(baseline.data() + i * vocab, vocab);
+      const int32_t next = ids[begin + i + 1];
+      candidate_nll -= lc[next];
+      baseline_nll -= lb[next];
+      double kl = 0;
+      for (int64_t v = 0; v < vocab; ++v) kl += std::exp(lb[v]) * (lb[v] - lc[v]);
+      kl_total += kl;
+      agree += std::max_element(lc.begin(), lc.end()) - lc.begin() == std::max_element(lb.begin(), lb.end()) - lb.begin();
+      ++result.positions;
+    }
+  }
+  const double n = static_cast<double>(result.positions);
+  result.candidate_perplexity = std::exp(candidate_nll / n);
+  result.baseline_perplexity = std::exp(baseline_nll / n);
+  result.top1_agreement = static_cast<double>(agree) / n;
+  result.mean_kl = kl_total / n;
+  return result;
+}
+
+}  // namespace octet::eval
