@@ -24,28 +24,39 @@ std::vector<double> log_softmax(const float* logits, int64_t vocab) {
   return out;
 }
 
-// Logits of every position of every window: [positions, vocab] for one precision.
-std::vector<float> window_logits(const std::shared_ptr<gguf::File>& file, const model::LlamaConfig& config,
-                                 Precision precision, const std::vector<int32_t>& ids, int64_t begin,
-                                 int64_t count, int threads) {
-  auto backend = backend::make_cpu_backend(threads);
-  auto weights = model::make_gguf_weight_source(file, config);
-  model::ModelOptions options;
-  options.precision = precision;
-  options.max_context = count;
-  model::LlamaModel model(config, *weights, *backend, options);
-  backend::TokenBatch batch;
-  std::vector<int64_t> rows;
-  for (int64_t i = 0; i < count; ++i) {
-    batch.tokens.push_back(ids[begin + i]);
-    batch.positions.push_back(i);
-    batch.slots.push_back(0);
-    rows.push_back(i);
+// One precision of the model, loaded once and run over many windows.
+class ScoredModel {
+ public:
+  ScoredModel(const model::WeightSource& weights, const model::LlamaConfig& config, Precision precision,
+              int64_t window, int threads)
+      : backend_(backend::make_cpu_backend(threads)), model_(config, weights, *backend_, options(precision, window)) {}
+
+  // Logits of every position of ids[begin, begin + count): [count, vocab].
+  std::vector<float> logits(const std::vector<int32_t>& ids, int64_t begin, int64_t count) {
+    backend::TokenBatch batch;
+    std::vector<int64_t> rows;
+    for (int64_t i = 0; i < count; ++i) {
+      batch.tokens.push_back(ids[begin + i]);
+      batch.positions.push_back(i);
+      batch.slots.push_back(0);
+      rows.push_back(i);
+    }
+    std::vector<float> out(static_cast<size_t>(count * model_.config().vocab));
+    model_.clear_slot(0);
+    model_.forward(batch, rows, out.data());
+    return out;
   }
-  std::vector<float> logits(static_cast<size_t>(count * config.vocab));
-  model.forward(batch, rows, logits.data());
-  return logits;
-}
+
+ private:
+  static model::ModelOptions options(Precision precision, int64_t window) {
+    model::ModelOptions o;
+    o.precision = precision;
+    o.max_context = window;
+    return o;
+  }
+  std::unique_ptr<backend::Backend> backend_;
+  model::LlamaModel model_;
+};
 
 }  // namespace
 
@@ -60,11 +71,14 @@ TextComparison compare_on_text(const TextComparisonOptions& options) {
   double candidate_nll = 0, baseline_nll = 0, kl_total = 0;
   int64_t agree = 0;
   const int64_t vocab = config.vocab;
+  auto weights = model::make_gguf_weight_source(file, config);
+  ScoredModel candidate_model(*weights, config, options.candidate, options.window_tokens, options.threads);
+  ScoredModel baseline_model(*weights, config, options.baseline, options.window_tokens, options.threads);
   for (int64_t begin = 0; begin + 1 < static_cast<int64_t>(ids.size()); begin += options.window_tokens) {
     const int64_t count = std::min<int64_t>(options.window_tokens, static_cast<int64_t>(ids.size()) - begin);
     if (count < 2) break;
-    auto candidate = window_logits(file, config, options.candidate, ids, begin, count, options.threads);
-    auto baseline = window_logits(file, config, options.baseline, ids, begin, count, options.threads);
+    auto candidate = candidate_model.logits(ids, begin, count);
+    auto baseline = baseline_model.logits(ids, begin, count);
     for (int64_t i = 0; i + 1 < count; ++i) {
       auto lc = log_softmax(candidate.data() + i * vocab, vocab);
       auto lb = log_softmax(baseline.data() + i * vocab, vocab);
