@@ -38,9 +38,12 @@ def main():
     with torch.no_grad():
         for prompt in PROMPTS:
             ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            out = model.generate(torch.tensor([ids]), max_new_tokens=GREEDY_TOKENS, do_sample=False,
-                                 min_new_tokens=GREEDY_TOKENS)
-            greedy.append({"prompt": prompt, "prompt_ids": ids, "continuation_ids": out[0, len(ids):].tolist()})
+            # Plain argmax steps, end-of-text tokens included (generate() would stop or suppress them).
+            sequence = list(ids)
+            for _ in range(GREEDY_TOKENS):
+                logits = model(torch.tensor([sequence])).logits[0, -1]
+                sequence.append(int(torch.argmax(logits)))
+            greedy.append({"prompt": prompt, "prompt_ids": ids, "continuation_ids": sequence[len(ids):]})
 
     text = open(os.path.join(root, "tests/fixtures/english_text.txt"), encoding="utf-8").read()
     all_ids = tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -1,10 +1,14 @@
 #pragma once
-// Byte-level BPE tokenizer (GPT-2 byte-to-unicode mapping, merges by rank) with the pre-tokenizers
-// of the models we run, special tokens matched whole, and chat templates.
+// Byte-level BPE tokenizer (GPT-2 byte alphabet, merges by rank) with the pre-tokenizers of the
+// models we run, special tokens matched whole, and chat templates.
+#include "tokenizer/chat_template.h"
+#include "tokenizer/pre_tokenizer.h"
+
 #include <nlohmann/json_fwd.hpp>
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -15,65 +19,67 @@ namespace octet::gguf { class File; }
 
 namespace octet::tokenizer {
 
-enum class PreTokenizer {
-  smollm,  // Digits(individual) then the GPT-2 regex (SmolLM / SmolLM2)
-  gpt2,    // the GPT-2 regex
-  llama3,  // the Llama 3 regex (FORMATS.md)
-};
-
-enum class ChatTemplate { chatml, llama3 };
-
-struct ChatMessage {
-  std::string role;  // "system", "user", "assistant"
-  std::string content;
+// Everything a tokenizer is built from, whatever the file format.
+struct Vocabulary {
+  std::vector<std::string> tokens;                          // byte-level strings, by id
+  std::vector<std::pair<std::string, std::string>> merges;  // in rank order
+  std::vector<bool> special;                                // matched whole in text, decoded verbatim
+  PreTokenizerKind pre_tokenizer = PreTokenizerKind::gpt2;
+  std::optional<int32_t> bos_id;
+  std::vector<int32_t> stop_ids;
+  bool add_bos = false;
+  ChatTemplate chat_template;
+  std::string source;  // for error messages
 };
 
 class Tokenizer {
  public:
-  static Tokenizer from_gguf(const gguf::File& file);
-  // tokenizer.json (+ optional tokenizer_config.json next to it for the chat template and specials).
-  static Tokenizer from_hf_json(const nlohmann::json& tokenizer_json, const std::string& source);
-  static Tokenizer from_hf_files(const std::string& tokenizer_json_path,
-                                 const std::string& tokenizer_config_path = "");
+  explicit Tokenizer(Vocabulary vocabulary);
 
-  // Special tokens (control tokens) in the text are matched whole when allow_special is true.
+  static Tokenizer from_gguf(const gguf::File& file);
+  // tokenizer.json, with tokenizer_config.json (chat template, bos/eos, add_bos) when given.
+  static Tokenizer from_hf_json(const nlohmann::json& tokenizer_json, const std::string& source,
+                                const nlohmann::json* tokenizer_config = nullptr);
+  static Tokenizer from_hf_files(const std::string& tokenizer_json_path, const std::string& tokenizer_config_path = "");
+
+  // Special tokens in the text are matched whole when allow_special is true; otherwise their text is
+  // encoded like any other.
   std::vector<int32_t> encode(std::string_view text, bool allow_special = true) const;
   std::string decode(const std::vector<int32_t>& ids) const;
-  // The bytes of one token (specials give their text); for streaming, the caller joins pieces and
-  // holds back incomplete UTF-8 sequences (see Utf8Streamer).
+  // The bytes of one token (special tokens give their text).
   std::string token_bytes(int32_t id) const;
 
-  // Renders messages with the model's chat template, ending with the assistant header.
-  std::string apply_chat_template(const std::vector<ChatMessage>& messages,
-                                  bool add_generation_prompt = true) const;
-  ChatTemplate chat_template() const { return chat_template_; }
+  std::string apply_chat_template(const std::vector<ChatMessage>& messages, bool add_generation_prompt = true) const {
+    return vocabulary_.chat_template.render(messages, add_generation_prompt);
+  }
+  const ChatTemplate& chat_template() const { return vocabulary_.chat_template; }
 
-  int32_t vocab_size() const { return static_cast<int32_t>(id_to_token_.size()); }
-  std::optional<int32_t> bos_id() const { return bos_id_; }
-  // Ids that end a turn or the text (eos, eot, <|im_end|>, <|eot_id|>, <|end_of_text|>).
-  const std::vector<int32_t>& stop_ids() const { return stop_ids_; }
-  bool add_bos() const { return add_bos_; }
+  int32_t vocab_size() const { return static_cast<int32_t>(vocabulary_.tokens.size()); }
+  std::optional<int32_t> bos_id() const { return vocabulary_.bos_id; }
+  const std::vector<int32_t>& stop_ids() const { return vocabulary_.stop_ids; }
+  bool add_bos() const { return vocabulary_.add_bos; }
   std::optional<int32_t> token_id(const std::string& token_text) const;
+  PreTokenizerKind pre_tokenizer_kind() const { return pre_tokenizer_.kind(); }
 
  private:
-  friend class TokenizerBuilder;
-  std::vector<std::string> id_to_token_;       // byte-level (GPT-2 unicode) token strings
+  void encode_ordinary(std::string_view text, std::vector<int32_t>& out) const;
+  void encode_piece(const std::string& piece, std::vector<int32_t>& out) const;
+
+  Vocabulary vocabulary_;
+  PreTokenizer pre_tokenizer_;
   std::unordered_map<std::string, int32_t> token_to_id_;
-  std::unordered_map<std::string, int32_t> merge_rank_;  // "left right" -> rank
-  std::vector<bool> is_special_;
-  std::vector<std::pair<std::string, int32_t>> specials_;  // matched whole, longest first
-  PreTokenizer pre_tokenizer_ = PreTokenizer::gpt2;
-  ChatTemplate chat_template_ = ChatTemplate::chatml;
-  std::optional<int32_t> bos_id_;
-  std::vector<int32_t> stop_ids_;
-  bool add_bos_ = false;
-  std::string default_system_prompt_;  // ChatML models (SmolLM2) insert one when none is given
-  std::shared_ptr<const void> regex_;  // compiled pre-tokenizer pattern(s)
-  mutable std::shared_ptr<void> cache_;  // word -> ids cache
+  std::unordered_map<std::string, int32_t> merge_rank_;  // "left\x01right" → rank
+  std::vector<std::pair<std::string, int32_t>> specials_;  // longest first
+  std::vector<std::string> decoded_;                      // raw bytes of each token
+  struct PieceCache {  // pre-tokenized piece → ids; shared by threads (the server encodes concurrently)
+    std::mutex mutex;
+    std::unordered_map<std::string, std::vector<int32_t>> ids;
+  };
+  std::unique_ptr<PieceCache> cache_ = std::make_unique<PieceCache>();
 };
 
-// Joins token byte pieces and releases only complete UTF-8 sequences (invalid bytes are released
-// as U+FFFD once they cannot start or continue a sequence).
+// Joins token byte pieces and releases only complete UTF-8 sequences; bytes that can never complete
+// a sequence are released as they are (the caller sees exactly the model's bytes).
 class Utf8Streamer {
  public:
   std::string push(std::string_view bytes);

@@ -29,7 +29,7 @@ TEST(StopStrings, PartialPrefixIsHeldBackThenReleased) {
 
 TEST(StopStrings, EarliestOfSeveralStopsWins) {
   StopStringFilter f({"b", "abc"});
-  EXPECT_EQ(f.push("xxabcd"), "xxa");
+  EXPECT_EQ(f.push("xxabcd"), "xx");  // "abc" starts before "b"
   EXPECT_TRUE(f.stopped());
   EXPECT_EQ(f.push("more"), "");
 }

@@ -1,0 +1,158 @@
+// Building a Tokenizer from the files models ship: GGUF metadata and Hugging Face tokenizer.json.
+#include "common/error.h"
+#include "formats/gguf.h"
+#include "tokenizer/tokenizer.h"
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <fstream>
+
+namespace octet::tokenizer {
+namespace {
+
+// Ids of the tokens that end a turn or the text in the families we know.
+void add_named_stops(const std::vector<std::string>& tokens, std::vector<int32_t>& stops) {
+  for (const char* name : {"<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>", "<|eom_id|>"}) {
+    for (size_t id = 0; id < tokens.size(); ++id)
+      if (tokens[id] == name && std::find(stops.begin(), stops.end(), static_cast<int32_t>(id)) == stops.end())
+        stops.push_back(static_cast<int32_t>(id));
+  }
+}
+
+ChatTemplate::Kind family_template(const std::vector<std::string>& tokens) {
+  for (const auto& t : tokens)
+    if (t == "<|start_header_id|>") return ChatTemplate::Kind::llama3;
+  return ChatTemplate::Kind::chatml;
+}
+
+std::pair<std::string, std::string> split_merge(const std::string& merge, const std::string& source, size_t rank) {
+  const auto space = merge.find(' ');
+  if (space == std::string::npos || space == 0 || space + 1 == merge.size())
+    fail("{}: merge #{} '{}' is not two symbols separated by a space", source, rank, merge);
+  return {merge.substr(0, space), merge.substr(space + 1)};
+}
+
+}  // namespace
+
+Tokenizer Tokenizer::from_gguf(const gguf::File& file) {
+  const std::string model = file.get_string("tokenizer.ggml.model").value_or("");
+  if (model != "gpt2")
+    fail("{}: tokenizer.ggml.model is '{}'; this tokenizer reads byte-level BPE ('gpt2') vocabularies", file.path(), model);
+  Vocabulary v;
+  v.source = file.path();
+  auto tokens = file.get_string_array("tokenizer.ggml.tokens");
+  if (!tokens) fail("{}: tokenizer.ggml.tokens is missing", file.path());
+  v.tokens = std::move(*tokens);
+  if (auto merges = file.get_string_array("tokenizer.ggml.merges")) {
+    for (size_t i = 0; i < merges->size(); ++i) v.merges.push_back(split_merge((*merges)[i], file.path(), i));
+  }
+  v.special.assign(v.tokens.size(), false);
+  if (auto types = file.get_int_array("tokenizer.ggml.token_type")) {
+    if (types->size() != v.tokens.size())
+      fail("{}: tokenizer.ggml.token_type has {} entries for {} tokens", file.path(), types->size(), v.tokens.size());
+    for (size_t i = 0; i < types->size(); ++i) v.special[i] = (*types)[i] == 3 || (*types)[i] == 4;  // control, user-defined
+  }
+  const std::string pre = file.get_string("tokenizer.ggml.pre").value_or("default");
+  if (pre == "smollm") v.pre_tokenizer = PreTokenizerKind::smollm;
+  else if (pre == "llama-bpe" || pre == "llama3") v.pre_tokenizer = PreTokenizerKind::llama3;
+  else if (pre == "gpt-2" || pre == "default") v.pre_tokenizer = PreTokenizerKind::gpt2;
+  else fail("{}: pre-tokenizer '{}' is not supported (supported: smollm, llama-bpe, gpt-2)", file.path(), pre);
+  if (auto bos = file.get_int("tokenizer.ggml.bos_token_id")) v.bos_id = static_cast<int32_t>(*bos);
+  v.add_bos = file.get_bool("tokenizer.ggml.add_bos_token").value_or(false);
+  for (const char* key : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"})
+    if (auto id = file.get_int(key)) v.stop_ids.push_back(static_cast<int32_t>(*id));
+  add_named_stops(v.tokens, v.stop_ids);
+  v.chat_template = ChatTemplate::from_template_text(file.get_string("tokenizer.chat_template").value_or(""),
+                                                     family_template(v.tokens), file.path());
+  return Tokenizer(std::move(v));
+}
+
+Tokenizer Tokenizer::from_hf_json(const nlohmann::json& j, const std::string& source, const nlohmann::json* config) {
+  if (!j.is_object() || !j.contains("model") || !j["model"].is_object()) fail("{}: no 'model' object", source);
+  const auto& model = j["model"];
+  if (model.value("type", std::string("BPE")) != "BPE") fail("{}: model.type is '{}', expected BPE", source, model["type"].dump());
+  if (!model.contains("vocab") || !model["vocab"].is_object()) fail("{}: model.vocab must be an object", source);
+  Vocabulary v;
+  v.source = source;
+  auto place = [&](int64_t id, const std::string& text, bool special) {
+    if (id < 0 || id > (1 << 24)) fail("{}: token id {} for '{}' is out of range", source, id, text);
+    if (static_cast<size_t>(id) >= v.tokens.size()) {
+      v.tokens.resize(static_cast<size_t>(id) + 1);
+      v.special.resize(static_cast<size_t>(id) + 1, false);
+    }
+    v.tokens[id] = text;
+    v.special[id] = special;
+  };
+  for (const auto& [text, id] : model["vocab"].items()) {
+    if (!id.is_number_integer()) fail("{}: model.vocab['{}'] is not an integer id", source, text);
+    place(id.get<int64_t>(), text, false);
+  }
+  if (j.contains("added_tokens") && j["added_tokens"].is_array())
+    for (const auto& added : j["added_tokens"]) {
+      if (!added.contains("id") || !added.contains("content")) fail("{}: an added token lacks id or content", source);
+      place(added["id"].get<int64_t>(), added["content"].get<std::string>(), added.value("special", false));
+    }
+  if (model.contains("merges") && model["merges"].is_array()) {
+    size_t rank = 0;
+    for (const auto& m : model["merges"]) {
+      if (m.is_string()) v.merges.push_back(split_merge(m.get<std::string>(), source, rank));
+      else if (m.is_array() && m.size() == 2) v.merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
+      else fail("{}: merge #{} is neither \"a b\" nor [a, b]", source, rank);
+      ++rank;
+    }
+  }
+  const std::string pre = j.contains("pre_tokenizer") ? j["pre_tokenizer"].dump() : "";
+  if (pre.find("(?i:'s|'t") != std::string::npos) v.pre_tokenizer = PreTokenizerKind::llama3;
+  else if (pre.find("\"Digits\"") != std::string::npos) v.pre_tokenizer = PreTokenizerKind::smollm;
+  else v.pre_tokenizer = PreTokenizerKind::gpt2;
+
+  auto token_text = [](const nlohmann::json& t) -> std::string {
+    if (t.is_string()) return t.get<std::string>();
+    if (t.is_object() && t.contains("content")) return t["content"].get<std::string>();
+    return "";
+  };
+  auto id_of = [&](const std::string& text) -> std::optional<int32_t> {
+    for (size_t i = 0; i < v.tokens.size(); ++i)
+      if (v.tokens[i] == text) return static_cast<int32_t>(i);
+    return std::nullopt;
+  };
+  std::string jinja;
+  if (config) {
+    if (config->contains("bos_token")) v.bos_id = id_of(token_text((*config)["bos_token"]));
+    if (config->contains("eos_token"))
+      if (auto eos = id_of(token_text((*config)["eos_token"]))) v.stop_ids.push_back(*eos);
+    if (config->contains("chat_template")) {
+      const auto& t = (*config)["chat_template"];
+      if (t.is_string()) jinja = t.get<std::string>();
+      else if (t.is_array())
+        for (const auto& named : t)
+          if (named.value("name", "") == "default") jinja = named.value("template", "");
+    }
+    v.add_bos = config->value("add_bos_token", false);
+  }
+  // Llama 3 adds <|begin_of_text|> through the post-processor rather than add_bos_token.
+  if (j.contains("post_processor") && v.bos_id && j["post_processor"].dump().find(v.tokens[*v.bos_id]) != std::string::npos)
+    v.add_bos = true;
+  add_named_stops(v.tokens, v.stop_ids);
+  v.chat_template = ChatTemplate::from_template_text(jinja, family_template(v.tokens), source);
+  return Tokenizer(std::move(v));
+}
+
+Tokenizer Tokenizer::from_hf_files(const std::string& tokenizer_json_path, const std::string& tokenizer_config_path) {
+  auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    if (!in) fail("{}: cannot open", path);
+    try {
+      return nlohmann::json::parse(in);
+    } catch (const nlohmann::json::parse_error& e) {
+      fail("{}: invalid JSON: {}", path, e.what());
+    }
+  };
+  nlohmann::json tokenizer = read(tokenizer_json_path);
+  if (tokenizer_config_path.empty()) return from_hf_json(tokenizer, tokenizer_json_path);
+  nlohmann::json config = read(tokenizer_config_path);
+  return from_hf_json(tokenizer, tokenizer_json_path, &config);
+}
+
+}  // namespace octet::tokenizer
