@@ -1,2 +1,53 @@
+// octet: the command line. Errors from the library arrive as exceptions and leave as one line on
+// stderr with a non-zero exit.
+#include "cli/commands.h"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
 #include <cstdio>
-int main() { std::puts("octet: skeleton"); return 0; }
+#include <cstdlib>
+#include <exception>
+
+namespace {
+
+void configure_logging(const std::string& level) {
+  // Logs go to stderr so stdout carries only the answer (or JSON).
+  auto logger = spdlog::stderr_color_mt("octet");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
+  const char* debug = std::getenv("FP8_DEBUG");
+  if (debug && (std::string(debug) == "1" || std::string(debug) == "true")) {
+    spdlog::set_level(spdlog::level::debug);
+    return;
+  }
+  spdlog::set_level(spdlog::level::from_str(level));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"octet: FP8 (E4M3) inference for Llama-family models"};
+  app.set_version_flag("--version", "octet 0.1.0");
+  app.require_subcommand(1);
+  std::string log_level = "warn";
+  app.add_option("--log-level", log_level, "Log level on stderr: trace, debug, info, warn (default), error, off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  app.parse_complete_callback([&] { configure_logging(log_level); });
+  octet::cli::register_query(app);
+  octet::cli::register_info(app);
+  octet::cli::register_bench(app);
+  octet::cli::register_eval(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    fmt::print(stderr, "octet: error: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,113 @@
+// octet bench: prefill and decode speed of a model at each precision (median of repeats).
+#include "cli/commands.h"
+#include "cli/engine_flags.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <memory>
+#include <sstream>
+
+namespace octet::cli {
+namespace {
+
+struct BenchFlags {
+  EngineFlags engine;
+  std::vector<std::string> precisions = {"fp8", "bf16"};
+  int prompt_tokens = 128;
+  int decode_tokens = 64;
+  int repeats = 3;
+  bool json = false;
+};
+
+struct BenchRow {
+  std::string precision;
+  int64_t prompt_tokens = 0, decode_tokens = 0;
+  double prefill_tok_s = 0, decode_tok_s = 0, ms_per_token = 0, ttft_ms = 0;
+  uint64_t peak_memory_bytes = 0;
+};
+
+// English filler; the engine reports how many tokens it became.
+std::string synthetic_prompt(int approx_tokens) {
+  static const std::string sentence = "The quick brown fox jumps over the lazy dog while the farmer watches from the hill. ";
+  std::string text;
+  while (static_cast<int>(text.size()) < approx_tokens * 4) text += sentence;  // about 4 bytes per token
+  return text.substr(0, static_cast<size_t>(approx_tokens) * 4);
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+BenchRow bench_precision(const BenchFlags& flags, const std::string& precision) {
+  EngineOptions options = flags.engine.options();
+  options.precision = parse_precision(precision);
+  auto engine = Engine::create(options);
+  GenerationParams params;
+  params.temperature = 0;
+  params.ignore_eos = true;
+  params.max_tokens = flags.decode_tokens;
+  const std::string prompt = synthetic_prompt(flags.prompt_tokens);
+  engine->complete(prompt.substr(0, 64), GenerationParams{.max_tokens = 4, .temperature = 0});  // warm-up
+  std::vector<double> prefill, decode, ttft;
+  BenchRow row;
+  row.precision = precision;
+  for (int i = 0; i < flags.repeats; ++i) {
+    GenerationResult r = engine->complete(prompt, params);
+    prefill.push_back(r.prefill_tok_s);
+    decode.push_back(r.decode_tok_s);
+    ttft.push_back(r.time_to_first_token_ms);
+    row.prompt_tokens = r.prompt_tokens;
+    row.decode_tokens = r.completion_tokens;
+    row.peak_memory_bytes = r.peak_memory_bytes;
+  }
+  row.prefill_tok_s = median(prefill);
+  row.decode_tok_s = median(decode);
+  row.ms_per_token = row.decode_tok_s > 0 ? 1000.0 / row.decode_tok_s : 0;
+  row.ttft_ms = median(ttft);
+  return row;
+}
+
+void run_bench(const BenchFlags& flags) {
+  std::vector<BenchRow> rows;
+  for (const auto& p : flags.precisions) rows.push_back(bench_precision(flags, p));
+  const ModelInfo info = inspect_model(flags.engine.options());
+  if (flags.json) {
+    nlohmann::json out = {{"model", info.path}, {"device", "cpu"}, {"threads", flags.engine.threads}, {"results", nlohmann::json::array()}};
+    for (const auto& r : rows)
+      out["results"].push_back({{"precision", r.precision}, {"prompt_tokens", r.prompt_tokens},
+                                {"decode_tokens", r.decode_tokens}, {"prefill_tok_s", r.prefill_tok_s},
+                                {"decode_tok_s", r.decode_tok_s}, {"ms_per_token", r.ms_per_token},
+                                {"time_to_first_token_ms", r.ttft_ms}, {"peak_memory_bytes", r.peak_memory_bytes}});
+    fmt::print("{}\n", out.dump(2));
+    return;
+  }
+  fmt::print("model: {} ({} parameters), device: cpu, median of {} runs\n", info.path, format_count(info.parameters),
+             flags.repeats);
+  fmt::print("{:<9} {:>8} {:>8} {:>14} {:>13} {:>10} {:>10} {:>12}\n", "precision", "prompt", "decoded", "prefill tok/s",
+             "decode tok/s", "ms/token", "TTFT ms", "peak memory");
+  for (const auto& r : rows)
+    fmt::print("{:<9} {:>8} {:>8} {:>14.1f} {:>13.1f} {:>10.2f} {:>10.1f} {:>12}\n", r.precision, r.prompt_tokens,
+               r.decode_tokens, r.prefill_tok_s, r.decode_tok_s, r.ms_per_token, r.ttft_ms, format_bytes(r.peak_memory_bytes));
+}
+
+}  // namespace
+
+void register_bench(CLI::App& app) {
+  auto flags = std::make_shared<BenchFlags>();
+  auto* command = app.add_subcommand("bench", "Measure prefill and decode speed at each precision");
+  flags->engine.add_to(*command, /*with_precision=*/false);
+  command->add_option("--precision", flags->precisions, "Precisions to measure (default: fp8 bf16)")
+      ->check(CLI::IsMember({"fp8", "bf16", "f32"}))
+      ->delimiter(',');
+  command->add_option("--prompt-tokens", flags->prompt_tokens, "Approximate prompt length (default 128)")->check(CLI::PositiveNumber);
+  command->add_option("--decode-tokens", flags->decode_tokens, "Tokens to generate (default 64)")->check(CLI::PositiveNumber);
+  command->add_option("--repeats", flags->repeats, "Timed runs per precision; the median is reported (default 3)")
+      ->check(CLI::PositiveNumber);
+  command->add_flag("--json", flags->json, "Print JSON");
+  command->callback([flags] { run_bench(*flags); });
+}
+
+}  // namespace octet::cli

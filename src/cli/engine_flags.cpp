@@ -1,0 +1,78 @@
+#include "cli/engine_flags.h"
+
+#include <fmt/format.h>
+
+namespace octet::cli {
+
+void EngineFlags::add_to(CLI::App& command, bool with_precision) {
+  command.add_option("--model", model, "Model file (GGUF); default: " + default_model_path());
+  if (with_precision)
+    command.add_option("--precision", precision, "Arithmetic: fp8 (E4M3 W8A8, default), bf16 or f32")
+        ->check(CLI::IsMember({"fp8", "bf16", "f32"}));
+  command.add_option("--device", device, "Where to run: auto (default), cpu or cuda")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  command.add_option("--threads", threads, "CPU threads (0: all cores)")->check(CLI::NonNegativeNumber);
+  command.add_option("--max-context", max_context, "Context length in tokens (0: the model's, at most 8192)")
+      ->check(CLI::NonNegativeNumber);
+  command.add_option("--kv-cache-dtype", kv_cache_dtype, "FP8 KV-cache format: float8_e4m3fn or float8_e5m2")
+      ->check(CLI::IsMember({"float8_e4m3fn", "float8_e5m2"}));
+}
+
+EngineOptions EngineFlags::options() const {
+  EngineOptions o;
+  o.model_path = model.empty() ? default_model_path() : model;
+  o.precision = parse_precision(precision);
+  o.device = parse_device(device);
+  o.threads = threads;
+  o.max_context = max_context;
+  o.kv_cache_dtype = kv_cache_dtype;
+  return o;
+}
+
+void SamplingFlags::add_to(CLI::App& command) {
+  command.add_option("--max-tokens", max_tokens, "Most tokens to generate (default 256)")->check(CLI::NonNegativeNumber);
+  command.add_option("--temperature", temperature, "Sampling temperature; 0 is greedy (default 0.7)")
+      ->check(CLI::Range(0.0f, 100.0f));
+  command.add_option("--top-p", top_p, "Nucleus sampling mass (default 1: off)")->check(CLI::Range(0.0f, 1.0f));
+  command.add_option("--top-k", top_k, "Keep the k most likely tokens (default 0: off)")->check(CLI::NonNegativeNumber);
+  command.add_option("--min-p", min_p, "Drop tokens below min-p times the top probability (default 0: off)")
+      ->check(CLI::Range(0.0f, 1.0f));
+  command.add_option("--repetition-penalty", repetition_penalty, "Penalty for tokens already seen (default 1: off)")
+      ->check(CLI::PositiveNumber);
+  command.add_option("--seed", seed, "Random seed: the same seed gives the same output (default 0)");
+  command.add_option("--stop", stop, "Stop string (repeatable); not included in the output");
+}
+
+GenerationParams SamplingFlags::params() const {
+  GenerationParams p;
+  p.max_tokens = max_tokens;
+  p.temperature = temperature;
+  p.top_p = top_p;
+  p.top_k = top_k;
+  p.min_p = min_p;
+  p.repetition_penalty = repetition_penalty;
+  p.seed = seed;
+  p.stop = stop;
+  return p;
+}
+
+std::string format_bytes(uint64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes);
+  int unit = 0;
+  while (value >= 1024 && unit < 4) {
+    value /= 1024;
+    ++unit;
+  }
+  return unit == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.2f} {}", value, units[unit]);
+}
+
+std::string format_count(int64_t count) {
+  const double v = static_cast<double>(count);
+  if (v >= 1e9) return fmt::format("{:.2f}B", v / 1e9);
+  if (v >= 1e6) return fmt::format("{:.1f}M", v / 1e6);
+  if (v >= 1e3) return fmt::format("{:.1f}K", v / 1e3);
+  return std::to_string(count);
+}
+
+}  // namespace octet::cli

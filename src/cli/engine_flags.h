@@ -1,0 +1,40 @@
+#pragma once
+// The engine and sampling flags shared by the subcommands that run a model.
+#include "octet/engine.h"
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+
+namespace octet::cli {
+
+struct EngineFlags {
+  std::string model;
+  std::string precision = "fp8";
+  std::string device = "auto";
+  int threads = 0;
+  int64_t max_context = 0;
+  std::string kv_cache_dtype = "float8_e4m3fn";
+
+  void add_to(CLI::App& command, bool with_precision = true);
+  EngineOptions options() const;
+};
+
+struct SamplingFlags {
+  int max_tokens = 256;
+  float temperature = 0.7f;
+  float top_p = 1.0f;
+  int top_k = 0;
+  float min_p = 0.0f;
+  float repetition_penalty = 1.0f;
+  uint64_t seed = 0;
+  std::vector<std::string> stop;
+
+  void add_to(CLI::App& command);
+  GenerationParams params() const;
+};
+
+std::string format_bytes(uint64_t bytes);   // "1.23 GiB"
+std::string format_count(int64_t count);    // "134.5M"
+
+}  // namespace octet::cli

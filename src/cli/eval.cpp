@@ -1,0 +1,70 @@
+// octet eval: one precision against another on a text file (perplexity, top-1 agreement, KL).
+#include "cli/commands.h"
+#include "cli/engine_flags.h"
+#include "common/error.h"
+#include "eval/text_comparison.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+namespace octet::cli {
+namespace {
+
+struct EvalFlags {
+  std::string model;
+  std::string text_file;
+  std::string precision = "fp8";
+  std::string baseline = "bf16";
+  int64_t window = 512;
+  int threads = 0;
+  bool json = false;
+};
+
+void run_eval(const EvalFlags& flags) {
+  std::ifstream in(flags.text_file);
+  if (!in) fail("cannot open text file {}", flags.text_file);
+  std::stringstream text;
+  text << in.rdbuf();
+  eval::TextComparisonOptions options;
+  options.model_path = flags.model.empty() ? default_model_path() : flags.model;
+  options.text = text.str();
+  options.candidate = parse_precision(flags.precision);
+  options.baseline = parse_precision(flags.baseline);
+  options.window_tokens = flags.window;
+  options.threads = flags.threads;
+  const eval::TextComparison r = eval::compare_on_text(options);
+  if (flags.json) {
+    nlohmann::json out = {{"model", options.model_path}, {"text", flags.text_file}, {"positions", r.positions},
+                          {"precision", flags.precision}, {"baseline", flags.baseline},
+                          {"perplexity", r.candidate_perplexity}, {"baseline_perplexity", r.baseline_perplexity},
+                          {"top1_agreement", r.top1_agreement}, {"mean_kl", r.mean_kl}};
+    fmt::print("{}\n", out.dump(2));
+    return;
+  }
+  fmt::print("{} positions of {} (windows of {} tokens)\n", r.positions, flags.text_file, flags.window);
+  fmt::print("perplexity {:<5} {:.4f}\n", flags.precision, r.candidate_perplexity);
+  fmt::print("perplexity {:<5} {:.4f}\n", flags.baseline, r.baseline_perplexity);
+  fmt::print("top-1 agreement  {:.2f}%\n", 100 * r.top1_agreement);
+  fmt::print("mean KL({} ‖ {})  {:.5f} nats\n", flags.baseline, flags.precision, r.mean_kl);
+}
+
+}  // namespace
+
+void register_eval(CLI::App& app) {
+  auto flags = std::make_shared<EvalFlags>();
+  auto* command = app.add_subcommand("eval", "Compare a precision with a baseline on text: perplexity, top-1 agreement, KL");
+  command->add_option("--text", flags->text_file, "UTF-8 text file to score")->required();
+  command->add_option("--model", flags->model, "Model file (GGUF); default: " + default_model_path());
+  command->add_option("--precision", flags->precision, "Precision under test (default fp8)")->check(CLI::IsMember({"fp8", "bf16", "f32"}));
+  command->add_option("--baseline", flags->baseline, "Reference precision (default bf16)")->check(CLI::IsMember({"fp8", "bf16", "f32"}));
+  command->add_option("--window", flags->window, "Tokens per scoring window (default 512)")->check(CLI::Range(2, 8192));
+  command->add_option("--threads", flags->threads, "CPU threads (0: all cores)");
+  command->add_flag("--json", flags->json, "Print JSON");
+  command->callback([flags] { run_eval(*flags); });
+}
+
+}  // namespace octet::cli
