@@ -1,0 +1,107 @@
+// The built `octet` executable, run as a user would: exit codes, one-line errors, and a real query.
+#include "support/model_files.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <string>
+#include <sys/wait.h>
+
+namespace {
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr
+};
+
+CommandResult run_octet(const std::string& arguments, bool merge_stderr = true) {
+  const std::string command =
+      std::string(OCTET_BINARY_DIR) + "/octet " + arguments + (merge_stderr ? " 2>&1" : " 2>/dev/null");
+  CommandResult run;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return run;
+  std::array<char, 4096> buffer;
+  size_t n;
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) run.output.append(buffer.data(), n);
+  const int status = pclose(pipe);
+  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return run;
+}
+
+TEST(Cli, HelpListsEverySubcommand) {
+  CommandResult r = run_octet("--help");
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* command : {"query", "info", "bench", "eval"}) EXPECT_NE(r.output.find(command), std::string::npos) << command;
+}
+
+TEST(Cli, QueryHelpDescribesItsOptions) {
+  CommandResult r = run_octet("query --help");
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* option : {"--model", "--precision", "--max-tokens", "--temperature", "--top-p", "--top-k", "--seed",
+                             "--system", "--device", "--json"})
+    EXPECT_NE(r.output.find(option), std::string::npos) << option;
+}
+
+TEST(Cli, UnknownFlagIsAUsageErrorOnOneLine) {
+  CommandResult r = run_octet("query hello --no-such-flag");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("--no-such-flag"), std::string::npos) << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+}
+
+TEST(Cli, BadPrecisionNamesTheAllowedValues) {
+  CommandResult r = run_octet("query hello --precision fp9");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("fp8"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("bf16"), std::string::npos) << r.output;
+}
+
+TEST(Cli, MissingModelFileIsOneLineNamingThePath) {
+  CommandResult r = run_octet("query hello --model /nonexistent/model.gguf");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("/nonexistent/model.gguf"), std::string::npos) << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+}
+
+TEST(Cli, NotAGgufFileIsAClearError) {
+  CommandResult r = run_octet("info --model " + octet::testing::fixture_path("english_text.txt"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("not a GGUF file"), std::string::npos) << r.output;
+}
+
+TEST(Cli, InfoReportsSmolLM2Shapes) {
+  OCTET_REQUIRE_SMOLLM2(path);
+  CommandResult r = run_octet("info --json --model " + path, false);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto info = nlohmann::json::parse(r.output);
+  EXPECT_EQ(info["parameters"], 134515008);  // 49152·576 + 30·(576·576·2 + 576·192·2 + 3·576·1536 + 2·576) + 576
+  EXPECT_EQ(info["layers"], 30);
+  EXPECT_EQ(info["kv_heads"], 3);
+  EXPECT_EQ(info["tied_embeddings"], true);
+  EXPECT_EQ(info["weight_bytes_bf16"], 134515008ull * 2);
+  EXPECT_GT(info["savings_percentage"].get<double>(), 35.0);
+}
+
+TEST(Cli, GreedyQueryAboutFranceMentionsParis) {
+  OCTET_REQUIRE_SMOLLM2(path);
+  CommandResult r = run_octet("query \"What is the capital of France?\" --temperature 0 --max-tokens 32 --model " + path, false);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("Paris"), std::string::npos) << r.output;
+}
+
+TEST(Cli, QueryJsonHasTheResultAndStatistics) {
+  OCTET_REQUIRE_SMOLLM2(path);
+  CommandResult r = run_octet("query \"Say hi\" --json --temperature 0 --max-tokens 8 --model " + path, false);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto out = nlohmann::json::parse(r.output);
+  for (const char* key : {"text", "finish_reason", "prompt_tokens", "completion_tokens", "prefill_tok_s", "decode_tok_s",
+                          "time_to_first_token_ms", "peak_memory_bytes"})
+    EXPECT_TRUE(out.contains(key)) << key;
+  EXPECT_LE(out["completion_tokens"].get<int>(), 8);
+  EXPECT_GT(out["prompt_tokens"].get<int>(), 5);
+}
+
+}  // namespace
