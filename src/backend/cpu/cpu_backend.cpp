@@ -198,8 +198,8 @@ class CpuBackend final : public Backend {
       } else {
         scale = fp8::quantize_row(row, static_cast<size_t>(cols), codes);
       }
-      row_scales_[r] = scale;
-      fp8::decode_scaled(fp8::Format::e4m3, codes, 1.0f, scratch_.data() + r * cols, static_cast<size_t>(cols));
+      row_scales_[r] = scale * kE4M3WidenFactor;
+      widen_e4m3_row(codes, cols, scratch_.data() + r * cols);
     }
     return scratch_.data();
   }
