@@ -11,7 +11,8 @@ namespace {
 constexpr const char* kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 constexpr const char* kLlama3Pattern =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-constexpr const char* kDigitPattern = R"(\p{N})";
+// HF's Digits pre-tokenizer splits ASCII digits only (other numerals stay with the GPT-2 regex).
+constexpr const char* kDigitPattern = R"([0-9])";
 
 struct Regex {
   pcre2_code* code = nullptr;

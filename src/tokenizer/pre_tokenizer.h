@@ -9,7 +9,7 @@
 namespace octet::tokenizer {
 
 enum class PreTokenizerKind {
-  smollm,  // every digit alone, then the GPT-2 regex (SmolLM / SmolLM2)
+  smollm,  // every ASCII digit alone, then the GPT-2 regex (SmolLM / SmolLM2)
   gpt2,    // the GPT-2 regex
   llama3,  // the Llama 3 regex
 };

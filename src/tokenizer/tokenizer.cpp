@@ -126,10 +126,17 @@ void Tokenizer::encode_piece(const std::string& piece, std::vector<int32_t>& out
     }
     for (const auto& symbol : symbols) {
       auto it = token_to_id_.find(symbol);
-      if (it == token_to_id_.end())
-        fail("{}: no token for the byte-level symbol '{}' (the vocabulary lacks part of the byte alphabet)",
+      if (it != token_to_id_.end()) {
+        ids.push_back(it->second);
+        continue;
+      }
+      // Some vocabularies lack a few byte symbols (SmolLM2 has no token for 21 of the 256 bytes):
+      // such a byte is encoded as U+FFFD, the replacement character, as a lossy decoder would show it.
+      static const std::string replacement = "\xEF\xBF\xBD";
+      if (piece == replacement)
+        fail("{}: no token for the byte-level symbol '{}' nor for U+FFFD (the vocabulary lacks part of the byte alphabet)",
              vocabulary_.source, symbol);
-      ids.push_back(it->second);
+      encode_piece(replacement, ids);
     }
   }
   out.insert(out.end(), ids.begin(), ids.end());
