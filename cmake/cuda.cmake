@@ -1,12 +1,10 @@
-# CUDA backend: built whenever nvcc is present (CI compiles it; only the GPU machine runs it).
-if(NOT CMAKE_CUDA_ARCHITECTURES OR CMAKE_CUDA_ARCHITECTURES STREQUAL "52")
-  set(CMAKE_CUDA_ARCHITECTURES 90a 89)
-endif()
+# CUDA backend: compiled into octet_core whenever nvcc is present (CI compiles it; only the GPU
+# machine runs it). Without a GPU at run time the engine reports that and uses the CPU.
+find_package(CUDAToolkit REQUIRED)
 file(GLOB_RECURSE OCTET_CUDA_SOURCES CONFIGURE_DEPENDS
      ${CMAKE_SOURCE_DIR}/src/backend/cuda/*.cu ${CMAKE_SOURCE_DIR}/src/backend/cuda/*.cpp)
-if(OCTET_CUDA_SOURCES)
-  find_package(CUDAToolkit REQUIRED)
-  add_library(octet_cuda STATIC ${OCTET_CUDA_SOURCES})
-  target_link_libraries(octet_cuda PUBLIC octet_core CUDA::cudart CUDA::cublasLt)
-  target_compile_definitions(octet_core PUBLIC OCTET_HAVE_CUDA=1)
-endif()
+target_sources(octet_core PRIVATE ${OCTET_CUDA_SOURCES})
+target_link_libraries(octet_core PUBLIC CUDA::cudart_static CUDA::cublasLt)
+target_compile_definitions(octet_core PUBLIC OCTET_HAVE_CUDA=1)
+set_property(TARGET octet_core PROPERTY CUDA_STANDARD 20)
+target_compile_options(octet_core PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr -lineinfo>)

@@ -1,0 +1,145 @@
+// Memory-bound kernels: each reads its inputs once and writes its output once, so their roofline
+// is bytes / bandwidth (e.g. rmsnorm of [tokens, 8192] float32: 2 · 32 KiB per token).
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/kernels.h"
+
+#include <cuda_bf16.h>
+
+namespace octet::backend::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+__device__ float block_sum(float value, float* shared) {
+  for (int offset = 16; offset > 0; offset /= 2) value += __shfl_xor_sync(0xFFFFFFFF, value, offset);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) shared[warp] = value;
+  __syncthreads();
+  value = threadIdx.x < blockDim.x / 32 ? shared[threadIdx.x] : 0.0f;
+  if (warp == 0)
+    for (int offset = 16; offset > 0; offset /= 2) value += __shfl_xor_sync(0xFFFFFFFF, value, offset);
+  if (threadIdx.x == 0) shared[0] = value;
+  __syncthreads();
+  value = shared[0];
+  __syncthreads();
+  return value;
+}
+
+__global__ void embed_bf16_kernel(const __nv_bfloat16* table, const int32_t* tokens, int64_t hidden, float* out) {
+  const int64_t row = blockIdx.x;
+  const __nv_bfloat16* src = table + static_cast<int64_t>(tokens[row]) * hidden;
+  for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) out[row * hidden + i] = __bfloat162float(src[i]);
+}
+
+__global__ void embed_f32_kernel(const float* table, const int32_t* tokens, int64_t hidden, float* out) {
+  const int64_t row = blockIdx.x;
+  const float* src = table + static_cast<int64_t>(tokens[row]) * hidden;
+  for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) out[row * hidden + i] = src[i];
+}
+
+__global__ void rmsnorm_kernel(float* residual, const float* delta, const float* weight, float eps, int64_t cols,
+                               float* out) {
+  __shared__ float shared[32];
+  float* x = residual + blockIdx.x * cols;
+  float sum = 0.0f;
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
+    float v = x[i];
+    if (delta) {
+      v += delta[blockIdx.x * cols + i];
+      x[i] = v;
+    }
+    sum += v * v;
+  }
+  const float inv_rms = rsqrtf(block_sum(sum, shared) / static_cast<float>(cols) + eps);
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) out[blockIdx.x * cols + i] = x[i] * inv_rms * weight[i];
+}
+
+__global__ void add_kernel(float* x, const float* y, int64_t count) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < count) x[i] += y[i];
+}
+
+__global__ void swiglu_kernel(const float* gate, const float* up, int64_t count, float* out) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < count) {
+    const float g = gate[i];
+    out[i] = g / (1.0f + __expf(-g)) * up[i];
+  }
+}
+
+// One block per token; rotate-half pairing (i, i + head_dim/2) as in Hugging Face's Llama.
+__global__ void rope_kernel(float* x, int64_t heads, int64_t head_dim, const int64_t* positions,
+                            const float* inverse_frequencies) {
+  const int64_t token = blockIdx.x, half = head_dim / 2;
+  const float position = static_cast<float>(positions[token]);
+  for (int64_t item = threadIdx.x; item < heads * half; item += blockDim.x) {
+    const int64_t h = item / half, i = item % half;
+    float* head = x + (token * heads + h) * head_dim;
+    float sine, cosine;
+    sincosf(position * inverse_frequencies[i], &sine, &cosine);
+    const float a = head[i], b = head[i + half];
+    head[i] = a * cosine - b * sine;
+    head[i + half] = b * cosine + a * sine;
+  }
+}
+
+__global__ void gather_rows_kernel(const float* x, const int64_t* rows, int64_t cols, float* out) {
+  const float* src = x + rows[blockIdx.x] * cols;
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) out[blockIdx.x * cols + i] = src[i];
+}
+
+unsigned blocks_for(int64_t count) { return static_cast<unsigned>((count + kThreads - 1) / kThreads); }
+
+}  // namespace
+
+void launch_embed_bf16(const uint16_t* table, const int32_t* tokens, int64_t count, int64_t hidden, float* out, cudaStream_t s) {
+  if (count == 0) return;
+  embed_bf16_kernel<<<static_cast<unsigned>(count), kThreads, 0, s>>>(reinterpret_cast<const __nv_bfloat16*>(table), tokens, hidden, out);
+  OCTET_CUDA_LAUNCH_CHECK();
+}
+
+void launch_embed_f32(const float* table, const int32_t* tokens, int64_t count, int64_t hidden, float* out, cudaStream_t s) {
+  if (count == 0) return;
+  embed_f32_kernel<<<static_cast<unsigned>(count), kThreads, 0, s>>>(table, tokens, hidden, out);
+  OCTET_CUDA_LAUNCH_CHECK();
+}
+
+void launch_rmsnorm(const float* x, const float* weight, float eps, int64_t rows, int64_t cols, float* out, cudaStream_t s) {
+  if (rows == 0) return;
+  rmsnorm_kernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(const_cast<float*>(x), nullptr, weight, eps, cols, out);
+  OCTET_CUDA_LAUNCH_CHECK();
+}
+
+void launch_add_rmsnorm(float* residual, const float* delta, const float* weight, float eps, int64_t rows, int64_t cols,
+                        float* out, cudaStream_t s) {
+  if (rows == 0) return;
+  rmsnorm_kernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(residual, delta, weight, eps, cols, out);
+  OCTET_CUDA_LAUNCH_CHECK();
+}
+
+void launch_add(float* x, const float* y, int64_t count, cudaStream_t s) {
+  if (count == 0) return;
+  add_kernel<<<blocks_for(count), kThreads, 0, s>>>(x, y, count);
+  OCTET_CUDA_LAUNCH_CHECK();
+}
+
+void launch_swiglu(const float* gate, const float* up, int64_t count, float* out, cudaStream_t s) {
+  if (count == 0) return;
+  swiglu_kernel<<<blocks_for(count), kThreads, 0, s>>>(gate, up, count, out);
+  OCTET_CUDA_LAUNCH_CHECK();
+}
+
+void launch_rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const int64_t* positions,
+                 const float* inverse_frequencies, cudaStream_t s) {
+  if (tokens == 0) return;
+  rope_kernel<<<static_cast<unsigned>(tokens), kThreads, 0, s>>>(x, heads, head_dim, positions, inverse_frequencies);
+  OCTET_CUDA_LAUNCH_CHECK();
+}
+
+void launch_gather_rows(const float* x, const int64_t* rows, int64_t count, int64_t cols, float* out, cudaStream_t s) {
+  if (count == 0) return;
+  gather_rows_kernel<<<static_cast<unsigned>(count), kThreads, 0, s>>>(x, rows, cols, out);
+  OCTET_CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace octet::backend::cuda

@@ -1,0 +1,57 @@
+#pragma once
+// Launch wrappers of the CUDA kernels, one family per .cu file. All run on the given stream and
+// check the launch. Activations are float32 row-major unless a name says otherwise.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace octet::backend::cuda {
+
+// elementwise.cu
+void launch_embed_bf16(const uint16_t* table, const int32_t* tokens, int64_t count, int64_t hidden, float* out, cudaStream_t s);
+void launch_embed_f32(const float* table, const int32_t* tokens, int64_t count, int64_t hidden, float* out, cudaStream_t s);
+void launch_rmsnorm(const float* x, const float* weight, float eps, int64_t rows, int64_t cols, float* out, cudaStream_t s);
+// residual += delta; out = rmsnorm(residual) — one pass instead of two.
+void launch_add_rmsnorm(float* residual, const float* delta, const float* weight, float eps, int64_t rows, int64_t cols,
+                        float* out, cudaStream_t s);
+void launch_add(float* x, const float* y, int64_t count, cudaStream_t s);
+void launch_swiglu(const float* gate, const float* up, int64_t count, float* out, cudaStream_t s);
+void launch_rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const int64_t* positions,
+                 const float* inverse_frequencies, cudaStream_t s);
+void launch_gather_rows(const float* x, const int64_t* rows, int64_t count, int64_t cols, float* out, cudaStream_t s);
+
+// quantize.cu: per-row dynamic E4M3 (scale = amax / 448) or a static scale; float → bf16.
+void launch_quantize_rows_e4m3(const float* x, int64_t rows, int64_t cols, float static_scale, uint8_t* codes,
+                               float* row_scales, cudaStream_t s);
+void launch_to_bf16(const float* x, int64_t count, uint16_t* out, cudaStream_t s);
+// out[m, n] *= row_scales[m] * col_scales[n]
+void launch_scale_rows_cols(float* out, int64_t rows, int64_t cols, const float* row_scales, const float* col_scales,
+                            cudaStream_t s);
+
+// gemv_fp8.cu: y[m, n] = row_scales[m] · col_scales[n] · Σ_k x[m, k] · w[n, k] with E4M3 x and w, for
+// rows ≤ kGemvMaxRows. w is [n, k] row-major; k must be a multiple of 16 and rows 16-byte aligned.
+inline constexpr int kGemvMaxRows = 8;
+void launch_gemv_e4m3(const uint8_t* x, const float* row_scales, int64_t rows, const uint8_t* w, const float* col_scales,
+                      int64_t n, int64_t k, float* y, cudaStream_t s);
+// Any shape, plain loops: the fallback and the reference the fast paths are tested against.
+void launch_matmul_e4m3_simple(const uint8_t* x, const float* row_scales, int64_t rows, const uint8_t* w,
+                               const float* col_scales, int64_t n, int64_t k, float* y, cudaStream_t s);
+
+// kv_cache.cu: K/V rows of a batch into the cache [slots, positions, kv_heads, head_dim].
+enum class KvStorage { f32, bf16, e4m3, e5m2 };
+void launch_kv_write(const float* k, const float* v, int64_t tokens, const int64_t* slots, const int64_t* positions,
+                     int64_t kv_heads, int64_t head_dim, int64_t max_positions, KvStorage storage, float static_k_scale,
+                     float static_v_scale, void* k_cache, void* v_cache, float* k_scales, float* v_scales, cudaStream_t s);
+
+// attention.cu: causal GQA over each token's slot, positions [0, position].
+void launch_attention(const float* q, int64_t tokens, int64_t heads, int64_t kv_heads, int64_t head_dim,
+                      const int64_t* slots, const int64_t* positions, int64_t max_positions, KvStorage storage,
+                      const void* k_cache, const void* v_cache, const float* k_scales, const float* v_scales, float* out,
+                      cudaStream_t s);
+
+// random_weights.cu: deterministic pseudo-random weights generated on the device.
+void launch_random_e4m3(uint8_t* codes, int64_t count, uint64_t seed, cudaStream_t s);  // codes of N(0,1)·(448/4)
+void launch_random_f32(float* out, int64_t count, float mean, float stddev, uint64_t seed, cudaStream_t s);
+void launch_random_bf16(uint16_t* out, int64_t count, float stddev, uint64_t seed, cudaStream_t s);
+
+}  // namespace octet::backend::cuda

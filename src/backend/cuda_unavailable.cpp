@@ -1,0 +1,15 @@
+// Builds without the CUDA toolkit: the GPU functions exist and say why they cannot help.
+#include "backend/device.h"
+#include "common/error.h"
+
+namespace octet::backend {
+
+CudaStatus probe_cuda() {
+  CudaStatus status;
+  status.reason = "this build of octet has no CUDA backend (nvcc was not found when it was built)";
+  return status;
+}
+
+std::unique_ptr<Backend> make_cuda_backend(int) { fail("{}", probe_cuda().reason); }
+
+}  // namespace octet::backend
