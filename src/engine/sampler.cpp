@@ -1,83 +1,111 @@
 #include "engine/sampler.h"
 
+#include "common/error.h"
+
 #include <algorithm>
 #include <cmath>
-#include <unordered_set>
+#include <limits>
 
 namespace octet::engine {
+namespace {
+
+constexpr float kNegativeInfinity = -std::numeric_limits<float>::infinity();
+
+// Lowest index wins ties because only a strictly greater value replaces the best so far.
+int32_t argmax(std::span<const float> logits) {
+  int32_t best = 0;
+  for (size_t i = 1; i < logits.size(); ++i)
+    if (logits[i] > logits[best]) best = static_cast<int32_t>(i);
+  return best;
+}
+
+// A strict total order (value, then index) so that sorting is reproducible whatever std::sort does.
+bool higher_first(const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
+  return a.first > b.first || (a.first == b.first && a.second < b.second);
+}
+
+// std::uniform_real_distribution differs between standard libraries; the top 53 bits of the
+// engine's output give the same double in [0, 1) everywhere, keeping seeded runs portable.
+double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
+
+}  // namespace
 
 Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
 
 int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> previous_tokens) {
-  const auto vocab = static_cast<int32_t>(logits.size());
-  // NaN never wins: treat it as -inf.
-  for (float& l : logits)
-    if (std::isnan(l)) l = -INFINITY;
+  if (logits.empty()) fail("sampler: empty logits");
+  if (logits.size() > static_cast<size_t>(std::numeric_limits<int32_t>::max()))
+    fail("sampler: {} logits exceed the int32 token id range", logits.size());
+  for (float& logit : logits)
+    if (std::isnan(logit)) logit = kNegativeInfinity;
 
-  if (params_.repetition_penalty != 1.0f && params_.repetition_penalty > 0) {
-    std::unordered_set<int32_t> seen(previous_tokens.begin(), previous_tokens.end());
-    for (int32_t t : seen) {
-      if (t < 0 || t >= vocab) continue;
-      float& l = logits[t];
-      l = l > 0 ? l / params_.repetition_penalty : l * params_.repetition_penalty;
+  if (params_.repetition_penalty != 1.0f && params_.repetition_penalty > 0.0f) {
+    penalized_tokens_.assign(previous_tokens.begin(), previous_tokens.end());
+    std::sort(penalized_tokens_.begin(), penalized_tokens_.end());
+    penalized_tokens_.erase(std::unique(penalized_tokens_.begin(), penalized_tokens_.end()), penalized_tokens_.end());
+    for (int32_t token : penalized_tokens_) {
+      if (token < 0 || static_cast<size_t>(token) >= logits.size()) continue;
+      float& logit = logits[token];
+      logit = logit > 0.0f ? logit / params_.repetition_penalty : logit * params_.repetition_penalty;
     }
   }
 
-  if (params_.temperature <= 0.0f) {
-    // argmax; the lowest index wins ties (std::max_element keeps the first maximum).
-    return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-  }
+  // The negated test also sends a NaN temperature to greedy.
+  if (!(params_.temperature > 0.0f)) return argmax(logits);
+  for (float& logit : logits) logit /= params_.temperature;
 
   candidates_.clear();
-  candidates_.reserve(logits.size());
-  for (int32_t i = 0; i < vocab; ++i)
-    if (logits[i] > -INFINITY) candidates_.emplace_back(logits[i] / params_.temperature, i);
-  if (candidates_.empty()) return 0;
-  auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+  float max_logit = kNegativeInfinity;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    if (logits[i] == kNegativeInfinity) continue;
+    candidates_.emplace_back(logits[i], static_cast<int32_t>(i));
+    max_logit = std::max(max_logit, logits[i]);
+  }
+  // No finite logit: nothing to draw from. +inf logits hold all the mass and exp(inf - inf) is NaN.
+  if (candidates_.empty() || std::isinf(max_logit)) return argmax(logits);
 
-  size_t keep = candidates_.size();
-  if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < keep) {
-    keep = static_cast<size_t>(params_.top_k);
-    std::partial_sort(candidates_.begin(), candidates_.begin() + static_cast<long>(keep), candidates_.end(), by_logit);
-    candidates_.resize(keep);
-  } else {
-    std::sort(candidates_.begin(), candidates_.end(), by_logit);
+  bool sorted = false;
+  if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < candidates_.size()) {
+    std::partial_sort(candidates_.begin(), candidates_.begin() + params_.top_k, candidates_.end(), higher_first);
+    candidates_.resize(params_.top_k);
+    sorted = true;
   }
 
-  // Softmax over the survivors (sorted, so the first is the maximum).
-  const float max_logit = candidates_.front().first;
-  double total = 0;
-  for (auto& c : candidates_) {
-    c.first = std::exp(c.first - max_logit);
-    total += c.first;
+  // Unnormalised probabilities relative to the best token (whose weight is exactly 1); the draw
+  // scales by the kept total, so renormalising is implicit.
+  double total = 0.0;
+  for (auto& [weight, token] : candidates_) {
+    weight = std::exp(weight - max_logit);
+    total += weight;
   }
-  for (auto& c : candidates_) c.first = static_cast<float>(c.first / total);
 
   if (params_.top_p < 1.0f) {
-    double cumulative = 0;
-    size_t n = 0;
-    while (n < candidates_.size()) {
-      cumulative += candidates_[n].first;
-      ++n;
-      if (cumulative >= params_.top_p) break;
-    }
-    candidates_.resize(std::max<size_t>(n, 1));
-  }
-  if (params_.min_p > 0.0f) {
-    const float threshold = params_.min_p * candidates_.front().first;
-    size_t n = 1;
-    while (n < candidates_.size() && candidates_[n].first >= threshold) ++n;
-    candidates_.resize(n);
+    if (!sorted) std::sort(candidates_.begin(), candidates_.end(), higher_first);
+    const double target = static_cast<double>(params_.top_p) * total;
+    double cumulative = 0.0;
+    size_t kept = 0;
+    // The first token is always kept, so top_p <= 0 degrades to greedy rather than to nothing.
+    do cumulative += candidates_[kept++].first;
+    while (kept < candidates_.size() && cumulative < target);
+    candidates_.resize(kept);
+    total = cumulative;
   }
 
-  double mass = 0;
-  for (const auto& c : candidates_) mass += c.first;
-  std::uniform_real_distribution<double> uniform(0.0, mass);
-  double r = uniform(rng_);
-  for (const auto& c : candidates_) {
-    r -= c.first;
-    if (r < 0) return c.second;
+  if (params_.min_p > 0.0f) {
+    // p_max has weight 1 here; capping min_p at 1 keeps the best token even for min_p > 1.
+    const float threshold = std::min(params_.min_p, 1.0f);
+    std::erase_if(candidates_, [threshold](const auto& candidate) { return candidate.first < threshold; });
+    total = 0.0;
+    for (const auto& candidate : candidates_) total += candidate.first;
   }
+
+  const double target = uniform01(rng_) * total;
+  double cumulative = 0.0;
+  for (const auto& [weight, token] : candidates_) {
+    cumulative += weight;
+    if (target < cumulative) return token;
+  }
+  // Rounding can leave target a hair above the final sum.
   return candidates_.back().second;
 }
 

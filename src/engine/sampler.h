@@ -1,6 +1,10 @@
 #pragma once
 // Token sampling from logits: repetition penalty, temperature, top-k, top-p, min-p, seeded RNG.
 // temperature <= 0 means greedy (argmax; the lowest index wins ties).
+// Order: repetition penalty → temperature → top-k → softmax → top-p → min-p → renormalise → draw.
+// NaN logits count as -inf. When no logit is finite the result is 0 (argmax of all -inf), not an
+// error; when some logit is +inf the lowest such index is returned. Previous tokens outside
+// [0, logits.size()) are ignored by the penalty (tokenizers can know more ids than the output layer).
 #include <cstdint>
 #include <random>
 #include <span>
@@ -27,6 +31,7 @@ class Sampler {
   SamplingParams params_;
   std::mt19937_64 rng_;
   std::vector<std::pair<float, int32_t>> candidates_;
+  std::vector<int32_t> penalized_tokens_;  // scratch: each distinct previous token is penalised once
 };
 
 }  // namespace octet::engine
