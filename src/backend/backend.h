@@ -95,10 +95,29 @@ class Backend {
   virtual std::unique_ptr<Activations> make_activations(int64_t rows, int64_t cols) = 0;
   virtual std::unique_ptr<KvCache> make_kv_cache(const KvCacheSpec& spec) = 0;
 
+  // Random weights of a realistic scale, made where the backend keeps them (--dummy-weights: speed
+  // does not depend on weight values). The defaults draw on the host and upload.
+  virtual std::unique_ptr<LinearWeight> make_random_linear(int64_t out_features, int64_t in_features,
+                                                           const LinearSpec& spec, uint64_t seed);
+  virtual std::unique_ptr<VectorWeight> make_random_vector(int64_t size, uint64_t seed);
+  virtual std::unique_ptr<EmbeddingTable> make_random_embedding(int64_t vocab, int64_t hidden, bool bf16, uint64_t seed);
+
+  // Called by the forward pass before the ops of a batch: backends that keep the batch's tokens,
+  // positions and slots in device memory copy them once here.
+  virtual void prepare_batch(const TokenBatch& batch) {}
+  // Waits for all queued work (timing, host reads).
+  virtual void synchronize() {}
+
   // out[t] = table[tokens[t]]
   virtual void embed(const EmbeddingTable& table, std::span<const int32_t> tokens, Activations& out) = 0;
   // out[t] = x[t] / rms(x[t]) * weight
   virtual void rmsnorm(const Activations& x, const VectorWeight& weight, float eps, Activations& out) = 0;
+  // residual += delta; out = rmsnorm(residual) (fused where the backend can)
+  virtual void add_rmsnorm(Activations& residual, const Activations& delta, const VectorWeight& weight, float eps,
+                           Activations& out) {
+    add(residual, delta);
+    rmsnorm(residual, weight, eps, out);
+  }
   // out = x · Wᵀ : [rows, in] → [rows, out]
   virtual void linear(const Activations& x, const LinearWeight& weight, Activations& out) = 0;
   // x: [tokens, heads*head_dim], rotated in place (rotate-half / NeoX pairing, as in HF Llama)

@@ -56,7 +56,7 @@ class LocalEngine final : public Engine {
     model_options.kv_fp8_format = fp8::parse_format(options_.kv_cache_dtype);
     auto weights = model::make_gguf_weight_source(file, config_);
     auto start = Clock::now();
-    model_ = std::make_unique<model::LlamaModel>(config_, *weights, *backend_, model_options);
+    model_ = std::make_unique<model::LlamaModel>(config_, weights.get(), *backend_, model_options);
     spdlog::debug("loaded {} ({} layers, {} precision) in {:.0f} ms, {:.1f} MiB of weights", options_.model_path,
                   config_.layers, precision_name(options_.precision), ms_between(start, Clock::now()),
                   static_cast<double>(model_->weight_bytes()) / (1 << 20));

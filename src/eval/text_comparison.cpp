@@ -29,7 +29,7 @@ class ScoredModel {
  public:
   ScoredModel(const model::WeightSource& weights, const model::LlamaConfig& config, Precision precision,
               int64_t window, int threads)
-      : backend_(backend::make_cpu_backend(threads)), model_(config, weights, *backend_, options(precision, window)) {}
+      : backend_(backend::make_cpu_backend(threads)), model_(config, &weights, *backend_, options(precision, window)) {}
 
   // Logits of every position of ids[begin, begin + count): [count, vocab].
   std::vector<float> logits(const std::vector<int32_t>& ids, int64_t begin, int64_t count) {

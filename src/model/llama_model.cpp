@@ -31,7 +31,7 @@ backend::KvCacheSpec::Storage kv_storage(Precision precision) {
 
 }  // namespace
 
-LlamaModel::LlamaModel(const LlamaConfig& config, const WeightSource& weights, backend::Backend& backend,
+LlamaModel::LlamaModel(const LlamaConfig& config, const WeightSource* weights, backend::Backend& backend,
                        const ModelOptions& options)
     : config_(config), options_(options), backend_(backend) {
   const int64_t hidden = config.hidden, ffn = config.ffn;
@@ -41,27 +41,36 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const WeightSource& weights, b
   const LinearFormat head = options.precision == Precision::f32 ? LinearFormat::f32 : LinearFormat::bf16;
   const bool table_bf16 = options.precision != Precision::f32;
 
+  uint64_t seed = 1;  // random weights: a distinct stream per tensor
   auto linear = [&](const std::string& name, int64_t out, int64_t in, LinearFormat format) {
-    std::vector<float> values = weights.load(name, {out, in});
-    auto w = backend.make_linear(values.data(), out, in, backend::LinearSpec{format, 0.0f});
+    const backend::LinearSpec spec{format, 0.0f};
+    std::unique_ptr<backend::LinearWeight> w;
+    if (weights) {
+      std::vector<float> values = weights->load(name, {out, in});
+      w = backend.make_linear(values.data(), out, in, spec);
+    } else {
+      w = backend.make_random_linear(out, in, spec, seed++);
+    }
     weight_bytes_ += w->bytes();
     return w;
   };
   auto vector = [&](const std::string& name, int64_t size) {
-    std::vector<float> values = weights.load(name, {size});
     weight_bytes_ += static_cast<uint64_t>(size) * 4;
+    if (!weights) return backend.make_random_vector(size, seed++);
+    std::vector<float> values = weights->load(name, {size});
     return backend.make_vector(values.data(), size);
   };
 
-  {
-    std::vector<float> table = weights.load("model.embed_tokens.weight", {config.vocab, hidden});
+  if (weights) {
+    std::vector<float> table = weights->load("model.embed_tokens.weight", {config.vocab, hidden});
     embedding_ = backend.make_embedding(table.data(), config.vocab, hidden, table_bf16);
-    weight_bytes_ += embedding_->bytes();
-    if (config.tied_embeddings) {
+    if (config.tied_embeddings)
       lm_head_ = backend.make_linear(table.data(), config.vocab, hidden, backend::LinearSpec{head, 0.0f});
-      weight_bytes_ += lm_head_->bytes();
-    }
+  } else {
+    embedding_ = backend.make_random_embedding(config.vocab, hidden, table_bf16, seed++);
+    if (config.tied_embeddings) lm_head_ = backend.make_random_linear(config.vocab, hidden, backend::LinearSpec{head, 0.0f}, seed++);
   }
+  weight_bytes_ += embedding_->bytes() + (lm_head_ ? lm_head_->bytes() : 0);
   for (int64_t i = 0; i < config.layers; ++i) {
     const std::string p = fmt::format("model.layers.{}.", i);
     Layer layer;
@@ -126,12 +135,15 @@ void LlamaModel::forward(const backend::TokenBatch& batch, std::span<const int64
                   buffers_.act.get()})
     a->rows = tokens;
 
-  // x: [tokens, hidden]
+  backend_.prepare_batch(batch);
+  // x: [tokens, hidden]. Each block leaves its output in proj; the next block's norm adds it to x
+  // (one fused pass on backends that fuse add + rmsnorm).
   backend_.embed(*embedding_, batch.tokens, *buffers_.x);
   for (int64_t i = 0; i < config_.layers; ++i) {
-    attention_block(layers_[i], i, batch);
+    attention_block(layers_[i], i, batch, /*residual_pending=*/i > 0);
     mlp_block(layers_[i]);
   }
+  backend_.add(*buffers_.x, *buffers_.proj);
   if (logit_rows.empty()) return;
   // Only the rows that need logits go through the final norm and the LM head.
   buffers_.last->rows = static_cast<int64_t>(logit_rows.size());
@@ -144,10 +156,12 @@ void LlamaModel::forward(const backend::TokenBatch& batch, std::span<const int64
   backend_.copy_rows_to_host(*buffers_.logits, all_rows, logits);
 }
 
-void LlamaModel::attention_block(const Layer& layer, int64_t index, const backend::TokenBatch& batch) {
+void LlamaModel::attention_block(const Layer& layer, int64_t index, const backend::TokenBatch& batch,
+                                 bool residual_pending) {
   auto& b = buffers_;
   const float eps = static_cast<float>(config_.rms_norm_eps);
-  backend_.rmsnorm(*b.x, *layer.attn_norm, eps, *b.normed);
+  if (residual_pending) backend_.add_rmsnorm(*b.x, *b.proj, *layer.attn_norm, eps, *b.normed);
+  else backend_.rmsnorm(*b.x, *layer.attn_norm, eps, *b.normed);
   // normed: [tokens, hidden] → q: [tokens, heads·head_dim], k, v: [tokens, kv_heads·head_dim]
   backend_.linear(*b.normed, *layer.q_proj, *b.q);
   backend_.linear(*b.normed, *layer.k_proj, *b.k);
@@ -158,18 +172,16 @@ void LlamaModel::attention_block(const Layer& layer, int64_t index, const backen
   // attn: [tokens, heads·head_dim] = softmax(q·Kᵀ/√d)·V over each token's own sequence
   backend_.attention(*kv_cache_, index, batch, *b.q, *b.attn);
   backend_.linear(*b.attn, *layer.o_proj, *b.proj);
-  backend_.add(*b.x, *b.proj);
 }
 
 void LlamaModel::mlp_block(const Layer& layer) {
   auto& b = buffers_;
-  backend_.rmsnorm(*b.x, *layer.ffn_norm, static_cast<float>(config_.rms_norm_eps), *b.normed);
+  backend_.add_rmsnorm(*b.x, *b.proj, *layer.ffn_norm, static_cast<float>(config_.rms_norm_eps), *b.normed);
   // normed: [tokens, hidden] → gate, up: [tokens, ffn] → act → proj: [tokens, hidden]
   backend_.linear(*b.normed, *layer.gate_proj, *b.gate);
   backend_.linear(*b.normed, *layer.up_proj, *b.up);
   backend_.swiglu(*b.gate, *b.up, *b.act);
   backend_.linear(*b.act, *layer.down_proj, *b.proj);
-  backend_.add(*b.x, *b.proj);
 }
 
 }  // namespace octet::model

@@ -21,7 +21,9 @@ struct ModelOptions {
 
 class LlamaModel {
  public:
-  LlamaModel(const LlamaConfig& config, const WeightSource& weights, backend::Backend& backend,
+  // weights == nullptr: random weights made by the backend (--dummy-weights; speed does not depend on
+  // weight values).
+  LlamaModel(const LlamaConfig& config, const WeightSource* weights, backend::Backend& backend,
              const ModelOptions& options);
 
   // Runs every token of the batch through the model (their K/V enter the cache) and writes the
@@ -44,7 +46,7 @@ class LlamaModel {
     std::unique_ptr<backend::Activations> x, normed, q, k, v, attn, proj, gate, up, act, last, logits;
   };
 
-  void attention_block(const Layer& layer, int64_t index, const backend::TokenBatch& batch);
+  void attention_block(const Layer& layer, int64_t index, const backend::TokenBatch& batch, bool residual_pending);
   void mlp_block(const Layer& layer);
   void ensure_buffers(int64_t rows, int64_t logit_rows);
 

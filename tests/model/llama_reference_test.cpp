@@ -35,7 +35,7 @@ LoadedModel load(const std::string& path, Precision precision) {
   ModelOptions options;
   options.precision = precision;
   options.max_context = 1024;
-  loaded.model = std::make_unique<LlamaModel>(config, *weights, *loaded.backend, options);
+  loaded.model = std::make_unique<LlamaModel>(config, weights.get(), *loaded.backend, options);
   return loaded;
 }
 

@@ -1,0 +1,43 @@
+#pragma once
+// cuBLASLt matrix products for the linear layers: out[m, n] = Σ_k x[m, k] · w[n, k] with
+// row-major x [m, k], w [n, k] and out [m, n] (cuBLASLt's column-major "TN" form: D = Wᵀ·X).
+// FP8 (E4M3 × E4M3 → float32, per-tensor scale 1; per-row / per-channel scales are applied by the
+// caller's epilogue), BF16 × BF16 → float32, and float32 without TF32.
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <map>
+#include <tuple>
+
+namespace octet::backend::cuda {
+
+enum class GemmType { e4m3, bf16, f32 };
+
+class CublasLtGemm {
+ public:
+  CublasLtGemm();
+  ~CublasLtGemm();
+  CublasLtGemm(const CublasLtGemm&) = delete;
+  CublasLtGemm& operator=(const CublasLtGemm&) = delete;
+
+  // False when cuBLASLt has no algorithm for this shape (the caller falls back to its own kernel).
+  bool run(GemmType type, const void* x, const void* w, float* out, int64_t m, int64_t n, int64_t k, cudaStream_t s);
+
+ private:
+  struct Plan {
+    cublasLtMatmulDesc_t desc = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+    bool usable = false;
+  };
+  Plan& plan(GemmType type, int64_t m, int64_t n, int64_t k);
+
+  cublasLtHandle_t handle_ = nullptr;
+  void* workspace_ = nullptr;
+  size_t workspace_bytes_ = 32u << 20;
+  float* one_ = nullptr;  // device 1.0f for the FP8 scale pointers
+  std::map<std::tuple<int, int64_t, int64_t, int64_t>, Plan> plans_;
+};
+
+}  // namespace octet::backend::cuda
