@@ -32,6 +32,13 @@ struct CudaStatus {
 
 CudaStatus probe_cuda();
 
+// Ceilings measured on the device, for rooflines: a 1 GiB device-to-device copy (bytes read + written
+// per second) and a cuBLASLt FP8 GEMM at 8192³ (FLOP/s). Median of repeated runs, events-timed.
+double measure_copy_bandwidth_bytes_per_s(int device_index);
+double measure_fp8_gemm_flops(int device_index);
+// Bytes of device memory in use now (total − free), for peak-memory reports.
+uint64_t device_memory_used_bytes(int device_index);
+
 // Throws octet::Error when no GPU can be used, or when FP8 is asked of a GPU below compute 8.9.
 std::unique_ptr<Backend> make_cuda_backend(int device_index);
 

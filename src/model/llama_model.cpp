@@ -151,6 +151,7 @@ void LlamaModel::forward(const backend::TokenBatch& batch, std::span<const int64
   backend_.gather_rows(*buffers_.x, logit_rows, *buffers_.last);
   backend_.rmsnorm(*buffers_.last, *final_norm_, static_cast<float>(config_.rms_norm_eps), *buffers_.last);
   backend_.linear(*buffers_.last, *lm_head_, *buffers_.logits);
+  if (!logits) return;
   std::vector<int64_t> all_rows(logit_rows.size());
   for (size_t r = 0; r < all_rows.size(); ++r) all_rows[r] = static_cast<int64_t>(r);
   backend_.copy_rows_to_host(*buffers_.logits, all_rows, logits);

@@ -27,13 +27,17 @@ class LlamaModel {
              const ModelOptions& options);
 
   // Runs every token of the batch through the model (their K/V enter the cache) and writes the
-  // logits of the batch rows listed in logit_rows to logits ([logit_rows.size(), vocab]).
+  // logits of the batch rows listed in logit_rows to logits ([logit_rows.size(), vocab]); with
+  // logits == nullptr they are computed but stay on the backend (benchmarks).
   void forward(const backend::TokenBatch& batch, std::span<const int64_t> logit_rows, float* logits);
 
   void clear_slot(int64_t slot) { kv_cache_->clear_slot(slot); }
   const LlamaConfig& config() const { return config_; }
   const ModelOptions& options() const { return options_; }
   uint64_t weight_bytes() const { return weight_bytes_; }
+  // Bytes a forward pass reads from the weights whatever the batch: all but the embedding table.
+  uint64_t streamed_weight_bytes() const { return weight_bytes_ - embedding_->bytes(); }
+  backend::Backend& backend() { return backend_; }
   uint64_t kv_bytes_per_position() const { return kv_cache_->bytes_per_position(); }
 
  private:
