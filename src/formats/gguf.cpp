@@ -313,7 +313,10 @@ File File::parse(std::span<const uint8_t> bytes, const std::string& source) {
     if (row_length % block != 0)
       fail("{}: tensor '{}' ({}, dims {}): row length {} is not a multiple of the block size {}", name, tensor.name,
            type_name(tensor.type), dims_text(tensor.dims), row_length, block);
-    tensor.byte_size = byte_size(tensor.type, tensor.element_count);
+    const uint64_t block_bytes = byte_size(tensor.type, block);
+    if (__builtin_mul_overflow(tensor.element_count / block, block_bytes, &tensor.byte_size))
+      fail("{}: tensor '{}' ({}, dims {}): byte size overflows 64 bits", name, tensor.name, type_name(tensor.type),
+           dims_text(tensor.dims));
     tensor.offset = cursor.read<uint64_t>(what);
     if (file.tensor_index_.count(tensor.name)) fail("{}: duplicate tensor name '{}'", name, tensor.name);
     file.tensor_index_.emplace(tensor.name, file.tensors_.size());

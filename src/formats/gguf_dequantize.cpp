@@ -1,16 +1,13 @@
 // ggml block formats: sizes of every known tensor type and decoders for the ones Octet reads.
-// Layouts follow ggml's block structs (all little-endian). Each decoder rounds exactly like ggml's
-// reference C code (one float multiply, then one add or subtract, in that order); this file is built
-// with -ffp-contract=off (CMakeLists.txt) so the compiler does not fuse them into an FMA, which
-// would round once and differ in the last bit.
+// Layouts follow ggml's block structs (all little-endian). Results are bit-exact with ggml and
+// gguf-py whatever the compiler does with multiply-adds: a half-precision scale (11 significant
+// bits) times a sub-scale (at most 7 bits of magnitude) times a quant (at most 5 bits, or 32)
+// fits the 24-bit float32 significand, so every product is exact and each element is rounded at
+// most once, by the final add of Q4_1/Q5_1/Q4_K/Q5_K.
 #include <cstring>
 
 #include "common/error.h"
 #include "formats/gguf.h"
-
-#ifdef __clang__
-#pragma STDC FP_CONTRACT OFF
-#endif
 
 namespace octet::gguf {
 namespace {
