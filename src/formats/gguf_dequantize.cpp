@@ -283,6 +283,7 @@ void dequantize_row(TensorType type, const uint8_t* data, float* out, uint64_t c
   if (!traits.decode) fail("cannot dequantize tensor type {} (no decoder for it)", traits.name);
   if (count % traits.block_elements != 0)
     fail("{} element count {} is not a multiple of the block size {}", traits.name, count, traits.block_elements);
+  if (count == 0) return;  // empty tensors may come with null pointers, which memcpy must not see
   traits.decode(data, out, count / traits.block_elements);  // scalar types: one element per block
 }
 
