@@ -228,9 +228,10 @@ tw::GgufWriter tiny_llama_gguf(const Changes& changes = {}) {
     if (change == changes.end()) writer.add(key, value);
     else if (change->second) writer.add(key, *change->second);
   }
-  for (const auto& [key, value] : changes) {
-    const bool in_base = std::any_of(base.begin(), base.end(), [&](const auto& entry) { return entry.first == key; });
-    if (!in_base && value) writer.add(key, *value);
+  for (const auto& change : changes) {
+    const bool in_base =
+        std::any_of(base.begin(), base.end(), [&](const auto& entry) { return entry.first == change.first; });
+    if (!in_base && change.second) writer.add(change.first, *change.second);
   }
   writer.add_f32_tensor("token_embd.weight", {64, 3}, std::vector<float>(64 * 3, 0.5f));
   return writer;
