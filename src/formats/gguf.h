@@ -13,12 +13,18 @@
 
 namespace octet::gguf {
 
-// ggml tensor types (values as in the GGUF spec).
+// ggml tensor types (values as in the GGUF spec). All listed types have known block sizes, so
+// files holding them parse; only some can be dequantized (can_dequantize).
 enum class TensorType : uint32_t {
   F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q8_1 = 9,
-  Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15, BF16 = 30,
+  Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15,
+  IQ2_XXS = 16, IQ2_XS = 17, IQ3_XXS = 18, IQ1_S = 19, IQ4_NL = 20, IQ3_S = 21, IQ2_S = 22,
+  IQ4_XS = 23, I8 = 24, I16 = 25, I32 = 26, I64 = 27, F64 = 28, IQ1_M = 29, BF16 = 30,
+  TQ1_0 = 34, TQ2_0 = 35, MXFP4 = 39,
 };
 std::string type_name(TensorType type);  // "Q4_1", or "type 42" for unknown values
+bool is_known_type(TensorType type);     // block size and byte size known
+bool can_dequantize(TensorType type);    // F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K
 
 // Metadata value types (as in the spec).
 enum class ValueType : uint32_t {
@@ -86,12 +92,14 @@ class File {
   uint64_t data_offset_ = 0;
   std::map<std::string, Value> metadata_;
   std::vector<TensorInfo> tensors_;
+  std::map<std::string, size_t> tensor_index_;  // name -> position in tensors_
 };
 
-// Dequantizes count elements of one block-quantized row (count a multiple of the type's block size).
+// Dequantizes count elements of one block-quantized row (count a multiple of the type's block size);
+// octet::Error for types that cannot be dequantized.
 void dequantize_row(TensorType type, const uint8_t* data, float* out, uint64_t count);
 // Bytes taken by count elements of type (count a multiple of the block size); octet::Error otherwise.
 uint64_t byte_size(TensorType type, uint64_t count);
-uint64_t block_size(TensorType type);  // elements per block (1 for F32/F16/BF16)
+uint64_t block_size(TensorType type);  // elements per block (1 for F32/F16/BF16); octet::Error if unknown
 
 }  // namespace octet::gguf

@@ -14,7 +14,9 @@ namespace octet::gguf { class File; }
 namespace octet::model {
 
 struct RopeScaling {
-  std::string type;  // "" (none) or "llama3"; HF also spells the key "type" in older files
+  // "" (none), "linear" (every frequency divided by factor) or "llama3"; HF also spells the key
+  // "type" in older files.
+  std::string type;
   double factor = 1.0;
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
@@ -35,6 +37,9 @@ struct LlamaConfig {
   double rms_norm_eps = 1e-5;
   double rope_theta = 10000.0;
   RopeScaling rope_scaling;
+  // llama.cpp's GGUF converter stores llama3 scaling as a rope_freqs.weight tensor instead of
+  // metadata: inverse frequency i is divided by rope_freq_factors[i] (head_dim / 2 values).
+  std::vector<double> rope_freq_factors;
   bool tied_embeddings = false;
   std::optional<int64_t> bos_token_id;
   std::vector<int64_t> eos_token_ids;
