@@ -75,7 +75,8 @@ attention_kernel(const float* q, int64_t heads, int64_t kv_heads, int64_t head_d
     running_max = new_max;
 #pragma unroll
     for (int d = 0; d < kMaxDimsPerLane; ++d) acc[d] *= correction;
-    const int64_t valid = min<int64_t>(32, last - chunk + 1);
+    const int64_t remaining = last - chunk + 1;
+    const int64_t valid = remaining < 32 ? remaining : 32;
     for (int64_t j = 0; j < valid; ++j) {
       const float p = __shfl_sync(0xFFFFFFFF, weight, static_cast<int>(j));
       const int64_t cell = (slot_base + chunk + j) * kv_heads + kv_head;

@@ -72,6 +72,11 @@ struct CudaKvCache final : KvCache {
         v_scales.emplace_back(static_cast<size_t>(cells));
       }
     }
+    // Zeros rather than stale memory: positions a benchmark never wrote read as 0, never as NaN.
+    for (auto* lanes : {&k, &v})
+      for (auto& b : *lanes) OCTET_CUDA_CHECK(cudaMemset(b.data(), 0, b.bytes()));
+    for (auto* lanes : {&k_scales, &v_scales})
+      for (auto& b : *lanes) OCTET_CUDA_CHECK(cudaMemset(b.data(), 0, b.bytes()));
   }
   uint64_t bytes_per_position() const override {
     uint64_t per_lane = static_cast<uint64_t>(spec.kv_heads * spec.head_dim * element_bytes(storage));
