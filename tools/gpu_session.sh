@@ -10,6 +10,7 @@ mkdir -p "$out"
 if [[ "$stage" == 1 ]]; then
   cp .gpu_carry/part_a /root/smollm2.part_a
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
+  export PKG_CONFIG_PATH="$PWD/.gpu_carry/pcre2/lib/pkgconfig"
   cmake -G Ninja -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a -DOCTET_BENCH=OFF >"$out/cmake.log" 2>&1 || { tail -30 "$out/cmake.log"; exit 1; }
   ninja -C build-gpu >"$out/build.log" 2>&1 || { grep -E "error" -A3 "$out/build.log" | head -60; exit 1; }
   echo "== GPU tests"
