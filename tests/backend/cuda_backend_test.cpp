@@ -83,8 +83,9 @@ TEST_F(CudaVsCpu, LinearAllFormatsAndShapes) {
   struct Shape { int64_t rows, in, out; };
   const Shape shapes[] = {{1, 576, 192}, {3, 1000, 257}, {8, 1024, 513}, {17, 64, 33}, {64, 512, 384}, {5, 40, 9}};
   for (LinearFormat format : {LinearFormat::fp8, LinearFormat::bf16, LinearFormat::f32}) {
-    // FP8: both sides quantize identically; only accumulation order differs.
-    const double tolerance = format == LinearFormat::bf16 ? 1e-3 : 1e-5;
+    // FP8 rows > 8 run on Hopper's FP8 tensor cores, whose accumulation is narrower than float32
+    // (about 1e-4 relative); the GEMV and the CPU accumulate E4M3 products in float32.
+    const double tolerance = format == LinearFormat::bf16 ? 1e-3 : format == LinearFormat::fp8 ? 1e-3 : 1e-5;
     for (Shape s : shapes) {
       auto x = testing::random_normal(rng_, static_cast<size_t>(s.rows * s.in));
       auto w = testing::random_normal(rng_, static_cast<size_t>(s.out * s.in), 0.05f);
@@ -175,6 +176,10 @@ class RandomWeights final : public model::WeightSource {
   uint64_t seed_;
 };
 
+// Logits of a tiny random Llama (prefill of two sequences, then 5 decode steps of both) on the CPU
+// and the GPU. f32 and bf16 must agree closely. FP8 re-rounds every activation, so a 1e-4 difference
+// upstream flips some codes downstream: there the GPU must be as close to the float32 result as
+// the CPU's FP8 path is (a wrong scale or layout would be off by the logits' own size).
 TEST_F(CudaVsCpu, TinyLlamaLogitsMatchInEveryPrecision) {
   model::LlamaConfig config;
   config.layers = 2;
@@ -188,13 +193,12 @@ TEST_F(CudaVsCpu, TinyLlamaLogitsMatchInEveryPrecision) {
   config.rope_theta = 10000;
   config.tied_embeddings = false;
   RandomWeights weights(rng_());
-  for (Precision precision : {Precision::f32, Precision::bf16, Precision::fp8}) {
-    model::ModelOptions options;
+  model::ModelOptions options;
+  options.max_context = 64;
+  options.slots = 2;
+  auto run = [&](Backend& backend, Precision precision) {
     options.precision = precision;
-    options.max_context = 64;
-    options.slots = 2;
-    model::LlamaModel on_cpu(config, &weights, *cpu_, options), on_gpu(config, &weights, *gpu_, options);
-    // 37 prompt tokens in slot 0, 20 in slot 1, then 5 decode steps for both slots together.
+    model::LlamaModel model(config, &weights, backend, options);
     TokenBatch prefill;
     for (int64_t slot : {0, 1})
       for (int64_t i = 0; i < (slot == 0 ? 37 : 20); ++i) {
@@ -202,19 +206,33 @@ TEST_F(CudaVsCpu, TinyLlamaLogitsMatchInEveryPrecision) {
         prefill.slots.push_back(slot);
         prefill.positions.push_back(i);
       }
+    std::vector<std::vector<float>> steps;
+    std::vector<float> logits(2 * config.vocab);
     std::vector<int64_t> last = {36, 56};
-    std::vector<float> logits_cpu(2 * config.vocab), logits_gpu(2 * config.vocab);
-    on_cpu.forward(prefill, last, logits_cpu.data());
-    on_gpu.forward(prefill, last, logits_gpu.data());
-    const double tolerance = precision == Precision::f32 ? 1e-4 : precision == Precision::bf16 ? 1e-2 : 2e-2;
-    EXPECT_LT(testing::relative_error(logits_gpu, {logits_cpu.begin(), logits_cpu.end()}), tolerance) << "prefill, precision " << int(precision);
+    model.forward(prefill, last, logits.data());
+    steps.push_back(logits);
     for (int64_t step = 0; step < 5; ++step) {
       TokenBatch decode{{7, 11}, {37 + step, 20 + step}, {0, 1}};
       std::vector<int64_t> rows = {0, 1};
-      on_cpu.forward(decode, rows, logits_cpu.data());
-      on_gpu.forward(decode, rows, logits_gpu.data());
-      EXPECT_LT(testing::relative_error(logits_gpu, {logits_cpu.begin(), logits_cpu.end()}), tolerance)
-          << "decode step " << step << ", precision " << int(precision);
+      model.forward(decode, rows, logits.data());
+      steps.push_back(logits);
+    }
+    return steps;
+  };
+  auto error = [](const std::vector<float>& a, const std::vector<float>& b) {
+    return testing::relative_error(a, std::vector<double>(b.begin(), b.end()));
+  };
+  const auto reference = run(*cpu_, Precision::f32);
+  for (Precision precision : {Precision::f32, Precision::bf16, Precision::fp8}) {
+    const auto on_cpu = run(*cpu_, precision), on_gpu = run(*gpu_, precision);
+    for (size_t step = 0; step < on_cpu.size(); ++step) {
+      if (precision == Precision::fp8) {
+        const double cpu_error = error(on_cpu[step], reference[step]), gpu_error = error(on_gpu[step], reference[step]);
+        EXPECT_LT(gpu_error, 1.5 * cpu_error + 1e-3) << "step " << step << ": GPU fp8 error " << gpu_error << ", CPU fp8 error " << cpu_error;
+      } else {
+        EXPECT_LT(error(on_gpu[step], on_cpu[step]), precision == Precision::f32 ? 1e-4 : 1e-2)
+            << "step " << step << ", precision " << precision_name(precision);
+      }
     }
   }
 }

@@ -1,7 +1,7 @@
 // Causal GQA attention over the cache, one block per (token, query head). Bytes: the slot's K and V
 // up to the token's position (kv_dim · positions · element size · 2), shared by the heads of a group
 // through L2; FLOPs: 4 · head_dim · positions per head. Each warp takes chunks of 32 positions:
-// a lane scores one position (a whole q·k dot product in registers), then the warp folds the chunk
+// a lane scores one position (a whole q·k dot product from 16-byte loads), then the warp folds the chunk
 // into its running softmax with lanes splitting head_dim for the V sum; warps merge at the end.
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
@@ -13,7 +13,7 @@
 namespace octet::backend::cuda {
 namespace {
 
-constexpr int kWarps = 4;
+constexpr int kWarps = 8;
 constexpr int kMaxHeadDim = 256;
 constexpr int kMaxDimsPerLane = kMaxHeadDim / 32;
 
@@ -27,6 +27,58 @@ __device__ __forceinline__ float load_element(const void* cache, int64_t index) 
     return __half2float(*reinterpret_cast<__half*>(&h));
   }
   return 0.0f;
+}
+
+__device__ __forceinline__ float2 widen_fp8_pair(uint16_t pair, __nv_fp8_interpretation_t kind) {
+  __half2_raw raw = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(pair), kind);
+  return __half22float2(*reinterpret_cast<__half2*>(&raw));
+}
+
+// q · k for one cached row, read in 16-byte pieces (head_dim is a multiple of 16), all loads of the
+// row issued before the arithmetic that needs them.
+template <KvStorage S>
+__device__ __forceinline__ float dot_row(const float* query, const void* cache, int64_t row_offset, int64_t head_dim) {
+  float dot = 0.0f;
+  if constexpr (S == KvStorage::e4m3 || S == KvStorage::e5m2) {
+    constexpr __nv_fp8_interpretation_t kind = S == KvStorage::e4m3 ? __NV_E4M3 : __NV_E5M2;
+    const uint4* row = reinterpret_cast<const uint4*>(static_cast<const uint8_t*>(cache) + row_offset);
+    for (int64_t piece = 0; piece < head_dim / 16; ++piece) {
+      const uint4 v = row[piece];
+      const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+      for (int w = 0; w < 4; ++w) {
+        const float2 a = widen_fp8_pair(static_cast<uint16_t>(words[w] & 0xFFFF), kind);
+        const float2 b = widen_fp8_pair(static_cast<uint16_t>(words[w] >> 16), kind);
+        const float* qv = query + piece * 16 + w * 4;
+        dot = fmaf(qv[0], a.x, dot);
+        dot = fmaf(qv[1], a.y, dot);
+        dot = fmaf(qv[2], b.x, dot);
+        dot = fmaf(qv[3], b.y, dot);
+      }
+    }
+  } else if constexpr (S == KvStorage::bf16) {
+    const uint4* row = reinterpret_cast<const uint4*>(static_cast<const __nv_bfloat16*>(cache) + row_offset);
+    for (int64_t piece = 0; piece < head_dim / 8; ++piece) {
+      const uint4 v = row[piece];
+      const __nv_bfloat162* pairs = reinterpret_cast<const __nv_bfloat162*>(&v);
+#pragma unroll
+      for (int w = 0; w < 4; ++w) {
+        const float2 f = __bfloat1622float2(pairs[w]);
+        dot = fmaf(query[piece * 8 + w * 2], f.x, dot);
+        dot = fmaf(query[piece * 8 + w * 2 + 1], f.y, dot);
+      }
+    }
+  } else {
+    const float4* row = reinterpret_cast<const float4*>(static_cast<const float*>(cache) + row_offset);
+    for (int64_t piece = 0; piece < head_dim / 4; ++piece) {
+      const float4 v = row[piece];
+      dot = fmaf(query[piece * 4], v.x, dot);
+      dot = fmaf(query[piece * 4 + 1], v.y, dot);
+      dot = fmaf(query[piece * 4 + 2], v.z, dot);
+      dot = fmaf(query[piece * 4 + 3], v.w, dot);
+    }
+  }
+  return dot;
 }
 
 template <KvStorage S>
@@ -60,8 +112,7 @@ attention_kernel(const float* q, int64_t heads, int64_t kv_heads, int64_t head_d
     float score = -INFINITY;
     if (position <= last) {
       const int64_t cell = (slot_base + position) * kv_heads + kv_head;
-      float dot = 0.0f;
-      for (int64_t i = 0; i < head_dim; ++i) dot = fmaf(query[i], load_element<S>(k_cache, cell * head_dim + i), dot);
+      const float dot = dot_row<S>(query, k_cache, cell * head_dim, head_dim);
       score = kScaled ? dot * k_scales[cell] : dot;
     }
     float chunk_max = score;
@@ -118,7 +169,8 @@ void launch_attention(const float* q, int64_t tokens, int64_t heads, int64_t kv_
                       const int64_t* slots, const int64_t* positions, int64_t max_positions, KvStorage storage,
                       const void* k_cache, const void* v_cache, const float* k_scales, const float* v_scales, float* out,
                       cudaStream_t s) {
-  if (head_dim > kMaxHeadDim) fail("attention: head_dim {} exceeds {}", head_dim, kMaxHeadDim);
+  if (head_dim > kMaxHeadDim || head_dim % 16 != 0)
+    fail("attention: head_dim {} must be a multiple of 16 up to {}", head_dim, kMaxHeadDim);
   if (heads % kv_heads != 0) fail("attention: {} heads are not a multiple of {} kv heads", heads, kv_heads);
   if (tokens == 0) return;
   const unsigned blocks = static_cast<unsigned>(tokens * heads);
