@@ -29,6 +29,7 @@ struct BenchFlags {
 
 struct BenchRow {
   std::string precision;
+  std::string device;
   int64_t prompt_tokens = 0, decode_tokens = 0;
   double prefill_tok_s = 0, decode_tok_s = 0, ms_per_token = 0, ttft_ms = 0;
   uint64_t peak_memory_bytes = 0;
@@ -60,6 +61,7 @@ BenchRow bench_precision(const BenchFlags& flags, const std::string& precision) 
   std::vector<double> prefill, decode, ttft;
   BenchRow row;
   row.precision = precision;
+  row.device = engine->info().device;
   for (int i = 0; i < flags.repeats; ++i) {
     GenerationResult r = engine->complete(prompt, params);
     prefill.push_back(r.prefill_tok_s);
@@ -136,17 +138,17 @@ void run_bench(const BenchFlags& flags) {
   for (const auto& p : flags.precisions) rows.push_back(bench_precision(flags, p));
   const ModelInfo info = inspect_model(flags.engine.options());
   if (flags.json) {
-    nlohmann::json out = {{"model", info.path}, {"device", "cpu"}, {"threads", flags.engine.threads}, {"results", nlohmann::json::array()}};
+    nlohmann::json out = {{"model", info.path}, {"threads", flags.engine.threads}, {"results", nlohmann::json::array()}};
     for (const auto& r : rows)
-      out["results"].push_back({{"precision", r.precision}, {"prompt_tokens", r.prompt_tokens},
+      out["results"].push_back({{"precision", r.precision}, {"device", r.device}, {"prompt_tokens", r.prompt_tokens},
                                 {"decode_tokens", r.decode_tokens}, {"prefill_tok_s", r.prefill_tok_s},
                                 {"decode_tok_s", r.decode_tok_s}, {"ms_per_token", r.ms_per_token},
                                 {"time_to_first_token_ms", r.ttft_ms}, {"peak_memory_bytes", r.peak_memory_bytes}});
     fmt::print("{}\n", out.dump(2));
     return;
   }
-  fmt::print("model: {} ({} parameters), device: cpu, median of {} runs\n", info.path, format_count(info.parameters),
-             flags.repeats);
+  fmt::print("model: {} ({} parameters), device: {}, median of {} runs\n", info.path, format_count(info.parameters),
+             rows.empty() ? "-" : rows.front().device, flags.repeats);
   fmt::print("{:<9} {:>8} {:>8} {:>14} {:>13} {:>10} {:>10} {:>12}\n", "precision", "prompt", "decoded", "prefill tok/s",
              "decode tok/s", "ms/token", "TTFT ms", "peak memory");
   for (const auto& r : rows)
