@@ -2,7 +2,8 @@
 # One device session: build for sm_90a, the GPU tests, compute-sanitizer, and the benchmarks.
 # Stage 1 runs everything that needs no model file; stage 2 joins the SmolLM2 GGUF (carried in two
 # halves, it is larger than one transfer) and runs the real-model CUDA tests.
-#   tools/gpu_session.sh 1|2     (results under $OUT)
+# Stage 3 builds if needed and profiles one Llama-3.1-8B FP8 decode step per kernel with ncu.
+#   tools/gpu_session.sh 1|2|3     (results under $OUT)
 set -uo pipefail
 stage="$1"
 out="${OUT:-/tmp/out}"
@@ -22,6 +23,18 @@ if [[ "$stage" == 1 ]]; then
   timeout 240 build-gpu/octet bench --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8,bf16 2>&1 | tee "$out/bench_8b.txt"
   echo "== bench 70B"
   timeout 200 build-gpu/octet bench --dummy-weights configs/models/Llama-3.3-70B-Instruct.json --precision fp8 --batch 1,8 2>&1 | tee "$out/bench_70b.txt"
+elif [[ "$stage" == 3 ]]; then
+  export PKG_CONFIG_PATH="$PWD/.gpu_carry/pcre2/lib/pkgconfig"
+  if [[ ! -x build-gpu/octet ]]; then
+    cmake -G Ninja -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a -DOCTET_BENCH=OFF >"$out/cmake.log" 2>&1 || exit 1
+    ninja -C build-gpu >"$out/build.log" 2>&1 || { grep error "$out/build.log" | head; exit 1; }
+  fi
+  build-gpu/octet bench --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 16 --batch 1 --steps 16 | tail -3
+  ncu --print-summary per-kernel --metrics gpu__time_duration.sum \
+      -k 'regex:gemv|attention|rmsnorm|quantize|rope|kv_write|swiglu|embed|gather_rows|add_kernel|scale_rows|to_bf16|nvjet|sm90|gemm|cutlass' \
+      build-gpu/octet bench --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 16 --batch 1 --steps 4 \
+      >"$out/ncu.txt" 2>&1
+  grep -E "^  [a-z_0-9<>:, ()]+|gpu__time_duration.sum|Invocations" "$out/ncu.txt" | head -80
 else
   mkdir -p models && cat /root/smollm2.part_a .gpu_carry/part_b > models/SmolLM2-135M-Instruct.Q4_1.gguf
   sha256sum models/SmolLM2-135M-Instruct.Q4_1.gguf
