@@ -127,14 +127,15 @@ TEST_F(CudaVsCpu, NormsRopeSwigluAdd) {
 }
 
 TEST_F(CudaVsCpu, AttentionOverCacheEveryStorage) {
-  const int64_t heads = 8, kv_heads = 2, head_dim = 128, max_positions = 300;
+  const int64_t heads = 8, kv_heads = 2, head_dim = 128, max_positions = 1100;
   for (auto storage : {KvCacheSpec::Storage::f32, KvCacheSpec::Storage::bf16, KvCacheSpec::Storage::fp8}) {
     KvCacheSpec spec{1, kv_heads, head_dim, max_positions, 2, storage};
     auto cache_cpu = cpu_->make_kv_cache(spec);
     auto cache_gpu = gpu_->make_kv_cache(spec);
-    // A 37-token prefill in slot 1, then 3 decode tokens in slot 0 after a 250-token prefill.
-    for (auto [slot, begin, count] : {std::tuple{int64_t{1}, int64_t{0}, int64_t{37}}, std::tuple{int64_t{0}, int64_t{0}, int64_t{250}},
-                                      std::tuple{int64_t{0}, int64_t{250}, int64_t{3}}}) {
+    // A 37-token prefill in slot 1, then 3 decode tokens in slot 0 after a 1000-token prefill (the
+    // decode is split over the positions and merged).
+    for (auto [slot, begin, count] : {std::tuple{int64_t{1}, int64_t{0}, int64_t{37}}, std::tuple{int64_t{0}, int64_t{0}, int64_t{1000}},
+                                      std::tuple{int64_t{0}, int64_t{1000}, int64_t{3}}}) {
       TokenBatch batch;
       for (int64_t i = 0; i < count; ++i) {
         batch.tokens.push_back(0);

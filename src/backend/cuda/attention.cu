@@ -1,8 +1,7 @@
-// Causal GQA attention over the cache, one block per (token, query head). Bytes: the slot's K and V
-// up to the token's position (kv_dim · positions · element size · 2), shared by the heads of a group
-// through L2; FLOPs: 4 · head_dim · positions per head. Each warp takes chunks of 32 positions:
-// a lane scores one position (a whole q·k dot product from 16-byte loads), then the warp folds the chunk
-// into its running softmax with lanes splitting head_dim for the V sum; warps merge at the end.
+// Causal GQA attention over the cache (flash-decoding). Bytes: the slot's K and V up to the token's
+// position (kv_dim · positions · element size · 2), shared by the heads of a group through L2;
+// FLOPs: 4 · head_dim · positions per head. On CUDA cores: prefill of long prompts is far from the
+// tensor-core roofline (a wgmma kernel is the next step), decode is bound by reading the cache.
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
 
@@ -10,24 +9,15 @@
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
+#include <algorithm>
+
 namespace octet::backend::cuda {
 namespace {
 
 constexpr int kWarps = 8;
 constexpr int kMaxHeadDim = 256;
-constexpr int kMaxDimsPerLane = kMaxHeadDim / 32;
-
-template <KvStorage S>
-__device__ __forceinline__ float load_element(const void* cache, int64_t index) {
-  if constexpr (S == KvStorage::f32) return static_cast<const float*>(cache)[index];
-  if constexpr (S == KvStorage::bf16) return __bfloat162float(static_cast<const __nv_bfloat16*>(cache)[index]);
-  if constexpr (S == KvStorage::e4m3 || S == KvStorage::e5m2) {
-    __half_raw h = __nv_cvt_fp8_to_halfraw(static_cast<const __nv_fp8_storage_t*>(cache)[index],
-                                           S == KvStorage::e4m3 ? __NV_E4M3 : __NV_E5M2);
-    return __half2float(*reinterpret_cast<__half*>(&h));
-  }
-  return 0.0f;
-}
+constexpr int64_t kPositionsPerSplit = 256;
+constexpr int64_t kTargetBlocks = 1024;
 
 __device__ __forceinline__ float2 widen_fp8_pair(uint16_t pair, __nv_fp8_interpretation_t kind) {
   __half2_raw raw = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(pair), kind);
@@ -81,36 +71,88 @@ __device__ __forceinline__ float dot_row(const float* query, const void* cache, 
   return dot;
 }
 
+// Sixteen consecutive elements of a cached row as float32, from 16-byte loads.
+template <KvStorage S>
+__device__ __forceinline__ void load16(const void* cache, int64_t element_offset, float out[16]) {
+  if constexpr (S == KvStorage::e4m3 || S == KvStorage::e5m2) {
+    constexpr __nv_fp8_interpretation_t kind = S == KvStorage::e4m3 ? __NV_E4M3 : __NV_E5M2;
+    const uint4 v = *reinterpret_cast<const uint4*>(static_cast<const uint8_t*>(cache) + element_offset);
+    const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      const float2 a = widen_fp8_pair(static_cast<uint16_t>(words[w] & 0xFFFF), kind);
+      const float2 b = widen_fp8_pair(static_cast<uint16_t>(words[w] >> 16), kind);
+      out[4 * w] = a.x;
+      out[4 * w + 1] = a.y;
+      out[4 * w + 2] = b.x;
+      out[4 * w + 3] = b.y;
+    }
+  } else if constexpr (S == KvStorage::bf16) {
+    const uint4* row = reinterpret_cast<const uint4*>(static_cast<const __nv_bfloat16*>(cache) + element_offset);
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const uint4 v = row[half];
+      const __nv_bfloat162* pairs = reinterpret_cast<const __nv_bfloat162*>(&v);
+#pragma unroll
+      for (int w = 0; w < 4; ++w) {
+        const float2 f = __bfloat1622float2(pairs[w]);
+        out[8 * half + 2 * w] = f.x;
+        out[8 * half + 2 * w + 1] = f.y;
+      }
+    }
+  } else {
+    const float4* row = reinterpret_cast<const float4*>(static_cast<const float*>(cache) + element_offset);
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const float4 v = row[q];
+      out[4 * q] = v.x;
+      out[4 * q + 1] = v.y;
+      out[4 * q + 2] = v.z;
+      out[4 * q + 3] = v.w;
+    }
+  }
+}
+
+// One block per (token, head, split of the positions). Scores: a lane per position. V sums: the
+// warp reads `rows_per_step` cached rows at a time, each lane 16 dims of one row (16-byte loads),
+// and folds lanes holding the same dims together at the end. With one split the block writes the
+// output; otherwise it writes (max, sum, unnormalised accumulator) for attention_combine_kernel.
 template <KvStorage S>
 __global__ void __launch_bounds__(kWarps * 32)
 attention_kernel(const float* q, int64_t heads, int64_t kv_heads, int64_t head_dim, const int64_t* slots,
                  const int64_t* positions, int64_t max_positions, const void* k_cache, const void* v_cache,
-                 const float* k_scales, const float* v_scales, float* out) {
+                 const float* k_scales, const float* v_scales, int splits, int64_t span, float* out,
+                 float* partial) {
   __shared__ float query[kMaxHeadDim];
   __shared__ float warp_max_score[kWarps], warp_sum[kWarps];
   __shared__ float warp_acc[kWarps][kMaxHeadDim];
   constexpr bool kScaled = S == KvStorage::e4m3 || S == KvStorage::e5m2;
 
-  const int64_t token = blockIdx.x / heads, head = blockIdx.x % heads;
+  const int64_t item = blockIdx.x;  // token * heads + head
+  const int64_t token = item / heads, head = item % heads;
+  const int split = blockIdx.y;
   const int64_t kv_head = head / (heads / kv_heads);
   const int64_t last = positions[token];
+  const int64_t begin = split * span, end = min(last + 1, begin + span);  // positions [begin, end)
   const int64_t slot_base = slots[token] * max_positions;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int pieces = static_cast<int>(head_dim / 16), rows_per_step = 32 / pieces;
+  const int my_row = lane / pieces, my_piece = lane % pieces;
   const float softmax_scale = rsqrtf(static_cast<float>(head_dim));
   for (int64_t i = threadIdx.x; i < head_dim; i += blockDim.x)
-    query[i] = q[(token * heads + head) * head_dim + i] * softmax_scale;
+    query[i] = q[item * head_dim + i] * softmax_scale;
   __syncthreads();
 
-  const int dims_per_lane = static_cast<int>((head_dim + 31) / 32);
   float running_max = -INFINITY, running_sum = 0.0f;
-  float acc[kMaxDimsPerLane];
+  float acc[16];
 #pragma unroll
-  for (int d = 0; d < kMaxDimsPerLane; ++d) acc[d] = 0.0f;
+  for (int d = 0; d < 16; ++d) acc[d] = 0.0f;
 
-  for (int64_t chunk = static_cast<int64_t>(warp) * 32; chunk <= last; chunk += kWarps * 32) {
+  for (int64_t chunk = begin + static_cast<int64_t>(warp) * 32; chunk < end; chunk += kWarps * 32) {
     const int64_t position = chunk + lane;
+    const bool valid = position < end;
     float score = -INFINITY;
-    if (position <= last) {
+    if (valid) {
       const int64_t cell = (slot_base + position) * kv_heads + kv_head;
       const float dot = dot_row<S>(query, k_cache, cell * head_dim, head_dim);
       score = kScaled ? dot * k_scales[cell] : dot;
@@ -118,77 +160,134 @@ attention_kernel(const float* q, int64_t heads, int64_t kv_heads, int64_t head_d
     float chunk_max = score;
     for (int offset = 16; offset > 0; offset /= 2) chunk_max = fmaxf(chunk_max, __shfl_xor_sync(0xFFFFFFFF, chunk_max, offset));
     const float new_max = fmaxf(running_max, chunk_max);
-    const float correction = __expf(running_max - new_max);  // 0 on the first chunk (running_max = -inf)
-    const float weight = position <= last ? __expf(score - new_max) : 0.0f;
+    const float correction = __expf(running_max - new_max);  // 0 on the first chunk
+    float weight = valid ? __expf(score - new_max) : 0.0f;
     float weight_sum = weight;
     for (int offset = 16; offset > 0; offset /= 2) weight_sum += __shfl_xor_sync(0xFFFFFFFF, weight_sum, offset);
     running_sum = running_sum * correction + weight_sum;
     running_max = new_max;
+    if (kScaled && valid) weight *= v_scales[(slot_base + position) * kv_heads + kv_head];
 #pragma unroll
-    for (int d = 0; d < kMaxDimsPerLane; ++d) acc[d] *= correction;
-    const int64_t remaining = last - chunk + 1;
-    const int64_t valid = remaining < 32 ? remaining : 32;
-    for (int64_t j = 0; j < valid; ++j) {
-      const float p = __shfl_sync(0xFFFFFFFF, weight, static_cast<int>(j));
-      const int64_t cell = (slot_base + chunk + j) * kv_heads + kv_head;
-      const float v_scale = kScaled ? v_scales[cell] : 1.0f;
+    for (int d = 0; d < 16; ++d) acc[d] *= correction;
+    for (int step = 0; step < 32; step += rows_per_step) {
+      const int row = step + my_row;
+      const float p = __shfl_sync(0xFFFFFFFF, weight, row);
+      if (chunk + row < end) {
+        const int64_t cell = (slot_base + chunk + row) * kv_heads + kv_head;
+        float v[16];
+        load16<S>(v_cache, cell * head_dim + my_piece * 16, v);
 #pragma unroll
-      for (int d = 0; d < kMaxDimsPerLane; ++d) {
-        const int64_t dim = lane + 32 * d;
-        if (d < dims_per_lane && dim < head_dim) acc[d] = fmaf(p * v_scale, load_element<S>(v_cache, cell * head_dim + dim), acc[d]);
+        for (int d = 0; d < 16; ++d) acc[d] = fmaf(p, v[d], acc[d]);
       }
     }
   }
-
+  // Lanes with the same piece hold partial sums over different rows: fold them.
+  for (int offset = pieces; offset < 32; offset *= 2)
+#pragma unroll
+    for (int d = 0; d < 16; ++d) acc[d] += __shfl_xor_sync(0xFFFFFFFF, acc[d], offset);
   if (lane == 0) {
     warp_max_score[warp] = running_max;
     warp_sum[warp] = running_sum;
   }
+  if (my_row == 0)
 #pragma unroll
-  for (int d = 0; d < kMaxDimsPerLane; ++d) {
-    const int64_t dim = lane + 32 * d;
-    if (d < dims_per_lane && dim < head_dim) warp_acc[warp][dim] = acc[d];
-  }
+    for (int d = 0; d < 16; ++d) warp_acc[warp][my_piece * 16 + d] = acc[d];
   __syncthreads();
-  float global_max = -INFINITY;
-  for (int w = 0; w < kWarps; ++w) global_max = fmaxf(global_max, warp_max_score[w]);
-  float total = 0.0f;
+
+  float block_max = -INFINITY;
   for (int w = 0; w < kWarps; ++w)
-    if (warp_sum[w] > 0.0f) total += warp_sum[w] * __expf(warp_max_score[w] - global_max);
+    if (warp_sum[w] > 0.0f) block_max = fmaxf(block_max, warp_max_score[w]);
+  float block_sum = 0.0f;
+  for (int w = 0; w < kWarps; ++w)
+    if (warp_sum[w] > 0.0f) block_sum += warp_sum[w] * __expf(warp_max_score[w] - block_max);
+  if (splits == 1) {
+    for (int64_t i = threadIdx.x; i < head_dim; i += blockDim.x) {
+      float sum = 0.0f;
+      for (int w = 0; w < kWarps; ++w)
+        if (warp_sum[w] > 0.0f) sum += warp_acc[w][i] * __expf(warp_max_score[w] - block_max);
+      out[item * head_dim + i] = sum / block_sum;
+    }
+    return;
+  }
+  float* mine = partial + (item * splits + split) * (head_dim + 2);
+  if (threadIdx.x == 0) {
+    mine[0] = block_max;
+    mine[1] = block_sum;  // 0 when this split holds no position of the token
+  }
   for (int64_t i = threadIdx.x; i < head_dim; i += blockDim.x) {
     float sum = 0.0f;
     for (int w = 0; w < kWarps; ++w)
-      if (warp_sum[w] > 0.0f) sum += warp_acc[w][i] * __expf(warp_max_score[w] - global_max);
-    out[(token * heads + head) * head_dim + i] = sum / total;
+      if (warp_sum[w] > 0.0f) sum += warp_acc[w][i] * __expf(warp_max_score[w] - block_max);
+    mine[2 + i] = sum;
+  }
+}
+
+// Merges the splits of each (token, head): softmax statistics rescaled to the common maximum.
+__global__ void attention_combine_kernel(const float* partial, int splits, int64_t head_dim, float* out) {
+  const int64_t item = blockIdx.x;
+  const float* parts = partial + item * splits * (head_dim + 2);
+  float global_max = -INFINITY;
+  for (int s = 0; s < splits; ++s)
+    if (parts[s * (head_dim + 2) + 1] > 0.0f) global_max = fmaxf(global_max, parts[s * (head_dim + 2)]);
+  float total = 0.0f;
+  for (int s = 0; s < splits; ++s) {
+    const float* part = parts + s * (head_dim + 2);
+    if (part[1] > 0.0f) total += part[1] * __expf(part[0] - global_max);
+  }
+  for (int64_t i = threadIdx.x; i < head_dim; i += blockDim.x) {
+    float sum = 0.0f;
+    for (int s = 0; s < splits; ++s) {
+      const float* part = parts + s * (head_dim + 2);
+      if (part[1] > 0.0f) sum += part[2 + i] * __expf(part[0] - global_max);
+    }
+    out[item * head_dim + i] = sum / total;
   }
 }
 
 }  // namespace
 
+int attention_splits(int64_t tokens, int64_t heads, int64_t longest_context) {
+  // Enough blocks to fill the GPU several times over; each split keeps at least 256 positions.
+  const int64_t items = tokens * heads;
+  const int64_t by_length = (longest_context + kPositionsPerSplit - 1) / kPositionsPerSplit;
+  const int64_t by_occupancy = (kTargetBlocks + items - 1) / items;
+  return static_cast<int>(std::max<int64_t>(1, std::min(by_length, by_occupancy)));
+}
+
+size_t attention_scratch_floats(int64_t tokens, int64_t heads, int64_t head_dim, int splits) {
+  return splits > 1 ? static_cast<size_t>(tokens * heads * splits * (head_dim + 2)) : 0;
+}
+
 void launch_attention(const float* q, int64_t tokens, int64_t heads, int64_t kv_heads, int64_t head_dim,
-                      const int64_t* slots, const int64_t* positions, int64_t max_positions, KvStorage storage,
-                      const void* k_cache, const void* v_cache, const float* k_scales, const float* v_scales, float* out,
-                      cudaStream_t s) {
-  if (head_dim > kMaxHeadDim || head_dim % 16 != 0)
-    fail("attention: head_dim {} must be a multiple of 16 up to {}", head_dim, kMaxHeadDim);
+                      const int64_t* slots, const int64_t* positions, int64_t longest_context, int64_t max_positions,
+                      KvStorage storage, const void* k_cache, const void* v_cache, const float* k_scales,
+                      const float* v_scales, float* scratch, float* out, cudaStream_t s) {
+  if (head_dim > kMaxHeadDim || head_dim % 16 != 0 || 32 % (head_dim / 16) != 0)
+    fail("attention: head_dim {} must be 16, 32, 64, 128 or 256", head_dim);
   if (heads % kv_heads != 0) fail("attention: {} heads are not a multiple of {} kv heads", heads, kv_heads);
   if (tokens == 0) return;
-  const unsigned blocks = static_cast<unsigned>(tokens * heads);
+  const int splits = attention_splits(tokens, heads, longest_context);
+  const int64_t span = ((longest_context + splits - 1) / splits + 31) / 32 * 32;
+  const dim3 grid(static_cast<unsigned>(tokens * heads), static_cast<unsigned>(splits));
   switch (storage) {
     case KvStorage::f32:
-      attention_kernel<KvStorage::f32><<<blocks, kWarps * 32, 0, s>>>(q, heads, kv_heads, head_dim, slots, positions, max_positions, k_cache, v_cache, k_scales, v_scales, out);
+      attention_kernel<KvStorage::f32><<<grid, kWarps * 32, 0, s>>>(q, heads, kv_heads, head_dim, slots, positions, max_positions, k_cache, v_cache, k_scales, v_scales, splits, span, out, scratch);
       break;
     case KvStorage::bf16:
-      attention_kernel<KvStorage::bf16><<<blocks, kWarps * 32, 0, s>>>(q, heads, kv_heads, head_dim, slots, positions, max_positions, k_cache, v_cache, k_scales, v_scales, out);
+      attention_kernel<KvStorage::bf16><<<grid, kWarps * 32, 0, s>>>(q, heads, kv_heads, head_dim, slots, positions, max_positions, k_cache, v_cache, k_scales, v_scales, splits, span, out, scratch);
       break;
     case KvStorage::e4m3:
-      attention_kernel<KvStorage::e4m3><<<blocks, kWarps * 32, 0, s>>>(q, heads, kv_heads, head_dim, slots, positions, max_positions, k_cache, v_cache, k_scales, v_scales, out);
+      attention_kernel<KvStorage::e4m3><<<grid, kWarps * 32, 0, s>>>(q, heads, kv_heads, head_dim, slots, positions, max_positions, k_cache, v_cache, k_scales, v_scales, splits, span, out, scratch);
       break;
     case KvStorage::e5m2:
-      attention_kernel<KvStorage::e5m2><<<blocks, kWarps * 32, 0, s>>>(q, heads, kv_heads, head_dim, slots, positions, max_positions, k_cache, v_cache, k_scales, v_scales, out);
+      attention_kernel<KvStorage::e5m2><<<grid, kWarps * 32, 0, s>>>(q, heads, kv_heads, head_dim, slots, positions, max_positions, k_cache, v_cache, k_scales, v_scales, splits, span, out, scratch);
       break;
   }
   OCTET_CUDA_LAUNCH_CHECK();
+  if (splits > 1) {
+    attention_combine_kernel<<<static_cast<unsigned>(tokens * heads), 128, 0, s>>>(scratch, splits, head_dim, out);
+    OCTET_CUDA_LAUNCH_CHECK();
+  }
 }
 
 }  // namespace octet::backend::cuda

@@ -314,10 +314,15 @@ class CudaBackend final : public Backend {
     expect_prepared(batch.size());
     check_shape(out, q.rows, q.cols, "attention output");
     const bool fp8 = c.spec.storage == KvCacheSpec::Storage::fp8;
-    launch_attention(cast(q).data.data(), static_cast<int64_t>(batch.size()), q.cols / c.spec.head_dim, c.spec.kv_heads,
-                     c.spec.head_dim, slots_.data(), positions_.data(), c.spec.max_positions, c.storage, c.k[layer].data(),
-                     c.v[layer].data(), fp8 ? c.k_scales[layer].data() : nullptr, fp8 ? c.v_scales[layer].data() : nullptr,
-                     cast(out).data.data(), stream_);
+    const auto tokens = static_cast<int64_t>(batch.size());
+    const int64_t heads = q.cols / c.spec.head_dim;
+    const int64_t longest = *std::max_element(batch.positions.begin(), batch.positions.end()) + 1;
+    ensure_capacity(attention_scratch_, std::max<size_t>(1, attention_scratch_floats(tokens, heads, c.spec.head_dim,
+                                                                                   attention_splits(tokens, heads, longest))));
+    launch_attention(cast(q).data.data(), tokens, heads, c.spec.kv_heads, c.spec.head_dim, slots_.data(), positions_.data(),
+                     longest, c.spec.max_positions, c.storage, c.k[layer].data(), c.v[layer].data(),
+                     fp8 ? c.k_scales[layer].data() : nullptr, fp8 ? c.v_scales[layer].data() : nullptr,
+                     attention_scratch_.data(), cast(out).data.data(), stream_);
   }
 
   void swiglu(const Activations& gate, const Activations& up, Activations& out) override {
@@ -403,6 +408,7 @@ class CudaBackend final : public Backend {
   DeviceBuffer<float> row_scales_;
   DeviceBuffer<uint16_t> bf16_;
   DeviceBuffer<float> frequencies_;
+  DeviceBuffer<float> attention_scratch_;
   std::vector<float> frequencies_host_;
 };
 

@@ -43,11 +43,15 @@ void launch_kv_write(const float* k, const float* v, int64_t tokens, const int64
                      int64_t kv_heads, int64_t head_dim, int64_t max_positions, KvStorage storage, float static_k_scale,
                      float static_v_scale, void* k_cache, void* v_cache, float* k_scales, float* v_scales, cudaStream_t s);
 
-// attention.cu: causal GQA over each token's slot, positions [0, position].
+// attention.cu: causal GQA over each token's slot, positions [0, position]. Long contexts with few
+// (token, head) pairs are split over the positions (flash-decoding) and merged by a second kernel;
+// scratch holds attention_scratch_floats() floats. longest_context = 1 + the largest position.
+int attention_splits(int64_t tokens, int64_t heads, int64_t longest_context);
+size_t attention_scratch_floats(int64_t tokens, int64_t heads, int64_t head_dim, int splits);
 void launch_attention(const float* q, int64_t tokens, int64_t heads, int64_t kv_heads, int64_t head_dim,
-                      const int64_t* slots, const int64_t* positions, int64_t max_positions, KvStorage storage,
-                      const void* k_cache, const void* v_cache, const float* k_scales, const float* v_scales, float* out,
-                      cudaStream_t s);
+                      const int64_t* slots, const int64_t* positions, int64_t longest_context, int64_t max_positions,
+                      KvStorage storage, const void* k_cache, const void* v_cache, const float* k_scales,
+                      const float* v_scales, float* scratch, float* out, cudaStream_t s);
 
 // random_weights.cu: deterministic pseudo-random weights generated on the device.
 void launch_random_e4m3(uint8_t* codes, int64_t count, uint64_t seed, cudaStream_t s);  // codes of N(0,1)·(448/4)
