@@ -64,10 +64,11 @@ if ((want_build)); then
     say "configuring $build"
     cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
   fi
-  if ninja -C "$build" -n 2>/dev/null | grep -q "no work to do"; then
-    say "build: up to date"
-  else
-    say "building (Release)"
-    cmake --build "$build" -- -j"$(nproc)"
+  log="$build/setup-build.log"
+  if ! cmake --build "$build" -- -j"$(nproc)" >"$log" 2>&1; then
+    tail -40 "$log" >&2
+    echo "setup.sh: the build failed (full log: $log)" >&2
+    exit 1
   fi
+  if grep -q "no work to do" "$log"; then say "build: up to date"; else say "build: done (Release, $build)"; fi
 fi
