@@ -53,6 +53,7 @@ struct GenerationResult {
   double time_to_first_token_ms = 0;
   double total_ms = 0;
   uint64_t peak_memory_bytes = 0;  // process peak resident set
+  std::vector<double> inter_token_ms;  // gaps between consecutive generated tokens
 };
 
 struct ModelInfo {
@@ -68,6 +69,7 @@ struct ModelInfo {
   uint64_t weight_bytes_bf16 = 0;  // all weights stored as BF16
   uint64_t weight_bytes_fp8 = 0;   // linear layers in FP8 (+ scales), embeddings/norms/head in BF16
   double savings_percentage = 0;   // 100 * (1 - fp8 / bf16)
+  uint64_t kv_bytes_per_token = 0; // K and V of all layers for one position, as this engine stores them
 };
 
 // Called with each piece of text as it is produced; return false to stop generation.

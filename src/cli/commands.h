@@ -2,11 +2,16 @@
 // One function per subcommand registers its options on the app; each file holds one subcommand.
 #include <CLI/CLI.hpp>
 
+#include <string>
+#include <vector>
+
 namespace octet::cli {
 
 void register_query(CLI::App& app);
 void register_info(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_eval(CLI::App& app);
+void register_doctor(CLI::App& app, const std::vector<std::string>& overrides);
+void register_plan(CLI::App& app, const std::vector<std::string>& overrides);
 
 }  // namespace octet::cli

@@ -48,6 +48,8 @@ int main(int argc, char** argv) {
     std::vector<std::string> args(argv + 1, argv + argc);
     std::vector<std::string> overrides = octet::extract_overrides(args);
     octet::cli::register_config_command(app, overrides);
+    octet::cli::register_doctor(app, overrides);
+    octet::cli::register_plan(app, overrides);
     std::reverse(args.begin(), args.end());  // CLI11 takes a vector in reverse order
     app.parse(args);
   } catch (const CLI::ParseError& e) {

@@ -85,7 +85,7 @@ std::vector<KeyInfo> make_schema() {
        .doc = "local: the engine; api: an OpenAI-compatible server; auto: the engine, falling back to the "
               "API when the local model cannot run and an API key is set."},
       {.name = "planner.system_prompt", .type = T::string,
-       .default_yaml = "\"You are a planning assistant. Answer with a short, numbered, step-by-step plan.\"",
+       .default_yaml = "\"You are a helpful AI assistant. Explain the steps to reach the goal.\"",
        .doc = "System message sent before every planning request."},
       {.name = "planner.max_tokens", .type = T::integer, .default_yaml = "512", .min = 1,
        .doc = "Most tokens per plan."},

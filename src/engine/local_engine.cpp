@@ -97,7 +97,9 @@ class LocalEngine final : public Engine {
   }
 
   ModelInfo info() const override {
-    return engine::describe_model(config_, options_.precision, options_.model_path, backend_->name());
+    ModelInfo info = engine::describe_model(config_, options_.precision, options_.model_path, backend_->name());
+    info.kv_bytes_per_token = model_->kv_bytes_per_position();
+    return info;
   }
 
  private:
@@ -143,9 +145,13 @@ class LocalEngine final : public Engine {
     result.finish_reason = "length";
     int64_t position = result.prompt_tokens;
     const auto& stop_ids = tokenizer_->stop_ids();
+    auto last_token_time = start;
     while (result.completion_tokens < params.max_tokens && keep_going) {
       const int32_t token = sampler.sample(logits, history);
-      if (result.completion_tokens == 0) result.time_to_first_token_ms = ms_between(start, Clock::now());
+      const auto now = Clock::now();
+      if (result.completion_tokens == 0) result.time_to_first_token_ms = ms_between(start, now);
+      else result.inter_token_ms.push_back(ms_between(last_token_time, now));
+      last_token_time = now;
       ++result.completion_tokens;
       history.push_back(token);
       const bool is_stop = std::find(stop_ids.begin(), stop_ids.end(), token) != stop_ids.end();

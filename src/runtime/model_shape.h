@@ -1,0 +1,25 @@
+#pragma once
+// The shape of the configured model without loading it: from its GGUF file, or, for a Hugging Face
+// model name (e.g. nvidia/Llama-3.3-70B-Instruct-FP8), from configs/models/<name>.json.
+#include "model/llama_config.h"
+
+#include <optional>
+#include <string>
+
+namespace octet::runtime {
+
+struct ModelShape {
+  model::LlamaConfig config;
+  std::string source;      // the file the shape came from
+  bool weights_local = false;  // a loadable model file exists
+};
+
+// nullopt when neither a model file nor a known shape exists for the name.
+std::optional<ModelShape> find_model_shape(const std::string& model);
+
+// Bytes of weights for a precision (fp8: linear E4M3 + channel scales, the rest BF16) and of the KV
+// cache per token (fp8: E4M3; bf16: BF16; f32: float32).
+uint64_t weight_bytes(const model::LlamaConfig& c, bool fp8);
+uint64_t kv_bytes_per_token(const model::LlamaConfig& c, int element_bytes);
+
+}  // namespace octet::runtime
