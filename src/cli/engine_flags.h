@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include <string>
+#include <vector>
 
 namespace octet::cli {
 
@@ -18,6 +19,11 @@ struct EngineFlags {
 
   void add_to(CLI::App& command, bool with_precision = true);
   EngineOptions options() const;
+  // Flags given on the command line override what the configuration resolved.
+  void apply_to(EngineOptions& options) const;
+
+ private:
+  std::vector<CLI::Option*> given_;  // model, precision, device, threads, max_context, kv_cache_dtype
 };
 
 struct SamplingFlags {
@@ -32,6 +38,10 @@ struct SamplingFlags {
 
   void add_to(CLI::App& command);
   GenerationParams params() const;
+  void apply_to(GenerationParams& params) const;
+
+ private:
+  std::vector<CLI::Option*> given_;  // in the order of the fields above
 };
 
 std::string format_bytes(uint64_t bytes);   // "1.23 GiB"

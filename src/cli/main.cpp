@@ -39,7 +39,6 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "Log level on stderr: trace, debug, info, warn (default), error, off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
   app.parse_complete_callback([&] { configure_logging(log_level); });
-  octet::cli::register_query(app);
   octet::cli::register_info(app);
   octet::cli::register_bench(app);
   octet::cli::register_eval(app);
@@ -47,6 +46,7 @@ int main(int argc, char** argv) {
     // key=value arguments anywhere on the line are configuration overrides (Hydra style).
     std::vector<std::string> args(argv + 1, argv + argc);
     std::vector<std::string> overrides = octet::extract_overrides(args);
+    octet::cli::register_query(app, overrides);
     octet::cli::register_config_command(app, overrides);
     octet::cli::register_doctor(app, overrides);
     octet::cli::register_plan(app, overrides);

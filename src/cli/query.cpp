@@ -1,6 +1,8 @@
 // octet query PROMPT: one chat turn, streamed to stdout, stats on stderr (or one JSON object).
 #include "cli/commands.h"
+#include "cli/config_flags.h"
 #include "cli/engine_flags.h"
+#include "octet/config.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -12,6 +14,7 @@ namespace octet::cli {
 namespace {
 
 struct QueryFlags {
+  ConfigFlags config;
   std::string prompt;
   std::string system;
   bool json = false;
@@ -20,7 +23,13 @@ struct QueryFlags {
 };
 
 void run_query(const QueryFlags& flags) {
-  auto engine = Engine::create(flags.engine.options());
+  // Configuration (defaults < files < environment < key=value overrides), then explicit flags on top.
+  const Config config = load_config(flags.config.request());
+  EngineOptions options = engine_options(config);
+  flags.engine.apply_to(options);
+  GenerationParams params = generation_params(config);
+  flags.sampling.apply_to(params);
+  auto engine = Engine::create(options);
   std::vector<Message> messages;
   if (!flags.system.empty()) messages.push_back({"system", flags.system});
   messages.push_back({"user", flags.prompt});
@@ -31,7 +40,7 @@ void run_query(const QueryFlags& flags) {
       std::fflush(stdout);
       return true;
     };
-  GenerationResult r = engine->chat(messages, flags.sampling.params(), stream);
+  GenerationResult r = engine->chat(messages, params, stream);
   const ModelInfo info = engine->info();
   if (flags.json) {
     nlohmann::json out = {{"text", r.text},
@@ -58,12 +67,14 @@ void run_query(const QueryFlags& flags) {
 
 }  // namespace
 
-void register_query(CLI::App& app) {
+void register_query(CLI::App& app, const std::vector<std::string>& overrides) {
   auto flags = std::make_shared<QueryFlags>();
+  flags->config.overrides = overrides;
   auto* command = app.add_subcommand("query", "Answer one prompt with the model, streaming the text to stdout");
   command->add_option("prompt", flags->prompt, "The user's message")->required();
   command->add_option("--system", flags->system, "System message (default: the model's own, if any)");
   command->add_flag("--json", flags->json, "Print one JSON object with the text and the statistics instead");
+  flags->config.add_to(*command);
   flags->engine.add_to(*command);
   flags->sampling.add_to(*command);
   command->callback([flags] { run_query(*flags); });

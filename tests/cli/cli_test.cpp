@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <cstdio>
 #include <string>
 #include <sys/wait.h>
@@ -90,6 +91,36 @@ TEST(Cli, GreedyQueryAboutFranceMentionsParis) {
   CommandResult r = run_octet("query \"What is the capital of France?\" --temperature 0 --max-tokens 32 --model " + path, false);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("Paris"), std::string::npos) << r.output;
+}
+
+TEST(Cli, QueryTakesConfigOverridesAndEnvironment) {
+  OCTET_REQUIRE_SMOLLM2(path);
+  CommandResult r = run_octet("query llm.precision=bf16 llm.max_tokens=3 \"Hi\" --json --temperature 0 --model " + path, false);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto out = nlohmann::json::parse(r.output);
+  EXPECT_EQ(out["precision"], "bf16");
+  EXPECT_LE(out["completion_tokens"].get<int>(), 3);
+  // An explicit flag beats the configuration; USE_FP8 (the seed's variable) switches precision.
+  r = run_octet("query llm.max_tokens=3 \"Hi\" --json --max-tokens 5 --temperature 0 --model " + path, false);
+  EXPECT_EQ(nlohmann::json::parse(r.output)["completion_tokens"].get<int>() <= 5, true);
+  setenv("USE_FP8", "false", 1);
+  r = run_octet("query \"Hi\" --json --max-tokens 2 --model " + path, false);
+  unsetenv("USE_FP8");
+  EXPECT_EQ(nlohmann::json::parse(r.output)["precision"], "bf16");
+}
+
+TEST(Cli, MisspeltOverrideKeySuggestsTheRightOne) {
+  CommandResult r = run_octet("query llm.precison=bf16 Hi");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("did you mean 'llm.precision'"), std::string::npos) << r.output;
+}
+
+TEST(Cli, DoctorJsonReportsStatusAndReasons) {
+  CommandResult r = run_octet("doctor --json", false);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto out = nlohmann::json::parse(r.output);
+  EXPECT_TRUE(out["status"] == "ready" || out["status"] == "degraded" || out["status"] == "unavailable");
+  EXPECT_TRUE(out["reasons"].is_array());
 }
 
 TEST(Cli, QueryJsonHasTheResultAndStatistics) {
