@@ -14,5 +14,7 @@ std::unique_ptr<Backend> make_cuda_backend(int) { fail("{}", probe_cuda().reason
 double measure_copy_bandwidth_bytes_per_s(int) { fail("{}", probe_cuda().reason); }
 double measure_fp8_gemm_flops(int) { fail("{}", probe_cuda().reason); }
 uint64_t device_memory_used_bytes(int) { return 0; }
+GemvBenchResult bench_gemv_fp8(int, int64_t, int64_t, int64_t, int) { fail("{}", probe_cuda().reason); }
+int gemv_fp8_variants() { return 0; }
 
 }  // namespace octet::backend
