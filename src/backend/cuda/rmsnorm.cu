@@ -37,7 +37,8 @@ rmsnorm_kernel(float* residual, const float* delta, const float* __restrict__ we
   for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) y[i] = x[i] * inv_rms * weight[i];
 }
 
-__global__ void add_kernel(float* __restrict__ x, const float* __restrict__ y, int64_t count) {
+// x and y may be the same buffer (x += x).
+__global__ void add_kernel(float* x, const float* y, int64_t count) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
     x[i] += y[i];
