@@ -245,13 +245,8 @@ class CudaBackend final : public Backend {
           ++paths_.gemv;
           return;
         }
-        // FP8 kernels want 16-byte aligned output rows: odd n goes through a padded scratch.
-        const int64_t ldo = (n + 15) / 16 * 16;
-        float* target = y;
-        if (ldo != n) {
-          ensure_capacity(gemm_scratch_, static_cast<size_t>(m * ldo));
-          target = gemm_scratch_.data();
-        }
+        int64_t ldo = n;
+        float* target = gemm_output(y, m, n, ldo);
         if (gemm_->run(GemmType::e4m3, codes, w.k_stride, w.codes.data(), w.k_stride, target, ldo, m, n, w.k_stride,
                        stream_)) {
           launch_scale_rows_cols(target, ldo, y, n, m, n, row_scales, w.scales.data(), stream_);
@@ -265,7 +260,11 @@ class CudaBackend final : public Backend {
       }
       case LinearFormat::bf16: {
         const uint16_t* x16 = bf16_input(x, w.k_stride);
-        if (gemm_->run(GemmType::bf16, x16, w.k_stride, w.bf16.data(), w.k_stride, y, n, m, n, w.k_stride, stream_)) {
+        int64_t ldo = n;
+        float* target = gemm_output(y, m, n, ldo);
+        if (gemm_->run(GemmType::bf16, x16, w.k_stride, w.bf16.data(), w.k_stride, target, ldo, m, n, w.k_stride,
+                       stream_)) {
+          if (target != y) launch_scale_rows_cols(target, ldo, y, n, m, n, nullptr, nullptr, stream_);
           ++paths_.cublaslt;
         } else {
           simple_fallback("bf16", m, n, k);
@@ -274,14 +273,18 @@ class CudaBackend final : public Backend {
         }
         return;
       }
-      case LinearFormat::f32:
-        if (gemm_->run(GemmType::f32, read(x), k, w.f32.data(), k, y, n, m, n, k, stream_)) {
+      case LinearFormat::f32: {
+        int64_t ldo = n;
+        float* target = gemm_output(y, m, n, ldo);
+        if (gemm_->run(GemmType::f32, read(x), k, w.f32.data(), k, target, ldo, m, n, k, stream_)) {
+          if (target != y) launch_scale_rows_cols(target, ldo, y, n, m, n, nullptr, nullptr, stream_);
           ++paths_.cublaslt;
         } else {
           simple_fallback("f32", m, n, k);
           launch_matmul_simple(OperandType::f32, read(x), k, nullptr, m, w.f32.data(), k, nullptr, n, k, y, n, stream_);
         }
         return;
+      }
     }
   }
 
@@ -395,6 +398,16 @@ class CudaBackend final : public Backend {
     if (bf16) e->bf16 = DeviceBuffer<uint16_t>(count);
     else e->f32 = DeviceBuffer<float>(count);
     return e;
+  }
+
+  // Where cuBLASLt writes an [m, n] float32 result: y itself when its rows are 64-byte multiples,
+  // else a scratch with padded rows (ldo), which the caller copies (or scales) into y. Tensor-core
+  // kernels want 16-byte aligned rows; FP8 ones refuse anything else.
+  float* gemm_output(float* y, int64_t m, int64_t n, int64_t& ldo) {
+    ldo = (n + 15) / 16 * 16;
+    if (ldo == n) return y;
+    ensure_capacity(gemm_scratch_, static_cast<size_t>(m * ldo));
+    return gemm_scratch_.data();
   }
 
   // E4M3 codes [x.rows, k_stride] and per-row scales of x, reused while x is unchanged.
