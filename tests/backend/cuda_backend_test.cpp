@@ -23,10 +23,11 @@
 #include "model/weight_source.h"
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
-#include <cstring>
 #include <functional>
-#include <map>
+#include <iostream>
+#include <limits>
 #endif
 
 namespace octet::backend {
