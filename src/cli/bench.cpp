@@ -1,6 +1,7 @@
 // octet bench: prefill and decode speed of a model at each precision (median of repeats).
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
+#include "engine/model_bench.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -14,6 +15,11 @@ namespace {
 
 struct BenchFlags {
   EngineFlags engine;
+  std::string dummy_weights;  // config.json: random weights of that shape
+  std::vector<int64_t> prefill_tokens = {128, 1024, 4096};
+  std::vector<int64_t> batches = {1, 8, 32, 64, 128};
+  int64_t context = 1024;
+  int decode_steps = 32;
   std::vector<std::string> precisions = {"fp8", "bf16"};
   int prompt_tokens = 128;
   int decode_tokens = 64;
@@ -23,6 +29,7 @@ struct BenchFlags {
 
 struct BenchRow {
   std::string precision;
+  std::string device;
   int64_t prompt_tokens = 0, decode_tokens = 0;
   double prefill_tok_s = 0, decode_tok_s = 0, ms_per_token = 0, ttft_ms = 0;
   uint64_t peak_memory_bytes = 0;
@@ -54,6 +61,7 @@ BenchRow bench_precision(const BenchFlags& flags, const std::string& precision) 
   std::vector<double> prefill, decode, ttft;
   BenchRow row;
   row.precision = precision;
+  row.device = engine->info().device;
   for (int i = 0; i < flags.repeats; ++i) {
     GenerationResult r = engine->complete(prompt, params);
     prefill.push_back(r.prefill_tok_s);
@@ -70,22 +78,77 @@ BenchRow bench_precision(const BenchFlags& flags, const std::string& precision) 
   return row;
 }
 
+void run_model_bench(const BenchFlags& flags) {
+  std::vector<engine::ModelBenchReport> reports;
+  for (const auto& p : flags.precisions) {
+    engine::ModelBenchOptions o;
+    o.config_json = flags.dummy_weights;
+    o.precision = parse_precision(p);
+    o.device = parse_device(flags.engine.device);
+    o.prefill_tokens = flags.prefill_tokens;
+    o.decode_batches = flags.batches;
+    o.context = flags.context;
+    o.decode_steps = flags.decode_steps;
+    o.threads = flags.engine.threads;
+    reports.push_back(engine::run_model_bench(o));
+  }
+  if (flags.json) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& r : reports) {
+      nlohmann::json j = {{"device", r.device}, {"model", r.model}, {"precision", r.precision},
+                          {"parameters", r.parameters}, {"weight_bytes", r.weight_bytes},
+                          {"copy_bandwidth_gb_s", r.copy_bandwidth_bytes_per_s / 1e9},
+                          {"fp8_gemm_tflops", r.fp8_gemm_flops / 1e12},
+                          {"peak_device_memory_bytes", r.peak_device_memory_bytes}};
+      for (const auto& p : r.prefill)
+        j["prefill"].push_back({{"tokens", p.tokens}, {"ms", p.ms}, {"time_to_first_token_ms", p.ms},
+                                {"tokens_per_s", p.tokens_per_s}, {"tflops", p.tflops}, {"percent_of_fp8_peak", p.percent_of_peak}});
+      for (const auto& d : r.decode)
+        j["decode"].push_back({{"batch", d.batch}, {"context", flags.context}, {"ms_per_step", d.ms_per_step},
+                               {"tokens_per_s", d.tokens_per_s}, {"gb_per_step", d.bytes_per_step / 1e9},
+                               {"gb_s", d.bytes_per_s / 1e9}, {"percent_of_roofline", d.percent_of_roofline}});
+      out.push_back(j);
+    }
+    fmt::print("{}\n", out.dump(2));
+    return;
+  }
+  for (const auto& r : reports) {
+    fmt::print("{} · {} · {} parameters · weights {} · device {}\n", r.model, r.precision, format_count(r.parameters),
+               format_bytes(r.weight_bytes), r.device);
+    if (r.copy_bandwidth_bytes_per_s > 0)
+      fmt::print("measured ceilings: copy {:.0f} GB/s (read + write), FP8 GEMM 8192³ {:.0f} TFLOP/s\n",
+                 r.copy_bandwidth_bytes_per_s / 1e9, r.fp8_gemm_flops / 1e12);
+    fmt::print("{:>14} {:>10} {:>12} {:>10} {:>8}\n", "prefill tokens", "TTFT ms", "tokens/s", "TFLOP/s", "% peak");
+    for (const auto& p : r.prefill)
+      fmt::print("{:>14} {:>10.2f} {:>12.0f} {:>10.1f} {:>8.1f}\n", p.tokens, p.ms, p.tokens_per_s, p.tflops, p.percent_of_peak);
+    fmt::print("{:>14} {:>10} {:>12} {:>10} {:>10} {:>8}\n", "decode batch", "ms/step", "tokens/s", "GB/step", "GB/s", "% roof");
+    for (const auto& d : r.decode)
+      fmt::print("{:>14} {:>10.3f} {:>12.1f} {:>10.3f} {:>10.0f} {:>8.1f}\n", d.batch, d.ms_per_step, d.tokens_per_s,
+                 d.bytes_per_step / 1e9, d.bytes_per_s / 1e9, d.percent_of_roofline);
+    if (r.peak_device_memory_bytes > 0) fmt::print("device memory in use at the end: {}\n", format_bytes(r.peak_device_memory_bytes));
+  }
+}
+
 void run_bench(const BenchFlags& flags) {
+  if (!flags.dummy_weights.empty()) {
+    run_model_bench(flags);
+    return;
+  }
   std::vector<BenchRow> rows;
   for (const auto& p : flags.precisions) rows.push_back(bench_precision(flags, p));
   const ModelInfo info = inspect_model(flags.engine.options());
   if (flags.json) {
-    nlohmann::json out = {{"model", info.path}, {"device", "cpu"}, {"threads", flags.engine.threads}, {"results", nlohmann::json::array()}};
+    nlohmann::json out = {{"model", info.path}, {"threads", flags.engine.threads}, {"results", nlohmann::json::array()}};
     for (const auto& r : rows)
-      out["results"].push_back({{"precision", r.precision}, {"prompt_tokens", r.prompt_tokens},
+      out["results"].push_back({{"precision", r.precision}, {"device", r.device}, {"prompt_tokens", r.prompt_tokens},
                                 {"decode_tokens", r.decode_tokens}, {"prefill_tok_s", r.prefill_tok_s},
                                 {"decode_tok_s", r.decode_tok_s}, {"ms_per_token", r.ms_per_token},
                                 {"time_to_first_token_ms", r.ttft_ms}, {"peak_memory_bytes", r.peak_memory_bytes}});
     fmt::print("{}\n", out.dump(2));
     return;
   }
-  fmt::print("model: {} ({} parameters), device: cpu, median of {} runs\n", info.path, format_count(info.parameters),
-             flags.repeats);
+  fmt::print("model: {} ({} parameters), device: {}, median of {} runs\n", info.path, format_count(info.parameters),
+             rows.empty() ? "-" : rows.front().device, flags.repeats);
   fmt::print("{:<9} {:>8} {:>8} {:>14} {:>13} {:>10} {:>10} {:>12}\n", "precision", "prompt", "decoded", "prefill tok/s",
              "decode tok/s", "ms/token", "TTFT ms", "peak memory");
   for (const auto& r : rows)
@@ -106,6 +169,13 @@ void register_bench(CLI::App& app) {
   command->add_option("--decode-tokens", flags->decode_tokens, "Tokens to generate (default 64)")->check(CLI::PositiveNumber);
   command->add_option("--repeats", flags->repeats, "Timed runs per precision; the median is reported (default 3)")
       ->check(CLI::PositiveNumber);
+  command->add_option("--dummy-weights", flags->dummy_weights,
+                      "Benchmark the shape in this Hugging Face config.json with random weights made on the device "
+                      "(configs/models/*.json); reports prefill and decode against measured ceilings");
+  command->add_option("--prefill", flags->prefill_tokens, "With --dummy-weights: prompt lengths (default 128,1024,4096)")->delimiter(',');
+  command->add_option("--batch", flags->batches, "With --dummy-weights: decode batch sizes (default 1,8,32,64,128)")->delimiter(',');
+  command->add_option("--context", flags->context, "With --dummy-weights: tokens already cached per sequence (default 1024)");
+  command->add_option("--steps", flags->decode_steps, "With --dummy-weights: timed decode steps (default 32)");
   command->add_flag("--json", flags->json, "Print JSON");
   command->callback([flags] { run_bench(*flags); });
 }

@@ -1,12 +1,15 @@
 // octet: the command line. Errors from the library arrive as exceptions and leave as one line on
 // stderr with a non-zero exit.
 #include "cli/commands.h"
+#include "cli/config_cmd.h"
+#include "octet/config.h"
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -41,7 +44,12 @@ int main(int argc, char** argv) {
   octet::cli::register_bench(app);
   octet::cli::register_eval(app);
   try {
-    app.parse(argc, argv);
+    // key=value arguments anywhere on the line are configuration overrides (Hydra style).
+    std::vector<std::string> args(argv + 1, argv + argc);
+    std::vector<std::string> overrides = octet::extract_overrides(args);
+    octet::cli::register_config_command(app, overrides);
+    std::reverse(args.begin(), args.end());  // CLI11 takes a vector in reverse order
+    app.parse(args);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
     fmt::print(stderr, "octet: error: {} (see octet --help)\n", e.what());

@@ -1,5 +1,6 @@
 // The Engine on this machine: model + tokenizer + sampler over a backend, one sequence at a time
 // (the server's continuous batching drives LlamaModel directly with many slots).
+#include "backend/device.h"
 #include "common/error.h"
 #include "engine/model_info.h"
 #include "engine/sampler.h"
@@ -39,15 +40,13 @@ class LocalEngine final : public Engine {
  public:
   explicit LocalEngine(const EngineOptions& options) : options_(options) {
     if (options_.model_path.empty()) options_.model_path = default_model_path();
-    if (options_.device == Device::cuda)
-      fail("--device cuda: this build has no CUDA backend available (use --device cpu)");
     if (!std::filesystem::exists(options_.model_path))
       fail("model file not found: {} (run scripts/setup.sh to fetch the default model, or pass --model)",
            options_.model_path);
     auto file = std::make_shared<gguf::File>(gguf::File::open(options_.model_path));
     config_ = model::config_from_gguf(*file);
     tokenizer_ = std::make_unique<tokenizer::Tokenizer>(tokenizer::Tokenizer::from_gguf(*file));
-    backend_ = backend::make_cpu_backend(options_.threads);
+    backend_ = choose_backend();
 
     model::ModelOptions model_options;
     model_options.precision = options_.precision;
@@ -77,6 +76,24 @@ class LocalEngine final : public Engine {
     auto body = tokenizer_->encode(prompt, /*allow_special=*/false);
     ids.insert(ids.end(), body.begin(), body.end());
     return generate(ids, params, on_piece);
+  }
+
+  // --device auto: the GPU when one can run this precision, else the CPU (saying why at info level).
+  std::unique_ptr<backend::Backend> choose_backend() const {
+    if (options_.device == Device::cpu) return backend::make_cpu_backend(options_.threads);
+    if (options_.device == Device::cuda) return backend::make_cuda_backend(0);
+    const backend::CudaStatus cuda = backend::probe_cuda();
+    if (!cuda.available) {
+      spdlog::info("running on the CPU: {}", cuda.reason);
+      return backend::make_cpu_backend(options_.threads);
+    }
+    const backend::GpuInfo& gpu = cuda.gpus.front();
+    if (options_.precision == Precision::fp8 && !gpu.fp8_tensor_cores()) {
+      spdlog::warn("{} (compute {}.{}) has no FP8 tensor cores (8.9+ needed): running fp8 on the CPU; "
+                   "--precision bf16 runs on the GPU", gpu.name, gpu.compute_major, gpu.compute_minor);
+      return backend::make_cpu_backend(options_.threads);
+    }
+    return backend::make_cuda_backend(gpu.index);
   }
 
   ModelInfo info() const override {

@@ -55,20 +55,21 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
 
   const int64_t max_batch = options.decode_batches.empty() ? 1 : *std::max_element(options.decode_batches.begin(), options.decode_batches.end());
   const int64_t max_prefill = options.prefill_tokens.empty() ? 1 : *std::max_element(options.prefill_tokens.begin(), options.prefill_tokens.end());
+  const int64_t decode_context = options.context + options.decode_steps + 4;
   model::ModelOptions model_options;
   model_options.precision = options.precision;
-  model_options.slots = std::max<int64_t>(max_batch, 1);
-  model_options.max_context = std::max(options.context + options.decode_steps + 4, max_prefill);
+  model_options.slots = 1;
+  model_options.max_context = max_prefill;
   if (use_cuda) {
     // Say what does not fit before allocating it.
-    const uint64_t weights = static_cast<uint64_t>(config.parameter_count()) * (options.precision == Precision::fp8 ? 1 : 2);
+    const uint64_t weight_bytes = static_cast<uint64_t>(config.parameter_count()) * (options.precision == Precision::fp8 ? 1 : 2);
     const uint64_t kv_per_position = 2ull * config.layers * config.kv_dim() * (options.precision == Precision::fp8 ? 1 : 2);
-    const uint64_t kv = kv_per_position * static_cast<uint64_t>(model_options.slots * model_options.max_context);
+    const uint64_t kv = kv_per_position * static_cast<uint64_t>(std::max(max_prefill, max_batch * decode_context));
     const uint64_t free_bytes = cuda.gpus.at(0).free_memory_bytes;
-    if (weights + kv > free_bytes)
-      fail("bench: about {:.1f} GiB of weights and {:.1f} GiB of KV cache ({} sequences × {} positions) do not fit in "
-           "{:.1f} GiB free: lower the largest --batch or --context", weights / 1073741824.0, kv / 1073741824.0,
-           model_options.slots, model_options.max_context, free_bytes / 1073741824.0);
+    if (weight_bytes + kv > free_bytes)
+      fail("bench: about {:.1f} GiB of weights and {:.1f} GiB of KV cache do not fit in {:.1f} GiB free: lower the "
+           "largest --batch, --context or --prefill", weight_bytes / 1073741824.0, kv / 1073741824.0,
+           free_bytes / 1073741824.0);
   }
   model::LlamaModel model(config, nullptr, *backend, model_options);
   report.weight_bytes = model.weight_bytes();
@@ -94,6 +95,7 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
     spdlog::info("prefill {} tokens: {:.2f} ms", tokens, p.ms);
   }
 
+  if (!options.decode_batches.empty()) model.reset_kv_cache(max_batch, decode_context);
   for (int64_t batch_size : options.decode_batches) {
     int64_t step = 0;
     auto one_step = [&] {

@@ -98,7 +98,17 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const WeightSource* weights, b
   kv.slots = options.slots;
   kv.storage = kv_storage(options.precision);
   kv.fp8_format = options.kv_fp8_format;
+  kv_spec_ = kv;
   kv_cache_ = backend.make_kv_cache(kv);
+}
+
+void LlamaModel::reset_kv_cache(int64_t slots, int64_t max_context) {
+  kv_cache_.reset();
+  kv_spec_.slots = slots;
+  kv_spec_.max_positions = max_context;
+  options_.slots = slots;
+  options_.max_context = max_context;
+  kv_cache_ = backend_.make_kv_cache(kv_spec_);
 }
 
 void LlamaModel::ensure_buffers(int64_t rows, int64_t logit_rows) {

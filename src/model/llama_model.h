@@ -32,6 +32,9 @@ class LlamaModel {
   void forward(const backend::TokenBatch& batch, std::span<const int64_t> logit_rows, float* logits);
 
   void clear_slot(int64_t slot) { kv_cache_->clear_slot(slot); }
+  // Replaces the KV cache with one for `slots` sequences of `max_context` positions (the old one is
+  // freed first, so the two never hold memory together).
+  void reset_kv_cache(int64_t slots, int64_t max_context);
   const LlamaConfig& config() const { return config_; }
   const ModelOptions& options() const { return options_; }
   uint64_t weight_bytes() const { return weight_bytes_; }
@@ -62,6 +65,7 @@ class LlamaModel {
   std::unique_ptr<backend::VectorWeight> final_norm_;
   std::unique_ptr<backend::LinearWeight> lm_head_;
   std::unique_ptr<backend::KvCache> kv_cache_;
+  backend::KvCacheSpec kv_spec_;
   std::vector<float> rope_inverse_frequencies_;
   Buffers buffers_;
   int64_t logit_capacity_ = 0;

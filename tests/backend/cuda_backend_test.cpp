@@ -432,7 +432,11 @@ TEST_P(CudaLinearTest, MatchesCpuBackendOnOddShapes) {
         std::cout << "[linear] " << format_name(format) << " rows " << rows << " " << s.in << "→" << s.out
                   << (static_scale > 0 ? " static" : "") << ": error " << error << " via "
                   << (via_gemv ? "gemv" : via_cublaslt ? "cuBLASLt" : "simple kernel") << "\n";
-        EXPECT_LT(error, 1e-4);
+        // f32: only summation order differs. bf16 and the FP8 GEMM (rows > 8) go through tensor cores
+        // whose internal accumulation is narrower than float32 (seen on the H100: ~1e-4 for FP8); the
+        // FP8 GEMV accumulates in float32 every 64 products.
+        const double bound = format == LinearFormat::f32 ? 1e-5 : via_gemv ? 1e-4 : 1e-3;
+        EXPECT_LT(error, bound);
         if (format == LinearFormat::fp8) {
           EXPECT_EQ(via_gemv, rows <= cuda::kGemvMaxRows);
           // Not an error of the result, but a slow path that the prefill must not take on sm_89/sm_90.
@@ -445,7 +449,7 @@ TEST_P(CudaLinearTest, MatchesCpuBackendOnOddShapes) {
       }
 }
 
-INSTANTIATE_TEST_SUITE_P(Formats, CudaLinearTest,
+INSTANTIATE_TEST_SUITE_P(CudaFormats, CudaLinearTest,
                          ::testing::Values(LinearFormat::fp8, LinearFormat::bf16, LinearFormat::f32),
                          [](const auto& info) { return std::string(format_name(info.param)); });
 
@@ -539,7 +543,7 @@ TEST_P(CudaAttentionTest, MatchesCpuOverPagedPrefillDecodeAndReuse) {
       ASSERT_TRUE(all_finite(got)) << what << " layer " << layer;
       const double error = relative_error(got, widen(cpu_download(*cpu, *cout)));
       std::cout << "[attention] " << kv.name << " " << what << " layer " << layer << ": error " << error << "\n";
-      EXPECT_LT(error, 1e-5) << what << " layer " << layer;
+      EXPECT_LT(error, kv.storage == KvCacheSpec::Storage::f32 ? 1e-5 : 1e-4) << what << " layer " << layer;
     }
   };
 
@@ -560,7 +564,7 @@ TEST_P(CudaAttentionTest, MatchesCpuOverPagedPrefillDecodeAndReuse) {
             << " free blocks\n";
 }
 
-INSTANTIATE_TEST_SUITE_P(Storage, CudaAttentionTest,
+INSTANTIATE_TEST_SUITE_P(CudaStorage, CudaAttentionTest,
                          ::testing::Values(KvCase{KvCacheSpec::Storage::f32, fp8::Format::e4m3, "f32"},
                                            KvCase{KvCacheSpec::Storage::bf16, fp8::Format::e4m3, "bf16"},
                                            KvCase{KvCacheSpec::Storage::fp8, fp8::Format::e4m3, "e4m3"},
@@ -643,18 +647,27 @@ TEST_P(CudaModelTest, TinyLlamaLogitsMatchCpuOverPrefillAndDecodeInTwoSlots) {
   model::LlamaModel cpu_model(config, &weights, *cpu, options);
 
   // Bounds on ‖Δlogits‖ / ‖logits‖: f32 sees only summation order; bf16 and fp8 also see activations
-  // that land on the other side of a rounding boundary after the first difference, now and then.
-  const double bound = precision == Precision::f32 ? 1e-4 : precision == Precision::bf16 ? 1e-2 : 2e-2;
+  // that land on the other side of a rounding boundary after the first difference, now and then. For
+  // fp8 the GPU must also be about as close to float32 as the CPU's fp8 path is: a wrong scale or
+  // layout would be off by the logits' own size.
+  const double bound = precision == Precision::f32 ? 1e-4 : precision == Precision::bf16 ? 1e-2 : 5e-2;
+  options.precision = Precision::f32;
+  model::LlamaModel reference_model(config, &weights, *cpu, options);
   std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(config.vocab - 1));
   auto compare = [&](const backend::TokenBatch& batch, const std::vector<int64_t>& rows, const std::string& what) {
     std::vector<float> gpu_logits(rows.size() * config.vocab, std::numeric_limits<float>::quiet_NaN());
-    std::vector<float> cpu_logits(rows.size() * config.vocab);
+    std::vector<float> cpu_logits(rows.size() * config.vocab), reference_logits(rows.size() * config.vocab);
     gpu_model.forward(batch, rows, gpu_logits.data());
     cpu_model.forward(batch, rows, cpu_logits.data());
+    reference_model.forward(batch, rows, reference_logits.data());
     ASSERT_TRUE(all_finite(gpu_logits)) << what;
     const double error = relative_error(gpu_logits, widen(cpu_logits));
-    std::cout << "[model] " << name << " " << what << ": logits error " << error << "\n";
+    const double gpu_vs_f32 = relative_error(gpu_logits, widen(reference_logits));
+    const double cpu_vs_f32 = relative_error(cpu_logits, widen(reference_logits));
+    std::cout << "[model] " << name << " " << what << ": GPU vs CPU " << error << "; vs float32: GPU " << gpu_vs_f32
+              << ", CPU " << cpu_vs_f32 << "\n";
     EXPECT_LT(error, bound) << what;
+    EXPECT_LT(gpu_vs_f32, 1.5 * cpu_vs_f32 + 1e-3) << what;
   };
 
   // Prefill: 37 tokens in each slot, in one batch, logits of both last rows.
@@ -672,7 +685,7 @@ TEST_P(CudaModelTest, TinyLlamaLogitsMatchCpuOverPrefillAndDecodeInTwoSlots) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Precisions, CudaModelTest, ::testing::Values(Precision::f32, Precision::bf16, Precision::fp8),
+INSTANTIATE_TEST_SUITE_P(CudaPrecisions, CudaModelTest, ::testing::Values(Precision::f32, Precision::bf16, Precision::fp8),
                          [](const auto& info) { return std::string(precision_name(info.param)); });
 
 TEST(CudaBackend, DummyWeightsMadeOnDeviceGiveFiniteLogits) {

@@ -1,6 +1,7 @@
 // The CPU forward pass against Hugging Face transformers on the real SmolLM2 model: golden outputs
 // from tools/make_reference_logits.py (tests/fixtures/smollm2_reference.json).
 #include "backend/backend.h"
+#include "backend/device.h"
 #include "formats/gguf.h"
 #include "model/llama_config.h"
 #include "model/llama_model.h"
@@ -26,11 +27,11 @@ struct LoadedModel {
   std::unique_ptr<LlamaModel> model;
 };
 
-LoadedModel load(const std::string& path, Precision precision) {
+LoadedModel load(const std::string& path, Precision precision, bool on_gpu = false) {
   auto file = std::make_shared<gguf::File>(gguf::File::open(path));
   LlamaConfig config = config_from_gguf(*file);
   LoadedModel loaded;
-  loaded.backend = backend::make_cpu_backend(0);
+  loaded.backend = on_gpu ? backend::make_cuda_backend(0) : backend::make_cpu_backend(0);
   auto weights = make_gguf_weight_source(file, config);
   ModelOptions options;
   options.precision = precision;
@@ -138,6 +139,51 @@ TEST(LlamaReference, Fp8NextTokenAgreementOnEnglishText) {
   const double rate = static_cast<double>(a.agree) / static_cast<double>(a.positions);
   std::cout << "fp8 top-1 agreement with transformers f32: " << rate * 100 << "%\n";
   EXPECT_GE(rate, 0.85);
+}
+
+}  // namespace
+}  // namespace octet::model
+
+namespace octet::model {
+namespace {
+
+// The CUDA FP8 path against the CPU FP8 path on the real model.
+TEST(LlamaReference, CudaFp8MatchesCpuFp8) {
+  OCTET_REQUIRE_SMOLLM2(path);
+  const backend::CudaStatus cuda = backend::probe_cuda();
+  if (!cuda.available) GTEST_SKIP() << "no GPU: " << cuda.reason;
+  auto reference = load_reference();
+  auto cpu = load(path, Precision::fp8);
+  auto gpu = load(path, Precision::fp8, /*on_gpu=*/true);
+  for (const auto& case_ : reference["greedy"]) {
+    auto prompt = case_["prompt_ids"].get<std::vector<int32_t>>();
+    EXPECT_EQ(greedy(*gpu.model, prompt, 32), greedy(*cpu.model, prompt, 32)) << case_["prompt"].get<std::string>();
+  }
+  // Agreement of the two FP8 paths, each scored against the same reference positions.
+  const int64_t vocab = cpu.model->config().vocab;
+  int64_t positions = 0, agree = 0;
+  for (const auto& window : reference["text_windows"]) {
+    auto ids = window["ids"].get<std::vector<int32_t>>();
+    backend::TokenBatch batch;
+    std::vector<int64_t> rows;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      batch.tokens.push_back(ids[i]);
+      batch.positions.push_back(static_cast<int64_t>(i));
+      batch.slots.push_back(0);
+      rows.push_back(static_cast<int64_t>(i));
+    }
+    std::vector<float> a(ids.size() * vocab), b(ids.size() * vocab);
+    cpu.model->clear_slot(0);
+    gpu.model->clear_slot(0);
+    cpu.model->forward(batch, rows, a.data());
+    gpu.model->forward(batch, rows, b.data());
+    for (size_t i = 0; i < ids.size(); ++i, ++positions)
+      agree += argmax(a.data() + i * vocab, vocab) == argmax(b.data() + i * vocab, vocab);
+  }
+  const double rate = static_cast<double>(agree) / static_cast<double>(positions);
+  std::cout << "CUDA fp8 vs CPU fp8 top-1 agreement: " << agree << "/" << positions << " = " << rate * 100 << "%\n";
+  EXPECT_GE(positions, 2000);
+  EXPECT_GE(rate, 0.99);
 }
 
 }  // namespace

@@ -1,0 +1,253 @@
+// The CUDA backend against the CPU backend (itself checked against slow references) on fresh random
+// inputs, odd shapes and poisoned outputs. Skips, saying so, where no GPU can be used.
+#include "backend/backend.h"
+#include "backend/cpu/cpu_tensors.h"
+#include "backend/device.h"
+#include "model/llama_config.h"
+#include "model/llama_model.h"
+#include "model/weight_source.h"
+#include "support/random.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+namespace octet::backend {
+namespace {
+
+#define OCTET_REQUIRE_GPU()                                                  \
+  do {                                                                       \
+    const CudaStatus status_ = probe_cuda();                                 \
+    if (!status_.available) GTEST_SKIP() << "no GPU: " << status_.reason;    \
+  } while (0)
+
+std::vector<float>& host(Activations& a) { return static_cast<cpu::CpuActivations&>(a).data; }
+
+// The same values in a CPU and a GPU activation buffer.
+struct Pair {
+  std::unique_ptr<Activations> cpu, gpu;
+};
+
+class CudaVsCpu : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    OCTET_REQUIRE_GPU();
+    cpu_ = make_cpu_backend(2);
+    gpu_ = make_cuda_backend(0);
+    rng_.seed(testing::test_seed(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+  }
+
+  Pair pair(int64_t rows, int64_t cols, const std::vector<float>& values) {
+    Pair p{cpu_->make_activations(rows, cols), gpu_->make_activations(rows, cols)};
+    host(*p.cpu) = values;
+    upload(*p.gpu, values);
+    return p;
+  }
+  Pair poisoned(int64_t rows, int64_t cols) {
+    return pair(rows, cols, std::vector<float>(static_cast<size_t>(rows * cols), std::numeric_limits<float>::quiet_NaN()));
+  }
+  // Uploads through the backend's own API: a float32 embedding table whose rows are the values,
+  // gathered in order.
+  void upload(Activations& gpu, const std::vector<float>& values) {
+    auto table = gpu_->make_embedding(values.data(), gpu.rows, gpu.cols, /*bf16=*/false);
+    TokenBatch batch;
+    for (int64_t r = 0; r < gpu.rows; ++r) {
+      batch.tokens.push_back(static_cast<int32_t>(r));
+      batch.positions.push_back(0);
+      batch.slots.push_back(0);
+    }
+    gpu_->prepare_batch(batch);
+    gpu_->embed(*table, batch.tokens, gpu);
+  }
+  std::vector<float> download(const Activations& gpu) {
+    std::vector<int64_t> rows(static_cast<size_t>(gpu.rows));
+    for (int64_t r = 0; r < gpu.rows; ++r) rows[r] = r;
+    std::vector<float> out(static_cast<size_t>(gpu.rows * gpu.cols));
+    gpu_->copy_rows_to_host(gpu, rows, out.data());
+    return out;
+  }
+  double error(const Pair& p) {
+    std::vector<float> g = download(*p.gpu);
+    const auto& c = host(*p.cpu);
+    for (float v : g)
+      if (std::isnan(v)) return INFINITY;  // an unwritten (poisoned) element
+    return testing::relative_error(g, std::vector<double>(c.begin(), c.end()));
+  }
+
+  std::unique_ptr<Backend> cpu_, gpu_;
+  std::mt19937_64 rng_;
+};
+
+TEST_F(CudaVsCpu, LinearAllFormatsAndShapes) {
+  struct Shape { int64_t rows, in, out; };
+  const Shape shapes[] = {{1, 576, 192}, {3, 1000, 257}, {8, 1024, 513}, {17, 64, 33}, {64, 512, 384}, {5, 40, 9}};
+  for (LinearFormat format : {LinearFormat::fp8, LinearFormat::bf16, LinearFormat::f32}) {
+    // FP8 rows > 8 run on Hopper's FP8 tensor cores, whose accumulation is narrower than float32
+    // (about 1e-4 relative); the GEMV and the CPU accumulate E4M3 products in float32.
+    const double tolerance = format == LinearFormat::bf16 ? 1e-3 : format == LinearFormat::fp8 ? 1e-3 : 1e-5;
+    for (Shape s : shapes) {
+      auto x = testing::random_normal(rng_, static_cast<size_t>(s.rows * s.in));
+      auto w = testing::random_normal(rng_, static_cast<size_t>(s.out * s.in), 0.05f);
+      auto wc = cpu_->make_linear(w.data(), s.out, s.in, LinearSpec{format, 0.0f});
+      auto wg = gpu_->make_linear(w.data(), s.out, s.in, LinearSpec{format, 0.0f});
+      Pair in = pair(s.rows, s.in, x), out = poisoned(s.rows, s.out);
+      cpu_->linear(*in.cpu, *wc, *out.cpu);
+      gpu_->linear(*in.gpu, *wg, *out.gpu);
+      EXPECT_LT(error(out), tolerance) << "format " << int(format) << " rows " << s.rows << " in " << s.in << " out " << s.out;
+    }
+  }
+}
+
+TEST_F(CudaVsCpu, NormsRopeSwigluAdd) {
+  const int64_t rows = 5, cols = 192, head_dim = 64;
+  auto x = testing::random_normal(rng_, rows * cols), y = testing::random_normal(rng_, rows * cols);
+  auto w = testing::random_normal(rng_, cols);
+  auto wc = cpu_->make_vector(w.data(), cols);
+  auto wg = gpu_->make_vector(w.data(), cols);
+  Pair a = pair(rows, cols, x), b = pair(rows, cols, y), out = poisoned(rows, cols);
+  cpu_->rmsnorm(*a.cpu, *wc, 1e-5f, *out.cpu);
+  gpu_->rmsnorm(*a.gpu, *wg, 1e-5f, *out.gpu);
+  EXPECT_LT(error(out), 1e-6);
+  cpu_->add_rmsnorm(*a.cpu, *b.cpu, *wc, 1e-5f, *out.cpu);
+  gpu_->add_rmsnorm(*a.gpu, *b.gpu, *wg, 1e-5f, *out.gpu);
+  EXPECT_LT(error(out), 1e-6);
+  EXPECT_LT(error(a), 1e-7);  // the residual was updated in place
+  cpu_->swiglu(*a.cpu, *b.cpu, *out.cpu);
+  gpu_->swiglu(*a.gpu, *b.gpu, *out.gpu);
+  EXPECT_LT(error(out), 1e-6);
+
+  std::vector<float> freqs(head_dim / 2);
+  for (int64_t i = 0; i < head_dim / 2; ++i) freqs[i] = std::pow(500000.0f, -2.0f * i / head_dim);
+  TokenBatch batch{{0, 0, 0, 0, 0}, {0, 1, 17, 1000, 8191}, {0, 0, 0, 0, 0}};
+  gpu_->prepare_batch(batch);
+  cpu_->rope(*a.cpu, head_dim, batch.positions, freqs);
+  gpu_->rope(*a.gpu, head_dim, batch.positions, freqs);
+  EXPECT_LT(error(a), 1e-5);
+}
+
+TEST_F(CudaVsCpu, AttentionOverCacheEveryStorage) {
+  const int64_t heads = 8, kv_heads = 2, head_dim = 128, max_positions = 1100;
+  for (auto storage : {KvCacheSpec::Storage::f32, KvCacheSpec::Storage::bf16, KvCacheSpec::Storage::fp8}) {
+    KvCacheSpec spec{1, kv_heads, head_dim, max_positions, 2, storage};
+    auto cache_cpu = cpu_->make_kv_cache(spec);
+    auto cache_gpu = gpu_->make_kv_cache(spec);
+    // A 37-token prefill in slot 1, then 3 decode tokens in slot 0 after a 1000-token prefill (the
+    // decode is split over the positions and merged).
+    for (auto [slot, begin, count] : {std::tuple{int64_t{1}, int64_t{0}, int64_t{37}}, std::tuple{int64_t{0}, int64_t{0}, int64_t{1000}},
+                                      std::tuple{int64_t{0}, int64_t{1000}, int64_t{3}}}) {
+      TokenBatch batch;
+      for (int64_t i = 0; i < count; ++i) {
+        batch.tokens.push_back(0);
+        batch.slots.push_back(slot);
+        batch.positions.push_back(begin + i);
+      }
+      auto q = testing::random_normal(rng_, count * heads * head_dim);
+      auto k = testing::random_normal(rng_, count * kv_heads * head_dim), v = testing::random_normal(rng_, count * kv_heads * head_dim);
+      Pair qp = pair(count, heads * head_dim, q), kp = pair(count, kv_heads * head_dim, k), vp = pair(count, kv_heads * head_dim, v);
+      Pair out = poisoned(count, heads * head_dim);
+      gpu_->prepare_batch(batch);
+      cpu_->kv_write(*cache_cpu, 0, batch, *kp.cpu, *vp.cpu);
+      gpu_->kv_write(*cache_gpu, 0, batch, *kp.gpu, *vp.gpu);
+      cpu_->attention(*cache_cpu, 0, batch, *qp.cpu, *out.cpu);
+      gpu_->attention(*cache_gpu, 0, batch, *qp.gpu, *out.gpu);
+      EXPECT_LT(error(out), storage == KvCacheSpec::Storage::f32 ? 1e-5 : 1e-3)
+          << "storage " << int(storage) << " slot " << slot << " tokens " << count;
+    }
+  }
+}
+
+// Seeded host weights, identical for both backends.
+class RandomWeights final : public model::WeightSource {
+ public:
+  explicit RandomWeights(uint64_t seed) : seed_(seed) {}
+  bool has(const std::string&) const override { return true; }
+  std::vector<float> load(const std::string& name, const std::vector<int64_t>& shape) const override {
+    int64_t count = 1;
+    for (int64_t d : shape) count *= d;
+    std::mt19937_64 rng(seed_ + std::hash<std::string>{}(name));
+    const bool norm = name.find("norm") != std::string::npos;
+    auto values = testing::random_normal(rng, static_cast<size_t>(count), norm ? 0.1f : 0.05f);
+    if (norm)
+      for (auto& v : values) v += 1.0f;
+    return values;
+  }
+
+ private:
+  uint64_t seed_;
+};
+
+// Logits of a tiny random Llama (prefill of two sequences, then 5 decode steps of both) on the CPU
+// and the GPU. f32 and bf16 must agree closely. FP8 re-rounds every activation, so a 1e-4 difference
+// upstream flips some codes downstream: there the GPU must be as close to the float32 result as
+// the CPU's FP8 path is (a wrong scale or layout would be off by the logits' own size).
+TEST_F(CudaVsCpu, TinyLlamaLogitsMatchInEveryPrecision) {
+  model::LlamaConfig config;
+  config.layers = 2;
+  config.hidden = 256;
+  config.heads = 4;
+  config.kv_heads = 2;
+  config.head_dim = 64;
+  config.ffn = 512;
+  config.vocab = 300;
+  config.context_length = 128;
+  config.rope_theta = 10000;
+  config.tied_embeddings = false;
+  RandomWeights weights(rng_());
+  model::ModelOptions options;
+  options.max_context = 64;
+  options.slots = 2;
+  auto run = [&](Backend& backend, Precision precision) {
+    options.precision = precision;
+    model::LlamaModel model(config, &weights, backend, options);
+    TokenBatch prefill;
+    for (int64_t slot : {0, 1})
+      for (int64_t i = 0; i < (slot == 0 ? 37 : 20); ++i) {
+        prefill.tokens.push_back(static_cast<int32_t>((i * 31 + slot) % config.vocab));
+        prefill.slots.push_back(slot);
+        prefill.positions.push_back(i);
+      }
+    std::vector<std::vector<float>> steps;
+    std::vector<float> logits(2 * config.vocab);
+    std::vector<int64_t> last = {36, 56};
+    model.forward(prefill, last, logits.data());
+    steps.push_back(logits);
+    for (int64_t step = 0; step < 5; ++step) {
+      TokenBatch decode{{7, 11}, {37 + step, 20 + step}, {0, 1}};
+      std::vector<int64_t> rows = {0, 1};
+      model.forward(decode, rows, logits.data());
+      steps.push_back(logits);
+    }
+    return steps;
+  };
+  auto error = [](const std::vector<float>& a, const std::vector<float>& b) {
+    return testing::relative_error(a, std::vector<double>(b.begin(), b.end()));
+  };
+  const auto reference = run(*cpu_, Precision::f32);
+  for (Precision precision : {Precision::f32, Precision::bf16, Precision::fp8}) {
+    const auto on_cpu = run(*cpu_, precision), on_gpu = run(*gpu_, precision);
+    for (size_t step = 0; step < on_cpu.size(); ++step) {
+      if (precision == Precision::fp8) {
+        const double cpu_error = error(on_cpu[step], reference[step]), gpu_error = error(on_gpu[step], reference[step]);
+        EXPECT_LT(gpu_error, 1.5 * cpu_error + 1e-3) << "step " << step << ": GPU fp8 error " << gpu_error << ", CPU fp8 error " << cpu_error;
+      } else {
+        EXPECT_LT(error(on_gpu[step], on_cpu[step]), precision == Precision::f32 ? 1e-4 : 1e-2)
+            << "step " << step << ", precision " << precision_name(precision);
+      }
+    }
+  }
+}
+
+TEST(CudaDevice, ProbeReportsAReasonWhenNoGpu) {
+  const CudaStatus status = probe_cuda();
+  if (status.available) {
+    EXPECT_FALSE(status.gpus.empty());
+    EXPECT_GT(status.gpus.front().total_memory_bytes, 0u);
+  } else {
+    EXPECT_FALSE(status.reason.empty());
+    EXPECT_THROW(make_cuda_backend(0), std::exception);
+  }
+}
+
+}  // namespace
+}  // namespace octet::backend
