@@ -1,7 +1,10 @@
 #pragma once
 // Pre-tokenization: a chain of PCRE2 patterns, each splitting every piece of the step before into
 // its matches and the gaps between them (Hugging Face's "isolated" split). Patterns run with
-// PCRE2_UTF | PCRE2_UCP so \s, \p{L} and \p{N} follow Unicode, not ASCII.
+// PCRE2_UTF | PCRE2_UCP so \s, \p{L} and \p{N} follow Unicode, not ASCII. The categories are
+// those of the system PCRE2's Unicode version (10.42: Unicode 14); Hugging Face's Oniguruma knows
+// later ones, so letters first assigned after that (CJK Extension H/I, Egyptian Hieroglyphs
+// Extended-A) split differently. Random differential runs agree on everything assigned by 14.
 #include <memory>
 #include <string>
 #include <string_view>

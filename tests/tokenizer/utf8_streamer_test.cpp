@@ -58,7 +58,9 @@ TEST(Utf8Streamer, ChunkingDoesNotMatter) {
     const std::string bytes = testing::random_bytes(rng, 40);
     const std::string whole = stream_all(bytes);
     EXPECT_EQ(valid_utf8_prefix(whole), whole.size()) << testing::hex(bytes);
-    if (valid_utf8_prefix(bytes) == bytes.size()) EXPECT_EQ(whole, bytes);
+    if (valid_utf8_prefix(bytes) == bytes.size()) {
+      EXPECT_EQ(whole, bytes);
+    }
     Utf8Streamer streamer;
     std::string streamed;
     size_t position = 0;
