@@ -1,6 +1,8 @@
 // octet bench: prefill and decode speed of a model at each precision (median of repeats).
 #include "cli/commands.h"
+#include "cli/config_flags.h"
 #include "cli/engine_flags.h"
+#include "octet/config.h"
 #include "engine/model_bench.h"
 
 #include <fmt/format.h>
@@ -14,6 +16,7 @@ namespace octet::cli {
 namespace {
 
 struct BenchFlags {
+  ConfigFlags config;
   EngineFlags engine;
   std::string dummy_weights;  // config.json: random weights of that shape
   std::vector<int64_t> prefill_tokens = {128, 1024, 4096};
@@ -48,8 +51,14 @@ double median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
+EngineOptions configured_options(const BenchFlags& flags) {
+  EngineOptions options = engine_options(load_config(flags.config.request()));
+  flags.engine.apply_to(options);
+  return options;
+}
+
 BenchRow bench_precision(const BenchFlags& flags, const std::string& precision) {
-  EngineOptions options = flags.engine.options();
+  EngineOptions options = configured_options(flags);
   options.precision = parse_precision(precision);
   auto engine = Engine::create(options);
   GenerationParams params;
@@ -84,7 +93,7 @@ void run_model_bench(const BenchFlags& flags) {
     engine::ModelBenchOptions o;
     o.config_json = flags.dummy_weights;
     o.precision = parse_precision(p);
-    o.device = parse_device(flags.engine.device);
+    o.device = configured_options(flags).device;
     o.prefill_tokens = flags.prefill_tokens;
     o.decode_batches = flags.batches;
     o.context = flags.context;
@@ -136,7 +145,7 @@ void run_bench(const BenchFlags& flags) {
   }
   std::vector<BenchRow> rows;
   for (const auto& p : flags.precisions) rows.push_back(bench_precision(flags, p));
-  const ModelInfo info = inspect_model(flags.engine.options());
+  const ModelInfo info = inspect_model(configured_options(flags));
   if (flags.json) {
     nlohmann::json out = {{"model", info.path}, {"threads", flags.engine.threads}, {"results", nlohmann::json::array()}};
     for (const auto& r : rows)
@@ -158,9 +167,11 @@ void run_bench(const BenchFlags& flags) {
 
 }  // namespace
 
-void register_bench(CLI::App& app) {
+void register_bench(CLI::App& app, const std::vector<std::string>& overrides) {
   auto flags = std::make_shared<BenchFlags>();
+  flags->config.overrides = overrides;
   auto* command = app.add_subcommand("bench", "Measure prefill and decode speed at each precision");
+  flags->config.add_to(*command);
   flags->engine.add_to(*command, /*with_precision=*/false);
   command->add_option("--precision", flags->precisions, "Precisions to measure (default: fp8 bf16)")
       ->check(CLI::IsMember({"fp8", "bf16", "f32"}))

@@ -8,9 +8,9 @@
 namespace octet::cli {
 
 void register_query(CLI::App& app, const std::vector<std::string>& overrides);
-void register_info(CLI::App& app);
-void register_bench(CLI::App& app);
-void register_eval(CLI::App& app);
+void register_info(CLI::App& app, const std::vector<std::string>& overrides);
+void register_bench(CLI::App& app, const std::vector<std::string>& overrides);
+void register_eval(CLI::App& app, const std::vector<std::string>& overrides);
 void register_doctor(CLI::App& app, const std::vector<std::string>& overrides);
 void register_plan(CLI::App& app, const std::vector<std::string>& overrides);
 

@@ -28,16 +28,6 @@ void EngineFlags::apply_to(EngineOptions& o) const {
   if (given(5)) o.kv_cache_dtype = kv_cache_dtype;
 }
 
-EngineOptions EngineFlags::options() const {
-  EngineOptions o;
-  o.model_path = model.empty() ? default_model_path() : model;
-  o.precision = parse_precision(precision);
-  o.device = parse_device(device);
-  o.threads = threads;
-  o.max_context = max_context;
-  o.kv_cache_dtype = kv_cache_dtype;
-  return o;
-}
 
 void SamplingFlags::add_to(CLI::App& command) {
   given_.push_back(command.add_option("--max-tokens", max_tokens, "Most tokens to generate (default llm.max_tokens, 256)")
@@ -66,18 +56,6 @@ void SamplingFlags::apply_to(GenerationParams& p) const {
   if (given(7)) p.stop = stop;
 }
 
-GenerationParams SamplingFlags::params() const {
-  GenerationParams p;
-  p.max_tokens = max_tokens;
-  p.temperature = temperature;
-  p.top_p = top_p;
-  p.top_k = top_k;
-  p.min_p = min_p;
-  p.repetition_penalty = repetition_penalty;
-  p.seed = seed;
-  p.stop = stop;
-  return p;
-}
 
 std::string format_bytes(uint64_t bytes) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};

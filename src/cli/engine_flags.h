@@ -18,7 +18,6 @@ struct EngineFlags {
   std::string kv_cache_dtype = "float8_e4m3fn";
 
   void add_to(CLI::App& command, bool with_precision = true);
-  EngineOptions options() const;
   // Flags given on the command line override what the configuration resolved.
   void apply_to(EngineOptions& options) const;
 
@@ -37,7 +36,6 @@ struct SamplingFlags {
   std::vector<std::string> stop;
 
   void add_to(CLI::App& command);
-  GenerationParams params() const;
   void apply_to(GenerationParams& params) const;
 
  private:

@@ -54,7 +54,7 @@ void run_eval(const EvalFlags& flags) {
 
 }  // namespace
 
-void register_eval(CLI::App& app) {
+void register_eval(CLI::App& app, const std::vector<std::string>& overrides) {
   auto flags = std::make_shared<EvalFlags>();
   auto* command = app.add_subcommand("eval", "Compare a precision with a baseline on text: perplexity, top-1 agreement, KL");
   command->add_option("--text", flags->text_file, "UTF-8 text file to score")->required();
@@ -64,7 +64,10 @@ void register_eval(CLI::App& app) {
   command->add_option("--window", flags->window, "Tokens per scoring window (default 512)")->check(CLI::Range(2, 8192));
   command->add_option("--threads", flags->threads, "CPU threads (0: all cores)");
   command->add_flag("--json", flags->json, "Print JSON");
-  command->callback([flags] { run_eval(*flags); });
+  command->callback([flags, overrides] {
+    if (!overrides.empty()) fail("octet eval takes its settings as flags, not key=value overrides ({})", overrides.front());
+    run_eval(*flags);
+  });
 }
 
 }  // namespace octet::cli

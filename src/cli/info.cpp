@@ -1,6 +1,8 @@
 // octet info: what a model is and what FP8 saves, from its shapes (no weights loaded).
 #include "cli/commands.h"
+#include "cli/config_flags.h"
 #include "cli/engine_flags.h"
+#include "octet/config.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -11,12 +13,15 @@ namespace octet::cli {
 namespace {
 
 struct InfoFlags {
+  ConfigFlags config;
   EngineFlags engine;
   bool json = false;
 };
 
 void run_info(const InfoFlags& flags) {
-  const ModelInfo m = inspect_model(flags.engine.options());
+  EngineOptions options = engine_options(load_config(flags.config.request()));
+  flags.engine.apply_to(options);
+  const ModelInfo m = inspect_model(options);
   if (flags.json) {
     nlohmann::json out = {{"name", m.name}, {"architecture", m.architecture}, {"path", m.path},
                           {"parameters", m.parameters}, {"layers", m.layers}, {"hidden_size", m.hidden},
@@ -48,9 +53,11 @@ void run_info(const InfoFlags& flags) {
 
 }  // namespace
 
-void register_info(CLI::App& app) {
+void register_info(CLI::App& app, const std::vector<std::string>& overrides) {
   auto flags = std::make_shared<InfoFlags>();
+  flags->config.overrides = overrides;
   auto* command = app.add_subcommand("info", "Describe a model: shapes, parameters, BF16 vs FP8 weight memory");
+  flags->config.add_to(*command);
   flags->engine.add_to(*command);
   command->add_flag("--json", flags->json, "Print JSON");
   command->callback([flags] { run_info(*flags); });

@@ -32,21 +32,21 @@ void configure_logging(const std::string& level) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"octet: FP8 (E4M3) inference for Llama-family models"};
+  CLI::App app{"octet: FP8 (E4M3) inference for Llama-family models", "octet"};
   app.set_version_flag("--version", "octet 0.1.0");
   app.require_subcommand(1);
   std::string log_level = "warn";
   app.add_option("--log-level", log_level, "Log level on stderr: trace, debug, info, warn (default), error, off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
   app.parse_complete_callback([&] { configure_logging(log_level); });
-  octet::cli::register_info(app);
-  octet::cli::register_bench(app);
-  octet::cli::register_eval(app);
   try {
     // key=value arguments anywhere on the line are configuration overrides (Hydra style).
     std::vector<std::string> args(argv + 1, argv + argc);
     std::vector<std::string> overrides = octet::extract_overrides(args);
     octet::cli::register_query(app, overrides);
+    octet::cli::register_info(app, overrides);
+    octet::cli::register_bench(app, overrides);
+    octet::cli::register_eval(app, overrides);
     octet::cli::register_config_command(app, overrides);
     octet::cli::register_doctor(app, overrides);
     octet::cli::register_plan(app, overrides);
