@@ -53,17 +53,29 @@ struct Activations {
   int64_t cols = 0;
 };
 
-// Per-layer key/value storage for a fixed number of sequence slots.
+// Per-layer key/value storage: a pool of fixed-size blocks of positions, shared by sequence slots
+// through per-slot block tables (paged attention). Position p of slot s lives in physical block
+// block_table(s)[p / block_size] at row p % block_size.
+//
+// num_blocks == 0 sizes the pool for every slot at max_positions and gives each slot its own
+// contiguous run of blocks (slot s: blocks [s * blocks_per_slot, (s + 1) * blocks_per_slot)), so a
+// single-sequence caller never touches block tables. A scheduler instead asks for a smaller pool and
+// assigns blocks to slots itself with set_block_table.
 struct KvCacheSpec {
   int64_t layers = 0;
   int64_t kv_heads = 0;
   int64_t head_dim = 0;
-  int64_t max_positions = 0;  // per slot
+  int64_t max_positions = 0;  // per slot: bounds the block table (max_positions / block_size blocks)
   int64_t slots = 1;
   enum class Storage { f32, bf16, fp8 } storage = Storage::f32;
   fp8::Format fp8_format = fp8::Format::e4m3;
   std::vector<float> static_k_scales;  // per layer, from a checkpoint; empty: dynamic per (token, head)
   std::vector<float> static_v_scales;
+  int64_t block_size = 16;  // positions per block
+  int64_t num_blocks = 0;   // blocks in the pool; 0: slots * blocks_per_slot(), identity tables
+
+  int64_t blocks_per_slot() const { return (max_positions + block_size - 1) / block_size; }
+  int64_t pool_blocks() const { return num_blocks > 0 ? num_blocks : slots * blocks_per_slot(); }
 };
 
 struct KvCache {
@@ -71,6 +83,10 @@ struct KvCache {
   KvCacheSpec spec;
   virtual uint64_t bytes_per_position() const = 0;  // all layers, K and V
   virtual void clear_slot(int64_t slot) = 0;
+  // The physical blocks holding slot's positions, in order (at most spec.blocks_per_slot(), each in
+  // [0, spec.pool_blocks())); positions past blocks.size() * block_size are unmapped until the next
+  // call. Takes effect for batches prepared after it; the slot's earlier contents stay where they are.
+  virtual void set_block_table(int64_t slot, std::span<const int32_t> blocks) = 0;
 };
 
 // Where each token of a batch belongs: its sequence slot and its position in that sequence.

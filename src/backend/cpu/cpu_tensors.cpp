@@ -82,14 +82,29 @@ int64_t storage_bytes(KvCacheSpec::Storage storage) {
 }  // namespace
 
 CpuKvCache::CpuKvCache(const KvCacheSpec& s)
-    : element_bytes_(storage_bytes(s.storage)),
-      lanes_(static_cast<size_t>(2 * s.layers * s.slots)),
+    : element_bytes_(storage_bytes(s.storage)), block_tables_(static_cast<size_t>(s.slots)),
       lengths_(static_cast<size_t>(s.slots), 0) {
   spec = s;
+  if (spec.layers <= 0 || spec.kv_heads <= 0 || spec.head_dim <= 0 || spec.slots <= 0 || spec.max_positions <= 0 ||
+      spec.block_size <= 0 || spec.num_blocks < 0)
+    fail("kv cache: layers, kv_heads, head_dim, slots, max_positions and block_size must be positive");
   if (!spec.static_k_scales.empty() && static_cast<int64_t>(spec.static_k_scales.size()) != spec.layers)
     fail("kv cache: {} static K scales for {} layers", spec.static_k_scales.size(), spec.layers);
   if (!spec.static_v_scales.empty() && static_cast<int64_t>(spec.static_v_scales.size()) != spec.layers)
     fail("kv cache: {} static V scales for {} layers", spec.static_v_scales.size(), spec.layers);
+  const int64_t pool_rows = spec.pool_blocks() * spec.block_size;
+  // Left uninitialised on purpose: the kernel maps pages only when a position is first written, so a
+  // pool sized for the whole context costs resident memory only for the positions in use.
+  lanes_.resize(static_cast<size_t>(2 * spec.layers));
+  for (Lane& l : lanes_) {
+    l.bytes.reset(new uint8_t[static_cast<size_t>(pool_rows * spec.kv_heads * spec.head_dim * element_bytes_)]);
+    if (spec.storage == KvCacheSpec::Storage::fp8) l.scales.reset(new float[static_cast<size_t>(pool_rows * spec.kv_heads)]);
+  }
+  if (spec.num_blocks == 0) {
+    const int64_t per_slot = spec.blocks_per_slot();
+    for (int64_t slot = 0; slot < spec.slots; ++slot)
+      for (int64_t b = 0; b < per_slot; ++b) block_tables_[slot].push_back(static_cast<int32_t>(slot * per_slot + b));
+  }
 }
 
 uint64_t CpuKvCache::bytes_per_position() const {
@@ -98,49 +113,53 @@ uint64_t CpuKvCache::bytes_per_position() const {
   return 2 * per_lane * static_cast<uint64_t>(spec.layers);
 }
 
+void CpuKvCache::check_slot(int64_t slot) const {
+  if (slot < 0 || slot >= spec.slots) fail("kv cache: slot {} outside [0, {})", slot, spec.slots);
+}
+
 void CpuKvCache::clear_slot(int64_t slot) {
-  for (int64_t layer = 0; layer < spec.layers; ++layer)
-    for (bool is_v : {false, true}) {
-      Lane& l = lane(is_v, layer, slot);
-      l.bytes.clear();
-      l.bytes.shrink_to_fit();
-      l.scales.clear();
-      l.scales.shrink_to_fit();
-    }
+  check_slot(slot);
   lengths_[slot] = 0;
 }
 
-CpuKvCache::Lane& CpuKvCache::lane(bool is_v, int64_t layer, int64_t slot) {
-  return lanes_[static_cast<size_t>(((is_v ? 1 : 0) * spec.layers + layer) * spec.slots + slot)];
+void CpuKvCache::set_block_table(int64_t slot, std::span<const int32_t> blocks) {
+  check_slot(slot);
+  if (static_cast<int64_t>(blocks.size()) > spec.blocks_per_slot())
+    fail("kv cache: {} blocks for slot {}; a slot holds at most {} ({} positions)", blocks.size(), slot,
+         spec.blocks_per_slot(), spec.max_positions);
+  for (int32_t b : blocks)
+    if (b < 0 || b >= spec.pool_blocks()) fail("kv cache: block {} outside the pool of {}", b, spec.pool_blocks());
+  block_tables_[slot].assign(blocks.begin(), blocks.end());
 }
-const CpuKvCache::Lane& CpuKvCache::lane(bool is_v, int64_t layer, int64_t slot) const {
-  return lanes_[static_cast<size_t>(((is_v ? 1 : 0) * spec.layers + layer) * spec.slots + slot)];
+
+int64_t CpuKvCache::row_of(int64_t slot, int64_t position) const {
+  const auto& table = block_tables_[static_cast<size_t>(slot)];
+  const int64_t block = position / spec.block_size;
+  if (block >= static_cast<int64_t>(table.size()))
+    fail("kv cache: position {} of slot {} has no block (the slot holds {} blocks of {} positions)", position, slot,
+         table.size(), spec.block_size);
+  return static_cast<int64_t>(table[static_cast<size_t>(block)]) * spec.block_size + position % spec.block_size;
 }
 
 void CpuKvCache::write(int64_t layer, const TokenBatch& batch, const float* k, const float* v) {
   const int64_t width = spec.kv_heads * spec.head_dim;
   for (size_t t = 0; t < batch.size(); ++t) {
     const int64_t slot = batch.slots[t], position = batch.positions[t];
-    if (slot < 0 || slot >= spec.slots) fail("kv cache: slot {} outside [0, {})", slot, spec.slots);
+    check_slot(slot);
     if (position < 0 || position >= spec.max_positions)
       fail("kv cache: position {} outside the context of {} tokens", position, spec.max_positions);
-    store(lane(false, layer, slot), position, k + t * width,
+    const int64_t row = row_of(slot, position);
+    store(lanes_[static_cast<size_t>(layer)], row, k + t * width,
           spec.static_k_scales.empty() ? 0.0f : spec.static_k_scales[layer]);
-    store(lane(true, layer, slot), position, v + t * width,
+    store(lanes_[static_cast<size_t>(spec.layers + layer)], row, v + t * width,
           spec.static_v_scales.empty() ? 0.0f : spec.static_v_scales[layer]);
     if (layer == spec.layers - 1) lengths_[slot] = std::max(lengths_[slot], position + 1);
   }
 }
 
-void CpuKvCache::store(Lane& l, int64_t position, const float* values, float static_scale) {
+void CpuKvCache::store(Lane& l, int64_t row, const float* values, float static_scale) {
   const int64_t width = spec.kv_heads * spec.head_dim;
-  const size_t needed = static_cast<size_t>((position + 1) * width * element_bytes_);
-  if (l.bytes.size() < needed) {
-    l.bytes.reserve(std::max(needed, l.bytes.size() * 2));
-    l.bytes.resize(needed);
-    if (spec.storage == KvCacheSpec::Storage::fp8) l.scales.resize(static_cast<size_t>((position + 1) * spec.kv_heads));
-  }
-  uint8_t* dst = l.bytes.data() + position * width * element_bytes_;
+  uint8_t* dst = l.bytes.get() + row * width * element_bytes_;
   switch (spec.storage) {
     case KvCacheSpec::Storage::f32:
       std::memcpy(dst, values, static_cast<size_t>(width) * 4);
@@ -158,7 +177,7 @@ void CpuKvCache::store(Lane& l, int64_t position, const float* values, float sta
         float scale = static_scale > 0 ? static_scale
                                        : fp8::scale_from_amax(fp8::amax(head, static_cast<size_t>(spec.head_dim)),
                                                               spec.fp8_format);
-        l.scales[static_cast<size_t>(position * spec.kv_heads + h)] = scale;
+        l.scales[static_cast<size_t>(row * spec.kv_heads + h)] = scale;
         fp8::encode_scaled(spec.fp8_format, head, 1.0f / scale, dst + h * spec.head_dim,
                            static_cast<size_t>(spec.head_dim));
       }
@@ -166,26 +185,26 @@ void CpuKvCache::store(Lane& l, int64_t position, const float* values, float sta
   }
 }
 
-void CpuKvCache::load(const Lane& l, int64_t position, int64_t head, float* out) const {
-  const int64_t offset = position * spec.kv_heads * spec.head_dim + head * spec.head_dim;
-  const uint8_t* src = l.bytes.data() + offset * element_bytes_;
+void CpuKvCache::load(const Lane& l, int64_t row, int64_t head, float* out) const {
+  const int64_t offset = row * spec.kv_heads * spec.head_dim + head * spec.head_dim;
+  const uint8_t* src = l.bytes.get() + offset * element_bytes_;
   switch (spec.storage) {
     case KvCacheSpec::Storage::f32: std::memcpy(out, src, static_cast<size_t>(spec.head_dim) * 4); break;
     case KvCacheSpec::Storage::bf16:
       widen_bf16_row(reinterpret_cast<const uint16_t*>(src), spec.head_dim, out);
       break;
     case KvCacheSpec::Storage::fp8:
-      fp8::decode_scaled(spec.fp8_format, src, l.scales[static_cast<size_t>(position * spec.kv_heads + head)], out,
+      fp8::decode_scaled(spec.fp8_format, src, l.scales[static_cast<size_t>(row * spec.kv_heads + head)], out,
                          static_cast<size_t>(spec.head_dim));
       break;
   }
 }
 
 void CpuKvCache::read_k(int64_t layer, int64_t slot, int64_t position, int64_t head, float* out) const {
-  load(lane(false, layer, slot), position, head, out);
+  load(lanes_[static_cast<size_t>(layer)], row_of(slot, position), head, out);
 }
 void CpuKvCache::read_v(int64_t layer, int64_t slot, int64_t position, int64_t head, float* out) const {
-  load(lane(true, layer, slot), position, head, out);
+  load(lanes_[static_cast<size_t>(spec.layers + layer)], row_of(slot, position), head, out);
 }
 
 }  // namespace octet::backend::cpu

@@ -3,6 +3,8 @@
 #include "backend/backend.h"
 
 #include <cstdint>
+#include <memory>
+#include <span>
 #include <vector>
 
 namespace octet::backend::cpu {
@@ -43,12 +45,13 @@ struct CpuEmbedding final : EmbeddingTable {
   std::vector<uint16_t> bf16;
 };
 
-// Contiguous per (layer, slot) storage that grows with the sequence.
+// A pool of position blocks per (K or V, layer), mapped to slots by block tables (backend.h).
 class CpuKvCache final : public KvCache {
  public:
   explicit CpuKvCache(const KvCacheSpec& spec);
   uint64_t bytes_per_position() const override;
   void clear_slot(int64_t slot) override;
+  void set_block_table(int64_t slot, std::span<const int32_t> blocks) override;
 
   void write(int64_t layer, const TokenBatch& batch, const float* k, const float* v);
   // Reads one head's vector at a position as float32.
@@ -57,17 +60,18 @@ class CpuKvCache final : public KvCache {
   int64_t length(int64_t slot) const { return lengths_[slot]; }
 
  private:
-  struct Lane {  // one of K or V, for one (layer, slot)
-    std::vector<uint8_t> bytes;
-    std::vector<float> scales;  // per (position, head), fp8 only
+  struct Lane {  // one of K or V, for one layer: [pool rows, kv_heads, head_dim]
+    std::unique_ptr<uint8_t[]> bytes;
+    std::unique_ptr<float[]> scales;  // per (row, head), fp8 only
   };
-  Lane& lane(bool is_v, int64_t layer, int64_t slot);
-  const Lane& lane(bool is_v, int64_t layer, int64_t slot) const;
-  void store(Lane& lane, int64_t position, const float* values, float static_scale);
-  void load(const Lane& lane, int64_t position, int64_t head, float* out) const;
+  void check_slot(int64_t slot) const;
+  int64_t row_of(int64_t slot, int64_t position) const;  // the pool row holding (slot, position)
+  void store(Lane& lane, int64_t row, const float* values, float static_scale);
+  void load(const Lane& lane, int64_t row, int64_t head, float* out) const;
 
   int64_t element_bytes_;
-  std::vector<Lane> lanes_;  // [2][layers][slots]
+  std::vector<Lane> lanes_;  // [2][layers]
+  std::vector<std::vector<int32_t>> block_tables_;  // per slot
   std::vector<int64_t> lengths_;
 };
 

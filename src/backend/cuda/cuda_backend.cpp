@@ -84,6 +84,13 @@ struct CudaKvCache final : KvCache {
     return 2 * per_lane * static_cast<uint64_t>(spec.layers);
   }
   void clear_slot(int64_t) override {}  // positions are overwritten before they are read
+  // Until the kernels read block tables, only each slot's own contiguous run is accepted.
+  void set_block_table(int64_t slot, std::span<const int32_t> blocks) override {
+    const int64_t per_slot = spec.blocks_per_slot();
+    for (size_t b = 0; b < blocks.size(); ++b)
+      if (blocks[b] != slot * per_slot + static_cast<int64_t>(b))
+        fail("cuda backend: block tables other than each slot's own contiguous blocks are not supported yet");
+  }
 
   KvStorage storage;
   std::vector<DeviceBuffer<uint8_t>> k, v;
@@ -206,6 +213,7 @@ class CudaBackend final : public Backend {
   }
 
   std::unique_ptr<KvCache> make_kv_cache(const KvCacheSpec& spec) override {
+    if (spec.num_blocks != 0) fail("cuda backend: a shared block pool (num_blocks > 0) is not supported yet");
     if (!spec.static_k_scales.empty() || !spec.static_v_scales.empty())
       fail("cuda backend: static KV scales are not wired yet; the cache uses dynamic per-(token, head) scales");
     return std::make_unique<CudaKvCache>(spec);
