@@ -43,6 +43,9 @@ int main(int argc, char** argv) {
                stats.requests, stats.throughput_tok_s, stats.time_to_first_token.mean_ms, stats.inter_token_latency.p50_ms,
                stats.inter_token_latency.p99_ms, stats.host_memory_bytes / 1048576.0, stats.host_peak_memory_bytes / 1048576.0,
                stats.kv_cache_bytes_in_use / 1024.0);
+    if (stats.gpu_peak_memory_bytes > 0)
+      fmt::print("GPU memory {:.1f} MiB (peak {:.1f})\n", stats.gpu_memory_bytes / 1048576.0,
+                 stats.gpu_peak_memory_bytes / 1048576.0);
     return 0;
   } catch (const std::exception& e) {
     fmt::print(stderr, "fp8_planner_example: error: {}\n", e.what());

@@ -44,6 +44,7 @@ struct PerformanceStats {
   LatencyStats time_to_first_token, inter_token_latency;
   uint64_t host_memory_bytes = 0, host_peak_memory_bytes = 0;
   uint64_t gpu_memory_bytes = 0;        // in use on GPU 0 (0 without a GPU)
+  uint64_t gpu_peak_memory_bytes = 0;   // the most seen in use on GPU 0 (at load, after each request)
   uint64_t kv_cache_bytes_in_use = 0;   // the latest request's K/V
   uint64_t kv_cache_bytes_per_token = 0;
 };

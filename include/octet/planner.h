@@ -35,6 +35,7 @@ class Planner {
  private:
   PlanResult ask_local(const std::string& prompt, const PlanOptions& options);
   PlanResult ask_api(const std::string& prompt, const PlanOptions& options);
+  std::string system_prompt(const PlanOptions& options) const;  // the call's, else the configured, else the default
 
   Config config_;
   std::shared_ptr<FP8ModelManager> manager_;

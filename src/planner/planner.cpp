@@ -48,15 +48,17 @@ PlanResult Planner::query_llm(const std::string& prompt, const PlanOptions& opti
   return r;
 }
 
+std::string Planner::system_prompt(const PlanOptions& options) const {
+  if (!options.system_prompt.empty()) return options.system_prompt;
+  return !config_.planner.system_prompt.empty() ? config_.planner.system_prompt : kDefaultSystemPrompt;
+}
+
 PlanResult Planner::ask_local(const std::string& prompt, const PlanOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   GenerationParams params = generation_params(config_);
   params.max_tokens = options.max_tokens >= 0 ? options.max_tokens : config_.planner.max_tokens;
   params.temperature = options.temperature >= 0 ? options.temperature : config_.planner.temperature;
-  const std::string system = !options.system_prompt.empty() ? options.system_prompt
-                             : !config_.planner.system_prompt.empty() ? config_.planner.system_prompt
-                                                                      : kDefaultSystemPrompt;
-  GenerationResult g = manager_->generate({{"system", system}, {"user", prompt}}, params);
+  GenerationResult g = manager_->generate({{"system", system_prompt(options)}, {"user", prompt}}, params);
   PlanResult r;
   r.text = g.text;
   r.prompt_tokens = g.prompt_tokens;
@@ -69,10 +71,7 @@ PlanResult Planner::ask_local(const std::string& prompt, const PlanOptions& opti
 PlanResult Planner::ask_api(const std::string& prompt, const PlanOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   planner::ChatRequest request;
-  const std::string system = !options.system_prompt.empty() ? options.system_prompt
-                             : !config_.planner.system_prompt.empty() ? config_.planner.system_prompt
-                                                                      : kDefaultSystemPrompt;
-  request.messages = {{"system", system}, {"user", prompt}};
+  request.messages = {{"system", system_prompt(options)}, {"user", prompt}};
   request.max_tokens = options.max_tokens >= 0 ? options.max_tokens : config_.planner.max_tokens;
   request.temperature = options.temperature >= 0 ? options.temperature : config_.planner.temperature;
   planner::ChatCompletion c = planner::request_chat_completion(config_.api, request);

@@ -1,13 +1,16 @@
 #include "backend/device.h"
 #include "common/error.h"
+#include "octet/doctor.h"
 #include "octet/manager.h"
 #include "runtime/metrics.h"
 #include "runtime/model_shape.h"
 
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 
 namespace octet {
@@ -39,6 +42,17 @@ struct FP8ModelManager::State {
   std::string not_loaded_reason;
   runtime::MetricsRegistry metrics;
   ModelInfo engine_info;
+  mutable std::atomic<uint64_t> gpu_peak_bytes{0};
+
+  // GPU memory in use now, folded into the peak (sampled at load, after each request and on each
+  // stats call: allocations peak while a request runs, and the engine keeps what it allocated).
+  uint64_t sample_gpu_memory() const {
+    if (!engine || engine_info.device != "cuda") return 0;
+    const uint64_t used = backend::device_memory_used_bytes(0);
+    uint64_t peak = gpu_peak_bytes.load();
+    while (used > peak && !gpu_peak_bytes.compare_exchange_weak(peak, used)) {}
+    return used;
+  }
 };
 
 FP8ModelManager::FP8ModelManager(Config config) : state_(std::make_unique<State>()) {
@@ -58,9 +72,18 @@ FP8ModelManager::FP8ModelManager(Config config) : state_(std::make_unique<State>
     state_->not_loaded_reason = "the weights of " + state_->config.llm.model + " are not on this machine";
     return;
   }
+  // Loading a model that the environment check already knows cannot fit would only end in an
+  // allocation failure (or the kernel's OOM killer): report the check's reasons instead.
+  const EnvironmentReport environment = validate_fp8_environment(state_->config);
+  if (environment.status == "unavailable") {
+    state_->not_loaded_reason = fmt::format("the environment check says unavailable: {}", fmt::join(environment.reasons, "; "));
+    spdlog::warn("local engine not loaded: {}", state_->not_loaded_reason);
+    return;
+  }
   try {
     state_->engine = Engine::create(engine_options(state_->config));
     state_->engine_info = state_->engine->info();
+    state_->sample_gpu_memory();
   } catch (const std::exception& e) {  // out of memory, unsupported GPU, bad file: reported, not thrown
     state_->not_loaded_reason = e.what();
     spdlog::warn("local engine not available: {}", e.what());
@@ -133,7 +156,8 @@ PerformanceStats FP8ModelManager::performance_stats() const {
                            snapshot.inter_token_latency.p99_ms};
   p.host_memory_bytes = resident_bytes();
   p.host_peak_memory_bytes = peak_resident_bytes();
-  if (loaded() && state_->engine_info.device == "cuda") p.gpu_memory_bytes = backend::device_memory_used_bytes(0);
+  p.gpu_memory_bytes = state_->sample_gpu_memory();
+  p.gpu_peak_memory_bytes = state_->gpu_peak_bytes.load();
   p.kv_cache_bytes_per_token = state_->engine_info.kv_bytes_per_token;
   p.kv_cache_bytes_in_use = snapshot.last_request_tokens * p.kv_cache_bytes_per_token;
   return p;
@@ -143,6 +167,7 @@ GenerationResult FP8ModelManager::generate(const std::vector<Message>& messages,
                                            const TokenCallback& on_piece) {
   if (!loaded()) fail("the local model is not available: {}", state_->not_loaded_reason);
   GenerationResult result = state_->engine->chat(messages, params, on_piece);
+  state_->sample_gpu_memory();
   state_->metrics.record(result);
   return result;
 }

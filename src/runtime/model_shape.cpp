@@ -35,7 +35,10 @@ uint64_t weight_bytes(const model::LlamaConfig& c, bool fp8) {
 }
 
 uint64_t kv_bytes_per_token(const model::LlamaConfig& c, int element_bytes) {
-  return 2ull * static_cast<uint64_t>(c.layers * c.kv_dim()) * static_cast<uint64_t>(element_bytes);
+  const uint64_t values = 2ull * static_cast<uint64_t>(c.layers * c.kv_dim()) * static_cast<uint64_t>(element_bytes);
+  // FP8 entries carry the float scale of their (token, kv head), as the engine stores them.
+  const uint64_t scales = element_bytes == 1 ? 2ull * static_cast<uint64_t>(c.layers * c.kv_heads) * 4 : 0;
+  return values + scales;
 }
 
 }  // namespace octet::runtime

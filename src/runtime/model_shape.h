@@ -18,7 +18,8 @@ struct ModelShape {
 std::optional<ModelShape> find_model_shape(const std::string& model);
 
 // Bytes of weights for a precision (fp8: linear E4M3 + channel scales, the rest BF16) and of the KV
-// cache per token (fp8: E4M3; bf16: BF16; f32: float32).
+// cache per token (element_bytes 1: E4M3 plus a float scale per (token, kv head), as the engine
+// stores them; 2: BF16; 4: float32).
 uint64_t weight_bytes(const model::LlamaConfig& c, bool fp8);
 uint64_t kv_bytes_per_token(const model::LlamaConfig& c, int element_bytes);
 

@@ -182,6 +182,22 @@ TEST(PlannerAuto, UsesTheLocalFp8EngineWhenItCanAndCountsItInTheStats) {
   EXPECT_EQ(planner.manager()->performance_stats().requests, 1u);
 }
 
+// The local engine loads but cannot answer (the prompt overflows a 16-token context): auto mode
+// answers from the API and says why.
+TEST(PlannerAuto, FallsBackToTheApiWhenTheLocalEngineFails) {
+  OCTET_REQUIRE_SMOLLM2(path);
+  FakeOpenAiServer server([](const httplib::Request&, httplib::Response& r, int) { answer(r, "from the api"); });
+  Planner planner(api_config(server.base_url(), {"planner.mode=auto", "llm.model=" + path, "llm.device=cpu",
+                                                 "engine.max_context_length=16", "planner.max_tokens=4"}));
+  ASSERT_TRUE(planner.manager()->loaded());
+  const PlanResult r = planner.query_llm("How to craft iron tools in Minecraft?");
+  EXPECT_EQ(r.route, "api");
+  EXPECT_EQ(r.text, "from the api");
+  EXPECT_EQ(server.calls(), 1);
+  EXPECT_NE(r.fallback_reason.find("the local engine failed"), std::string::npos) << r.fallback_reason;
+  EXPECT_NE(r.fallback_reason.find("context"), std::string::npos) << r.fallback_reason;
+}
+
 TEST(PlannerLocal, LocalModeWithoutAModelIsAnError) {
   Planner planner(api_config("http://127.0.0.1:9/v1", {"planner.mode=local", "llm.model=/nonexistent/model.gguf"}));
   EXPECT_THROW(planner.query_llm("plan"), std::exception);

@@ -1,3 +1,4 @@
+#include "formats/gguf_test_writer.h"
 #include "octet/config.h"
 #include "octet/doctor.h"
 #include "octet/manager.h"
@@ -26,7 +27,8 @@ Config config_with(std::vector<std::string> overrides, std::string config_name =
 //     parameters, 2 bytes each in both formats = 4,205,330,432 bytes
 //   FP8 weights = 68,451,041,280 + 26,869,760 + 4,205,330,432 = 72,683,241,472
 //   BF16 weights = 2 · 70,553,706,496 = 141,107,412,992
-//   KV per token: 2 (K, V) · 80 layers · 8 heads · 128 dims = 163,840 values; · 131072 tokens
+//   KV per token: 2 (K, V) · 80 layers · 8 heads · 128 dims = 163,840 values (BF16: 327,680 bytes);
+//     FP8 adds a float scale per (token, kv head): 2 · 80 · 8 · 4 = 5,120 bytes → 168,960 bytes; · 131072 tokens
 TEST(ModelManager, MemorySavingsOfLlama33_70BByHand) {
   auto manager = create_fp8_manager(config_with({}, "fp8_model"));
   EXPECT_FALSE(manager->loaded());  // no weights here: estimates come from the shape alone
@@ -35,10 +37,10 @@ TEST(ModelManager, MemorySavingsOfLlama33_70BByHand) {
   EXPECT_EQ(m.weights_fp8_bytes, 72'683'241'472ull);
   EXPECT_EQ(m.weights_bf16_bytes, 141'107'412'992ull);
   EXPECT_EQ(m.kv_cache_bf16_bytes, 163'840ull * 2 * 131072);
-  EXPECT_EQ(m.kv_cache_fp8_bytes, 163'840ull * 131072);
+  EXPECT_EQ(m.kv_cache_fp8_bytes, 168'960ull * 131072);
   EXPECT_EQ(m.total_fp8_bytes, m.weights_fp8_bytes + m.kv_cache_fp8_bytes);
   EXPECT_NEAR(m.weights_savings_percentage, 100.0 * (1 - 72'683'241'472.0 / 141'107'412'992.0), 1e-9);  // 48.49%
-  EXPECT_NEAR(m.kv_cache_savings_percentage, 50.0, 1e-12);
+  EXPECT_NEAR(m.kv_cache_savings_percentage, 100.0 * (1 - 168'960.0 / 327'680.0), 1e-9);  // 48.44%
   EXPECT_GT(m.total_savings_percentage, 48.0);
   const ManagedModelInfo info = manager->model_info();
   EXPECT_EQ(info.parameters, 70'553'706'496);
@@ -52,15 +54,37 @@ TEST(ModelManager, MemorySavingsOfLlama33_70BByHand) {
 //   scales: (4096 + 2048 + 4096 + 2·14336 + 4096) · 32 = 1,376,256 floats = 5,505,024 bytes
 //   the rest: 8,030,261,248 − 6,979,321,856 = 1,050,939,392 parameters · 2 bytes = 2,101,878,784
 //   FP8 = 6,979,321,856 + 5,505,024 + 2,101,878,784 = 9,086,705,664; BF16 = 2 · 8,030,261,248 = 16,060,522,496
-//   KV per token: 2 · 32 · 8 · 128 = 65,536 values; · 8192 tokens
+//   KV per token: 2 · 32 · 8 · 128 = 65,536 values; FP8 + scales 2 · 32 · 8 · 4 = 2,048 → 67,584 bytes; · 8192 tokens
 TEST(ModelManager, MemorySavingsOfLlama31_8BByHand) {
   auto manager = create_fp8_manager(config_with({"llm.model=meta-llama/Llama-3.1-8B-Instruct"}));
   const MemorySavings m = manager->estimate_memory_savings();
   EXPECT_EQ(m.context_tokens, 8192);
   EXPECT_EQ(m.weights_fp8_bytes, 9'086'705'664ull);
   EXPECT_EQ(m.weights_bf16_bytes, 16'060'522'496ull);
-  EXPECT_EQ(m.kv_cache_fp8_bytes, 65'536ull * 8192);
+  EXPECT_EQ(m.kv_cache_fp8_bytes, 67'584ull * 8192);
   EXPECT_EQ(m.kv_cache_bf16_bytes, 65'536ull * 2 * 8192);
+}
+
+// A GGUF whose metadata describes a model far larger than this machine (two thousand layers of
+// hidden size 16384: ~6.4 T parameters) is not loaded at all: the environment check says it cannot fit.
+TEST(ModelManager, ModelTheEnvironmentCheckRejectsIsNotLoaded) {
+  gguf::testing::GgufWriter writer;
+  writer.add("general.architecture", gguf::testing::str("llama"));
+  writer.add("llama.block_count", gguf::testing::u32(2000));
+  writer.add("llama.embedding_length", gguf::testing::u32(16384));
+  writer.add("llama.feed_forward_length", gguf::testing::u32(53248));
+  writer.add("llama.attention.head_count", gguf::testing::u32(128));
+  writer.add("llama.attention.head_count_kv", gguf::testing::u32(8));
+  writer.add("llama.context_length", gguf::testing::u32(8192));
+  writer.add("llama.attention.layer_norm_rms_epsilon", gguf::testing::f32(1e-5f));
+  writer.add("llama.vocab_size", gguf::testing::u32(128256));
+  const std::string path = ::testing::TempDir() + "/huge_model.gguf";
+  writer.save(path);
+  auto manager = create_fp8_manager(config_with({"llm.model=" + path, "llm.device=cpu"}));
+  EXPECT_FALSE(manager->loaded());
+  const std::string reason = manager->model_info().not_loaded_reason;
+  EXPECT_NE(reason.find("environment check says unavailable"), std::string::npos) << reason;
+  EXPECT_NE(reason.find("needs"), std::string::npos) << reason;
 }
 
 TEST(ModelManager, UnknownModelIsReportedNotThrown) {
@@ -132,7 +156,7 @@ TEST(Doctor, SeventyBAtFullContextDoesNotFitOnThisMachineAndSaysTheLargestContex
   const EnvironmentReport r = validate_fp8_environment(config_with({"engine.tensor_parallel_size=1"}, "fp8_model"));
   EXPECT_EQ(r.status, "unavailable");
   EXPECT_FALSE(r.model_fits);
-  EXPECT_EQ(r.model_bytes_needed, 72'683'241'472ull + 163'840ull * 131072);
+  EXPECT_EQ(r.model_bytes_needed, 72'683'241'472ull + 168'960ull * 131072);
 }
 
 }  // namespace
