@@ -31,8 +31,11 @@ std::vector<double> e4m3_round_rows(const std::vector<float>& m, int64_t rows, i
     float amax = 0;
     for (int64_t c = 0; c < cols; ++c) amax = std::max(amax, std::fabs(m[r * cols + c]));
     const float scale = amax > 0 ? amax / 448.0f : 1.0f;
+    // Both backends quantize by multiplying with the reciprocal of the scale (not dividing): the two
+    // differ in the last bit now and then, which can flip an E4M3 rounding.
+    const float inverse = 1.0f / scale;
     for (int64_t c = 0; c < cols; ++c)
-      out[r * cols + c] = static_cast<double>(fp8::decode_e4m3(fp8::encode_e4m3(m[r * cols + c] / scale))) * scale;
+      out[r * cols + c] = static_cast<double>(fp8::decode_e4m3(fp8::encode_e4m3(m[r * cols + c] * inverse))) * scale;
   }
   return out;
 }
