@@ -121,6 +121,18 @@ class Backend {
   // Called by the forward pass before the ops of a batch: backends that keep the batch's tokens,
   // positions and slots in device memory copy them once here.
   virtual void prepare_batch(const TokenBatch& batch) {}
+  // Brackets the ops of one forward pass (LlamaModel::forward calls them; the defaults prepare the
+  // batch and run every op as called). A backend that records steps (CUDA graphs) may replay a
+  // recording of the same shape (tokens, logit rows) instead: begin_step then returns true and the
+  // caller skips the ops and end_step. Between the two, ops must depend only on the shape and on
+  // the batch data given here, and the caller must not read results or synchronize.
+  virtual bool begin_step(const TokenBatch& batch, std::span<const int64_t> logit_rows) {
+    prepare_batch(batch);
+    return false;
+  }
+  virtual void end_step() {}
+  // How many begin_step calls replayed a recording so far (statistics for tests and benchmarks).
+  virtual int64_t replayed_steps() const { return 0; }
   // Waits for all queued work (timing, host reads).
   virtual void synchronize() {}
 

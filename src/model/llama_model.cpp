@@ -145,22 +145,29 @@ void LlamaModel::forward(const backend::TokenBatch& batch, std::span<const int64
                   buffers_.act.get()})
     a->rows = tokens;
 
-  backend_.prepare_batch(batch);
-  // x: [tokens, hidden]. Each block leaves its output in proj; the next block's norm adds it to x
-  // (one fused pass on backends that fuse add + rmsnorm).
-  backend_.embed(*embedding_, batch.tokens, *buffers_.x);
-  for (int64_t i = 0; i < config_.layers; ++i) {
-    attention_block(layers_[i], i, batch, /*residual_pending=*/i > 0);
-    mlp_block(layers_[i]);
-  }
-  backend_.add(*buffers_.x, *buffers_.proj);
-  if (logit_rows.empty()) return;
-  // Only the rows that need logits go through the final norm and the LM head.
+  for (int32_t token : batch.tokens)
+    if (token < 0 || token >= config_.vocab) fail("token id {} outside the vocabulary [0, {})", token, config_.vocab);
   buffers_.last->rows = static_cast<int64_t>(logit_rows.size());
   buffers_.logits->rows = buffers_.last->rows;
-  backend_.gather_rows(*buffers_.x, logit_rows, *buffers_.last);
-  backend_.rmsnorm(*buffers_.last, *final_norm_, static_cast<float>(config_.rms_norm_eps), *buffers_.last);
-  backend_.linear(*buffers_.last, *lm_head_, *buffers_.logits);
+  // A backend may replay a recorded pass of this shape instead of running the ops below.
+  if (!backend_.begin_step(batch, logit_rows)) {
+    // x: [tokens, hidden]. Each block leaves its output in proj; the next block's norm adds it to x
+    // (one fused pass on backends that fuse add + rmsnorm).
+    backend_.embed(*embedding_, batch.tokens, *buffers_.x);
+    for (int64_t i = 0; i < config_.layers; ++i) {
+      attention_block(layers_[i], i, batch, /*residual_pending=*/i > 0);
+      mlp_block(layers_[i]);
+    }
+    backend_.add(*buffers_.x, *buffers_.proj);
+    // Only the rows that need logits go through the final norm and the LM head.
+    if (!logit_rows.empty()) {
+      backend_.gather_rows(*buffers_.x, logit_rows, *buffers_.last);
+      backend_.rmsnorm(*buffers_.last, *final_norm_, static_cast<float>(config_.rms_norm_eps), *buffers_.last);
+      backend_.linear(*buffers_.last, *lm_head_, *buffers_.logits);
+    }
+    backend_.end_step();
+  }
+  if (logit_rows.empty()) return;
   if (!logits) return;
   std::vector<int64_t> all_rows(logit_rows.size());
   for (size_t r = 0; r < all_rows.size(); ++r) all_rows[r] = static_cast<int64_t>(r);

@@ -10,7 +10,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 
 namespace octet::backend {
@@ -157,6 +160,87 @@ TEST_F(CudaVsCpu, AttentionOverCacheEveryStorage) {
   }
 }
 
+// A pool smaller than slots × blocks_per_slot, handed out in a shuffled order, with a block size that
+// divides nothing; prefill of several slots in one batch, then decode steps. Layer 1 of 2, so a wrong
+// layer offset or a static scale taken from the wrong layer shows up.
+TEST_F(CudaVsCpu, PagedCacheShuffledBlockTablesMatchCpu) {
+  const int64_t heads = 6, kv_heads = 3, head_dim = 64, max_positions = 150, block_size = 7, layer = 1;
+  struct Variant {
+    KvCacheSpec::Storage storage;
+    fp8::Format format;
+    bool static_scales;
+  };
+  const Variant variants[] = {{KvCacheSpec::Storage::f32, fp8::Format::e4m3, false},
+                              {KvCacheSpec::Storage::bf16, fp8::Format::e4m3, false},
+                              {KvCacheSpec::Storage::fp8, fp8::Format::e4m3, false},
+                              {KvCacheSpec::Storage::fp8, fp8::Format::e5m2, false},
+                              {KvCacheSpec::Storage::fp8, fp8::Format::e4m3, true}};
+  for (const Variant& variant : variants) {
+    KvCacheSpec spec{2, kv_heads, head_dim, max_positions, 3, variant.storage, variant.format};
+    spec.block_size = block_size;
+    spec.num_blocks = 50;  // 3 slots × 22 blocks would be 66
+    if (variant.static_scales) {
+      spec.static_k_scales = {0.5f, 4.0f / 448.0f};  // layer 1's: values of |x| > 4 saturate, on both backends
+      spec.static_v_scales = {0.5f, 3.0f / 448.0f};
+    }
+    auto cache_cpu = cpu_->make_kv_cache(spec);
+    auto cache_gpu = gpu_->make_kv_cache(spec);
+    std::vector<int32_t> pool(50);
+    for (int32_t b = 0; b < 50; ++b) pool[b] = b;
+    std::shuffle(pool.begin(), pool.end(), rng_);
+    const std::vector<int32_t> tables[3] = {{pool.begin(), pool.begin() + 20},
+                                            {pool.begin() + 20, pool.begin() + 29},
+                                            {pool.begin() + 29, pool.begin() + 44}};
+    for (int64_t slot = 0; slot < 3; ++slot) {
+      cache_cpu->set_block_table(slot, tables[slot]);
+      cache_gpu->set_block_table(slot, tables[slot]);
+    }
+    // Prefill slot 0 (131 tokens), then slots 1 and 2 together (23 + 17), then two decode steps of all three.
+    std::vector<TokenBatch> batches(4);
+    for (int64_t i = 0; i < 131; ++i) batches[0].positions.push_back(i), batches[0].slots.push_back(0);
+    for (int64_t slot : {1, 2})
+      for (int64_t i = 0; i < (slot == 1 ? 23 : 17); ++i) batches[1].positions.push_back(i), batches[1].slots.push_back(slot);
+    for (int64_t step = 0; step < 2; ++step) {
+      batches[2 + step].slots = {2, 0, 1};
+      batches[2 + step].positions = {17 + step, 131 + step, 23 + step};
+    }
+    for (TokenBatch& batch : batches) {
+      batch.tokens.assign(batch.positions.size(), 0);
+      const auto count = static_cast<int64_t>(batch.size());
+      auto q = testing::random_normal(rng_, count * heads * head_dim);
+      auto k = testing::random_normal(rng_, count * kv_heads * head_dim, 1.5f);
+      auto v = testing::random_normal(rng_, count * kv_heads * head_dim, 1.5f);
+      Pair qp = pair(count, heads * head_dim, q), kp = pair(count, kv_heads * head_dim, k), vp = pair(count, kv_heads * head_dim, v);
+      Pair out = poisoned(count, heads * head_dim);
+      gpu_->prepare_batch(batch);
+      cpu_->kv_write(*cache_cpu, layer, batch, *kp.cpu, *vp.cpu);
+      gpu_->kv_write(*cache_gpu, layer, batch, *kp.gpu, *vp.gpu);
+      cpu_->attention(*cache_cpu, layer, batch, *qp.cpu, *out.cpu);
+      gpu_->attention(*cache_gpu, layer, batch, *qp.gpu, *out.gpu);
+      // f32: summation order only. bf16/fp8: the stored values are identical; both backends widen
+      // them exactly, so the difference is again the order of float32 sums (1e-5), loosened for
+      // the fast exp the GPU uses.
+      EXPECT_LT(error(out), variant.storage == KvCacheSpec::Storage::f32 ? 1e-5 : 1e-4)
+          << "storage " << int(variant.storage) << " format " << int(variant.format) << " static " << variant.static_scales
+          << " tokens " << count;
+    }
+    // A block outside the pool, and a position past the slot's table, are refused with a message.
+    EXPECT_THROW(cache_gpu->set_block_table(0, std::vector<int32_t>{3, 50}), std::exception);
+    TokenBatch unmapped{{0}, {9 * block_size}, {1}};  // slot 1 holds 9 blocks
+    Pair kp = pair(1, kv_heads * head_dim, testing::random_normal(rng_, kv_heads * head_dim));
+    gpu_->prepare_batch(unmapped);
+    EXPECT_THROW(gpu_->kv_write(*cache_gpu, layer, unmapped, *kp.gpu, *kp.gpu), std::exception);
+  }
+}
+
+TEST_F(CudaVsCpu, KvCacheRefusesBadStaticScales) {
+  KvCacheSpec spec{2, 2, 64, 32, 1, KvCacheSpec::Storage::fp8};
+  spec.static_k_scales = {0.1f};  // one for two layers
+  EXPECT_THROW(gpu_->make_kv_cache(spec), std::exception);
+  spec.static_k_scales = {0.1f, -1.0f};
+  EXPECT_THROW(gpu_->make_kv_cache(spec), std::exception);
+}
+
 // Seeded host weights, identical for both backends.
 class RandomWeights final : public model::WeightSource {
  public:
@@ -177,11 +261,7 @@ class RandomWeights final : public model::WeightSource {
   uint64_t seed_;
 };
 
-// Logits of a tiny random Llama (prefill of two sequences, then 5 decode steps of both) on the CPU
-// and the GPU. f32 and bf16 must agree closely. FP8 re-rounds every activation, so a 1e-4 difference
-// upstream flips some codes downstream: there the GPU must be as close to the float32 result as
-// the CPU's FP8 path is (a wrong scale or layout would be off by the logits' own size).
-TEST_F(CudaVsCpu, TinyLlamaLogitsMatchInEveryPrecision) {
+model::LlamaConfig tiny_config() {
   model::LlamaConfig config;
   config.layers = 2;
   config.hidden = 256;
@@ -193,6 +273,15 @@ TEST_F(CudaVsCpu, TinyLlamaLogitsMatchInEveryPrecision) {
   config.context_length = 128;
   config.rope_theta = 10000;
   config.tied_embeddings = false;
+  return config;
+}
+
+// Logits of a tiny random Llama (prefill of two sequences, then 5 decode steps of both) on the CPU
+// and the GPU. f32 and bf16 must agree closely. FP8 re-rounds every activation, so a 1e-4 difference
+// upstream flips some codes downstream: there the GPU must be as close to the float32 result as
+// the CPU's FP8 path is (a wrong scale or layout would be off by the logits' own size).
+TEST_F(CudaVsCpu, TinyLlamaLogitsMatchInEveryPrecision) {
+  model::LlamaConfig config = tiny_config();
   RandomWeights weights(rng_());
   model::ModelOptions options;
   options.max_context = 64;
@@ -235,6 +324,54 @@ TEST_F(CudaVsCpu, TinyLlamaLogitsMatchInEveryPrecision) {
             << "step " << step << ", precision " << precision_name(precision);
       }
     }
+  }
+}
+
+// Decode steps replayed from CUDA graphs give bit-identical logits to the same steps run op by op
+// (same kernels, same inputs), across batch shapes that change between steps; a replay still
+// checks the batch (a position past the context is refused).
+TEST_F(CudaVsCpu, RecordedStepsMatchEagerSteps) {
+  model::LlamaConfig config = tiny_config();
+  RandomWeights weights(rng_());
+  model::ModelOptions options;
+  options.max_context = 64;
+  options.slots = 3;
+  options.precision = Precision::fp8;
+  ASSERT_EQ(setenv("OCTET_CUDA_GRAPHS", "0", 1), 0);
+  auto eager_backend = make_cuda_backend(0);
+  ASSERT_EQ(unsetenv("OCTET_CUDA_GRAPHS"), 0);
+  auto run = [&](Backend& backend) {
+    model::LlamaModel model(config, &weights, backend, options);
+    std::vector<std::vector<float>> steps;
+    TokenBatch prefill;
+    for (int64_t i = 0; i < 9; ++i) prefill.tokens.push_back(static_cast<int32_t>(i * 13 % config.vocab)), prefill.positions.push_back(i), prefill.slots.push_back(0);
+    std::vector<float> logits(3 * config.vocab);
+    const int64_t last = 8;
+    model.forward(prefill, std::span<const int64_t>(&last, 1), logits.data());
+    for (int64_t step = 0; step < 12; ++step) {
+      // Three sequences for 8 steps, then one (a second shape, recorded in its turn).
+      const bool three = step < 8;
+      TokenBatch decode = three ? TokenBatch{{int32_t(step + 1), 5, 77}, {9 + step, step, step}, {0, 1, 2}}
+                                : TokenBatch{{int32_t(step)}, {9 + step}, {0}};
+      std::vector<int64_t> rows = three ? std::vector<int64_t>{0, 1, 2} : std::vector<int64_t>{0};
+      model.forward(decode, rows, logits.data());
+      steps.emplace_back(logits.begin(), logits.begin() + static_cast<int64_t>(rows.size()) * config.vocab);
+    }
+    TokenBatch past_context{{1}, {options.max_context}, {0}};
+    const int64_t row = 0;
+    EXPECT_THROW(model.forward(past_context, std::span<const int64_t>(&row, 1), logits.data()), std::exception);
+    return steps;
+  };
+  const auto eager = run(*eager_backend);
+  const auto recorded = run(*gpu_);
+  EXPECT_EQ(eager_backend->replayed_steps(), 0);
+  // 3-sequence steps: 1 eager, 1 recorded, 6 replayed; 1-sequence steps: 1 + 1 + 2.
+  EXPECT_EQ(gpu_->replayed_steps(), 8);
+  ASSERT_EQ(eager.size(), recorded.size());
+  for (size_t step = 0; step < eager.size(); ++step) {
+    ASSERT_EQ(eager[step].size(), recorded[step].size());
+    EXPECT_EQ(std::memcmp(eager[step].data(), recorded[step].data(), eager[step].size() * sizeof(float)), 0)
+        << "step " << step << " differs between eager and replayed";
   }
 }
 

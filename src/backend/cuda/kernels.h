@@ -37,21 +37,33 @@ void launch_gemv_e4m3(const uint8_t* x, const float* row_scales, int64_t rows, c
 void launch_matmul_e4m3_simple(const uint8_t* x, const float* row_scales, int64_t rows, const uint8_t* w,
                                const float* col_scales, int64_t n, int64_t k, float* y, cudaStream_t s);
 
-// kv_cache.cu: K/V rows of a batch into the cache [slots, positions, kv_heads, head_dim].
+// kv_cache.cu: K/V rows of a batch into the paged cache. The cache of a layer is a pool of blocks
+// [pool_blocks, block_size, kv_heads, head_dim]; position p of slot s lives in block
+// block_table[s * blocks_per_slot + p / block_size] at row p % block_size (KvCacheSpec).
 enum class KvStorage { f32, bf16, e4m3, e5m2 };
+struct KvLayout {
+  const int32_t* block_table = nullptr;  // [slots, blocks_per_slot]
+  int64_t blocks_per_slot = 0;
+  int64_t block_size = 0;
+  int64_t kv_heads = 0;
+  int64_t head_dim = 0;
+  KvStorage storage = KvStorage::f32;
+};
+// Static scales > 0 (a checkpoint's per-layer K/V scales) replace the dynamic per-(token, head) amax.
 void launch_kv_write(const float* k, const float* v, int64_t tokens, const int64_t* slots, const int64_t* positions,
-                     int64_t kv_heads, int64_t head_dim, int64_t max_positions, KvStorage storage, float static_k_scale,
-                     float static_v_scale, void* k_cache, void* v_cache, float* k_scales, float* v_scales, cudaStream_t s);
+                     const KvLayout& layout, float static_k_scale, float static_v_scale, void* k_cache, void* v_cache,
+                     float* k_scales, float* v_scales, cudaStream_t s);
 
 // attention.cu: causal GQA over each token's slot, positions [0, position]. Long contexts with few
-// (token, head) pairs are split over the positions (flash-decoding) and merged by a second kernel;
-// scratch holds attention_scratch_floats() floats. longest_context = 1 + the largest position.
-int attention_splits(int64_t tokens, int64_t heads, int64_t longest_context);
+// (token, head) pairs are split over the positions (flash-decoding) and merged by a second kernel.
+// The number of splits depends only on the shape (tokens, heads, max_context = the cache's positions
+// per slot), never on the positions themselves, so a recorded step replays with any positions; each
+// token divides its own positions among the splits. scratch holds attention_scratch_floats() floats.
+int attention_splits(int64_t tokens, int64_t heads, int64_t max_context);
 size_t attention_scratch_floats(int64_t tokens, int64_t heads, int64_t head_dim, int splits);
-void launch_attention(const float* q, int64_t tokens, int64_t heads, int64_t kv_heads, int64_t head_dim,
-                      const int64_t* slots, const int64_t* positions, int64_t longest_context, int64_t max_positions,
-                      KvStorage storage, const void* k_cache, const void* v_cache, const float* k_scales,
-                      const float* v_scales, float* scratch, float* out, cudaStream_t s);
+void launch_attention(const float* q, int64_t tokens, int64_t heads, const int64_t* slots, const int64_t* positions,
+                      int64_t max_context, const KvLayout& layout, const void* k_cache, const void* v_cache,
+                      const float* k_scales, const float* v_scales, float* scratch, float* out, cudaStream_t s);
 
 // random_weights.cu: deterministic pseudo-random weights generated on the device.
 void launch_random_e4m3(uint8_t* codes, int64_t count, uint64_t seed, cudaStream_t s);  // codes of N(0,1)·(448/4)

@@ -1,5 +1,6 @@
-// K/V rows into the cache: reads tokens·kv_dim·4·2 bytes, writes tokens·kv_dim·(1, 2 or 4)·2 bytes.
-// FP8 storage takes one scale per (token, kv head): the checkpoint's static scale, or amax / max.
+// K/V rows into the paged cache: reads tokens·kv_dim·4·2 bytes, writes tokens·kv_dim·(1, 2 or 4)·2
+// bytes. FP8 storage takes one scale per (pool row, kv head): the checkpoint's static scale, or
+// amax / max. The host has checked that every (slot, position) of the batch has a block.
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
 
@@ -16,16 +17,19 @@ __device__ float warp_max(float v) {
 
 // One warp per (token, kv head, K or V).
 __global__ void kv_write_kernel(const float* k, const float* v, int64_t tokens, const int64_t* slots,
-                                const int64_t* positions, int64_t kv_heads, int64_t head_dim, int64_t max_positions,
-                                KvStorage storage, float static_k_scale, float static_v_scale, void* k_cache,
-                                void* v_cache, float* k_scales, float* v_scales) {
+                                const int64_t* positions, KvLayout layout, float static_k_scale, float static_v_scale,
+                                void* k_cache, void* v_cache, float* k_scales, float* v_scales) {
+  const int64_t kv_heads = layout.kv_heads, head_dim = layout.head_dim;
+  const KvStorage storage = layout.storage;
   const int64_t item = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   if (item >= tokens * kv_heads * 2) return;
   const int lane = threadIdx.x % 32;
   const bool is_v = item % 2 == 1;
   const int64_t token = item / 2 / kv_heads, head = item / 2 % kv_heads;
   const float* src = (is_v ? v : k) + (token * kv_heads + head) * head_dim;
-  const int64_t cell = (slots[token] * max_positions + positions[token]) * kv_heads + head;  // (slot, position, head)
+  const int64_t position = positions[token];
+  const int64_t block = layout.block_table[slots[token] * layout.blocks_per_slot + position / layout.block_size];
+  const int64_t cell = (block * layout.block_size + position % layout.block_size) * kv_heads + head;  // (row, head)
   const int64_t offset = cell * head_dim;
   switch (storage) {
     case KvStorage::f32:
@@ -58,14 +62,13 @@ __global__ void kv_write_kernel(const float* k, const float* v, int64_t tokens, 
 }  // namespace
 
 void launch_kv_write(const float* k, const float* v, int64_t tokens, const int64_t* slots, const int64_t* positions,
-                     int64_t kv_heads, int64_t head_dim, int64_t max_positions, KvStorage storage, float static_k_scale,
-                     float static_v_scale, void* k_cache, void* v_cache, float* k_scales, float* v_scales, cudaStream_t s) {
-  const int64_t warps = tokens * kv_heads * 2;
+                     const KvLayout& layout, float static_k_scale, float static_v_scale, void* k_cache, void* v_cache,
+                     float* k_scales, float* v_scales, cudaStream_t s) {
+  const int64_t warps = tokens * layout.kv_heads * 2;
   if (warps == 0) return;
   constexpr int kWarpsPerBlock = 8;
   kv_write_kernel<<<static_cast<unsigned>((warps + kWarpsPerBlock - 1) / kWarpsPerBlock), kWarpsPerBlock * 32, 0, s>>>(
-      k, v, tokens, slots, positions, kv_heads, head_dim, max_positions, storage, static_k_scale, static_v_scale, k_cache,
-      v_cache, k_scales, v_scales);
+      k, v, tokens, slots, positions, layout, static_k_scale, static_v_scale, k_cache, v_cache, k_scales, v_scales);
   OCTET_CUDA_LAUNCH_CHECK();
 }
 
