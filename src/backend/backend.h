@@ -148,6 +148,12 @@ class Backend {
   }
   // out = x · Wᵀ : [rows, in] → [rows, out]
   virtual void linear(const Activations& x, const LinearWeight& weight, Activations& out) = 0;
+  // outs[i] = x · weights[i]ᵀ for weights that share the input (q/k/v, gate/up): one launch where the
+  // backend can fuse them.
+  virtual void linear_group(const Activations& x, std::span<const LinearWeight* const> weights,
+                            std::span<Activations* const> outs) {
+    for (size_t i = 0; i < weights.size(); ++i) linear(x, *weights[i], *outs[i]);
+  }
   // x: [tokens, heads*head_dim], rotated in place (rotate-half / NeoX pairing, as in HF Llama)
   virtual void rope(Activations& x, int64_t head_dim, std::span<const int64_t> positions,
                     std::span<const float> inverse_frequencies) = 0;

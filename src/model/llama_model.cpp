@@ -181,9 +181,9 @@ void LlamaModel::attention_block(const Layer& layer, int64_t index, const backen
   if (residual_pending) backend_.add_rmsnorm(*b.x, *b.proj, *layer.attn_norm, eps, *b.normed);
   else backend_.rmsnorm(*b.x, *layer.attn_norm, eps, *b.normed);
   // normed: [tokens, hidden] → q: [tokens, heads·head_dim], k, v: [tokens, kv_heads·head_dim]
-  backend_.linear(*b.normed, *layer.q_proj, *b.q);
-  backend_.linear(*b.normed, *layer.k_proj, *b.k);
-  backend_.linear(*b.normed, *layer.v_proj, *b.v);
+  const backend::LinearWeight* qkv[] = {layer.q_proj.get(), layer.k_proj.get(), layer.v_proj.get()};
+  backend::Activations* qkv_out[] = {b.q.get(), b.k.get(), b.v.get()};
+  backend_.linear_group(*b.normed, qkv, qkv_out);
   backend_.rope(*b.q, config_.head_dim, batch.positions, rope_inverse_frequencies_);
   backend_.rope(*b.k, config_.head_dim, batch.positions, rope_inverse_frequencies_);
   backend_.kv_write(*kv_cache_, index, batch, *b.k, *b.v);
@@ -196,8 +196,9 @@ void LlamaModel::mlp_block(const Layer& layer) {
   auto& b = buffers_;
   backend_.add_rmsnorm(*b.x, *b.proj, *layer.ffn_norm, static_cast<float>(config_.rms_norm_eps), *b.normed);
   // normed: [tokens, hidden] → gate, up: [tokens, ffn] → act → proj: [tokens, hidden]
-  backend_.linear(*b.normed, *layer.gate_proj, *b.gate);
-  backend_.linear(*b.normed, *layer.up_proj, *b.up);
+  const backend::LinearWeight* gate_up[] = {layer.gate_proj.get(), layer.up_proj.get()};
+  backend::Activations* gate_up_out[] = {b.gate.get(), b.up.get()};
+  backend_.linear_group(*b.normed, gate_up, gate_up_out);
   backend_.swiglu(*b.gate, *b.up, *b.act);
   backend_.linear(*b.act, *layer.down_proj, *b.proj);
 }

@@ -102,6 +102,69 @@ TEST_F(CudaVsCpu, LinearAllFormatsAndShapes) {
   }
 }
 
+// q/k/v- and gate/up-like groups through linear_group (one GEMV launch for FP8 at ≤ 8 rows), fed by
+// the fused norm + quantize and SwiGLU + quantize kernels, against the CPU's separate ops. Odd
+// output sizes (blocks of 8 rows split unevenly between members), 1 to 8 rows and 13 (cuBLASLt),
+// poisoned outputs. Tolerance 1e-3 as for single FP8 linears: the same E4M3 codes meet the same
+// weights, and only summation order differs (tensor cores above 8 rows accumulate narrower).
+TEST_F(CudaVsCpu, GroupedLinearsAfterFusedQuantizeMatchCpu) {
+  const int64_t in = 1040, ffn = 528;  // multiples of 16 (the GEMV's requirement), not of the tiles
+  const int64_t outs[] = {1000, 257, 33};
+  for (LinearFormat format : {LinearFormat::fp8, LinearFormat::bf16}) {
+    for (int64_t rows : {1, 3, 8, 13}) {
+      auto x = testing::random_normal(rng_, rows * in), y = testing::random_normal(rng_, rows * in);
+      auto norm = testing::random_normal(rng_, in, 0.1f);
+      for (auto& v : norm) v += 1.0f;
+      auto nc = cpu_->make_vector(norm.data(), in);
+      auto ng = gpu_->make_vector(norm.data(), in);
+      std::vector<std::unique_ptr<LinearWeight>> wc, wg;
+      std::vector<Pair> results;
+      for (int64_t n : outs) {
+        auto w = testing::random_normal(rng_, static_cast<size_t>(n * in), 0.05f);
+        wc.push_back(cpu_->make_linear(w.data(), n, in, LinearSpec{format, 0.0f}));
+        wg.push_back(gpu_->make_linear(w.data(), n, in, LinearSpec{format, 0.0f}));
+        results.push_back(poisoned(rows, n));
+      }
+      Pair residual = pair(rows, in, x), delta = pair(rows, in, y), normed = poisoned(rows, in);
+      cpu_->add_rmsnorm(*residual.cpu, *delta.cpu, *nc, 1e-5f, *normed.cpu);
+      gpu_->add_rmsnorm(*residual.gpu, *delta.gpu, *ng, 1e-5f, *normed.gpu);
+      std::vector<const LinearWeight*> group_c, group_g;
+      std::vector<Activations*> out_c, out_g;
+      for (size_t i = 0; i < results.size(); ++i) {
+        group_c.push_back(wc[i].get());
+        group_g.push_back(wg[i].get());
+        out_c.push_back(results[i].cpu.get());
+        out_g.push_back(results[i].gpu.get());
+      }
+      cpu_->linear_group(*normed.cpu, group_c, out_c);
+      gpu_->linear_group(*normed.gpu, group_g, out_g);
+      for (size_t i = 0; i < results.size(); ++i)
+        EXPECT_LT(error(results[i]), 1e-3) << "format " << int(format) << " rows " << rows << " member " << i;
+
+      // Writing the normed rows again (in place) must not leave the codes of the old values in use.
+      cpu_->add(*normed.cpu, *delta.cpu);
+      gpu_->add(*normed.gpu, *delta.gpu);
+      Pair again = poisoned(rows, outs[1]);
+      cpu_->linear(*normed.cpu, *wc[1], *again.cpu);
+      gpu_->linear(*normed.gpu, *wg[1], *again.gpu);
+      EXPECT_LT(error(again), 1e-3) << "after an in-place add, rows " << rows;
+
+      // SwiGLU (+ quantize on FP8) feeding a down-projection-like linear.
+      auto g = testing::random_normal(rng_, rows * ffn), u = testing::random_normal(rng_, rows * ffn);
+      auto wd = testing::random_normal(rng_, static_cast<size_t>(in * ffn), 0.05f);
+      auto dc = cpu_->make_linear(wd.data(), in, ffn, LinearSpec{format, 0.0f});
+      auto dg = gpu_->make_linear(wd.data(), in, ffn, LinearSpec{format, 0.0f});
+      Pair gate = pair(rows, ffn, g), up = pair(rows, ffn, u), act = poisoned(rows, ffn), down = poisoned(rows, in);
+      cpu_->swiglu(*gate.cpu, *up.cpu, *act.cpu);
+      gpu_->swiglu(*gate.gpu, *up.gpu, *act.gpu);
+      EXPECT_LT(error(act), 1e-6);
+      cpu_->linear(*act.cpu, *dc, *down.cpu);
+      gpu_->linear(*act.gpu, *dg, *down.gpu);
+      EXPECT_LT(error(down), 1e-3) << "down after swiglu, rows " << rows;
+    }
+  }
+}
+
 TEST_F(CudaVsCpu, NormsRopeSwigluAdd) {
   const int64_t rows = 5, cols = 192, head_dim = 64;
   auto x = testing::random_normal(rng_, rows * cols), y = testing::random_normal(rng_, rows * cols);

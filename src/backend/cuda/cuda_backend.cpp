@@ -24,12 +24,21 @@ namespace {
 constexpr float kRandomWeightStddev = 0.02f;
 constexpr float kRandomCodeStddev = 112.0f;  // random_weights.cu draws codes of N(0, 1) · 112
 
+// Besides the float32 values, each buffer keeps their per-row E4M3 codes and scales when the op that
+// wrote it (a norm, SwiGLU, or the first FP8 linear to read it) produced them: FP8 linears sharing
+// an input, or fed by a fused norm/SwiGLU, then skip their quantize launch. Every op that writes the
+// buffer goes through the non-const cast() below, which marks the codes stale.
 struct CudaActivations final : Activations {
-  CudaActivations(int64_t r, int64_t c, AllocationEpoch epoch) : data(static_cast<size_t>(r * c)), ticket(std::move(epoch)) {
+  CudaActivations(int64_t r, int64_t c, AllocationEpoch epoch)
+      : data(static_cast<size_t>(r * c)), codes(static_cast<size_t>(r * c)), row_scales(static_cast<size_t>(r)),
+        ticket(std::move(epoch)) {
     rows = r;
     cols = c;
   }
   DeviceBuffer<float> data;
+  DeviceBuffer<uint8_t> codes;
+  DeviceBuffer<float> row_scales;
+  mutable bool codes_current = false;  // codes/row_scales hold the quantized rows of data
   EpochTicket ticket;
 };
 
@@ -57,7 +66,11 @@ struct CudaLinear final : LinearWeight {
 };
 
 const CudaActivations& cast(const Activations& a) { return static_cast<const CudaActivations&>(a); }
-CudaActivations& cast(Activations& a) { return static_cast<CudaActivations&>(a); }
+CudaActivations& cast(Activations& a) {  // for writing: the codes no longer match
+  auto& c = static_cast<CudaActivations&>(a);
+  c.codes_current = false;
+  return c;
+}
 
 void check_shape(const Activations& a, int64_t rows, int64_t cols, const char* what) {
   if (a.rows < rows || a.cols != cols)
@@ -231,17 +244,50 @@ class CudaBackend final : public Backend {
 
   void rmsnorm(const Activations& x, const VectorWeight& weight, float eps, Activations& out) override {
     check_shape(out, x.rows, x.cols, "rmsnorm output");
-    launch_rmsnorm(cast(x).data.data(), static_cast<const CudaVector&>(weight).values.data(), eps, x.rows, x.cols,
-                   cast(out).data.data(), stream_);
+    auto& o = cast(out);
+    launch_add_rmsnorm_quantize(const_cast<float*>(cast(x).data.data()), nullptr,
+                                static_cast<const CudaVector&>(weight).values.data(), eps, x.rows, x.cols, o.data.data(),
+                                fp8_linears_ ? o.codes.data() : nullptr, o.row_scales.data(), stream_);
+    o.codes_current = fp8_linears_;
   }
 
   void add_rmsnorm(Activations& residual, const Activations& delta, const VectorWeight& weight, float eps,
                    Activations& out) override {
     check_shape(delta, residual.rows, residual.cols, "residual delta");
     check_shape(out, residual.rows, residual.cols, "rmsnorm output");
-    launch_add_rmsnorm(cast(residual).data.data(), cast(delta).data.data(),
-                       static_cast<const CudaVector&>(weight).values.data(), eps, residual.rows, residual.cols,
-                       cast(out).data.data(), stream_);
+    float* r = cast(residual).data.data();
+    auto& o = cast(out);
+    launch_add_rmsnorm_quantize(r, cast(delta).data.data(), static_cast<const CudaVector&>(weight).values.data(), eps,
+                                residual.rows, residual.cols, o.data.data(), fp8_linears_ ? o.codes.data() : nullptr,
+                                o.row_scales.data(), stream_);
+    o.codes_current = fp8_linears_;
+  }
+
+  // One GEMV launch for FP8 weights that share the input at decode sizes; otherwise one linear each.
+  void linear_group(const Activations& x, std::span<const LinearWeight* const> weights,
+                    std::span<Activations* const> outs) override {
+    bool fused = weights.size() <= GemvGroup::kMaxMembers && weights.size() == outs.size() && x.rows <= kGemvMaxRows &&
+                 x.cols % 16 == 0;
+    for (const LinearWeight* weight : weights) {
+      const auto& w = static_cast<const CudaLinear&>(*weight);
+      fused = fused && w.format == LinearFormat::fp8 && w.static_input_scale <= 0.0f && w.in_features == x.cols;
+    }
+    if (!fused) {
+      Backend::linear_group(x, weights, outs);
+      return;
+    }
+    GemvGroup group;
+    group.count = static_cast<int>(weights.size());
+    for (size_t i = 0; i < weights.size(); ++i) {
+      const auto& w = static_cast<const CudaLinear&>(*weights[i]);
+      check_shape(*outs[i], x.rows, w.out_features, "linear output");
+      group.w[i] = w.codes.data();
+      group.col_scales[i] = w.scales.data();
+      group.y[i] = cast(*outs[i]).data.data();
+      group.n[i] = w.out_features;
+    }
+    const auto& input = quantized(x);
+    launch_gemv_e4m3_group(input.codes.data(), input.row_scales.data(), x.rows, group, x.cols, stream_);
   }
 
   void linear(const Activations& x, const LinearWeight& weight, Activations& out) override {
@@ -252,16 +298,26 @@ class CudaBackend final : public Backend {
     float* y = cast(out).data.data();
     switch (w.format) {
       case LinearFormat::fp8: {
-        ensure_capacity(codes_, static_cast<size_t>(m * k));
-        ensure_capacity(row_scales_, static_cast<size_t>(m));
-        launch_quantize_rows_e4m3(cast(x).data.data(), m, k, w.static_input_scale, codes_.data(), row_scales_.data(), stream_);
+        const uint8_t* codes = nullptr;
+        const float* scales = nullptr;
+        if (w.static_input_scale > 0.0f) {  // the checkpoint's scale: quantized for this weight alone
+          ensure_capacity(codes_, static_cast<size_t>(m * k));
+          ensure_capacity(row_scales_, static_cast<size_t>(m));
+          launch_quantize_rows_e4m3(cast(x).data.data(), m, k, w.static_input_scale, codes_.data(), row_scales_.data(), stream_);
+          codes = codes_.data();
+          scales = row_scales_.data();
+        } else {
+          const auto& input = quantized(x);
+          codes = input.codes.data();
+          scales = input.row_scales.data();
+        }
         // Decode-sized batches read each weight once through the GEMV; larger ones go to tensor cores.
         if (m <= kGemvMaxRows && k % 16 == 0) {
-          launch_gemv_e4m3(codes_.data(), row_scales_.data(), m, w.codes.data(), w.scales.data(), n, k, y, stream_);
-        } else if (gemm_->run(GemmType::e4m3, codes_.data(), w.codes.data(), y, m, n, k, stream_)) {
-          launch_scale_rows_cols(y, m, n, row_scales_.data(), w.scales.data(), stream_);
+          launch_gemv_e4m3(codes, scales, m, w.codes.data(), w.scales.data(), n, k, y, stream_);
+        } else if (gemm_->run(GemmType::e4m3, codes, w.codes.data(), y, m, n, k, stream_)) {
+          launch_scale_rows_cols(y, m, n, scales, w.scales.data(), stream_);
         } else {
-          launch_matmul_e4m3_simple(codes_.data(), row_scales_.data(), m, w.codes.data(), w.scales.data(), n, k, y, stream_);
+          launch_matmul_e4m3_simple(codes, scales, m, w.codes.data(), w.scales.data(), n, k, y, stream_);
         }
         return;
       }
@@ -326,7 +382,14 @@ class CudaBackend final : public Backend {
   void swiglu(const Activations& gate, const Activations& up, Activations& out) override {
     check_shape(up, gate.rows, gate.cols, "swiglu up");
     check_shape(out, gate.rows, gate.cols, "swiglu output");
-    launch_swiglu(cast(gate).data.data(), cast(up).data.data(), gate.rows * gate.cols, cast(out).data.data(), stream_);
+    auto& o = cast(out);
+    if (fp8_linears_) {
+      launch_swiglu_quantize(cast(gate).data.data(), cast(up).data.data(), gate.rows, gate.cols, o.data.data(),
+                             o.codes.data(), o.row_scales.data(), stream_);
+      o.codes_current = true;
+    } else {
+      launch_swiglu(cast(gate).data.data(), cast(up).data.data(), gate.rows * gate.cols, o.data.data(), stream_);
+    }
   }
 
   void add(Activations& x, const Activations& y) override {
@@ -362,6 +425,7 @@ class CudaBackend final : public Backend {
            "use --precision bf16", device_name_, compute_capability_ / 10, compute_capability_ % 10);
     auto w = std::make_unique<CudaLinear>();
     w->ticket = EpochTicket(epoch_);
+    if (spec.format == LinearFormat::fp8) fp8_linears_ = true;
     w->out_features = out;
     w->in_features = in;
     w->format = spec.format;
@@ -398,6 +462,16 @@ class CudaBackend final : public Backend {
     ++*epoch_;
   }
 
+  // x with its per-row dynamic E4M3 codes current (quantized now unless the writer already did).
+  const CudaActivations& quantized(const Activations& x) {
+    const auto& a = cast(x);
+    if (!a.codes_current) {
+      launch_quantize_rows_e4m3(a.data.data(), x.rows, x.cols, 0.0f, a.codes.data(), a.row_scales.data(), stream_);
+      a.codes_current = true;
+    }
+    return a;
+  }
+
   void expect_prepared(size_t tokens) const {
     if (prepared_ != tokens) fail("cuda backend: prepare_batch() was given {} tokens, the op has {}", prepared_, tokens);
   }
@@ -407,6 +481,7 @@ class CudaBackend final : public Backend {
   StepGraphs graphs_;
   StepGraphs::Action step_action_ = StepGraphs::Action::eager;
   bool in_step_ = false;
+  bool fp8_linears_ = false;  // an FP8 weight exists: norms and SwiGLU also write E4M3 codes
   int64_t replayed_steps_ = 0;
   std::vector<int64_t> step_rows_host_;
   DeviceBuffer<int64_t> step_rows_;

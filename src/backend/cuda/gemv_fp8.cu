@@ -4,7 +4,9 @@
 //
 // One warp per output row: each lane streams 16-byte chunks of the weight row (4 in flight), widens
 // E4M3 pairs to half2 in hardware and accumulates in float32 (products of E4M3 values are exact in
-// float32; half accumulation would overflow at 448²).
+// float32; half accumulation would overflow at 448²). A group of weights sharing the input (q/k/v,
+// gate/up) runs as one launch: blocks are dealt out to the weights in order, so small matrices
+// such as k and v (1024 rows: 128 blocks alone, fewer than the SMs) ride along with q.
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
 
@@ -41,10 +43,19 @@ __device__ __forceinline__ float dot16(const uint4& w, const uint4& x) {
 
 template <int Rows>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
-gemv_e4m3_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_scales, const uint8_t* __restrict__ w,
-                 const float* __restrict__ col_scales, int64_t n, int64_t k, float* __restrict__ y) {
+gemv_e4m3_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_scales, GemvGroup group, int64_t k) {
   const int lane = threadIdx.x % 32;
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  int member = 0;
+  int64_t first_block = 0;
+  while (member + 1 < group.count && blockIdx.x >= first_block + (group.n[member] + kWarpsPerBlock - 1) / kWarpsPerBlock) {
+    first_block += (group.n[member] + kWarpsPerBlock - 1) / kWarpsPerBlock;
+    ++member;
+  }
+  const int64_t n = group.n[member];
+  const uint8_t* __restrict__ w = group.w[member];
+  const float* __restrict__ col_scales = group.col_scales[member];
+  float* __restrict__ y = group.y[member];
+  const int64_t row = (static_cast<int64_t>(blockIdx.x) - first_block) * kWarpsPerBlock + threadIdx.x / 32;
   if (row >= n) return;
   const uint4* weights = reinterpret_cast<const uint4*>(w + row * k);
   const int64_t chunks = k / 16;
@@ -95,19 +106,34 @@ __global__ void matmul_e4m3_simple_kernel(const uint8_t* x, const float* row_sca
 
 void launch_gemv_e4m3(const uint8_t* x, const float* row_scales, int64_t rows, const uint8_t* w, const float* col_scales,
                       int64_t n, int64_t k, float* y, cudaStream_t s) {
+  GemvGroup group;
+  group.count = 1;
+  group.w[0] = w;
+  group.col_scales[0] = col_scales;
+  group.y[0] = y;
+  group.n[0] = n;
+  launch_gemv_e4m3_group(x, row_scales, rows, group, k, s);
+}
+
+void launch_gemv_e4m3_group(const uint8_t* x, const float* row_scales, int64_t rows, const GemvGroup& group, int64_t k,
+                            cudaStream_t s) {
   if (rows < 1 || rows > kGemvMaxRows) fail("gemv_e4m3: {} rows, expected 1 to {}", rows, kGemvMaxRows);
   if (k % 16 != 0) fail("gemv_e4m3: k = {} is not a multiple of 16", k);
-  const unsigned blocks = static_cast<unsigned>((n + kWarpsPerBlock - 1) / kWarpsPerBlock);
+  if (group.count < 1 || group.count > GemvGroup::kMaxMembers) fail("gemv_e4m3: a group of {} weights", group.count);
+  int64_t total_blocks = 0;
+  for (int i = 0; i < group.count; ++i) total_blocks += (group.n[i] + kWarpsPerBlock - 1) / kWarpsPerBlock;
+  if (total_blocks == 0) return;
+  const unsigned blocks = static_cast<unsigned>(total_blocks);
   const unsigned threads = kWarpsPerBlock * 32;
   switch (rows) {
-    case 1: gemv_e4m3_kernel<1><<<blocks, threads, 0, s>>>(x, row_scales, w, col_scales, n, k, y); break;
-    case 2: gemv_e4m3_kernel<2><<<blocks, threads, 0, s>>>(x, row_scales, w, col_scales, n, k, y); break;
-    case 3: gemv_e4m3_kernel<3><<<blocks, threads, 0, s>>>(x, row_scales, w, col_scales, n, k, y); break;
-    case 4: gemv_e4m3_kernel<4><<<blocks, threads, 0, s>>>(x, row_scales, w, col_scales, n, k, y); break;
-    case 5: gemv_e4m3_kernel<5><<<blocks, threads, 0, s>>>(x, row_scales, w, col_scales, n, k, y); break;
-    case 6: gemv_e4m3_kernel<6><<<blocks, threads, 0, s>>>(x, row_scales, w, col_scales, n, k, y); break;
-    case 7: gemv_e4m3_kernel<7><<<blocks, threads, 0, s>>>(x, row_scales, w, col_scales, n, k, y); break;
-    default: gemv_e4m3_kernel<8><<<blocks, threads, 0, s>>>(x, row_scales, w, col_scales, n, k, y); break;
+    case 1: gemv_e4m3_kernel<1><<<blocks, threads, 0, s>>>(x, row_scales, group, k); break;
+    case 2: gemv_e4m3_kernel<2><<<blocks, threads, 0, s>>>(x, row_scales, group, k); break;
+    case 3: gemv_e4m3_kernel<3><<<blocks, threads, 0, s>>>(x, row_scales, group, k); break;
+    case 4: gemv_e4m3_kernel<4><<<blocks, threads, 0, s>>>(x, row_scales, group, k); break;
+    case 5: gemv_e4m3_kernel<5><<<blocks, threads, 0, s>>>(x, row_scales, group, k); break;
+    case 6: gemv_e4m3_kernel<6><<<blocks, threads, 0, s>>>(x, row_scales, group, k); break;
+    case 7: gemv_e4m3_kernel<7><<<blocks, threads, 0, s>>>(x, row_scales, group, k); break;
+    default: gemv_e4m3_kernel<8><<<blocks, threads, 0, s>>>(x, row_scales, group, k); break;
   }
   OCTET_CUDA_LAUNCH_CHECK();
 }

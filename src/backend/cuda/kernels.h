@@ -14,8 +14,16 @@ void launch_rmsnorm(const float* x, const float* weight, float eps, int64_t rows
 // residual += delta; out = rmsnorm(residual) — one pass instead of two.
 void launch_add_rmsnorm(float* residual, const float* delta, const float* weight, float eps, int64_t rows, int64_t cols,
                         float* out, cudaStream_t s);
+// With codes != nullptr, the normalised rows are also quantized to E4M3 per row (scale = amax / 448)
+// into codes / row_scales, exactly as launch_quantize_rows_e4m3 would from out: the next FP8 linear
+// skips its own quantize launch.
+void launch_add_rmsnorm_quantize(float* residual, const float* delta, const float* weight, float eps, int64_t rows,
+                                 int64_t cols, float* out, uint8_t* codes, float* row_scales, cudaStream_t s);
 void launch_add(float* x, const float* y, int64_t count, cudaStream_t s);
 void launch_swiglu(const float* gate, const float* up, int64_t count, float* out, cudaStream_t s);
+// out = silu(gate) · up, rows × cols, and its per-row E4M3 codes / scales (one block per row).
+void launch_swiglu_quantize(const float* gate, const float* up, int64_t rows, int64_t cols, float* out, uint8_t* codes,
+                            float* row_scales, cudaStream_t s);
 void launch_rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const int64_t* positions,
                  const float* inverse_frequencies, cudaStream_t s);
 void launch_gather_rows(const float* x, const int64_t* rows, int64_t count, int64_t cols, float* out, cudaStream_t s);
@@ -33,6 +41,17 @@ void launch_scale_rows_cols(float* out, int64_t rows, int64_t cols, const float*
 inline constexpr int kGemvMaxRows = 8;
 void launch_gemv_e4m3(const uint8_t* x, const float* row_scales, int64_t rows, const uint8_t* w, const float* col_scales,
                       int64_t n, int64_t k, float* y, cudaStream_t s);
+// Weights that share the input x, in one launch: y_i[m, n_i] = x · w_iᵀ, each [n_i, k].
+struct GemvGroup {
+  static constexpr int kMaxMembers = 4;
+  int count = 0;
+  const uint8_t* w[kMaxMembers] = {};
+  const float* col_scales[kMaxMembers] = {};
+  float* y[kMaxMembers] = {};
+  int64_t n[kMaxMembers] = {};
+};
+void launch_gemv_e4m3_group(const uint8_t* x, const float* row_scales, int64_t rows, const GemvGroup& group, int64_t k,
+                            cudaStream_t s);
 // Any shape, plain loops: the fallback and the reference the fast paths are tested against.
 void launch_matmul_e4m3_simple(const uint8_t* x, const float* row_scales, int64_t rows, const uint8_t* w,
                                const float* col_scales, int64_t n, int64_t k, float* y, cudaStream_t s);
