@@ -160,6 +160,13 @@ class Backend {
   // Stores k, v ([tokens, kv_heads*head_dim]) of layer at the batch's (slot, position).
   virtual void kv_write(KvCache& cache, int64_t layer, const TokenBatch& batch, const Activations& k,
                         const Activations& v) = 0;
+  // rope(q), rope(k), then kv_write(k, v): one pass where the backend fuses them.
+  virtual void rope_kv_write(KvCache& cache, int64_t layer, const TokenBatch& batch, Activations& q, Activations& k,
+                             const Activations& v, std::span<const float> inverse_frequencies) {
+    rope(q, cache.spec.head_dim, batch.positions, inverse_frequencies);
+    rope(k, cache.spec.head_dim, batch.positions, inverse_frequencies);
+    kv_write(cache, layer, batch, k, v);
+  }
   // q: [tokens, heads*head_dim] → out: same shape; causal attention over the slot's cache (GQA).
   virtual void attention(const KvCache& cache, int64_t layer, const TokenBatch& batch, const Activations& q,
                          Activations& out) = 0;

@@ -184,9 +184,7 @@ void LlamaModel::attention_block(const Layer& layer, int64_t index, const backen
   const backend::LinearWeight* qkv[] = {layer.q_proj.get(), layer.k_proj.get(), layer.v_proj.get()};
   backend::Activations* qkv_out[] = {b.q.get(), b.k.get(), b.v.get()};
   backend_.linear_group(*b.normed, qkv, qkv_out);
-  backend_.rope(*b.q, config_.head_dim, batch.positions, rope_inverse_frequencies_);
-  backend_.rope(*b.k, config_.head_dim, batch.positions, rope_inverse_frequencies_);
-  backend_.kv_write(*kv_cache_, index, batch, *b.k, *b.v);
+  backend_.rope_kv_write(*kv_cache_, index, batch, *b.q, *b.k, *b.v, rope_inverse_frequencies_);
   // attn: [tokens, heads·head_dim] = softmax(q·Kᵀ/√d)·V over each token's own sequence
   backend_.attention(*kv_cache_, index, batch, *b.q, *b.attn);
   backend_.linear(*b.attn, *layer.o_proj, *b.proj);

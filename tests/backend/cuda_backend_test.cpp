@@ -84,10 +84,13 @@ class CudaVsCpu : public ::testing::Test {
 
 TEST_F(CudaVsCpu, LinearAllFormatsAndShapes) {
   struct Shape { int64_t rows, in, out; };
-  const Shape shapes[] = {{1, 576, 192}, {3, 1000, 257}, {8, 1024, 513}, {17, 64, 33}, {64, 512, 384}, {5, 40, 9}};
+  // k a multiple of 64 and ≤ 8 rows: tensor-core GEMV; k = 1040 (16 · 65): CUDA-core GEMV; k = 1000
+  // or 40: the plain fallback; more rows: cuBLASLt.
+  const Shape shapes[] = {{1, 576, 192}, {3, 1000, 257}, {8, 1024, 513}, {17, 64, 33}, {64, 512, 384}, {5, 40, 9},
+                          {2, 1040, 77}, {7, 4096, 1030}, {4, 64, 15}};
   for (LinearFormat format : {LinearFormat::fp8, LinearFormat::bf16, LinearFormat::f32}) {
-    // FP8 rows > 8 run on Hopper's FP8 tensor cores, whose accumulation is narrower than float32
-    // (about 1e-4 relative); the GEMV and the CPU accumulate E4M3 products in float32.
+    // FP8 on tensor cores (cuBLASLt above 8 rows, the mma.sync GEMV for k % 64 == 0) accumulates
+    // narrower than float32 (about 1e-4 relative); the CUDA-core GEMV and the CPU in float32.
     const double tolerance = format == LinearFormat::bf16 ? 1e-3 : format == LinearFormat::fp8 ? 1e-3 : 1e-5;
     for (Shape s : shapes) {
       auto x = testing::random_normal(rng_, static_cast<size_t>(s.rows * s.in));
@@ -108,9 +111,11 @@ TEST_F(CudaVsCpu, LinearAllFormatsAndShapes) {
 // poisoned outputs. Tolerance 1e-3 as for single FP8 linears: the same E4M3 codes meet the same
 // weights, and only summation order differs (tensor cores above 8 rows accumulate narrower).
 TEST_F(CudaVsCpu, GroupedLinearsAfterFusedQuantizeMatchCpu) {
-  const int64_t in = 1040, ffn = 528;  // multiples of 16 (the GEMV's requirement), not of the tiles
   const int64_t outs[] = {1000, 257, 33};
-  for (LinearFormat format : {LinearFormat::fp8, LinearFormat::bf16}) {
+  // in = 1040 (16 · 65) takes the CUDA-core GEMV, 1088 (64 · 17) the tensor-core one.
+  for (auto [format, in, ffn] : {std::tuple{LinearFormat::fp8, int64_t{1040}, int64_t{528}},
+                                 std::tuple{LinearFormat::fp8, int64_t{1088}, int64_t{576}},
+                                 std::tuple{LinearFormat::bf16, int64_t{1040}, int64_t{528}}}) {
     for (int64_t rows : {1, 3, 8, 13}) {
       auto x = testing::random_normal(rng_, rows * in), y = testing::random_normal(rng_, rows * in);
       auto norm = testing::random_normal(rng_, in, 0.1f);
@@ -225,20 +230,27 @@ TEST_F(CudaVsCpu, AttentionOverCacheEveryStorage) {
 
 // A pool smaller than slots × blocks_per_slot, handed out in a shuffled order, with a block size that
 // divides nothing; prefill of several slots in one batch, then decode steps. Layer 1 of 2, so a wrong
-// layer offset or a static scale taken from the wrong layer shows up.
+// layer offset or a static scale taken from the wrong layer shows up. K/V enter through the fused
+// RoPE + cache write (the CPU's default: rope, rope, kv_write); head_dim 32 has fewer rotation
+// pairs than lanes.
 TEST_F(CudaVsCpu, PagedCacheShuffledBlockTablesMatchCpu) {
-  const int64_t heads = 6, kv_heads = 3, head_dim = 64, max_positions = 150, block_size = 7, layer = 1;
+  const int64_t heads = 6, kv_heads = 3, max_positions = 150, block_size = 7, layer = 1;
   struct Variant {
     KvCacheSpec::Storage storage;
     fp8::Format format;
     bool static_scales;
+    int64_t head_dim;
   };
-  const Variant variants[] = {{KvCacheSpec::Storage::f32, fp8::Format::e4m3, false},
-                              {KvCacheSpec::Storage::bf16, fp8::Format::e4m3, false},
-                              {KvCacheSpec::Storage::fp8, fp8::Format::e4m3, false},
-                              {KvCacheSpec::Storage::fp8, fp8::Format::e5m2, false},
-                              {KvCacheSpec::Storage::fp8, fp8::Format::e4m3, true}};
+  const Variant variants[] = {{KvCacheSpec::Storage::f32, fp8::Format::e4m3, false, 64},
+                              {KvCacheSpec::Storage::bf16, fp8::Format::e4m3, false, 64},
+                              {KvCacheSpec::Storage::fp8, fp8::Format::e4m3, false, 64},
+                              {KvCacheSpec::Storage::fp8, fp8::Format::e5m2, false, 128},
+                              {KvCacheSpec::Storage::fp8, fp8::Format::e4m3, true, 32},
+                              {KvCacheSpec::Storage::f32, fp8::Format::e4m3, false, 32}};
   for (const Variant& variant : variants) {
+    const int64_t head_dim = variant.head_dim;
+    std::vector<float> freqs(head_dim / 2);
+    for (int64_t i = 0; i < head_dim / 2; ++i) freqs[i] = std::pow(10000.0f, -2.0f * i / head_dim);
     KvCacheSpec spec{2, kv_heads, head_dim, max_positions, 3, variant.storage, variant.format};
     spec.block_size = block_size;
     spec.num_blocks = 50;  // 3 slots × 22 blocks would be 66
@@ -276,16 +288,19 @@ TEST_F(CudaVsCpu, PagedCacheShuffledBlockTablesMatchCpu) {
       Pair qp = pair(count, heads * head_dim, q), kp = pair(count, kv_heads * head_dim, k), vp = pair(count, kv_heads * head_dim, v);
       Pair out = poisoned(count, heads * head_dim);
       gpu_->prepare_batch(batch);
-      cpu_->kv_write(*cache_cpu, layer, batch, *kp.cpu, *vp.cpu);
-      gpu_->kv_write(*cache_gpu, layer, batch, *kp.gpu, *vp.gpu);
+      cpu_->rope_kv_write(*cache_cpu, layer, batch, *qp.cpu, *kp.cpu, *vp.cpu, freqs);
+      gpu_->rope_kv_write(*cache_gpu, layer, batch, *qp.gpu, *kp.gpu, *vp.gpu, freqs);
+      EXPECT_LT(error(qp), 1e-5) << "rotated q, head_dim " << head_dim;
+      EXPECT_LT(error(kp), 1e-5) << "rotated k, head_dim " << head_dim;
       cpu_->attention(*cache_cpu, layer, batch, *qp.cpu, *out.cpu);
       gpu_->attention(*cache_gpu, layer, batch, *qp.gpu, *out.gpu);
-      // f32: summation order only. bf16/fp8: the stored values are identical; both backends widen
-      // them exactly, so the difference is again the order of float32 sums (1e-5), loosened for
-      // the fast exp the GPU uses.
-      EXPECT_LT(error(out), variant.storage == KvCacheSpec::Storage::f32 ? 1e-5 : 1e-4)
+      // f32: summation order only. bf16/fp8: the stored values are the same codes (the rotated k
+      // differs by an ulp, which moves a code only at a rounding boundary), widened exactly, so the
+      // difference is again the order of float32 sums, loosened for the GPU's fast exp and a rare
+      // boundary code. A wrong block mapping or scale is off by O(1).
+      EXPECT_LT(error(out), variant.storage == KvCacheSpec::Storage::f32 ? 1e-5 : 3e-4)
           << "storage " << int(variant.storage) << " format " << int(variant.format) << " static " << variant.static_scales
-          << " tokens " << count;
+          << " head_dim " << head_dim << " tokens " << count;
     }
     // A block outside the pool, and a position past the slot's table, are refused with a message.
     EXPECT_THROW(cache_gpu->set_block_table(0, std::vector<int32_t>{3, 50}), std::exception);

@@ -339,11 +339,7 @@ class CudaBackend final : public Backend {
     expect_prepared(positions.size());
     if (static_cast<int64_t>(inverse_frequencies.size()) * 2 != head_dim || x.cols % head_dim != 0)
       fail("rope: head_dim {} does not match {} frequencies / {} columns", head_dim, inverse_frequencies.size(), x.cols);
-    if (frequencies_.size() != inverse_frequencies.size() || frequencies_host_ != std::vector<float>(inverse_frequencies.begin(), inverse_frequencies.end())) {
-      frequencies_host_.assign(inverse_frequencies.begin(), inverse_frequencies.end());
-      frequencies_ = DeviceBuffer<float>(frequencies_host_.size());
-      frequencies_.upload(frequencies_host_.data(), frequencies_host_.size(), stream_);
-    }
+    upload_frequencies(inverse_frequencies);
     launch_rope(cast(x).data.data(), static_cast<int64_t>(positions.size()), x.cols / head_dim, head_dim, positions_.data(),
                 frequencies_.data(), stream_);
   }
@@ -360,6 +356,27 @@ class CudaBackend final : public Backend {
                     positions_.data(), c.layout(), c.static_k_scale(layer), c.static_v_scale(layer), c.k[layer].data(),
                     c.v[layer].data(), c.fp8() ? c.k_scales[layer].data() : nullptr,
                     c.fp8() ? c.v_scales[layer].data() : nullptr, stream_);
+  }
+
+  void rope_kv_write(KvCache& cache, int64_t layer, const TokenBatch& batch, Activations& q, Activations& k,
+                     const Activations& v, std::span<const float> inverse_frequencies) override {
+    auto& c = static_cast<CudaKvCache&>(cache);
+    expect_prepared(batch.size());
+    c.check_batch(batch);
+    graphs_.note_cache(&c);
+    const auto tokens = static_cast<int64_t>(batch.size());
+    const int64_t head_dim = c.spec.head_dim, width = c.spec.kv_heads * head_dim;
+    if (static_cast<int64_t>(inverse_frequencies.size()) * 2 != head_dim || q.cols % head_dim != 0)
+      fail("rope: head_dim {} does not match {} frequencies / {} columns", head_dim, inverse_frequencies.size(), q.cols);
+    check_shape(k, tokens, width, "kv_write keys");
+    check_shape(v, tokens, width, "kv_write values");
+    check_shape(q, tokens, q.cols, "rope queries");
+    upload_frequencies(inverse_frequencies);
+    launch_rope_kv_write(cast(q).data.data(), cast(k).data.data(), cast(v).data.data(), tokens, q.cols / head_dim,
+                         slots_.data(), positions_.data(), frequencies_.data(), c.layout(), c.static_k_scale(layer),
+                         c.static_v_scale(layer), c.k[layer].data(), c.v[layer].data(),
+                         c.fp8() ? c.k_scales[layer].data() : nullptr, c.fp8() ? c.v_scales[layer].data() : nullptr,
+                         stream_);
   }
 
   void attention(const KvCache& cache, int64_t layer, const TokenBatch& batch, const Activations& q, Activations& out) override {
@@ -459,6 +476,19 @@ class CudaBackend final : public Backend {
     if (buffer.size() >= count) return;
     if (graphs_.capturing()) fail("cuda backend: scratch of {} elements grew while recording a step", count);
     buffer = DeviceBuffer<T>(std::max(count, buffer.size() * 2));
+    ++*epoch_;
+  }
+
+  // The device copy of the RoPE frequencies, uploaded when they change (eagerly: a recorded step
+  // always sees the same model's frequencies, or the epoch has dropped it).
+  void upload_frequencies(std::span<const float> inverse_frequencies) {
+    if (frequencies_.size() == inverse_frequencies.size() &&
+        std::equal(inverse_frequencies.begin(), inverse_frequencies.end(), frequencies_host_.begin()))
+      return;
+    if (graphs_.capturing()) fail("cuda backend: RoPE frequencies changed while recording a step");
+    frequencies_host_.assign(inverse_frequencies.begin(), inverse_frequencies.end());
+    frequencies_ = DeviceBuffer<float>(frequencies_host_.size());
+    frequencies_.upload(frequencies_host_.data(), frequencies_host_.size(), stream_);
     ++*epoch_;
   }
 

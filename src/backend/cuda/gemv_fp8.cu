@@ -41,21 +41,30 @@ __device__ __forceinline__ float dot16(const uint4& w, const uint4& x) {
   return sum;
 }
 
+// Which weight of the group this block works on, and its first row there: blocks are dealt out to
+// the members in order, ceil(n / rows_per_block) each.
+__device__ __forceinline__ int group_member(const GemvGroup& group, int64_t rows_per_block, int64_t& first_row) {
+  int member = 0;
+  int64_t first_block = 0;
+  while (member + 1 < group.count && blockIdx.x >= first_block + (group.n[member] + rows_per_block - 1) / rows_per_block) {
+    first_block += (group.n[member] + rows_per_block - 1) / rows_per_block;
+    ++member;
+  }
+  first_row = (static_cast<int64_t>(blockIdx.x) - first_block) * rows_per_block;
+  return member;
+}
+
 template <int Rows>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 gemv_e4m3_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_scales, GemvGroup group, int64_t k) {
   const int lane = threadIdx.x % 32;
-  int member = 0;
-  int64_t first_block = 0;
-  while (member + 1 < group.count && blockIdx.x >= first_block + (group.n[member] + kWarpsPerBlock - 1) / kWarpsPerBlock) {
-    first_block += (group.n[member] + kWarpsPerBlock - 1) / kWarpsPerBlock;
-    ++member;
-  }
+  int64_t first_row = 0;
+  const int member = group_member(group, kWarpsPerBlock, first_row);
   const int64_t n = group.n[member];
   const uint8_t* __restrict__ w = group.w[member];
   const float* __restrict__ col_scales = group.col_scales[member];
   float* __restrict__ y = group.y[member];
-  const int64_t row = (static_cast<int64_t>(blockIdx.x) - first_block) * kWarpsPerBlock + threadIdx.x / 32;
+  const int64_t row = first_row + threadIdx.x / 32;
   if (row >= n) return;
   const uint4* weights = reinterpret_cast<const uint4*>(w + row * k);
   const int64_t chunks = k / 16;
@@ -84,6 +93,86 @@ gemv_e4m3_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_sc
     float v = acc[m];
     for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xFFFFFFFF, v, offset);
     if (lane == 0) y[m * n + row] = v * row_scales[m] * col_scales[row];
+  }
+}
+
+// Tensor-core path (k a multiple of 64): one mma.sync m16n8k32 E4M3 multiplies 16 weight rows by up
+// to 8 tokens (absent tokens are zeros), so the E4M3 → float widening that bounds the kernel above
+// (about 4 instructions per weight byte at one token, 22 at eight) disappears. A block owns 16
+// weight rows; its 8 warps split k and meet in shared memory. The reduction order over k does not
+// matter, so each lane loads 16 contiguous bytes of its rows (and of its token's row) and the k
+// positions are permuted identically in A and B: lane (group g, thread t) holds bytes t·16 … t·16+15
+// of a 64-byte step, fed to two MMAs as logical columns {t·4…t·4+3, 16+t·4…} of each.
+constexpr int kMmaWarps = 8;
+constexpr int kMmaRows = 16;
+constexpr int kMmaUnroll = 4;
+
+__device__ __forceinline__ void mma_e4m3(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                         uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+#endif
+}
+
+__device__ __forceinline__ void mma_step(float c[4], const uint4& lo, const uint4& hi, const uint4& xv) {
+  mma_e4m3(c, lo.x, hi.x, lo.y, hi.y, xv.x, xv.y);
+  mma_e4m3(c, lo.z, hi.z, lo.w, hi.w, xv.z, xv.w);
+}
+
+__global__ void __launch_bounds__(kMmaWarps * 32)
+gemv_e4m3_mma_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_scales, int rows, GemvGroup group,
+                     int64_t k) {
+  __shared__ float partial[kMmaWarps][kMmaRows][8];
+  int64_t row0 = 0;
+  const int member = group_member(group, kMmaRows, row0);
+  const int64_t n = group.n[member];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  // Rows past n repeat the last row (their results are not written), so every load is in bounds.
+  const uint8_t* w_lo = group.w[member] + min(row0 + g, n - 1) * k + t * 16;
+  const uint8_t* w_hi = group.w[member] + min(row0 + g + 8, n - 1) * k + t * 16;
+  const bool has_token = g < rows;
+  const uint8_t* xr = x + (has_token ? g : 0) * k + t * 16;
+  const uint4 zero = make_uint4(0, 0, 0, 0);
+  float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  const int64_t steps = k / 64;
+  int64_t step = warp;
+  for (; step + kMmaWarps * (kMmaUnroll - 1) < steps; step += kMmaWarps * kMmaUnroll) {
+    uint4 lo[kMmaUnroll], hi[kMmaUnroll], xv[kMmaUnroll];
+#pragma unroll
+    for (int u = 0; u < kMmaUnroll; ++u) {
+      const int64_t offset = (step + u * kMmaWarps) * 64;
+      lo[u] = __ldcs(reinterpret_cast<const uint4*>(w_lo + offset));  // streamed once: do not keep in L2
+      hi[u] = __ldcs(reinterpret_cast<const uint4*>(w_hi + offset));
+      xv[u] = has_token ? __ldg(reinterpret_cast<const uint4*>(xr + offset)) : zero;
+    }
+#pragma unroll
+    for (int u = 0; u < kMmaUnroll; ++u) mma_step(c, lo[u], hi[u], xv[u]);
+  }
+  for (; step < steps; step += kMmaWarps) {
+    const int64_t offset = step * 64;
+    const uint4 lo = __ldcs(reinterpret_cast<const uint4*>(w_lo + offset));
+    const uint4 hi = __ldcs(reinterpret_cast<const uint4*>(w_hi + offset));
+    const uint4 xv = has_token ? __ldg(reinterpret_cast<const uint4*>(xr + offset)) : zero;
+    mma_step(c, lo, hi, xv);
+  }
+  // Accumulator layout of m16n8: c0, c1 are (row g, tokens 2t, 2t+1); c2, c3 the same for row g + 8.
+  partial[warp][g][2 * t] = c[0];
+  partial[warp][g][2 * t + 1] = c[1];
+  partial[warp][g + 8][2 * t] = c[2];
+  partial[warp][g + 8][2 * t + 1] = c[3];
+  __syncthreads();
+  if (threadIdx.x < kMmaRows * 8) {
+    const int r = threadIdx.x / 8, token = threadIdx.x % 8;
+    const int64_t row = row0 + r;
+    if (row < n && token < rows) {
+      float sum = 0.0f;
+#pragma unroll
+      for (int w = 0; w < kMmaWarps; ++w) sum += partial[w][r][token];
+      group.y[member][token * n + row] = sum * row_scales[token] * group.col_scales[member][row];
+    }
   }
 }
 
@@ -120,6 +209,15 @@ void launch_gemv_e4m3_group(const uint8_t* x, const float* row_scales, int64_t r
   if (rows < 1 || rows > kGemvMaxRows) fail("gemv_e4m3: {} rows, expected 1 to {}", rows, kGemvMaxRows);
   if (k % 16 != 0) fail("gemv_e4m3: k = {} is not a multiple of 16", k);
   if (group.count < 1 || group.count > GemvGroup::kMaxMembers) fail("gemv_e4m3: a group of {} weights", group.count);
+  if (k % 64 == 0) {
+    int64_t mma_blocks = 0;
+    for (int i = 0; i < group.count; ++i) mma_blocks += (group.n[i] + kMmaRows - 1) / kMmaRows;
+    if (mma_blocks == 0) return;
+    gemv_e4m3_mma_kernel<<<static_cast<unsigned>(mma_blocks), kMmaWarps * 32, 0, s>>>(x, row_scales, static_cast<int>(rows),
+                                                                                       group, k);
+    OCTET_CUDA_LAUNCH_CHECK();
+    return;
+  }
   int64_t total_blocks = 0;
   for (int i = 0; i < group.count; ++i) total_blocks += (group.n[i] + kWarpsPerBlock - 1) / kWarpsPerBlock;
   if (total_blocks == 0) return;

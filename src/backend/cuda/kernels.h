@@ -38,6 +38,7 @@ void launch_scale_rows_cols(float* out, int64_t rows, int64_t cols, const float*
 
 // gemv_fp8.cu: y[m, n] = row_scales[m] · col_scales[n] · Σ_k x[m, k] · w[n, k] with E4M3 x and w, for
 // rows ≤ kGemvMaxRows. w is [n, k] row-major; k must be a multiple of 16 and rows 16-byte aligned.
+// k a multiple of 64 runs on FP8 tensor cores (mma.sync), other k on CUDA cores.
 inline constexpr int kGemvMaxRows = 8;
 void launch_gemv_e4m3(const uint8_t* x, const float* row_scales, int64_t rows, const uint8_t* w, const float* col_scales,
                       int64_t n, int64_t k, float* y, cudaStream_t s);
@@ -72,6 +73,13 @@ struct KvLayout {
 void launch_kv_write(const float* k, const float* v, int64_t tokens, const int64_t* slots, const int64_t* positions,
                      const KvLayout& layout, float static_k_scale, float static_v_scale, void* k_cache, void* v_cache,
                      float* k_scales, float* v_scales, cudaStream_t s);
+
+// RoPE on q [tokens, heads, head_dim] and k in place, then k and v into the cache: one launch for
+// what launch_rope (twice) and launch_kv_write do.
+void launch_rope_kv_write(float* q, float* k, const float* v, int64_t tokens, int64_t heads, const int64_t* slots,
+                          const int64_t* positions, const float* inverse_frequencies, const KvLayout& layout,
+                          float static_k_scale, float static_v_scale, void* k_cache, void* v_cache, float* k_scales,
+                          float* v_scales, cudaStream_t s);
 
 // attention.cu: causal GQA over each token's slot, positions [0, position]. Long contexts with few
 // (token, head) pairs are split over the positions (flash-decoding) and merged by a second kernel.
