@@ -84,10 +84,11 @@ class CudaVsCpu : public ::testing::Test {
 
 TEST_F(CudaVsCpu, LinearAllFormatsAndShapes) {
   struct Shape { int64_t rows, in, out; };
-  // k a multiple of 64 and ≤ 8 rows: tensor-core GEMV; k = 1040 (16 · 65): CUDA-core GEMV; k = 1000
-  // or 40: the plain fallback; more rows: cuBLASLt.
+  // k a multiple of 64 and ≤ 64 rows: tensor-core GEMV (tiles of 8, 16, 32 and 64 tokens); k = 1040
+  // (16 · 65) and ≤ 8 rows: CUDA-core GEMV; k = 1000 or 40: the plain fallback; else cuBLASLt.
   const Shape shapes[] = {{1, 576, 192}, {3, 1000, 257}, {8, 1024, 513}, {17, 64, 33}, {64, 512, 384}, {5, 40, 9},
-                          {2, 1040, 77}, {7, 4096, 1030}, {4, 64, 15}};
+                          {2, 1040, 77}, {7, 4096, 1030}, {4, 64, 15}, {13, 1088, 100}, {40, 1024, 257},
+                          {65, 512, 384}, {12, 1040, 50}};
   for (LinearFormat format : {LinearFormat::fp8, LinearFormat::bf16, LinearFormat::f32}) {
     // FP8 on tensor cores (cuBLASLt above 8 rows, the mma.sync GEMV for k % 64 == 0) accumulates
     // narrower than float32 (about 1e-4 relative); the CUDA-core GEMV and the CPU in float32.
@@ -105,10 +106,10 @@ TEST_F(CudaVsCpu, LinearAllFormatsAndShapes) {
   }
 }
 
-// q/k/v- and gate/up-like groups through linear_group (one GEMV launch for FP8 at ≤ 8 rows), fed by
+// q/k/v- and gate/up-like groups through linear_group (one GEMV launch for FP8 where it fits), fed by
 // the fused norm + quantize and SwiGLU + quantize kernels, against the CPU's separate ops. Odd
-// output sizes (blocks of 8 rows split unevenly between members), 1 to 8 rows and 13 (cuBLASLt),
-// poisoned outputs. Tolerance 1e-3 as for single FP8 linears: the same E4M3 codes meet the same
+// output sizes (blocks split unevenly between members), 1 to 64 rows (every tile of the tensor-core
+// GEMV; cuBLASLt above 8 rows when k is not a multiple of 64), poisoned outputs. Tolerance 1e-3 as for single FP8 linears: the same E4M3 codes meet the same
 // weights, and only summation order differs (tensor cores above 8 rows accumulate narrower).
 TEST_F(CudaVsCpu, GroupedLinearsAfterFusedQuantizeMatchCpu) {
   const int64_t outs[] = {1000, 257, 33};
@@ -116,7 +117,7 @@ TEST_F(CudaVsCpu, GroupedLinearsAfterFusedQuantizeMatchCpu) {
   for (auto [format, in, ffn] : {std::tuple{LinearFormat::fp8, int64_t{1040}, int64_t{528}},
                                  std::tuple{LinearFormat::fp8, int64_t{1088}, int64_t{576}},
                                  std::tuple{LinearFormat::bf16, int64_t{1040}, int64_t{528}}}) {
-    for (int64_t rows : {1, 3, 8, 13}) {
+    for (int64_t rows : {1, 3, 8, 13, 29, 64}) {
       auto x = testing::random_normal(rng_, rows * in), y = testing::random_normal(rng_, rows * in);
       auto norm = testing::random_normal(rng_, in, 0.1f);
       for (auto& v : norm) v += 1.0f;

@@ -4,12 +4,14 @@
 // tensor-core roofline (a wgmma kernel is the next step), decode is bound by reading the cache.
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/kv_layout.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
 #include <algorithm>
+#include <tuple>
 
 namespace octet::backend::cuda {
 namespace {
@@ -113,19 +115,14 @@ __device__ __forceinline__ void load16(const void* cache, int64_t element_offset
   }
 }
 
-// The pool row of (slot's table, position): tables map blocks of positions to pool blocks.
-__device__ __forceinline__ int64_t pool_row(const int32_t* table, int64_t position, int64_t block_size) {
-  // 32-bit division: positions and block sizes are far below 2^31, and 64-bit division is slow here.
-  const int p = static_cast<int>(position), b = static_cast<int>(block_size);
-  return static_cast<int64_t>(table[p / b]) * block_size + p % b;
-}
-
 // One block per (token, head, split of the token's positions into `splits` spans of a multiple of
 // 32). Scores: a lane per position. V sums: the
 // warp reads `rows_per_step` cached rows at a time, each lane 16 dims of one row (16-byte loads),
 // and folds lanes holding the same dims together at the end. With one split the block writes the
 // output; otherwise it writes (max, sum, unnormalised accumulator) for attention_combine_kernel.
-template <KvStorage S>
+// kHeadDim > 0 fixes head_dim at compile time (64 and 128, Llama's): the K-row and V-row loops then
+// unroll, so every load of a chunk is in flight at once instead of one after another.
+template <KvStorage S, int kHeadDim>
 __global__ void __launch_bounds__(kWarps * 32)
 attention_kernel(const float* q, int64_t heads, const int64_t* slots, const int64_t* positions, KvLayout layout,
                  const void* k_cache, const void* v_cache, const float* k_scales, const float* v_scales, int splits,
@@ -138,7 +135,8 @@ attention_kernel(const float* q, int64_t heads, const int64_t* slots, const int6
   const int64_t item = blockIdx.x;  // token * heads + head
   const int64_t token = item / heads, head = item % heads;
   const int split = blockIdx.y;
-  const int64_t kv_heads = layout.kv_heads, head_dim = layout.head_dim, block_size = layout.block_size;
+  const int64_t kv_heads = layout.kv_heads;
+  const int64_t head_dim = kHeadDim > 0 ? kHeadDim : layout.head_dim;
   const int64_t kv_head = head / (heads / kv_heads);
   const int64_t last = positions[token];
   const int64_t span = ((last + splits) / splits + 31) / 32 * 32;  // ceil((last + 1) / splits), rounded up to 32
@@ -162,7 +160,7 @@ attention_kernel(const float* q, int64_t heads, const int64_t* slots, const int6
     const bool valid = position < end;
     float score = -INFINITY;
     if (valid) {
-      const int64_t cell = pool_row(table, position, block_size) * kv_heads + kv_head;
+      const int64_t cell = pool_row(layout, table, position) * kv_heads + kv_head;
       const float dot = dot_row<S>(query, k_cache, cell * head_dim, head_dim);
       score = kScaled ? dot * k_scales[cell] : dot;
     }
@@ -175,14 +173,15 @@ attention_kernel(const float* q, int64_t heads, const int64_t* slots, const int6
     for (int offset = 16; offset > 0; offset /= 2) weight_sum += __shfl_xor_sync(0xFFFFFFFF, weight_sum, offset);
     running_sum = running_sum * correction + weight_sum;
     running_max = new_max;
-    if (kScaled && valid) weight *= v_scales[pool_row(table, position, block_size) * kv_heads + kv_head];
+    if (kScaled && valid) weight *= v_scales[pool_row(layout, table, position) * kv_heads + kv_head];
 #pragma unroll
     for (int d = 0; d < 16; ++d) acc[d] *= correction;
+#pragma unroll
     for (int step = 0; step < 32; step += rows_per_step) {
       const int row = step + my_row;
       const float p = __shfl_sync(0xFFFFFFFF, weight, row);
       if (chunk + row < end) {
-        const int64_t cell = pool_row(table, chunk + row, block_size) * kv_heads + kv_head;
+        const int64_t cell = pool_row(layout, table, chunk + row) * kv_heads + kv_head;
         float v[16];
         load16<S>(v_cache, cell * head_dim + my_piece * 16, v);
 #pragma unroll
@@ -253,6 +252,14 @@ __global__ void attention_combine_kernel(const float* partial, int splits, int64
   }
 }
 
+template <KvStorage S, typename... Args>
+void launch_attention_kernel(dim3 grid, cudaStream_t s, const Args&... args) {
+  const int64_t head_dim = std::get<4>(std::tie(args...)).head_dim;  // the KvLayout
+  if (head_dim == 128) attention_kernel<S, 128><<<grid, kWarps * 32, 0, s>>>(args...);
+  else if (head_dim == 64) attention_kernel<S, 64><<<grid, kWarps * 32, 0, s>>>(args...);
+  else attention_kernel<S, 0><<<grid, kWarps * 32, 0, s>>>(args...);
+}
+
 }  // namespace
 
 int attention_splits(int64_t tokens, int64_t heads, int64_t max_context) {
@@ -278,18 +285,10 @@ void launch_attention(const float* q, int64_t tokens, int64_t heads, const int64
   const int splits = attention_splits(tokens, heads, max_context);
   const dim3 grid(static_cast<unsigned>(tokens * heads), static_cast<unsigned>(splits));
   switch (layout.storage) {
-    case KvStorage::f32:
-      attention_kernel<KvStorage::f32><<<grid, kWarps * 32, 0, s>>>(q, heads, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, scratch);
-      break;
-    case KvStorage::bf16:
-      attention_kernel<KvStorage::bf16><<<grid, kWarps * 32, 0, s>>>(q, heads, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, scratch);
-      break;
-    case KvStorage::e4m3:
-      attention_kernel<KvStorage::e4m3><<<grid, kWarps * 32, 0, s>>>(q, heads, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, scratch);
-      break;
-    case KvStorage::e5m2:
-      attention_kernel<KvStorage::e5m2><<<grid, kWarps * 32, 0, s>>>(q, heads, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, scratch);
-      break;
+    case KvStorage::f32: launch_attention_kernel<KvStorage::f32>(grid, s, q, heads, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, scratch); break;
+    case KvStorage::bf16: launch_attention_kernel<KvStorage::bf16>(grid, s, q, heads, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, scratch); break;
+    case KvStorage::e4m3: launch_attention_kernel<KvStorage::e4m3>(grid, s, q, heads, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, scratch); break;
+    case KvStorage::e5m2: launch_attention_kernel<KvStorage::e5m2>(grid, s, q, heads, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, scratch); break;
   }
   OCTET_CUDA_LAUNCH_CHECK();
   if (splits > 1) {

@@ -266,8 +266,8 @@ class CudaBackend final : public Backend {
   // One GEMV launch for FP8 weights that share the input at decode sizes; otherwise one linear each.
   void linear_group(const Activations& x, std::span<const LinearWeight* const> weights,
                     std::span<Activations* const> outs) override {
-    bool fused = weights.size() <= GemvGroup::kMaxMembers && weights.size() == outs.size() && x.rows <= kGemvMaxRows &&
-                 x.cols % 16 == 0;
+    bool fused = weights.size() <= GemvGroup::kMaxMembers && weights.size() == outs.size() &&
+                 gemv_e4m3_fits(x.rows, x.cols);
     for (const LinearWeight* weight : weights) {
       const auto& w = static_cast<const CudaLinear&>(*weight);
       fused = fused && w.format == LinearFormat::fp8 && w.static_input_scale <= 0.0f && w.in_features == x.cols;
@@ -312,7 +312,7 @@ class CudaBackend final : public Backend {
           scales = input.row_scales.data();
         }
         // Decode-sized batches read each weight once through the GEMV; larger ones go to tensor cores.
-        if (m <= kGemvMaxRows && k % 16 == 0) {
+        if (gemv_e4m3_fits(m, k)) {
           launch_gemv_e4m3(codes, scales, m, w.codes.data(), w.scales.data(), n, k, y, stream_);
         } else if (gemm_->run(GemmType::e4m3, codes, w.codes.data(), y, m, n, k, stream_)) {
           launch_scale_rows_cols(y, m, n, scales, w.scales.data(), stream_);

@@ -109,7 +109,10 @@ void CudaKvCache::check_batch(const TokenBatch& batch) const {
 }
 
 KvLayout CudaKvCache::layout() const {
-  return KvLayout{table_.data(), spec.blocks_per_slot(), spec.block_size, spec.kv_heads, spec.head_dim, storage};
+  int shift = -1;
+  for (int bit = 0; bit < 31; ++bit)
+    if ((int64_t{1} << bit) == spec.block_size) shift = bit;
+  return KvLayout{table_.data(), spec.blocks_per_slot(), spec.block_size, spec.kv_heads, spec.head_dim, storage, shift};
 }
 
 }  // namespace octet::backend::cuda

@@ -153,23 +153,12 @@ void launch_embed_f32(const float* table, const int32_t* tokens, int64_t count, 
   OCTET_CUDA_LAUNCH_CHECK();
 }
 
-void launch_rmsnorm(const float* x, const float* weight, float eps, int64_t rows, int64_t cols, float* out, cudaStream_t s) {
-  if (rows == 0) return;
-  rmsnorm_kernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(const_cast<float*>(x), nullptr, weight, eps, cols, out,
-                                                                   nullptr, nullptr);
-  OCTET_CUDA_LAUNCH_CHECK();
-}
-
-void launch_add_rmsnorm(float* residual, const float* delta, const float* weight, float eps, int64_t rows, int64_t cols,
-                        float* out, cudaStream_t s) {
-  launch_add_rmsnorm_quantize(residual, delta, weight, eps, rows, cols, out, nullptr, nullptr, s);
-}
-
 void launch_add_rmsnorm_quantize(float* residual, const float* delta, const float* weight, float eps, int64_t rows,
                                  int64_t cols, float* out, uint8_t* codes, float* row_scales, cudaStream_t s) {
   if (rows == 0) return;
-  rmsnorm_kernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(residual, delta, weight, eps, cols, out, codes,
-                                                                   row_scales);
+  // A decode batch has fewer rows than SMs: wider blocks shorten each row's three passes.
+  const int threads = rows < 128 ? 1024 : kThreads;
+  rmsnorm_kernel<<<static_cast<unsigned>(rows), threads, 0, s>>>(residual, delta, weight, eps, cols, out, codes, row_scales);
   OCTET_CUDA_LAUNCH_CHECK();
 }
 

@@ -96,16 +96,16 @@ gemv_e4m3_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_sc
   }
 }
 
-// Tensor-core path (k a multiple of 64): one mma.sync m16n8k32 E4M3 multiplies 16 weight rows by up
-// to 8 tokens (absent tokens are zeros), so the E4M3 → float widening that bounds the kernel above
-// (about 4 instructions per weight byte at one token, 22 at eight) disappears. A block owns 16
-// weight rows; its 8 warps split k and meet in shared memory. The reduction order over k does not
-// matter, so each lane loads 16 contiguous bytes of its rows (and of its token's row) and the k
-// positions are permuted identically in A and B: lane (group g, thread t) holds bytes t·16 … t·16+15
-// of a 64-byte step, fed to two MMAs as logical columns {t·4…t·4+3, 16+t·4…} of each.
+// Tensor-core path (k a multiple of 64, up to 64 tokens): mma.sync m16n8k32 E4M3 multiplies 16
+// weight rows by 8 tokens (absent tokens are zeros), so the E4M3 → float widening that bounds the
+// kernel above (about 4 instructions per weight byte at one token, 22 at eight) disappears. A warp
+// owns MT·16 weight rows and NT·8 tokens; the block's 8 warps split k and meet in shared memory.
+// The order over k does not matter, so each lane loads 16 contiguous bytes of its rows (and of its
+// tokens' rows) and the k positions are permuted identically in A and B: lane (group g, thread t)
+// holds bytes t·16 … t·16+15 of a 64-byte step, fed to two MMAs as logical columns
+// {t·4…t·4+3, 16+t·4…} of each. Tokens are re-read from L2 once per block: MT = 2 for the wider
+// tiles halves that traffic per weight byte.
 constexpr int kMmaWarps = 8;
-constexpr int kMmaRows = 16;
-constexpr int kMmaUnroll = 4;
 
 __device__ __forceinline__ void mma_e4m3(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
                                          uint32_t b1) {
@@ -122,58 +122,112 @@ __device__ __forceinline__ void mma_step(float c[4], const uint4& lo, const uint
   mma_e4m3(c, lo.z, hi.z, lo.w, hi.w, xv.z, xv.w);
 }
 
+template <int MT, int NT, int U>
 __global__ void __launch_bounds__(kMmaWarps * 32)
 gemv_e4m3_mma_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_scales, int rows, GemvGroup group,
                      int64_t k) {
-  __shared__ float partial[kMmaWarps][kMmaRows][8];
+  constexpr int kRows = MT * 16, kTokens = NT * 8;
+  // Warps 4..7 hand their sums to warps 0..3, which add and keep them: half the shared memory.
+  __shared__ float partial[kMmaWarps / 2][kRows][kTokens + 1];  // +1: conflict-free column reads
   int64_t row0 = 0;
-  const int member = group_member(group, kMmaRows, row0);
+  const int member = group_member(group, kRows, row0);
   const int64_t n = group.n[member];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   // Rows past n repeat the last row (their results are not written), so every load is in bounds.
-  const uint8_t* w_lo = group.w[member] + min(row0 + g, n - 1) * k + t * 16;
-  const uint8_t* w_hi = group.w[member] + min(row0 + g + 8, n - 1) * k + t * 16;
-  const bool has_token = g < rows;
-  const uint8_t* xr = x + (has_token ? g : 0) * k + t * 16;
+  const uint8_t* w_lo[MT];
+  const uint8_t* w_hi[MT];
+#pragma unroll
+  for (int i = 0; i < MT; ++i) {
+    w_lo[i] = group.w[member] + min(row0 + i * 16 + g, n - 1) * k + t * 16;
+    w_hi[i] = group.w[member] + min(row0 + i * 16 + g + 8, n - 1) * k + t * 16;
+  }
+  // Token j·8 + g of tile j; tokens past `rows` read as zeros.
+  const uint8_t* xr = x + g * k + t * 16;
+  const int64_t tile_stride = 8 * k;
+  auto has_token = [&](int j) { return j * 8 + g < rows; };
   const uint4 zero = make_uint4(0, 0, 0, 0);
-  float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  float c[MT][NT][4];
+#pragma unroll
+  for (int i = 0; i < MT; ++i)
+#pragma unroll
+    for (int j = 0; j < NT; ++j) c[i][j][0] = c[i][j][1] = c[i][j][2] = c[i][j][3] = 0.0f;
+
   const int64_t steps = k / 64;
   int64_t step = warp;
-  for (; step + kMmaWarps * (kMmaUnroll - 1) < steps; step += kMmaWarps * kMmaUnroll) {
-    uint4 lo[kMmaUnroll], hi[kMmaUnroll], xv[kMmaUnroll];
+#pragma unroll 1
+  for (; step + kMmaWarps * (U - 1) < steps; step += kMmaWarps * U) {
+    uint4 lo[U][MT], hi[U][MT], xv[U][NT];
 #pragma unroll
-    for (int u = 0; u < kMmaUnroll; ++u) {
+    for (int u = 0; u < U; ++u) {
       const int64_t offset = (step + u * kMmaWarps) * 64;
-      lo[u] = __ldcs(reinterpret_cast<const uint4*>(w_lo + offset));  // streamed once: do not keep in L2
-      hi[u] = __ldcs(reinterpret_cast<const uint4*>(w_hi + offset));
-      xv[u] = has_token ? __ldg(reinterpret_cast<const uint4*>(xr + offset)) : zero;
+#pragma unroll
+      for (int i = 0; i < MT; ++i) {
+        lo[u][i] = __ldcs(reinterpret_cast<const uint4*>(w_lo[i] + offset));  // streamed once: do not keep in L2
+        hi[u][i] = __ldcs(reinterpret_cast<const uint4*>(w_hi[i] + offset));
+      }
+#pragma unroll
+      for (int j = 0; j < NT; ++j)
+        xv[u][j] = has_token(j) ? __ldg(reinterpret_cast<const uint4*>(xr + j * tile_stride + offset)) : zero;
     }
 #pragma unroll
-    for (int u = 0; u < kMmaUnroll; ++u) mma_step(c, lo[u], hi[u], xv[u]);
+    for (int u = 0; u < U; ++u)
+#pragma unroll
+      for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int j = 0; j < NT; ++j) mma_step(c[i][j], lo[u][i], hi[u][i], xv[u][j]);
   }
+#pragma unroll 1
   for (; step < steps; step += kMmaWarps) {
     const int64_t offset = step * 64;
-    const uint4 lo = __ldcs(reinterpret_cast<const uint4*>(w_lo + offset));
-    const uint4 hi = __ldcs(reinterpret_cast<const uint4*>(w_hi + offset));
-    const uint4 xv = has_token ? __ldg(reinterpret_cast<const uint4*>(xr + offset)) : zero;
-    mma_step(c, lo, hi, xv);
+    uint4 lo[MT], hi[MT];
+#pragma unroll
+    for (int i = 0; i < MT; ++i) {
+      lo[i] = __ldcs(reinterpret_cast<const uint4*>(w_lo[i] + offset));
+      hi[i] = __ldcs(reinterpret_cast<const uint4*>(w_hi[i] + offset));
+    }
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+      const uint4 xv = has_token(j) ? __ldg(reinterpret_cast<const uint4*>(xr + j * tile_stride + offset)) : zero;
+#pragma unroll
+      for (int i = 0; i < MT; ++i) mma_step(c[i][j], lo[i], hi[i], xv);
+    }
   }
   // Accumulator layout of m16n8: c0, c1 are (row g, tokens 2t, 2t+1); c2, c3 the same for row g + 8.
-  partial[warp][g][2 * t] = c[0];
-  partial[warp][g][2 * t + 1] = c[1];
-  partial[warp][g + 8][2 * t] = c[2];
-  partial[warp][g + 8][2 * t + 1] = c[3];
+  float(*mine)[kTokens + 1] = partial[warp % (kMmaWarps / 2)];
+  auto deposit = [&](bool add) {
+#pragma unroll
+    for (int i = 0; i < MT; ++i)
+#pragma unroll
+      for (int j = 0; j < NT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          float& slot = mine[i * 16 + g + (e / 2) * 8][j * 8 + 2 * t + e % 2];
+          slot = add ? slot + c[i][j][e] : c[i][j][e];
+        }
+  };
+  if (warp >= kMmaWarps / 2) deposit(false);
   __syncthreads();
-  if (threadIdx.x < kMmaRows * 8) {
-    const int r = threadIdx.x / 8, token = threadIdx.x % 8;
+  if (warp < kMmaWarps / 2) deposit(true);
+  __syncthreads();
+  // Consecutive threads take consecutive rows of one token: coalesced writes of y[token, row].
+  for (int index = threadIdx.x; index < kRows * kTokens; index += blockDim.x) {
+    const int r = index % kRows, token = index / kRows;
     const int64_t row = row0 + r;
     if (row < n && token < rows) {
-      float sum = 0.0f;
-#pragma unroll
-      for (int w = 0; w < kMmaWarps; ++w) sum += partial[w][r][token];
+      const float sum = (partial[0][r][token] + partial[1][r][token]) + (partial[2][r][token] + partial[3][r][token]);
       group.y[member][token * n + row] = sum * row_scales[token] * group.col_scales[member][row];
     }
   }
+}
+
+template <int MT, int NT, int U>
+void launch_mma(const uint8_t* x, const float* row_scales, int64_t rows, const GemvGroup& group, int64_t k, cudaStream_t s) {
+  int64_t blocks = 0;
+  for (int i = 0; i < group.count; ++i) blocks += (group.n[i] + MT * 16 - 1) / (MT * 16);
+  if (blocks == 0) return;
+  gemv_e4m3_mma_kernel<MT, NT, U><<<static_cast<unsigned>(blocks), kMmaWarps * 32, 0, s>>>(x, row_scales, static_cast<int>(rows),
+                                                                                          group, k);
+  OCTET_CUDA_LAUNCH_CHECK();
 }
 
 __global__ void matmul_e4m3_simple_kernel(const uint8_t* x, const float* row_scales, int64_t rows, const uint8_t* w,
@@ -206,16 +260,13 @@ void launch_gemv_e4m3(const uint8_t* x, const float* row_scales, int64_t rows, c
 
 void launch_gemv_e4m3_group(const uint8_t* x, const float* row_scales, int64_t rows, const GemvGroup& group, int64_t k,
                             cudaStream_t s) {
-  if (rows < 1 || rows > kGemvMaxRows) fail("gemv_e4m3: {} rows, expected 1 to {}", rows, kGemvMaxRows);
-  if (k % 16 != 0) fail("gemv_e4m3: k = {} is not a multiple of 16", k);
+  if (rows < 1 || !gemv_e4m3_fits(rows, k)) fail("gemv_e4m3: {} rows of k = {} do not fit the GEMV", rows, k);
   if (group.count < 1 || group.count > GemvGroup::kMaxMembers) fail("gemv_e4m3: a group of {} weights", group.count);
   if (k % 64 == 0) {
-    int64_t mma_blocks = 0;
-    for (int i = 0; i < group.count; ++i) mma_blocks += (group.n[i] + kMmaRows - 1) / kMmaRows;
-    if (mma_blocks == 0) return;
-    gemv_e4m3_mma_kernel<<<static_cast<unsigned>(mma_blocks), kMmaWarps * 32, 0, s>>>(x, row_scales, static_cast<int>(rows),
-                                                                                       group, k);
-    OCTET_CUDA_LAUNCH_CHECK();
+    if (rows <= 8) launch_mma<1, 1, 4>(x, row_scales, rows, group, k, s);
+    else if (rows <= 16) launch_mma<1, 2, 4>(x, row_scales, rows, group, k, s);
+    else if (rows <= 32) launch_mma<2, 4, 2>(x, row_scales, rows, group, k, s);
+    else launch_mma<2, 8, 1>(x, row_scales, rows, group, k, s);  // ptxas -v: 60 bytes spilled
     return;
   }
   int64_t total_blocks = 0;

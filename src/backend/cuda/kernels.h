@@ -10,10 +10,7 @@ namespace octet::backend::cuda {
 // elementwise.cu
 void launch_embed_bf16(const uint16_t* table, const int32_t* tokens, int64_t count, int64_t hidden, float* out, cudaStream_t s);
 void launch_embed_f32(const float* table, const int32_t* tokens, int64_t count, int64_t hidden, float* out, cudaStream_t s);
-void launch_rmsnorm(const float* x, const float* weight, float eps, int64_t rows, int64_t cols, float* out, cudaStream_t s);
-// residual += delta; out = rmsnorm(residual) — one pass instead of two.
-void launch_add_rmsnorm(float* residual, const float* delta, const float* weight, float eps, int64_t rows, int64_t cols,
-                        float* out, cudaStream_t s);
+// residual += delta (delta == nullptr: nothing added); out = rmsnorm(residual) — one pass instead of two.
 // With codes != nullptr, the normalised rows are also quantized to E4M3 per row (scale = amax / 448)
 // into codes / row_scales, exactly as launch_quantize_rows_e4m3 would from out: the next FP8 linear
 // skips its own quantize launch.
@@ -36,10 +33,10 @@ void launch_to_bf16(const float* x, int64_t count, uint16_t* out, cudaStream_t s
 void launch_scale_rows_cols(float* out, int64_t rows, int64_t cols, const float* row_scales, const float* col_scales,
                             cudaStream_t s);
 
-// gemv_fp8.cu: y[m, n] = row_scales[m] · col_scales[n] · Σ_k x[m, k] · w[n, k] with E4M3 x and w, for
-// rows ≤ kGemvMaxRows. w is [n, k] row-major; k must be a multiple of 16 and rows 16-byte aligned.
-// k a multiple of 64 runs on FP8 tensor cores (mma.sync), other k on CUDA cores.
-inline constexpr int kGemvMaxRows = 8;
+// gemv_fp8.cu: y[m, n] = row_scales[m] · col_scales[n] · Σ_k x[m, k] · w[n, k] with E4M3 x and w for
+// the few rows of decode batches; w is [n, k] row-major. k a multiple of 64: FP8 tensor cores
+// (mma.sync), up to 64 rows; else k a multiple of 16: CUDA cores, up to 8 rows.
+inline bool gemv_e4m3_fits(int64_t rows, int64_t k) { return k % 64 == 0 ? rows <= 64 : k % 16 == 0 && rows <= 8; }
 void launch_gemv_e4m3(const uint8_t* x, const float* row_scales, int64_t rows, const uint8_t* w, const float* col_scales,
                       int64_t n, int64_t k, float* y, cudaStream_t s);
 // Weights that share the input x, in one launch: y_i[m, n_i] = x · w_iᵀ, each [n_i, k].
@@ -68,6 +65,7 @@ struct KvLayout {
   int64_t kv_heads = 0;
   int64_t head_dim = 0;
   KvStorage storage = KvStorage::f32;
+  int block_shift = -1;  // log2(block_size) when it is a power of two, else -1
 };
 // Static scales > 0 (a checkpoint's per-layer K/V scales) replace the dynamic per-(token, head) amax.
 void launch_kv_write(const float* k, const float* v, int64_t tokens, const int64_t* slots, const int64_t* positions,

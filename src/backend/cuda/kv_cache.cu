@@ -3,6 +3,7 @@
 // amax / max. The host has checked that every (slot, position) of the batch has a block.
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/kv_layout.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp8.h>
@@ -13,13 +14,6 @@ namespace {
 __device__ float warp_max(float v) {
   for (int offset = 16; offset > 0; offset /= 2) v = fmaxf(v, __shfl_xor_sync(0xFFFFFFFF, v, offset));
   return v;
-}
-
-// The cell (pool row, head) of a token's position through its slot's block table.
-__device__ __forceinline__ int64_t cache_cell(const KvLayout& layout, int64_t slot, int64_t position, int64_t head) {
-  const int p = static_cast<int>(position), b = static_cast<int>(layout.block_size);
-  const int64_t block = layout.block_table[slot * layout.blocks_per_slot + p / b];
-  return (block * layout.block_size + p % b) * layout.kv_heads + head;
 }
 
 // One warp stores one head's row at cell: lane_amax is the lane's part of the row's amax (used for a
