@@ -73,6 +73,9 @@ struct KvCacheSpec {
   std::vector<float> static_v_scales;
   int64_t block_size = 16;  // positions per block
   int64_t num_blocks = 0;   // blocks in the pool; 0: slots * blocks_per_slot(), identity tables
+  // GPU backends: the share of the device's memory that weights, activations and this cache may
+  // use together; a cache beyond it is refused, naming the largest context that fits.
+  double gpu_memory_utilization = 0.90;
 
   int64_t blocks_per_slot() const { return (max_positions + block_size - 1) / block_size; }
   int64_t pool_blocks() const { return num_blocks > 0 ? num_blocks : slots * blocks_per_slot(); }
@@ -110,6 +113,9 @@ class Backend {
                                                          bool bf16) = 0;
   virtual std::unique_ptr<Activations> make_activations(int64_t rows, int64_t cols) = 0;
   virtual std::unique_ptr<KvCache> make_kv_cache(const KvCacheSpec& spec) = 0;
+  // How many blocks of spec's shape a new cache could hold now within spec.gpu_memory_utilization
+  // (a scheduler sizes num_blocks from this); -1 where memory is not the backend's to budget (CPU).
+  virtual int64_t kv_blocks_that_fit(const KvCacheSpec& spec) { return -1; }
 
   // Random weights of a realistic scale, made where the backend keeps them (--dummy-weights: speed
   // does not depend on weight values). The defaults draw on the host and upload.

@@ -320,6 +320,26 @@ TEST_F(CudaVsCpu, KvCacheRefusesBadStaticScales) {
   EXPECT_THROW(gpu_->make_kv_cache(spec), std::exception);
 }
 
+// A cache larger than the device's budget is refused before allocating, naming the largest context
+// that fits; the capacity query shrinks with the utilization and rejects values outside (0, 1].
+TEST_F(CudaVsCpu, KvCacheBeyondMemoryBudgetIsRefusedWithTheContextThatFits) {
+  KvCacheSpec spec{80, 8, 128, int64_t{1} << 24, 1, KvCacheSpec::Storage::fp8};  // 70B-shaped, 16M positions: ~2.8 TB
+  try {
+    gpu_->make_kv_cache(spec);
+    ADD_FAILURE() << "a 2.8 TB cache was accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("largest context that fits"), std::string::npos) << e.what();
+  }
+  const int64_t at_90 = gpu_->kv_blocks_that_fit(spec);
+  spec.gpu_memory_utilization = 0.5;
+  const int64_t at_50 = gpu_->kv_blocks_that_fit(spec);
+  EXPECT_GT(at_90, 0);
+  EXPECT_LT(at_50, at_90);
+  spec.gpu_memory_utilization = 1.5;
+  EXPECT_THROW(gpu_->kv_blocks_that_fit(spec), std::exception);
+  EXPECT_EQ(cpu_->kv_blocks_that_fit(spec), -1);
+}
+
 // Seeded host weights, identical for both backends.
 class RandomWeights final : public model::WeightSource {
  public:

@@ -193,6 +193,8 @@ class CudaBackend final : public Backend {
     return cache;
   }
 
+  int64_t kv_blocks_that_fit(const KvCacheSpec& spec) override { return cuda::kv_blocks_that_fit(spec); }
+
   void prepare_batch(const TokenBatch& batch) override {
     const size_t n = batch.size();
     ensure_capacity(tokens_, n);

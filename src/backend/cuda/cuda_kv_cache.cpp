@@ -2,6 +2,8 @@
 
 #include "backend/cuda/cuda_check.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -28,7 +30,43 @@ void check_static_scales(const std::vector<float>& scales, int64_t layers, const
       fail("kv cache: static {} scale of layer {} is {}, expected a positive finite number", which, layer, scales[layer]);
 }
 
+// Refuses a pool that would take the device past its memory budget, saying what would fit.
+void check_fits(const KvCacheSpec& spec) {
+  const int64_t fit = kv_blocks_that_fit(spec);
+  if (spec.pool_blocks() <= fit) return;
+  const double gib = 1073741824.0;
+  const double need = static_cast<double>(kv_block_bytes(spec)) * static_cast<double>(spec.pool_blocks());
+  const std::string budget = fmt::format("{:.2f} GiB fit within gpu_memory_utilization {:.2f}",
+                                         static_cast<double>(kv_block_bytes(spec)) * static_cast<double>(std::max<int64_t>(fit, 0)) / gib,
+                                         spec.gpu_memory_utilization);
+  if (spec.num_blocks > 0)
+    fail("kv cache: {} blocks of {} positions need {:.2f} GiB; {}: at most {} blocks", spec.num_blocks, spec.block_size,
+         need / gib, budget, std::max<int64_t>(fit, 0));
+  const int64_t context = std::max<int64_t>(fit, 0) / spec.slots * spec.block_size;
+  fail("kv cache: {} slot(s) of {} positions need {:.2f} GiB; {}: the largest context that fits is {} positions per "
+       "slot ({} slot(s)), or lower the number of sequences",
+       spec.slots, spec.max_positions, need / gib, budget, context, spec.slots);
+}
+
 }  // namespace
+
+uint64_t kv_block_bytes(const KvCacheSpec& spec) {
+  uint64_t per_row = static_cast<uint64_t>(spec.kv_heads * spec.head_dim * element_bytes(storage_of(spec)));
+  if (spec.storage == KvCacheSpec::Storage::fp8) per_row += static_cast<uint64_t>(spec.kv_heads) * 4;
+  return 2 * per_row * static_cast<uint64_t>(spec.layers * spec.block_size);
+}
+
+int64_t kv_blocks_that_fit(const KvCacheSpec& spec) {
+  if (!(spec.gpu_memory_utilization > 0.0 && spec.gpu_memory_utilization <= 1.0))
+    fail("kv cache: gpu_memory_utilization {} is outside (0, 1]", spec.gpu_memory_utilization);
+  size_t free_bytes = 0, total_bytes = 0;
+  OCTET_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  const double in_use = static_cast<double>(total_bytes - free_bytes);
+  const double budget = spec.gpu_memory_utilization * static_cast<double>(total_bytes) - in_use;
+  const uint64_t per_block = kv_block_bytes(spec);
+  // The block table and allocation rounding are small against any pool: 1% headroom covers them.
+  return budget <= 0 || per_block == 0 ? 0 : static_cast<int64_t>(budget * 0.99 / static_cast<double>(per_block));
+}
 
 CudaKvCache::CudaKvCache(const KvCacheSpec& s, cudaStream_t stream) : storage(storage_of(s)), stream_(stream) {
   spec = s;
@@ -39,6 +77,7 @@ CudaKvCache::CudaKvCache(const KvCacheSpec& s, cudaStream_t stream) : storage(st
     fail("kv cache: a pool of {} blocks of {} positions exceeds 2^31 rows", spec.pool_blocks(), spec.block_size);
   check_static_scales(spec.static_k_scales, spec.layers, "K");
   check_static_scales(spec.static_v_scales, spec.layers, "V");
+  check_fits(spec);
   const int64_t cells = spec.pool_blocks() * spec.block_size * spec.kv_heads;  // (pool row, kv head)
   for (int64_t layer = 0; layer < spec.layers; ++layer) {
     k.emplace_back(static_cast<size_t>(cells * spec.head_dim * element_bytes(storage)));
@@ -66,11 +105,7 @@ CudaKvCache::CudaKvCache(const KvCacheSpec& s, cudaStream_t stream) : storage(st
   OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
-uint64_t CudaKvCache::bytes_per_position() const {
-  uint64_t per_lane = static_cast<uint64_t>(spec.kv_heads * spec.head_dim * element_bytes(storage));
-  if (fp8()) per_lane += static_cast<uint64_t>(spec.kv_heads) * 4;
-  return 2 * per_lane * static_cast<uint64_t>(spec.layers);
-}
+uint64_t CudaKvCache::bytes_per_position() const { return kv_block_bytes(spec) / static_cast<uint64_t>(spec.block_size); }
 
 void CudaKvCache::check_slot(int64_t slot) const {
   if (slot < 0 || slot >= spec.slots) fail("kv cache: slot {} outside [0, {})", slot, spec.slots);

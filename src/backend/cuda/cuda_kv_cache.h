@@ -12,6 +12,11 @@
 
 namespace octet::backend::cuda {
 
+// Device bytes of one pool block (all layers, K and V, scales) and how many blocks fit now within
+// spec.gpu_memory_utilization of the device's memory.
+uint64_t kv_block_bytes(const KvCacheSpec& spec);
+int64_t kv_blocks_that_fit(const KvCacheSpec& spec);
+
 class CudaKvCache final : public KvCache {
  public:
   CudaKvCache(const KvCacheSpec& spec, cudaStream_t stream);
