@@ -47,8 +47,15 @@ note "build: ok at ${SECONDS}s"
 
 echo "== GPU tests" | tee "$out/tests.log"
 timeout 120 build-gpu/octet_tests --gtest_filter='Cuda*:CudaDevice*' >>"$out/tests.log" 2>&1
-note "GPU tests: rc $? — $(grep -E '^\[  (PASSED|FAILED) ' "$out/tests.log" | tr '\n' ' ')"
+tests_rc=$?
+note "GPU tests: rc $tests_rc — $(grep -E '^\[  (PASSED|FAILED) ' "$out/tests.log" | tr '\n' ' ')"
 grep -E "FAILED|Failure|Expected|Which|Value of|seed" "$out/tests.log" | head -40
+if ((tests_rc != 0)); then  # is it the tensor-core GEMV? then measure without it
+  echo "== GPU tests, OCTET_CUDA_TENSOR_GEMV=0" >>"$out/tests.log"
+  OCTET_CUDA_TENSOR_GEMV=0 timeout 120 build-gpu/octet_tests --gtest_filter='Cuda*' >>"$out/tests.log" 2>&1 &&
+    export OCTET_CUDA_TENSOR_GEMV=0
+  note "GPU tests without the tensor-core GEMV: $(grep -E '^\[  (PASSED|FAILED) ' "$out/tests.log" | tail -1); benchmarks with OCTET_CUDA_TENSOR_GEMV=${OCTET_CUDA_TENSOR_GEMV:-1}"
+fi
 if [[ -f "$model" ]]; then
   echo "== real model" >>"$out/tests.log"
   timeout 150 build-gpu/octet_tests --gtest_filter='LlamaReference.Cuda*' >>"$out/tests.log" 2>&1
@@ -70,6 +77,8 @@ bench() {  # name, seconds, args...
 bench "8B fp8" 100 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8
 bench "70B fp8" 110 --dummy-weights configs/models/Llama-3.3-70B-Instruct.json --precision fp8 --batch 1,8
 bench "8B bf16" 70 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision bf16
+[[ "${OCTET_CUDA_TENSOR_GEMV:-1}" != 0 ]] && OCTET_CUDA_TENSOR_GEMV=0 bench "8B fp8 CUDA-core GEMV" 50 \
+  --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 128 --batch 1,8,32
 OCTET_CUDA_GRAPHS=0 bench "8B fp8 eager (no graphs)" 50 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json \
   --precision fp8 --prefill 128 --batch 1,64
 

@@ -13,6 +13,9 @@
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
+#include <cstdlib>
+#include <string_view>
+
 namespace octet::backend::cuda {
 namespace {
 
@@ -247,6 +250,21 @@ __global__ void matmul_e4m3_simple_kernel(const uint8_t* x, const float* row_sca
 
 }  // namespace
 
+namespace {
+bool tensor_core_gemv() {
+  static const bool enabled = [] {
+    const char* value = std::getenv("OCTET_CUDA_TENSOR_GEMV");
+    return value == nullptr || std::string_view(value) != "0";
+  }();
+  return enabled;
+}
+}  // namespace
+
+bool gemv_e4m3_fits(int64_t rows, int64_t k) {
+  if (k % 64 == 0 && tensor_core_gemv()) return rows <= 64;
+  return k % 16 == 0 && rows <= 8;
+}
+
 void launch_gemv_e4m3(const uint8_t* x, const float* row_scales, int64_t rows, const uint8_t* w, const float* col_scales,
                       int64_t n, int64_t k, float* y, cudaStream_t s) {
   GemvGroup group;
@@ -262,7 +280,7 @@ void launch_gemv_e4m3_group(const uint8_t* x, const float* row_scales, int64_t r
                             cudaStream_t s) {
   if (rows < 1 || !gemv_e4m3_fits(rows, k)) fail("gemv_e4m3: {} rows of k = {} do not fit the GEMV", rows, k);
   if (group.count < 1 || group.count > GemvGroup::kMaxMembers) fail("gemv_e4m3: a group of {} weights", group.count);
-  if (k % 64 == 0) {
+  if (k % 64 == 0 && tensor_core_gemv()) {
     if (rows <= 8) launch_mma<1, 1, 4>(x, row_scales, rows, group, k, s);
     else if (rows <= 16) launch_mma<1, 2, 4>(x, row_scales, rows, group, k, s);
     else if (rows <= 32) launch_mma<2, 4, 2>(x, row_scales, rows, group, k, s);
