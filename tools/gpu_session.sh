@@ -75,7 +75,9 @@ bench() {  # name, seconds, args...
   note "$name: rc $? at ${SECONDS}s"
 }
 bench "8B fp8" 100 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8
-bench "70B fp8" 110 --dummy-weights configs/models/Llama-3.3-70B-Instruct.json --precision fp8 --batch 1,8
+bench "70B fp8" 110 --dummy-weights configs/models/Llama-3.3-70B-Instruct.json --precision fp8 --batch 1,8,32,64
+bench "8B fp8 more batches" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 128 \
+  --batch 2,4,16,48
 bench "8B bf16" 70 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision bf16
 [[ "${OCTET_CUDA_TENSOR_GEMV:-1}" != 0 ]] && OCTET_CUDA_TENSOR_GEMV=0 bench "8B fp8 CUDA-core GEMV" 50 \
   --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 128 --batch 1,8,32
