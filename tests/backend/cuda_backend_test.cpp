@@ -84,7 +84,7 @@ class CudaVsCpu : public ::testing::Test {
 
 TEST_F(CudaVsCpu, LinearAllFormatsAndShapes) {
   struct Shape { int64_t rows, in, out; };
-  // k a multiple of 64 and ≤ 64 rows: tensor-core GEMV (tiles of 8, 16, 32 and 64 tokens); k = 1040
+  // k a multiple of 64 and ≤ 16 rows: tensor-core GEMV (tiles of 8 and 16 tokens); k = 1040
   // (16 · 65) and ≤ 8 rows: CUDA-core GEMV; k = 1000 or 40: the plain fallback; else cuBLASLt.
   const Shape shapes[] = {{1, 576, 192}, {3, 1000, 257}, {8, 1024, 513}, {17, 64, 33}, {64, 512, 384}, {5, 40, 9},
                           {2, 1040, 77}, {7, 4096, 1030}, {4, 64, 15}, {13, 1088, 100}, {40, 1024, 257},
@@ -108,8 +108,8 @@ TEST_F(CudaVsCpu, LinearAllFormatsAndShapes) {
 
 // q/k/v- and gate/up-like groups through linear_group (one GEMV launch for FP8 where it fits), fed by
 // the fused norm + quantize and SwiGLU + quantize kernels, against the CPU's separate ops. Odd
-// output sizes (blocks split unevenly between members), 1 to 64 rows (every tile of the tensor-core
-// GEMV; cuBLASLt above 8 rows when k is not a multiple of 64), poisoned outputs. Tolerance 1e-3 as for single FP8 linears: the same E4M3 codes meet the same
+// output sizes (blocks split unevenly between members), 1 to 64 rows (both tiles of the tensor-core
+// GEMV, then cuBLASLt; cuBLASLt above 8 rows when k is not a multiple of 64), poisoned outputs. Tolerance 1e-3 as for single FP8 linears: the same E4M3 codes meet the same
 // weights, and only summation order differs (tensor cores above 8 rows accumulate narrower).
 TEST_F(CudaVsCpu, GroupedLinearsAfterFusedQuantizeMatchCpu) {
   const int64_t outs[] = {1000, 257, 33};

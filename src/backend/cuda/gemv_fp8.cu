@@ -99,15 +99,15 @@ gemv_e4m3_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_sc
   }
 }
 
-// Tensor-core path (k a multiple of 64, up to 64 tokens): mma.sync m16n8k32 E4M3 multiplies 16
+// Tensor-core path (k a multiple of 64, up to 16 tokens): mma.sync m16n8k32 E4M3 multiplies 16
 // weight rows by 8 tokens (absent tokens are zeros), so the E4M3 → float widening that bounds the
 // kernel above (about 4 instructions per weight byte at one token, 22 at eight) disappears. A warp
 // owns MT·16 weight rows and NT·8 tokens; the block's 8 warps split k and meet in shared memory.
 // The order over k does not matter, so each lane loads 16 contiguous bytes of its rows (and of its
 // tokens' rows) and the k positions are permuted identically in A and B: lane (group g, thread t)
 // holds bytes t·16 … t·16+15 of a 64-byte step, fed to two MMAs as logical columns
-// {t·4…t·4+3, 16+t·4…} of each. Tokens are re-read from L2 once per block: MT = 2 for the wider
-// tiles halves that traffic per weight byte.
+// {t·4…t·4+3, 16+t·4…} of each. Tokens are re-read from L2 once per block; MT = 2 would halve that
+// traffic per weight byte (measured for 32 and 64 tokens, slower than cuBLASLt there, not used).
 constexpr int kMmaWarps = 8;
 
 __device__ __forceinline__ void mma_e4m3(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
@@ -260,8 +260,10 @@ bool tensor_core_gemv() {
 }
 }  // namespace
 
+// Up to 16 tokens: at 32 and 64, cuBLASLt was faster on the H200 (8B decode 7.57 vs 10.19 ms per
+// step at batch 32, docs/PERFORMANCE.md version 4), so the wider tiles are not dispatched.
 bool gemv_e4m3_fits(int64_t rows, int64_t k) {
-  if (k % 64 == 0 && tensor_core_gemv()) return rows <= 64;
+  if (k % 64 == 0 && tensor_core_gemv()) return rows <= 16;
   return k % 16 == 0 && rows <= 8;
 }
 
@@ -282,9 +284,7 @@ void launch_gemv_e4m3_group(const uint8_t* x, const float* row_scales, int64_t r
   if (group.count < 1 || group.count > GemvGroup::kMaxMembers) fail("gemv_e4m3: a group of {} weights", group.count);
   if (k % 64 == 0 && tensor_core_gemv()) {
     if (rows <= 8) launch_mma<1, 1, 4>(x, row_scales, rows, group, k, s);
-    else if (rows <= 16) launch_mma<1, 2, 4>(x, row_scales, rows, group, k, s);
-    else if (rows <= 32) launch_mma<2, 4, 2>(x, row_scales, rows, group, k, s);
-    else launch_mma<2, 8, 1>(x, row_scales, rows, group, k, s);  // ptxas -v: 60 bytes spilled
+    else launch_mma<1, 2, 4>(x, row_scales, rows, group, k, s);
     return;
   }
   int64_t total_blocks = 0;

@@ -35,7 +35,7 @@ void launch_scale_rows_cols(float* out, int64_t rows, int64_t cols, const float*
 
 // gemv_fp8.cu: y[m, n] = row_scales[m] · col_scales[n] · Σ_k x[m, k] · w[n, k] with E4M3 x and w for
 // the few rows of decode batches; w is [n, k] row-major. k a multiple of 64: FP8 tensor cores
-// (mma.sync), up to 64 rows; else k a multiple of 16: CUDA cores, up to 8 rows.
+// (mma.sync), up to 16 rows; else k a multiple of 16: CUDA cores, up to 8 rows.
 // OCTET_CUDA_TENSOR_GEMV=0 keeps every shape on the CUDA-core kernel (for comparison).
 bool gemv_e4m3_fits(int64_t rows, int64_t k);
 void launch_gemv_e4m3(const uint8_t* x, const float* row_scales, int64_t rows, const uint8_t* w, const float* col_scales,
