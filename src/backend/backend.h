@@ -129,10 +129,11 @@ class Backend {
   virtual void prepare_batch(const TokenBatch& batch) {}
   // Brackets the ops of one forward pass (LlamaModel::forward calls them; the defaults prepare the
   // batch and run every op as called). A backend that records steps (CUDA graphs) may replay a
-  // recording of the same shape (tokens, logit rows) instead: begin_step then returns true and the
-  // caller skips the ops and end_step. Between the two, ops must depend only on the shape and on
-  // the batch data given here, and the caller must not read results or synchronize.
-  virtual bool begin_step(const TokenBatch& batch, std::span<const int64_t> logit_rows) {
+  // recording of the same caller (the model object: its weights, cache and buffers) and shape
+  // (tokens, logit rows) instead: begin_step then returns true and the caller skips the ops and
+  // end_step. Between the two, ops must depend only on the caller, the shape and the batch data
+  // given here, and the caller must not read results or synchronize.
+  virtual bool begin_step(const void* caller, const TokenBatch& batch, std::span<const int64_t> logit_rows) {
     prepare_batch(batch);
     return false;
   }

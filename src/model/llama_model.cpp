@@ -150,7 +150,7 @@ void LlamaModel::forward(const backend::TokenBatch& batch, std::span<const int64
   buffers_.last->rows = static_cast<int64_t>(logit_rows.size());
   buffers_.logits->rows = buffers_.last->rows;
   // A backend may replay a recorded pass of this shape instead of running the ops below.
-  if (!backend_.begin_step(batch, logit_rows)) {
+  if (!backend_.begin_step(this, batch, logit_rows)) {
     // x: [tokens, hidden]. Each block leaves its output in proj; the next block's norm adds it to x
     // (one fused pass on backends that fuse add + rmsnorm).
     backend_.embed(*embedding_, batch.tokens, *buffers_.x);

@@ -474,6 +474,46 @@ TEST_F(CudaVsCpu, RecordedStepsMatchEagerSteps) {
   }
 }
 
+// Two models on one backend, stepping in turn with the same batch shape (a draft and a target
+// model, say): each replays its own recordings, never the other's.
+TEST_F(CudaVsCpu, RecordedStepsAreKeptPerModel) {
+  model::LlamaConfig config = tiny_config();
+  model::ModelOptions options;
+  options.max_context = 32;
+  options.precision = Precision::fp8;
+  RandomWeights weights_a(rng_()), weights_b(rng_());
+  auto decode = [&](model::LlamaModel& model, int64_t step, std::vector<float>& logits) {
+    TokenBatch batch{{int32_t(3 + step)}, {step}, {0}};
+    const int64_t row = 0;
+    model.forward(batch, std::span<const int64_t>(&row, 1), logits.data());
+  };
+  ASSERT_EQ(setenv("OCTET_CUDA_GRAPHS", "0", 1), 0);
+  auto eager_backend = make_cuda_backend(0);
+  ASSERT_EQ(unsetenv("OCTET_CUDA_GRAPHS"), 0);
+  std::vector<std::vector<float>> expected_a, expected_b;
+  {
+    model::LlamaModel a(config, &weights_a, *eager_backend, options), b(config, &weights_b, *eager_backend, options);
+    std::vector<float> logits(config.vocab);
+    for (int64_t step = 0; step < 6; ++step) {
+      decode(a, step, logits);
+      expected_a.push_back(logits);
+      decode(b, step, logits);
+      expected_b.push_back(logits);
+    }
+  }
+  model::LlamaModel a(config, &weights_a, *gpu_, options), b(config, &weights_b, *gpu_, options);
+  std::vector<float> logits(config.vocab);
+  const int64_t replayed_before = gpu_->replayed_steps();
+  for (int64_t step = 0; step < 6; ++step) {
+    decode(a, step, logits);
+    EXPECT_EQ(std::memcmp(logits.data(), expected_a[step].data(), logits.size() * sizeof(float)), 0) << "model a, step " << step;
+    decode(b, step, logits);
+    EXPECT_EQ(std::memcmp(logits.data(), expected_b[step].data(), logits.size() * sizeof(float)), 0) << "model b, step " << step;
+  }
+  // Per model: step 0 eager (and sizes buffers), 1 eager (b's buffers were new), then recorded, then replayed.
+  EXPECT_GE(gpu_->replayed_steps() - replayed_before, 6);
+}
+
 TEST(CudaDevice, ProbeReportsAReasonWhenNoGpu) {
   const CudaStatus status = probe_cuda();
   if (status.available) {

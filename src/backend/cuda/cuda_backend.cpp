@@ -206,12 +206,12 @@ class CudaBackend final : public Backend {
     prepared_ = n;
   }
 
-  bool begin_step(const TokenBatch& batch, std::span<const int64_t> logit_rows) override {
+  bool begin_step(const void* caller, const TokenBatch& batch, std::span<const int64_t> logit_rows) override {
     prepare_batch(batch);
     step_rows_host_.assign(logit_rows.begin(), logit_rows.end());
     ensure_capacity(step_rows_, std::max<size_t>(1, logit_rows.size()));
     if (!logit_rows.empty()) step_rows_.upload(step_rows_host_.data(), logit_rows.size(), stream_);
-    step_action_ = graphs_.begin(static_cast<int64_t>(batch.size()), static_cast<int64_t>(logit_rows.size()), stream_,
+    step_action_ = graphs_.begin(caller, static_cast<int64_t>(batch.size()), static_cast<int64_t>(logit_rows.size()), stream_,
                                  [&](const std::vector<const CudaKvCache*>& caches, int64_t vocab) {
                                    // What the skipped ops would have checked.
                                    for (const CudaKvCache* cache : caches) cache->check_batch(batch);

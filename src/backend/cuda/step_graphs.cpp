@@ -11,6 +11,7 @@ StepGraphs::~StepGraphs() { clear(); }
 void StepGraphs::clear() {
   for (auto& [key, graph] : graphs_) cudaGraphExecDestroy(graph.exec);
   graphs_.clear();
+  eager_epochs_.clear();
   graphs_epoch_ = *epoch_;
 }
 
@@ -41,7 +42,7 @@ void StepGraphs::abandon_capture(cudaStream_t stream) {
 
 void StepGraphs::end(Action action, cudaStream_t stream) {
   if (action == Action::eager) {
-    last_eager_epoch_ = *epoch_;
+    eager_epochs_[eager_key_] = *epoch_;
     return;
   }
   if (action != Action::record) return;
@@ -51,7 +52,7 @@ void StepGraphs::end(Action action, cudaStream_t stream) {
   cudaGraphExec_t exec = nullptr;
   if (*epoch_ != graphs_epoch_) {  // a buffer grew while recording: the graph may hold a freed address
     cudaGraphDestroy(graph);
-    fail("cuda backend: device memory was reallocated while recording a step of {} tokens", recording_key_.first);
+    fail("cuda backend: device memory was reallocated while recording a step of {} tokens", std::get<1>(recording_key_));
   }
   const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
   cudaGraphDestroy(graph);

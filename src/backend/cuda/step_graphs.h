@@ -1,7 +1,8 @@
 #pragma once
-// Recorded forward steps (CUDA graphs), keyed by the batch shape (tokens, logit rows).
+// Recorded forward steps (CUDA graphs), keyed by the caller (the model object) and the batch shape
+// (tokens, logit rows).
 //
-// The first pass of a shape runs eagerly and sizes every scratch buffer; the next one with nothing
+// The first pass of a key runs eagerly and sizes every scratch buffer; the next one with nothing
 // reallocated in between is captured and launched; later ones replay the graph. Everything a kernel
 // of the step reads that changes from step to step (tokens, positions, slots, logit rows, block
 // tables) lives in device buffers at fixed addresses, uploaded before the launch. Any allocation or
@@ -12,6 +13,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -51,22 +53,23 @@ class StepGraphs {
   // What to do with a step of this shape; `replayed` means the graph was launched on stream.
   // Before a launch, check(caches, vocab) is called with what the recording used, to validate the batch.
   template <typename Check>
-  Action begin(int64_t tokens, int64_t logit_rows, cudaStream_t stream, Check&& check) {
+  Action begin(const void* caller, int64_t tokens, int64_t logit_rows, cudaStream_t stream, Check&& check) {
     abandon_capture(stream);
     if (!enabled_ || tokens > kMaxTokens) return Action::eager;
     if (*epoch_ != graphs_epoch_) clear();
-    const Key key{tokens, logit_rows};
+    const Key key{caller, tokens, logit_rows};
     if (auto it = graphs_.find(key); it != graphs_.end()) {
       check(it->second.caches, it->second.vocab);
       launch(it->second, stream);
       return Action::replayed;
     }
-    // Record only a shape that just ran eagerly with nothing allocated since: its buffers are sized.
-    if (graphs_.size() < kMaxGraphs && last_eager_ == key && last_eager_epoch_ == *epoch_) {
+    // Record only a key that ran eagerly with nothing allocated since: its buffers are sized.
+    if (auto seen = eager_epochs_.find(key);
+        graphs_.size() < kMaxGraphs && seen != eager_epochs_.end() && seen->second == *epoch_) {
       start_capture(key, stream);
       return Action::record;
     }
-    last_eager_ = key;
+    eager_key_ = key;
     return Action::eager;
   }
   // After the ops of a step begun with `eager` or `record` (the latter ends the capture and launches).
@@ -79,7 +82,7 @@ class StepGraphs {
   size_t size() const { return graphs_.size(); }
 
  private:
-  using Key = std::pair<int64_t, int64_t>;
+  using Key = std::tuple<const void*, int64_t, int64_t>;  // caller, tokens, logit rows
   struct Graph {
     cudaGraphExec_t exec = nullptr;
     std::vector<const CudaKvCache*> caches;
@@ -94,10 +97,10 @@ class StepGraphs {
   bool enabled_;
   std::map<Key, Graph> graphs_;
   uint64_t graphs_epoch_ = 0;
-  Key last_eager_{-1, -1};
-  uint64_t last_eager_epoch_ = 0;
+  std::map<Key, uint64_t> eager_epochs_;  // the epoch at the end of each key's last eager pass
+  Key eager_key_{nullptr, -1, -1};
   bool capturing_ = false;
-  Key recording_key_{-1, -1};
+  Key recording_key_{nullptr, -1, -1};
   Graph recording_;
 };
 
