@@ -73,6 +73,9 @@ struct KvCacheSpec {
   std::vector<float> static_v_scales;
   int64_t block_size = 16;  // positions per block
   int64_t num_blocks = 0;   // blocks in the pool; 0: slots * blocks_per_slot(), identity tables
+  // GPU backends: the share of the device's memory that weights, activations and this cache may
+  // use together; a cache beyond it is refused, naming the largest context that fits.
+  double gpu_memory_utilization = 0.90;
 
   int64_t blocks_per_slot() const { return (max_positions + block_size - 1) / block_size; }
   int64_t pool_blocks() const { return num_blocks > 0 ? num_blocks : slots * blocks_per_slot(); }
@@ -110,6 +113,9 @@ class Backend {
                                                          bool bf16) = 0;
   virtual std::unique_ptr<Activations> make_activations(int64_t rows, int64_t cols) = 0;
   virtual std::unique_ptr<KvCache> make_kv_cache(const KvCacheSpec& spec) = 0;
+  // How many blocks of spec's shape a new cache could hold now within spec.gpu_memory_utilization
+  // (a scheduler sizes num_blocks from this); -1 where memory is not the backend's to budget (CPU).
+  virtual int64_t kv_blocks_that_fit(const KvCacheSpec& spec) { return -1; }
 
   // Random weights of a realistic scale, made where the backend keeps them (--dummy-weights: speed
   // does not depend on weight values). The defaults draw on the host and upload.
@@ -121,6 +127,19 @@ class Backend {
   // Called by the forward pass before the ops of a batch: backends that keep the batch's tokens,
   // positions and slots in device memory copy them once here.
   virtual void prepare_batch(const TokenBatch& batch) {}
+  // Brackets the ops of one forward pass (LlamaModel::forward calls them; the defaults prepare the
+  // batch and run every op as called). A backend that records steps (CUDA graphs) may replay a
+  // recording of the same caller (the model object: its weights, cache and buffers) and shape
+  // (tokens, logit rows) instead: begin_step then returns true and the caller skips the ops and
+  // end_step. Between the two, ops must depend only on the caller, the shape and the batch data
+  // given here, and the caller must not read results or synchronize.
+  virtual bool begin_step(const void* caller, const TokenBatch& batch, std::span<const int64_t> logit_rows) {
+    prepare_batch(batch);
+    return false;
+  }
+  virtual void end_step() {}
+  // How many begin_step calls replayed a recording so far (statistics for tests and benchmarks).
+  virtual int64_t replayed_steps() const { return 0; }
   // Waits for all queued work (timing, host reads).
   virtual void synchronize() {}
 
@@ -136,12 +155,25 @@ class Backend {
   }
   // out = x · Wᵀ : [rows, in] → [rows, out]
   virtual void linear(const Activations& x, const LinearWeight& weight, Activations& out) = 0;
+  // outs[i] = x · weights[i]ᵀ for weights that share the input (q/k/v, gate/up): one launch where the
+  // backend can fuse them.
+  virtual void linear_group(const Activations& x, std::span<const LinearWeight* const> weights,
+                            std::span<Activations* const> outs) {
+    for (size_t i = 0; i < weights.size(); ++i) linear(x, *weights[i], *outs[i]);
+  }
   // x: [tokens, heads*head_dim], rotated in place (rotate-half / NeoX pairing, as in HF Llama)
   virtual void rope(Activations& x, int64_t head_dim, std::span<const int64_t> positions,
                     std::span<const float> inverse_frequencies) = 0;
   // Stores k, v ([tokens, kv_heads*head_dim]) of layer at the batch's (slot, position).
   virtual void kv_write(KvCache& cache, int64_t layer, const TokenBatch& batch, const Activations& k,
                         const Activations& v) = 0;
+  // rope(q), rope(k), then kv_write(k, v): one pass where the backend fuses them.
+  virtual void rope_kv_write(KvCache& cache, int64_t layer, const TokenBatch& batch, Activations& q, Activations& k,
+                             const Activations& v, std::span<const float> inverse_frequencies) {
+    rope(q, cache.spec.head_dim, batch.positions, inverse_frequencies);
+    rope(k, cache.spec.head_dim, batch.positions, inverse_frequencies);
+    kv_write(cache, layer, batch, k, v);
+  }
   // q: [tokens, heads*head_dim] → out: same shape; causal attention over the slot's cache (GQA).
   virtual void attention(const KvCache& cache, int64_t layer, const TokenBatch& batch, const Activations& q,
                          Activations& out) = 0;

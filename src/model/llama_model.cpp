@@ -145,22 +145,29 @@ void LlamaModel::forward(const backend::TokenBatch& batch, std::span<const int64
                   buffers_.act.get()})
     a->rows = tokens;
 
-  backend_.prepare_batch(batch);
-  // x: [tokens, hidden]. Each block leaves its output in proj; the next block's norm adds it to x
-  // (one fused pass on backends that fuse add + rmsnorm).
-  backend_.embed(*embedding_, batch.tokens, *buffers_.x);
-  for (int64_t i = 0; i < config_.layers; ++i) {
-    attention_block(layers_[i], i, batch, /*residual_pending=*/i > 0);
-    mlp_block(layers_[i]);
-  }
-  backend_.add(*buffers_.x, *buffers_.proj);
-  if (logit_rows.empty()) return;
-  // Only the rows that need logits go through the final norm and the LM head.
+  for (int32_t token : batch.tokens)
+    if (token < 0 || token >= config_.vocab) fail("token id {} outside the vocabulary [0, {})", token, config_.vocab);
   buffers_.last->rows = static_cast<int64_t>(logit_rows.size());
   buffers_.logits->rows = buffers_.last->rows;
-  backend_.gather_rows(*buffers_.x, logit_rows, *buffers_.last);
-  backend_.rmsnorm(*buffers_.last, *final_norm_, static_cast<float>(config_.rms_norm_eps), *buffers_.last);
-  backend_.linear(*buffers_.last, *lm_head_, *buffers_.logits);
+  // A backend may replay a recorded pass of this shape instead of running the ops below.
+  if (!backend_.begin_step(this, batch, logit_rows)) {
+    // x: [tokens, hidden]. Each block leaves its output in proj; the next block's norm adds it to x
+    // (one fused pass on backends that fuse add + rmsnorm).
+    backend_.embed(*embedding_, batch.tokens, *buffers_.x);
+    for (int64_t i = 0; i < config_.layers; ++i) {
+      attention_block(layers_[i], i, batch, /*residual_pending=*/i > 0);
+      mlp_block(layers_[i]);
+    }
+    backend_.add(*buffers_.x, *buffers_.proj);
+    // Only the rows that need logits go through the final norm and the LM head.
+    if (!logit_rows.empty()) {
+      backend_.gather_rows(*buffers_.x, logit_rows, *buffers_.last);
+      backend_.rmsnorm(*buffers_.last, *final_norm_, static_cast<float>(config_.rms_norm_eps), *buffers_.last);
+      backend_.linear(*buffers_.last, *lm_head_, *buffers_.logits);
+    }
+    backend_.end_step();
+  }
+  if (logit_rows.empty()) return;
   if (!logits) return;
   std::vector<int64_t> all_rows(logit_rows.size());
   for (size_t r = 0; r < all_rows.size(); ++r) all_rows[r] = static_cast<int64_t>(r);
@@ -174,12 +181,10 @@ void LlamaModel::attention_block(const Layer& layer, int64_t index, const backen
   if (residual_pending) backend_.add_rmsnorm(*b.x, *b.proj, *layer.attn_norm, eps, *b.normed);
   else backend_.rmsnorm(*b.x, *layer.attn_norm, eps, *b.normed);
   // normed: [tokens, hidden] → q: [tokens, heads·head_dim], k, v: [tokens, kv_heads·head_dim]
-  backend_.linear(*b.normed, *layer.q_proj, *b.q);
-  backend_.linear(*b.normed, *layer.k_proj, *b.k);
-  backend_.linear(*b.normed, *layer.v_proj, *b.v);
-  backend_.rope(*b.q, config_.head_dim, batch.positions, rope_inverse_frequencies_);
-  backend_.rope(*b.k, config_.head_dim, batch.positions, rope_inverse_frequencies_);
-  backend_.kv_write(*kv_cache_, index, batch, *b.k, *b.v);
+  const backend::LinearWeight* qkv[] = {layer.q_proj.get(), layer.k_proj.get(), layer.v_proj.get()};
+  backend::Activations* qkv_out[] = {b.q.get(), b.k.get(), b.v.get()};
+  backend_.linear_group(*b.normed, qkv, qkv_out);
+  backend_.rope_kv_write(*kv_cache_, index, batch, *b.q, *b.k, *b.v, rope_inverse_frequencies_);
   // attn: [tokens, heads·head_dim] = softmax(q·Kᵀ/√d)·V over each token's own sequence
   backend_.attention(*kv_cache_, index, batch, *b.q, *b.attn);
   backend_.linear(*b.attn, *layer.o_proj, *b.proj);
@@ -189,8 +194,9 @@ void LlamaModel::mlp_block(const Layer& layer) {
   auto& b = buffers_;
   backend_.add_rmsnorm(*b.x, *b.proj, *layer.ffn_norm, static_cast<float>(config_.rms_norm_eps), *b.normed);
   // normed: [tokens, hidden] → gate, up: [tokens, ffn] → act → proj: [tokens, hidden]
-  backend_.linear(*b.normed, *layer.gate_proj, *b.gate);
-  backend_.linear(*b.normed, *layer.up_proj, *b.up);
+  const backend::LinearWeight* gate_up[] = {layer.gate_proj.get(), layer.up_proj.get()};
+  backend::Activations* gate_up_out[] = {b.gate.get(), b.up.get()};
+  backend_.linear_group(*b.normed, gate_up, gate_up_out);
   backend_.swiglu(*b.gate, *b.up, *b.act);
   backend_.linear(*b.act, *layer.down_proj, *b.proj);
 }

@@ -10,7 +10,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 
 namespace octet::backend {
@@ -81,10 +84,14 @@ class CudaVsCpu : public ::testing::Test {
 
 TEST_F(CudaVsCpu, LinearAllFormatsAndShapes) {
   struct Shape { int64_t rows, in, out; };
-  const Shape shapes[] = {{1, 576, 192}, {3, 1000, 257}, {8, 1024, 513}, {17, 64, 33}, {64, 512, 384}, {5, 40, 9}};
+  // k a multiple of 64 and ≤ 16 rows: tensor-core GEMV (tiles of 8 and 16 tokens); k = 1040
+  // (16 · 65) and ≤ 8 rows: CUDA-core GEMV; k = 1000 or 40: the plain fallback; else cuBLASLt.
+  const Shape shapes[] = {{1, 576, 192}, {3, 1000, 257}, {8, 1024, 513}, {17, 64, 33}, {64, 512, 384}, {5, 40, 9},
+                          {2, 1040, 77}, {7, 4096, 1030}, {4, 64, 15}, {13, 1088, 100}, {40, 1024, 257},
+                          {65, 512, 384}, {12, 1040, 50}};
   for (LinearFormat format : {LinearFormat::fp8, LinearFormat::bf16, LinearFormat::f32}) {
-    // FP8 rows > 8 run on Hopper's FP8 tensor cores, whose accumulation is narrower than float32
-    // (about 1e-4 relative); the GEMV and the CPU accumulate E4M3 products in float32.
+    // FP8 on tensor cores (cuBLASLt above 8 rows, the mma.sync GEMV for k % 64 == 0) accumulates
+    // narrower than float32 (about 1e-4 relative); the CUDA-core GEMV and the CPU in float32.
     const double tolerance = format == LinearFormat::bf16 ? 1e-3 : format == LinearFormat::fp8 ? 1e-3 : 1e-5;
     for (Shape s : shapes) {
       auto x = testing::random_normal(rng_, static_cast<size_t>(s.rows * s.in));
@@ -95,6 +102,71 @@ TEST_F(CudaVsCpu, LinearAllFormatsAndShapes) {
       cpu_->linear(*in.cpu, *wc, *out.cpu);
       gpu_->linear(*in.gpu, *wg, *out.gpu);
       EXPECT_LT(error(out), tolerance) << "format " << int(format) << " rows " << s.rows << " in " << s.in << " out " << s.out;
+    }
+  }
+}
+
+// q/k/v- and gate/up-like groups through linear_group (one GEMV launch for FP8 where it fits), fed by
+// the fused norm + quantize and SwiGLU + quantize kernels, against the CPU's separate ops. Odd
+// output sizes (blocks split unevenly between members), 1 to 64 rows (both tiles of the tensor-core
+// GEMV, then cuBLASLt; cuBLASLt above 8 rows when k is not a multiple of 64), poisoned outputs. Tolerance 1e-3 as for single FP8 linears: the same E4M3 codes meet the same
+// weights, and only summation order differs (tensor cores above 8 rows accumulate narrower).
+TEST_F(CudaVsCpu, GroupedLinearsAfterFusedQuantizeMatchCpu) {
+  const int64_t outs[] = {1000, 257, 33};
+  // in = 1040 (16 · 65) takes the CUDA-core GEMV, 1088 (64 · 17) the tensor-core one.
+  for (auto [format, in, ffn] : {std::tuple{LinearFormat::fp8, int64_t{1040}, int64_t{528}},
+                                 std::tuple{LinearFormat::fp8, int64_t{1088}, int64_t{576}},
+                                 std::tuple{LinearFormat::bf16, int64_t{1040}, int64_t{528}}}) {
+    for (int64_t rows : {1, 3, 8, 13, 29, 64}) {
+      auto x = testing::random_normal(rng_, rows * in), y = testing::random_normal(rng_, rows * in);
+      auto norm = testing::random_normal(rng_, in, 0.1f);
+      for (auto& v : norm) v += 1.0f;
+      auto nc = cpu_->make_vector(norm.data(), in);
+      auto ng = gpu_->make_vector(norm.data(), in);
+      std::vector<std::unique_ptr<LinearWeight>> wc, wg;
+      std::vector<Pair> results;
+      for (int64_t n : outs) {
+        auto w = testing::random_normal(rng_, static_cast<size_t>(n * in), 0.05f);
+        wc.push_back(cpu_->make_linear(w.data(), n, in, LinearSpec{format, 0.0f}));
+        wg.push_back(gpu_->make_linear(w.data(), n, in, LinearSpec{format, 0.0f}));
+        results.push_back(poisoned(rows, n));
+      }
+      Pair residual = pair(rows, in, x), delta = pair(rows, in, y), normed = poisoned(rows, in);
+      cpu_->add_rmsnorm(*residual.cpu, *delta.cpu, *nc, 1e-5f, *normed.cpu);
+      gpu_->add_rmsnorm(*residual.gpu, *delta.gpu, *ng, 1e-5f, *normed.gpu);
+      std::vector<const LinearWeight*> group_c, group_g;
+      std::vector<Activations*> out_c, out_g;
+      for (size_t i = 0; i < results.size(); ++i) {
+        group_c.push_back(wc[i].get());
+        group_g.push_back(wg[i].get());
+        out_c.push_back(results[i].cpu.get());
+        out_g.push_back(results[i].gpu.get());
+      }
+      cpu_->linear_group(*normed.cpu, group_c, out_c);
+      gpu_->linear_group(*normed.gpu, group_g, out_g);
+      for (size_t i = 0; i < results.size(); ++i)
+        EXPECT_LT(error(results[i]), 1e-3) << "format " << int(format) << " rows " << rows << " member " << i;
+
+      // Writing the normed rows again (in place) must not leave the codes of the old values in use.
+      cpu_->add(*normed.cpu, *delta.cpu);
+      gpu_->add(*normed.gpu, *delta.gpu);
+      Pair again = poisoned(rows, outs[1]);
+      cpu_->linear(*normed.cpu, *wc[1], *again.cpu);
+      gpu_->linear(*normed.gpu, *wg[1], *again.gpu);
+      EXPECT_LT(error(again), 1e-3) << "after an in-place add, rows " << rows;
+
+      // SwiGLU (+ quantize on FP8) feeding a down-projection-like linear.
+      auto g = testing::random_normal(rng_, rows * ffn), u = testing::random_normal(rng_, rows * ffn);
+      auto wd = testing::random_normal(rng_, static_cast<size_t>(in * ffn), 0.05f);
+      auto dc = cpu_->make_linear(wd.data(), in, ffn, LinearSpec{format, 0.0f});
+      auto dg = gpu_->make_linear(wd.data(), in, ffn, LinearSpec{format, 0.0f});
+      Pair gate = pair(rows, ffn, g), up = pair(rows, ffn, u), act = poisoned(rows, ffn), down = poisoned(rows, in);
+      cpu_->swiglu(*gate.cpu, *up.cpu, *act.cpu);
+      gpu_->swiglu(*gate.gpu, *up.gpu, *act.gpu);
+      EXPECT_LT(error(act), 1e-6);
+      cpu_->linear(*act.cpu, *dc, *down.cpu);
+      gpu_->linear(*act.gpu, *dg, *down.gpu);
+      EXPECT_LT(error(down), 1e-3) << "down after swiglu, rows " << rows;
     }
   }
 }
@@ -157,6 +229,117 @@ TEST_F(CudaVsCpu, AttentionOverCacheEveryStorage) {
   }
 }
 
+// A pool smaller than slots × blocks_per_slot, handed out in a shuffled order, with a block size that
+// divides nothing; prefill of several slots in one batch, then decode steps. Layer 1 of 2, so a wrong
+// layer offset or a static scale taken from the wrong layer shows up. K/V enter through the fused
+// RoPE + cache write (the CPU's default: rope, rope, kv_write); head_dim 32 has fewer rotation
+// pairs than lanes.
+TEST_F(CudaVsCpu, PagedCacheShuffledBlockTablesMatchCpu) {
+  const int64_t heads = 6, kv_heads = 3, max_positions = 150, block_size = 7, layer = 1;
+  struct Variant {
+    KvCacheSpec::Storage storage;
+    fp8::Format format;
+    bool static_scales;
+    int64_t head_dim;
+  };
+  const Variant variants[] = {{KvCacheSpec::Storage::f32, fp8::Format::e4m3, false, 64},
+                              {KvCacheSpec::Storage::bf16, fp8::Format::e4m3, false, 64},
+                              {KvCacheSpec::Storage::fp8, fp8::Format::e4m3, false, 64},
+                              {KvCacheSpec::Storage::fp8, fp8::Format::e5m2, false, 128},
+                              {KvCacheSpec::Storage::fp8, fp8::Format::e4m3, true, 32},
+                              {KvCacheSpec::Storage::f32, fp8::Format::e4m3, false, 32}};
+  for (const Variant& variant : variants) {
+    const int64_t head_dim = variant.head_dim;
+    std::vector<float> freqs(head_dim / 2);
+    for (int64_t i = 0; i < head_dim / 2; ++i) freqs[i] = std::pow(10000.0f, -2.0f * i / head_dim);
+    KvCacheSpec spec{2, kv_heads, head_dim, max_positions, 3, variant.storage, variant.format};
+    spec.block_size = block_size;
+    spec.num_blocks = 50;  // 3 slots × 22 blocks would be 66
+    if (variant.static_scales) {
+      spec.static_k_scales = {0.5f, 4.0f / 448.0f};  // layer 1's: values of |x| > 4 saturate, on both backends
+      spec.static_v_scales = {0.5f, 3.0f / 448.0f};
+    }
+    auto cache_cpu = cpu_->make_kv_cache(spec);
+    auto cache_gpu = gpu_->make_kv_cache(spec);
+    std::vector<int32_t> pool(50);
+    for (int32_t b = 0; b < 50; ++b) pool[b] = b;
+    std::shuffle(pool.begin(), pool.end(), rng_);
+    const std::vector<int32_t> tables[3] = {{pool.begin(), pool.begin() + 20},
+                                            {pool.begin() + 20, pool.begin() + 29},
+                                            {pool.begin() + 29, pool.begin() + 44}};
+    for (int64_t slot = 0; slot < 3; ++slot) {
+      cache_cpu->set_block_table(slot, tables[slot]);
+      cache_gpu->set_block_table(slot, tables[slot]);
+    }
+    // Prefill slot 0 (131 tokens), then slots 1 and 2 together (23 + 17), then two decode steps of all three.
+    std::vector<TokenBatch> batches(4);
+    for (int64_t i = 0; i < 131; ++i) batches[0].positions.push_back(i), batches[0].slots.push_back(0);
+    for (int64_t slot : {1, 2})
+      for (int64_t i = 0; i < (slot == 1 ? 23 : 17); ++i) batches[1].positions.push_back(i), batches[1].slots.push_back(slot);
+    for (int64_t step = 0; step < 2; ++step) {
+      batches[2 + step].slots = {2, 0, 1};
+      batches[2 + step].positions = {17 + step, 131 + step, 23 + step};
+    }
+    for (TokenBatch& batch : batches) {
+      batch.tokens.assign(batch.positions.size(), 0);
+      const auto count = static_cast<int64_t>(batch.size());
+      auto q = testing::random_normal(rng_, count * heads * head_dim);
+      auto k = testing::random_normal(rng_, count * kv_heads * head_dim, 1.5f);
+      auto v = testing::random_normal(rng_, count * kv_heads * head_dim, 1.5f);
+      Pair qp = pair(count, heads * head_dim, q), kp = pair(count, kv_heads * head_dim, k), vp = pair(count, kv_heads * head_dim, v);
+      Pair out = poisoned(count, heads * head_dim);
+      gpu_->prepare_batch(batch);
+      cpu_->rope_kv_write(*cache_cpu, layer, batch, *qp.cpu, *kp.cpu, *vp.cpu, freqs);
+      gpu_->rope_kv_write(*cache_gpu, layer, batch, *qp.gpu, *kp.gpu, *vp.gpu, freqs);
+      EXPECT_LT(error(qp), 1e-5) << "rotated q, head_dim " << head_dim;
+      EXPECT_LT(error(kp), 1e-5) << "rotated k, head_dim " << head_dim;
+      cpu_->attention(*cache_cpu, layer, batch, *qp.cpu, *out.cpu);
+      gpu_->attention(*cache_gpu, layer, batch, *qp.gpu, *out.gpu);
+      // f32: summation order only. bf16/fp8: the stored values are the same codes (the rotated k
+      // differs by an ulp, which moves a code only at a rounding boundary), widened exactly, so the
+      // difference is again the order of float32 sums, loosened for the GPU's fast exp and a rare
+      // boundary code. A wrong block mapping or scale is off by O(1).
+      EXPECT_LT(error(out), variant.storage == KvCacheSpec::Storage::f32 ? 1e-5 : 3e-4)
+          << "storage " << int(variant.storage) << " format " << int(variant.format) << " static " << variant.static_scales
+          << " head_dim " << head_dim << " tokens " << count;
+    }
+    // A block outside the pool, and a position past the slot's table, are refused with a message.
+    EXPECT_THROW(cache_gpu->set_block_table(0, std::vector<int32_t>{3, 50}), std::exception);
+    TokenBatch unmapped{{0}, {9 * block_size}, {1}};  // slot 1 holds 9 blocks
+    Pair kp = pair(1, kv_heads * head_dim, testing::random_normal(rng_, kv_heads * head_dim));
+    gpu_->prepare_batch(unmapped);
+    EXPECT_THROW(gpu_->kv_write(*cache_gpu, layer, unmapped, *kp.gpu, *kp.gpu), std::exception);
+  }
+}
+
+TEST_F(CudaVsCpu, KvCacheRefusesBadStaticScales) {
+  KvCacheSpec spec{2, 2, 64, 32, 1, KvCacheSpec::Storage::fp8};
+  spec.static_k_scales = {0.1f};  // one for two layers
+  EXPECT_THROW(gpu_->make_kv_cache(spec), std::exception);
+  spec.static_k_scales = {0.1f, -1.0f};
+  EXPECT_THROW(gpu_->make_kv_cache(spec), std::exception);
+}
+
+// A cache larger than the device's budget is refused before allocating, naming the largest context
+// that fits; the capacity query shrinks with the utilization and rejects values outside (0, 1].
+TEST_F(CudaVsCpu, KvCacheBeyondMemoryBudgetIsRefusedWithTheContextThatFits) {
+  KvCacheSpec spec{80, 8, 128, int64_t{1} << 24, 1, KvCacheSpec::Storage::fp8};  // 70B-shaped, 16M positions: ~2.8 TB
+  try {
+    gpu_->make_kv_cache(spec);
+    ADD_FAILURE() << "a 2.8 TB cache was accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("largest context that fits"), std::string::npos) << e.what();
+  }
+  const int64_t at_90 = gpu_->kv_blocks_that_fit(spec);
+  spec.gpu_memory_utilization = 0.5;
+  const int64_t at_50 = gpu_->kv_blocks_that_fit(spec);
+  EXPECT_GT(at_90, 0);
+  EXPECT_LT(at_50, at_90);
+  spec.gpu_memory_utilization = 1.5;
+  EXPECT_THROW(gpu_->kv_blocks_that_fit(spec), std::exception);
+  EXPECT_EQ(cpu_->kv_blocks_that_fit(spec), -1);
+}
+
 // Seeded host weights, identical for both backends.
 class RandomWeights final : public model::WeightSource {
  public:
@@ -177,11 +360,7 @@ class RandomWeights final : public model::WeightSource {
   uint64_t seed_;
 };
 
-// Logits of a tiny random Llama (prefill of two sequences, then 5 decode steps of both) on the CPU
-// and the GPU. f32 and bf16 must agree closely. FP8 re-rounds every activation, so a 1e-4 difference
-// upstream flips some codes downstream: there the GPU must be as close to the float32 result as
-// the CPU's FP8 path is (a wrong scale or layout would be off by the logits' own size).
-TEST_F(CudaVsCpu, TinyLlamaLogitsMatchInEveryPrecision) {
+model::LlamaConfig tiny_config() {
   model::LlamaConfig config;
   config.layers = 2;
   config.hidden = 256;
@@ -193,6 +372,15 @@ TEST_F(CudaVsCpu, TinyLlamaLogitsMatchInEveryPrecision) {
   config.context_length = 128;
   config.rope_theta = 10000;
   config.tied_embeddings = false;
+  return config;
+}
+
+// Logits of a tiny random Llama (prefill of two sequences, then 5 decode steps of both) on the CPU
+// and the GPU. f32 and bf16 must agree closely. FP8 re-rounds every activation, so a 1e-4 difference
+// upstream flips some codes downstream: there the GPU must be as close to the float32 result as
+// the CPU's FP8 path is (a wrong scale or layout would be off by the logits' own size).
+TEST_F(CudaVsCpu, TinyLlamaLogitsMatchInEveryPrecision) {
+  model::LlamaConfig config = tiny_config();
   RandomWeights weights(rng_());
   model::ModelOptions options;
   options.max_context = 64;
@@ -236,6 +424,94 @@ TEST_F(CudaVsCpu, TinyLlamaLogitsMatchInEveryPrecision) {
       }
     }
   }
+}
+
+// Decode steps replayed from CUDA graphs give bit-identical logits to the same steps run op by op
+// (same kernels, same inputs), across batch shapes that change between steps; a replay still
+// checks the batch (a position past the context is refused).
+TEST_F(CudaVsCpu, RecordedStepsMatchEagerSteps) {
+  model::LlamaConfig config = tiny_config();
+  RandomWeights weights(rng_());
+  model::ModelOptions options;
+  options.max_context = 64;
+  options.slots = 3;
+  options.precision = Precision::fp8;
+  ASSERT_EQ(setenv("OCTET_CUDA_GRAPHS", "0", 1), 0);
+  auto eager_backend = make_cuda_backend(0);
+  ASSERT_EQ(unsetenv("OCTET_CUDA_GRAPHS"), 0);
+  auto run = [&](Backend& backend) {
+    model::LlamaModel model(config, &weights, backend, options);
+    std::vector<std::vector<float>> steps;
+    TokenBatch prefill;
+    for (int64_t i = 0; i < 9; ++i) prefill.tokens.push_back(static_cast<int32_t>(i * 13 % config.vocab)), prefill.positions.push_back(i), prefill.slots.push_back(0);
+    std::vector<float> logits(3 * config.vocab);
+    const int64_t last = 8;
+    model.forward(prefill, std::span<const int64_t>(&last, 1), logits.data());
+    for (int64_t step = 0; step < 12; ++step) {
+      // Three sequences for 8 steps, then one (a second shape, recorded in its turn).
+      const bool three = step < 8;
+      TokenBatch decode = three ? TokenBatch{{int32_t(step + 1), 5, 77}, {9 + step, step, step}, {0, 1, 2}}
+                                : TokenBatch{{int32_t(step)}, {9 + step}, {0}};
+      std::vector<int64_t> rows = three ? std::vector<int64_t>{0, 1, 2} : std::vector<int64_t>{0};
+      model.forward(decode, rows, logits.data());
+      steps.emplace_back(logits.begin(), logits.begin() + static_cast<int64_t>(rows.size()) * config.vocab);
+    }
+    TokenBatch past_context{{1}, {options.max_context}, {0}};
+    const int64_t row = 0;
+    EXPECT_THROW(model.forward(past_context, std::span<const int64_t>(&row, 1), logits.data()), std::exception);
+    return steps;
+  };
+  const auto eager = run(*eager_backend);
+  const auto recorded = run(*gpu_);
+  EXPECT_EQ(eager_backend->replayed_steps(), 0);
+  // 3-sequence steps: 1 eager, 1 recorded, 6 replayed; 1-sequence steps: 1 + 1 + 2.
+  EXPECT_EQ(gpu_->replayed_steps(), 8);
+  ASSERT_EQ(eager.size(), recorded.size());
+  for (size_t step = 0; step < eager.size(); ++step) {
+    ASSERT_EQ(eager[step].size(), recorded[step].size());
+    EXPECT_EQ(std::memcmp(eager[step].data(), recorded[step].data(), eager[step].size() * sizeof(float)), 0)
+        << "step " << step << " differs between eager and replayed";
+  }
+}
+
+// Two models on one backend, stepping in turn with the same batch shape (a draft and a target
+// model, say): each replays its own recordings, never the other's.
+TEST_F(CudaVsCpu, RecordedStepsAreKeptPerModel) {
+  model::LlamaConfig config = tiny_config();
+  model::ModelOptions options;
+  options.max_context = 32;
+  options.precision = Precision::fp8;
+  RandomWeights weights_a(rng_()), weights_b(rng_());
+  auto decode = [&](model::LlamaModel& model, int64_t step, std::vector<float>& logits) {
+    TokenBatch batch{{int32_t(3 + step)}, {step}, {0}};
+    const int64_t row = 0;
+    model.forward(batch, std::span<const int64_t>(&row, 1), logits.data());
+  };
+  ASSERT_EQ(setenv("OCTET_CUDA_GRAPHS", "0", 1), 0);
+  auto eager_backend = make_cuda_backend(0);
+  ASSERT_EQ(unsetenv("OCTET_CUDA_GRAPHS"), 0);
+  std::vector<std::vector<float>> expected_a, expected_b;
+  {
+    model::LlamaModel a(config, &weights_a, *eager_backend, options), b(config, &weights_b, *eager_backend, options);
+    std::vector<float> logits(config.vocab);
+    for (int64_t step = 0; step < 6; ++step) {
+      decode(a, step, logits);
+      expected_a.push_back(logits);
+      decode(b, step, logits);
+      expected_b.push_back(logits);
+    }
+  }
+  model::LlamaModel a(config, &weights_a, *gpu_, options), b(config, &weights_b, *gpu_, options);
+  std::vector<float> logits(config.vocab);
+  const int64_t replayed_before = gpu_->replayed_steps();
+  for (int64_t step = 0; step < 6; ++step) {
+    decode(a, step, logits);
+    EXPECT_EQ(std::memcmp(logits.data(), expected_a[step].data(), logits.size() * sizeof(float)), 0) << "model a, step " << step;
+    decode(b, step, logits);
+    EXPECT_EQ(std::memcmp(logits.data(), expected_b[step].data(), logits.size() * sizeof(float)), 0) << "model b, step " << step;
+  }
+  // Per model: step 0 eager (and sizes buffers), 1 eager (b's buffers were new), then recorded, then replayed.
+  EXPECT_GE(gpu_->replayed_steps() - replayed_before, 6);
 }
 
 TEST(CudaDevice, ProbeReportsAReasonWhenNoGpu) {

@@ -4,12 +4,14 @@
 // tensor-core roofline (a wgmma kernel is the next step), decode is bound by reading the cache.
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/kv_layout.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
 #include <algorithm>
+#include <tuple>
 
 namespace octet::backend::cuda {
 namespace {
@@ -113,16 +115,18 @@ __device__ __forceinline__ void load16(const void* cache, int64_t element_offset
   }
 }
 
-// One block per (token, head, split of the positions). Scores: a lane per position. V sums: the
+// One block per (token, head, split of the token's positions into `splits` spans of a multiple of
+// 32). Scores: a lane per position. V sums: the
 // warp reads `rows_per_step` cached rows at a time, each lane 16 dims of one row (16-byte loads),
 // and folds lanes holding the same dims together at the end. With one split the block writes the
 // output; otherwise it writes (max, sum, unnormalised accumulator) for attention_combine_kernel.
-template <KvStorage S>
+// kHeadDim > 0 fixes head_dim at compile time (64 and 128, Llama's): the K-row and V-row loops then
+// unroll, so every load of a chunk is in flight at once instead of one after another.
+template <KvStorage S, int kHeadDim>
 __global__ void __launch_bounds__(kWarps * 32)
-attention_kernel(const float* q, int64_t heads, int64_t kv_heads, int64_t head_dim, const int64_t* slots,
-                 const int64_t* positions, int64_t max_positions, const void* k_cache, const void* v_cache,
-                 const float* k_scales, const float* v_scales, int splits, int64_t span, float* out,
-                 float* partial) {
+attention_kernel(const float* q, int64_t heads, const int64_t* slots, const int64_t* positions, KvLayout layout,
+                 const void* k_cache, const void* v_cache, const float* k_scales, const float* v_scales, int splits,
+                 float* out, float* partial) {
   __shared__ float query[kMaxHeadDim];
   __shared__ float warp_max_score[kWarps], warp_sum[kWarps];
   __shared__ float warp_acc[kWarps][kMaxHeadDim];
@@ -131,10 +135,13 @@ attention_kernel(const float* q, int64_t heads, int64_t kv_heads, int64_t head_d
   const int64_t item = blockIdx.x;  // token * heads + head
   const int64_t token = item / heads, head = item % heads;
   const int split = blockIdx.y;
+  const int64_t kv_heads = layout.kv_heads;
+  const int64_t head_dim = kHeadDim > 0 ? kHeadDim : layout.head_dim;
   const int64_t kv_head = head / (heads / kv_heads);
   const int64_t last = positions[token];
+  const int64_t span = ((last + splits) / splits + 31) / 32 * 32;  // ceil((last + 1) / splits), rounded up to 32
   const int64_t begin = split * span, end = min(last + 1, begin + span);  // positions [begin, end)
-  const int64_t slot_base = slots[token] * max_positions;
+  const int32_t* table = layout.block_table + slots[token] * layout.blocks_per_slot;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int pieces = static_cast<int>(head_dim / 16), rows_per_step = 32 / pieces;
   const int my_row = lane / pieces, my_piece = lane % pieces;
@@ -153,7 +160,7 @@ attention_kernel(const float* q, int64_t heads, int64_t kv_heads, int64_t head_d
     const bool valid = position < end;
     float score = -INFINITY;
     if (valid) {
-      const int64_t cell = (slot_base + position) * kv_heads + kv_head;
+      const int64_t cell = pool_row(layout, table, position) * kv_heads + kv_head;
       const float dot = dot_row<S>(query, k_cache, cell * head_dim, head_dim);
       score = kScaled ? dot * k_scales[cell] : dot;
     }
@@ -166,14 +173,15 @@ attention_kernel(const float* q, int64_t heads, int64_t kv_heads, int64_t head_d
     for (int offset = 16; offset > 0; offset /= 2) weight_sum += __shfl_xor_sync(0xFFFFFFFF, weight_sum, offset);
     running_sum = running_sum * correction + weight_sum;
     running_max = new_max;
-    if (kScaled && valid) weight *= v_scales[(slot_base + position) * kv_heads + kv_head];
+    if (kScaled && valid) weight *= v_scales[pool_row(layout, table, position) * kv_heads + kv_head];
 #pragma unroll
     for (int d = 0; d < 16; ++d) acc[d] *= correction;
+#pragma unroll
     for (int step = 0; step < 32; step += rows_per_step) {
       const int row = step + my_row;
       const float p = __shfl_sync(0xFFFFFFFF, weight, row);
       if (chunk + row < end) {
-        const int64_t cell = (slot_base + chunk + row) * kv_heads + kv_head;
+        const int64_t cell = pool_row(layout, table, chunk + row) * kv_heads + kv_head;
         float v[16];
         load16<S>(v_cache, cell * head_dim + my_piece * 16, v);
 #pragma unroll
@@ -244,12 +252,20 @@ __global__ void attention_combine_kernel(const float* partial, int splits, int64
   }
 }
 
+template <KvStorage S, typename... Args>
+void launch_attention_kernel(dim3 grid, cudaStream_t s, const Args&... args) {
+  const int64_t head_dim = std::get<4>(std::tie(args...)).head_dim;  // the KvLayout
+  if (head_dim == 128) attention_kernel<S, 128><<<grid, kWarps * 32, 0, s>>>(args...);
+  else if (head_dim == 64) attention_kernel<S, 64><<<grid, kWarps * 32, 0, s>>>(args...);
+  else attention_kernel<S, 0><<<grid, kWarps * 32, 0, s>>>(args...);
+}
+
 }  // namespace
 
-int attention_splits(int64_t tokens, int64_t heads, int64_t longest_context) {
-  // Enough blocks to fill the GPU several times over; each split keeps at least 256 positions.
+int attention_splits(int64_t tokens, int64_t heads, int64_t max_context) {
+  // Enough blocks to fill the GPU several times over; a full-length slot keeps >= 256 positions per split.
   const int64_t items = tokens * heads;
-  const int64_t by_length = (longest_context + kPositionsPerSplit - 1) / kPositionsPerSplit;
+  const int64_t by_length = (max_context + kPositionsPerSplit - 1) / kPositionsPerSplit;
   const int64_t by_occupancy = (kTargetBlocks + items - 1) / items;
   return static_cast<int>(std::max<int64_t>(1, std::min(by_length, by_occupancy)));
 }
@@ -258,30 +274,21 @@ size_t attention_scratch_floats(int64_t tokens, int64_t heads, int64_t head_dim,
   return splits > 1 ? static_cast<size_t>(tokens * heads * splits * (head_dim + 2)) : 0;
 }
 
-void launch_attention(const float* q, int64_t tokens, int64_t heads, int64_t kv_heads, int64_t head_dim,
-                      const int64_t* slots, const int64_t* positions, int64_t longest_context, int64_t max_positions,
-                      KvStorage storage, const void* k_cache, const void* v_cache, const float* k_scales,
-                      const float* v_scales, float* scratch, float* out, cudaStream_t s) {
+void launch_attention(const float* q, int64_t tokens, int64_t heads, const int64_t* slots, const int64_t* positions,
+                      int64_t max_context, const KvLayout& layout, const void* k_cache, const void* v_cache,
+                      const float* k_scales, const float* v_scales, float* scratch, float* out, cudaStream_t s) {
+  const int64_t kv_heads = layout.kv_heads, head_dim = layout.head_dim;
   if (head_dim > kMaxHeadDim || head_dim % 16 != 0 || 32 % (head_dim / 16) != 0)
     fail("attention: head_dim {} must be 16, 32, 64, 128 or 256", head_dim);
   if (heads % kv_heads != 0) fail("attention: {} heads are not a multiple of {} kv heads", heads, kv_heads);
   if (tokens == 0) return;
-  const int splits = attention_splits(tokens, heads, longest_context);
-  const int64_t span = ((longest_context + splits - 1) / splits + 31) / 32 * 32;
+  const int splits = attention_splits(tokens, heads, max_context);
   const dim3 grid(static_cast<unsigned>(tokens * heads), static_cast<unsigned>(splits));
-  switch (storage) {
-    case KvStorage::f32:
-      attention_kernel<KvStorage::f32><<<grid, kWarps * 32, 0, s>>>(q, heads, kv_heads, head_dim, slots, positions, max_positions, k_cache, v_cache, k_scales, v_scales, splits, span, out, scratch);
-      break;
-    case KvStorage::bf16:
-      attention_kernel<KvStorage::bf16><<<grid, kWarps * 32, 0, s>>>(q, heads, kv_heads, head_dim, slots, positions, max_positions, k_cache, v_cache, k_scales, v_scales, splits, span, out, scratch);
-      break;
-    case KvStorage::e4m3:
-      attention_kernel<KvStorage::e4m3><<<grid, kWarps * 32, 0, s>>>(q, heads, kv_heads, head_dim, slots, positions, max_positions, k_cache, v_cache, k_scales, v_scales, splits, span, out, scratch);
-      break;
-    case KvStorage::e5m2:
-      attention_kernel<KvStorage::e5m2><<<grid, kWarps * 32, 0, s>>>(q, heads, kv_heads, head_dim, slots, positions, max_positions, k_cache, v_cache, k_scales, v_scales, splits, span, out, scratch);
-      break;
+  switch (layout.storage) {
+    case KvStorage::f32: launch_attention_kernel<KvStorage::f32>(grid, s, q, heads, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, scratch); break;
+    case KvStorage::bf16: launch_attention_kernel<KvStorage::bf16>(grid, s, q, heads, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, scratch); break;
+    case KvStorage::e4m3: launch_attention_kernel<KvStorage::e4m3>(grid, s, q, heads, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, scratch); break;
+    case KvStorage::e5m2: launch_attention_kernel<KvStorage::e5m2>(grid, s, q, heads, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, scratch); break;
   }
   OCTET_CUDA_LAUNCH_CHECK();
   if (splits > 1) {

@@ -4,6 +4,7 @@
 #include "backend/cuda/kernels.h"
 
 #include <cuda_bf16.h>
+#include <cuda_fp8.h>
 
 namespace octet::backend::cuda {
 namespace {
@@ -25,6 +26,33 @@ __device__ float block_sum(float value, float* shared) {
   return value;
 }
 
+__device__ float block_max(float value, float* shared) {
+  for (int offset = 16; offset > 0; offset /= 2) value = fmaxf(value, __shfl_xor_sync(0xFFFFFFFF, value, offset));
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) shared[warp] = value;
+  __syncthreads();
+  value = threadIdx.x < blockDim.x / 32 ? shared[threadIdx.x] : 0.0f;
+  if (warp == 0)
+    for (int offset = 16; offset > 0; offset /= 2) value = fmaxf(value, __shfl_xor_sync(0xFFFFFFFF, value, offset));
+  if (threadIdx.x == 0) shared[0] = value;
+  __syncthreads();
+  value = shared[0];
+  __syncthreads();
+  return value;
+}
+
+// Per-row E4M3 codes of the row this thread block just wrote (each thread re-reads only the elements
+// it wrote, so no barrier is needed before), as quantize_rows_e4m3_kernel computes them.
+__device__ void quantize_own_row(const float* row, int64_t cols, float local_amax, float* shared, uint8_t* codes,
+                                 float* row_scale) {
+  const float amax = block_max(local_amax, shared);
+  const float scale = (amax > 0.0f && isfinite(amax)) ? amax / 448.0f : 1.0f;
+  if (threadIdx.x == 0) *row_scale = scale;
+  const float inverse = 1.0f / scale;
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x)
+    codes[i] = __nv_cvt_float_to_fp8(row[i] * inverse, __NV_SATFINITE, __NV_E4M3);
+}
+
 __global__ void embed_bf16_kernel(const __nv_bfloat16* table, const int32_t* tokens, int64_t hidden, float* out) {
   const int64_t row = blockIdx.x;
   const __nv_bfloat16* src = table + static_cast<int64_t>(tokens[row]) * hidden;
@@ -38,7 +66,7 @@ __global__ void embed_f32_kernel(const float* table, const int32_t* tokens, int6
 }
 
 __global__ void rmsnorm_kernel(float* residual, const float* delta, const float* weight, float eps, int64_t cols,
-                               float* out) {
+                               float* out, uint8_t* codes, float* row_scales) {
   __shared__ float shared[32];
   float* x = residual + blockIdx.x * cols;
   float sum = 0.0f;
@@ -51,7 +79,14 @@ __global__ void rmsnorm_kernel(float* residual, const float* delta, const float*
     sum += v * v;
   }
   const float inv_rms = rsqrtf(block_sum(sum, shared) / static_cast<float>(cols) + eps);
-  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) out[blockIdx.x * cols + i] = x[i] * inv_rms * weight[i];
+  float* y = out + blockIdx.x * cols;
+  float amax = 0.0f;
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
+    const float value = x[i] * inv_rms * weight[i];
+    y[i] = value;
+    amax = fmaxf(amax, fabsf(value));
+  }
+  if (codes) quantize_own_row(y, cols, amax, shared, codes + blockIdx.x * cols, row_scales + blockIdx.x);
 }
 
 __global__ void add_kernel(float* x, const float* y, int64_t count) {
@@ -65,6 +100,20 @@ __global__ void swiglu_kernel(const float* gate, const float* up, int64_t count,
     const float g = gate[i];
     out[i] = g / (1.0f + __expf(-g)) * up[i];
   }
+}
+
+__global__ void swiglu_quantize_kernel(const float* gate, const float* up, int64_t cols, float* out, uint8_t* codes,
+                                       float* row_scales) {
+  __shared__ float shared[32];
+  const int64_t offset = blockIdx.x * cols;
+  float amax = 0.0f;
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
+    const float g = gate[offset + i];
+    const float value = g / (1.0f + __expf(-g)) * up[offset + i];
+    out[offset + i] = value;
+    amax = fmaxf(amax, fabsf(value));
+  }
+  quantize_own_row(out + offset, cols, amax, shared, codes + offset, row_scales + blockIdx.x);
 }
 
 // One block per token; rotate-half pairing (i, i + head_dim/2) as in Hugging Face's Llama.
@@ -104,16 +153,19 @@ void launch_embed_f32(const float* table, const int32_t* tokens, int64_t count, 
   OCTET_CUDA_LAUNCH_CHECK();
 }
 
-void launch_rmsnorm(const float* x, const float* weight, float eps, int64_t rows, int64_t cols, float* out, cudaStream_t s) {
+void launch_add_rmsnorm_quantize(float* residual, const float* delta, const float* weight, float eps, int64_t rows,
+                                 int64_t cols, float* out, uint8_t* codes, float* row_scales, cudaStream_t s) {
   if (rows == 0) return;
-  rmsnorm_kernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(const_cast<float*>(x), nullptr, weight, eps, cols, out);
+  // A decode batch has fewer rows than SMs: wider blocks shorten each row's three passes.
+  const int threads = rows < 128 ? 1024 : kThreads;
+  rmsnorm_kernel<<<static_cast<unsigned>(rows), threads, 0, s>>>(residual, delta, weight, eps, cols, out, codes, row_scales);
   OCTET_CUDA_LAUNCH_CHECK();
 }
 
-void launch_add_rmsnorm(float* residual, const float* delta, const float* weight, float eps, int64_t rows, int64_t cols,
-                        float* out, cudaStream_t s) {
+void launch_swiglu_quantize(const float* gate, const float* up, int64_t rows, int64_t cols, float* out, uint8_t* codes,
+                            float* row_scales, cudaStream_t s) {
   if (rows == 0) return;
-  rmsnorm_kernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(residual, delta, weight, eps, cols, out);
+  swiglu_quantize_kernel<<<static_cast<unsigned>(rows), 1024, 0, s>>>(gate, up, cols, out, codes, row_scales);
   OCTET_CUDA_LAUNCH_CHECK();
 }
 

@@ -4,12 +4,17 @@
 //
 // One warp per output row: each lane streams 16-byte chunks of the weight row (4 in flight), widens
 // E4M3 pairs to half2 in hardware and accumulates in float32 (products of E4M3 values are exact in
-// float32; half accumulation would overflow at 448²).
+// float32; half accumulation would overflow at 448²). A group of weights sharing the input (q/k/v,
+// gate/up) runs as one launch: blocks are dealt out to the weights in order, so small matrices
+// such as k and v (1024 rows: 128 blocks alone, fewer than the SMs) ride along with q.
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
 
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
+
+#include <cstdlib>
+#include <string_view>
 
 namespace octet::backend::cuda {
 namespace {
@@ -39,12 +44,30 @@ __device__ __forceinline__ float dot16(const uint4& w, const uint4& x) {
   return sum;
 }
 
+// Which weight of the group this block works on, and its first row there: blocks are dealt out to
+// the members in order, ceil(n / rows_per_block) each.
+__device__ __forceinline__ int group_member(const GemvGroup& group, int64_t rows_per_block, int64_t& first_row) {
+  int member = 0;
+  int64_t first_block = 0;
+  while (member + 1 < group.count && blockIdx.x >= first_block + (group.n[member] + rows_per_block - 1) / rows_per_block) {
+    first_block += (group.n[member] + rows_per_block - 1) / rows_per_block;
+    ++member;
+  }
+  first_row = (static_cast<int64_t>(blockIdx.x) - first_block) * rows_per_block;
+  return member;
+}
+
 template <int Rows>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
-gemv_e4m3_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_scales, const uint8_t* __restrict__ w,
-                 const float* __restrict__ col_scales, int64_t n, int64_t k, float* __restrict__ y) {
+gemv_e4m3_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_scales, GemvGroup group, int64_t k) {
   const int lane = threadIdx.x % 32;
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  int64_t first_row = 0;
+  const int member = group_member(group, kWarpsPerBlock, first_row);
+  const int64_t n = group.n[member];
+  const uint8_t* __restrict__ w = group.w[member];
+  const float* __restrict__ col_scales = group.col_scales[member];
+  float* __restrict__ y = group.y[member];
+  const int64_t row = first_row + threadIdx.x / 32;
   if (row >= n) return;
   const uint4* weights = reinterpret_cast<const uint4*>(w + row * k);
   const int64_t chunks = k / 16;
@@ -76,6 +99,140 @@ gemv_e4m3_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_sc
   }
 }
 
+// Tensor-core path (k a multiple of 64, up to 16 tokens): mma.sync m16n8k32 E4M3 multiplies 16
+// weight rows by 8 tokens (absent tokens are zeros), so the E4M3 → float widening that bounds the
+// kernel above (about 4 instructions per weight byte at one token, 22 at eight) disappears. A warp
+// owns MT·16 weight rows and NT·8 tokens; the block's 8 warps split k and meet in shared memory.
+// The order over k does not matter, so each lane loads 16 contiguous bytes of its rows (and of its
+// tokens' rows) and the k positions are permuted identically in A and B: lane (group g, thread t)
+// holds bytes t·16 … t·16+15 of a 64-byte step, fed to two MMAs as logical columns
+// {t·4…t·4+3, 16+t·4…} of each. Tokens are re-read from L2 once per block; MT = 2 would halve that
+// traffic per weight byte (measured for 32 and 64 tokens, slower than cuBLASLt there, not used).
+constexpr int kMmaWarps = 8;
+
+__device__ __forceinline__ void mma_e4m3(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                         uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+#endif
+}
+
+__device__ __forceinline__ void mma_step(float c[4], const uint4& lo, const uint4& hi, const uint4& xv) {
+  mma_e4m3(c, lo.x, hi.x, lo.y, hi.y, xv.x, xv.y);
+  mma_e4m3(c, lo.z, hi.z, lo.w, hi.w, xv.z, xv.w);
+}
+
+template <int MT, int NT, int U>
+__global__ void __launch_bounds__(kMmaWarps * 32)
+gemv_e4m3_mma_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_scales, int rows, GemvGroup group,
+                     int64_t k) {
+  constexpr int kRows = MT * 16, kTokens = NT * 8;
+  // Warps 4..7 hand their sums to warps 0..3, which add and keep them: half the shared memory.
+  __shared__ float partial[kMmaWarps / 2][kRows][kTokens + 1];  // +1: conflict-free column reads
+  int64_t row0 = 0;
+  const int member = group_member(group, kRows, row0);
+  const int64_t n = group.n[member];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  // Rows past n repeat the last row (their results are not written), so every load is in bounds.
+  const uint8_t* w_lo[MT];
+  const uint8_t* w_hi[MT];
+#pragma unroll
+  for (int i = 0; i < MT; ++i) {
+    w_lo[i] = group.w[member] + min(row0 + i * 16 + g, n - 1) * k + t * 16;
+    w_hi[i] = group.w[member] + min(row0 + i * 16 + g + 8, n - 1) * k + t * 16;
+  }
+  // Token j·8 + g of tile j; tokens past `rows` read as zeros.
+  const uint8_t* xr = x + g * k + t * 16;
+  const int64_t tile_stride = 8 * k;
+  auto has_token = [&](int j) { return j * 8 + g < rows; };
+  const uint4 zero = make_uint4(0, 0, 0, 0);
+  float c[MT][NT][4];
+#pragma unroll
+  for (int i = 0; i < MT; ++i)
+#pragma unroll
+    for (int j = 0; j < NT; ++j) c[i][j][0] = c[i][j][1] = c[i][j][2] = c[i][j][3] = 0.0f;
+
+  const int64_t steps = k / 64;
+  int64_t step = warp;
+#pragma unroll 1
+  for (; step + kMmaWarps * (U - 1) < steps; step += kMmaWarps * U) {
+    uint4 lo[U][MT], hi[U][MT], xv[U][NT];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int64_t offset = (step + u * kMmaWarps) * 64;
+#pragma unroll
+      for (int i = 0; i < MT; ++i) {
+        lo[u][i] = __ldcs(reinterpret_cast<const uint4*>(w_lo[i] + offset));  // streamed once: do not keep in L2
+        hi[u][i] = __ldcs(reinterpret_cast<const uint4*>(w_hi[i] + offset));
+      }
+#pragma unroll
+      for (int j = 0; j < NT; ++j)
+        xv[u][j] = has_token(j) ? __ldg(reinterpret_cast<const uint4*>(xr + j * tile_stride + offset)) : zero;
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+#pragma unroll
+      for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int j = 0; j < NT; ++j) mma_step(c[i][j], lo[u][i], hi[u][i], xv[u][j]);
+  }
+#pragma unroll 1
+  for (; step < steps; step += kMmaWarps) {
+    const int64_t offset = step * 64;
+    uint4 lo[MT], hi[MT];
+#pragma unroll
+    for (int i = 0; i < MT; ++i) {
+      lo[i] = __ldcs(reinterpret_cast<const uint4*>(w_lo[i] + offset));
+      hi[i] = __ldcs(reinterpret_cast<const uint4*>(w_hi[i] + offset));
+    }
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+      const uint4 xv = has_token(j) ? __ldg(reinterpret_cast<const uint4*>(xr + j * tile_stride + offset)) : zero;
+#pragma unroll
+      for (int i = 0; i < MT; ++i) mma_step(c[i][j], lo[i], hi[i], xv);
+    }
+  }
+  // Accumulator layout of m16n8: c0, c1 are (row g, tokens 2t, 2t+1); c2, c3 the same for row g + 8.
+  float(*mine)[kTokens + 1] = partial[warp % (kMmaWarps / 2)];
+  auto deposit = [&](bool add) {
+#pragma unroll
+    for (int i = 0; i < MT; ++i)
+#pragma unroll
+      for (int j = 0; j < NT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          float& slot = mine[i * 16 + g + (e / 2) * 8][j * 8 + 2 * t + e % 2];
+          slot = add ? slot + c[i][j][e] : c[i][j][e];
+        }
+  };
+  if (warp >= kMmaWarps / 2) deposit(false);
+  __syncthreads();
+  if (warp < kMmaWarps / 2) deposit(true);
+  __syncthreads();
+  // Consecutive threads take consecutive rows of one token: coalesced writes of y[token, row].
+  for (int index = threadIdx.x; index < kRows * kTokens; index += blockDim.x) {
+    const int r = index % kRows, token = index / kRows;
+    const int64_t row = row0 + r;
+    if (row < n && token < rows) {
+      const float sum = (partial[0][r][token] + partial[1][r][token]) + (partial[2][r][token] + partial[3][r][token]);
+      group.y[member][token * n + row] = sum * row_scales[token] * group.col_scales[member][row];
+    }
+  }
+}
+
+template <int MT, int NT, int U>
+void launch_mma(const uint8_t* x, const float* row_scales, int64_t rows, const GemvGroup& group, int64_t k, cudaStream_t s) {
+  int64_t blocks = 0;
+  for (int i = 0; i < group.count; ++i) blocks += (group.n[i] + MT * 16 - 1) / (MT * 16);
+  if (blocks == 0) return;
+  gemv_e4m3_mma_kernel<MT, NT, U><<<static_cast<unsigned>(blocks), kMmaWarps * 32, 0, s>>>(x, row_scales, static_cast<int>(rows),
+                                                                                          group, k);
+  OCTET_CUDA_LAUNCH_CHECK();
+}
+
 __global__ void matmul_e4m3_simple_kernel(const uint8_t* x, const float* row_scales, int64_t rows, const uint8_t* w,
                                           const float* col_scales, int64_t n, int64_t k, float* y) {
   const int64_t index = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
@@ -93,21 +250,57 @@ __global__ void matmul_e4m3_simple_kernel(const uint8_t* x, const float* row_sca
 
 }  // namespace
 
+namespace {
+bool tensor_core_gemv() {
+  static const bool enabled = [] {
+    const char* value = std::getenv("OCTET_CUDA_TENSOR_GEMV");
+    return value == nullptr || std::string_view(value) != "0";
+  }();
+  return enabled;
+}
+}  // namespace
+
+// Up to 16 tokens: at 32 and 64, cuBLASLt was faster on the H200 (8B decode 7.57 vs 10.19 ms per
+// step at batch 32, docs/PERFORMANCE.md version 4), so the wider tiles are not dispatched.
+bool gemv_e4m3_fits(int64_t rows, int64_t k) {
+  if (k % 64 == 0 && tensor_core_gemv()) return rows <= 16;
+  return k % 16 == 0 && rows <= 8;
+}
+
 void launch_gemv_e4m3(const uint8_t* x, const float* row_scales, int64_t rows, const uint8_t* w, const float* col_scales,
                       int64_t n, int64_t k, float* y, cudaStream_t s) {
-  if (rows < 1 || rows > kGemvMaxRows) fail("gemv_e4m3: {} rows, expected 1 to {}", rows, kGemvMaxRows);
-  if (k % 16 != 0) fail("gemv_e4m3: k = {} is not a multiple of 16", k);
-  const unsigned blocks = static_cast<unsigned>((n + kWarpsPerBlock - 1) / kWarpsPerBlock);
+  GemvGroup group;
+  group.count = 1;
+  group.w[0] = w;
+  group.col_scales[0] = col_scales;
+  group.y[0] = y;
+  group.n[0] = n;
+  launch_gemv_e4m3_group(x, row_scales, rows, group, k, s);
+}
+
+void launch_gemv_e4m3_group(const uint8_t* x, const float* row_scales, int64_t rows, const GemvGroup& group, int64_t k,
+                            cudaStream_t s) {
+  if (rows < 1 || !gemv_e4m3_fits(rows, k)) fail("gemv_e4m3: {} rows of k = {} do not fit the GEMV", rows, k);
+  if (group.count < 1 || group.count > GemvGroup::kMaxMembers) fail("gemv_e4m3: a group of {} weights", group.count);
+  if (k % 64 == 0 && tensor_core_gemv()) {
+    if (rows <= 8) launch_mma<1, 1, 4>(x, row_scales, rows, group, k, s);
+    else launch_mma<1, 2, 4>(x, row_scales, rows, group, k, s);
+    return;
+  }
+  int64_t total_blocks = 0;
+  for (int i = 0; i < group.count; ++i) total_blocks += (group.n[i] + kWarpsPerBlock - 1) / kWarpsPerBlock;
+  if (total_blocks == 0) return;
+  const unsigned blocks = static_cast<unsigned>(total_blocks);
   const unsigned threads = kWarpsPerBlock * 32;
   switch (rows) {
-    case 1: gemv_e4m3_kernel<1><<<blocks, threads, 0, s>>>(x, row_scales, w, col_scales, n, k, y); break;
-    case 2: gemv_e4m3_kernel<2><<<blocks, threads, 0, s>>>(x, row_scales, w, col_scales, n, k, y); break;
-    case 3: gemv_e4m3_kernel<3><<<blocks, threads, 0, s>>>(x, row_scales, w, col_scales, n, k, y); break;
-    case 4: gemv_e4m3_kernel<4><<<blocks, threads, 0, s>>>(x, row_scales, w, col_scales, n, k, y); break;
-    case 5: gemv_e4m3_kernel<5><<<blocks, threads, 0, s>>>(x, row_scales, w, col_scales, n, k, y); break;
-    case 6: gemv_e4m3_kernel<6><<<blocks, threads, 0, s>>>(x, row_scales, w, col_scales, n, k, y); break;
-    case 7: gemv_e4m3_kernel<7><<<blocks, threads, 0, s>>>(x, row_scales, w, col_scales, n, k, y); break;
-    default: gemv_e4m3_kernel<8><<<blocks, threads, 0, s>>>(x, row_scales, w, col_scales, n, k, y); break;
+    case 1: gemv_e4m3_kernel<1><<<blocks, threads, 0, s>>>(x, row_scales, group, k); break;
+    case 2: gemv_e4m3_kernel<2><<<blocks, threads, 0, s>>>(x, row_scales, group, k); break;
+    case 3: gemv_e4m3_kernel<3><<<blocks, threads, 0, s>>>(x, row_scales, group, k); break;
+    case 4: gemv_e4m3_kernel<4><<<blocks, threads, 0, s>>>(x, row_scales, group, k); break;
+    case 5: gemv_e4m3_kernel<5><<<blocks, threads, 0, s>>>(x, row_scales, group, k); break;
+    case 6: gemv_e4m3_kernel<6><<<blocks, threads, 0, s>>>(x, row_scales, group, k); break;
+    case 7: gemv_e4m3_kernel<7><<<blocks, threads, 0, s>>>(x, row_scales, group, k); break;
+    default: gemv_e4m3_kernel<8><<<blocks, threads, 0, s>>>(x, row_scales, group, k); break;
   }
   OCTET_CUDA_LAUNCH_CHECK();
 }

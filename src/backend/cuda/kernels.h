@@ -10,12 +10,17 @@ namespace octet::backend::cuda {
 // elementwise.cu
 void launch_embed_bf16(const uint16_t* table, const int32_t* tokens, int64_t count, int64_t hidden, float* out, cudaStream_t s);
 void launch_embed_f32(const float* table, const int32_t* tokens, int64_t count, int64_t hidden, float* out, cudaStream_t s);
-void launch_rmsnorm(const float* x, const float* weight, float eps, int64_t rows, int64_t cols, float* out, cudaStream_t s);
-// residual += delta; out = rmsnorm(residual) — one pass instead of two.
-void launch_add_rmsnorm(float* residual, const float* delta, const float* weight, float eps, int64_t rows, int64_t cols,
-                        float* out, cudaStream_t s);
+// residual += delta (delta == nullptr: nothing added); out = rmsnorm(residual) — one pass instead of two.
+// With codes != nullptr, the normalised rows are also quantized to E4M3 per row (scale = amax / 448)
+// into codes / row_scales, exactly as launch_quantize_rows_e4m3 would from out: the next FP8 linear
+// skips its own quantize launch.
+void launch_add_rmsnorm_quantize(float* residual, const float* delta, const float* weight, float eps, int64_t rows,
+                                 int64_t cols, float* out, uint8_t* codes, float* row_scales, cudaStream_t s);
 void launch_add(float* x, const float* y, int64_t count, cudaStream_t s);
 void launch_swiglu(const float* gate, const float* up, int64_t count, float* out, cudaStream_t s);
+// out = silu(gate) · up, rows × cols, and its per-row E4M3 codes / scales (one block per row).
+void launch_swiglu_quantize(const float* gate, const float* up, int64_t rows, int64_t cols, float* out, uint8_t* codes,
+                            float* row_scales, cudaStream_t s);
 void launch_rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const int64_t* positions,
                  const float* inverse_frequencies, cudaStream_t s);
 void launch_gather_rows(const float* x, const int64_t* rows, int64_t count, int64_t cols, float* out, cudaStream_t s);
@@ -28,30 +33,63 @@ void launch_to_bf16(const float* x, int64_t count, uint16_t* out, cudaStream_t s
 void launch_scale_rows_cols(float* out, int64_t rows, int64_t cols, const float* row_scales, const float* col_scales,
                             cudaStream_t s);
 
-// gemv_fp8.cu: y[m, n] = row_scales[m] · col_scales[n] · Σ_k x[m, k] · w[n, k] with E4M3 x and w, for
-// rows ≤ kGemvMaxRows. w is [n, k] row-major; k must be a multiple of 16 and rows 16-byte aligned.
-inline constexpr int kGemvMaxRows = 8;
+// gemv_fp8.cu: y[m, n] = row_scales[m] · col_scales[n] · Σ_k x[m, k] · w[n, k] with E4M3 x and w for
+// the few rows of decode batches; w is [n, k] row-major. k a multiple of 64: FP8 tensor cores
+// (mma.sync), up to 16 rows; else k a multiple of 16: CUDA cores, up to 8 rows.
+// OCTET_CUDA_TENSOR_GEMV=0 keeps every shape on the CUDA-core kernel (for comparison).
+bool gemv_e4m3_fits(int64_t rows, int64_t k);
 void launch_gemv_e4m3(const uint8_t* x, const float* row_scales, int64_t rows, const uint8_t* w, const float* col_scales,
                       int64_t n, int64_t k, float* y, cudaStream_t s);
+// Weights that share the input x, in one launch: y_i[m, n_i] = x · w_iᵀ, each [n_i, k].
+struct GemvGroup {
+  static constexpr int kMaxMembers = 4;
+  int count = 0;
+  const uint8_t* w[kMaxMembers] = {};
+  const float* col_scales[kMaxMembers] = {};
+  float* y[kMaxMembers] = {};
+  int64_t n[kMaxMembers] = {};
+};
+void launch_gemv_e4m3_group(const uint8_t* x, const float* row_scales, int64_t rows, const GemvGroup& group, int64_t k,
+                            cudaStream_t s);
 // Any shape, plain loops: the fallback and the reference the fast paths are tested against.
 void launch_matmul_e4m3_simple(const uint8_t* x, const float* row_scales, int64_t rows, const uint8_t* w,
                                const float* col_scales, int64_t n, int64_t k, float* y, cudaStream_t s);
 
-// kv_cache.cu: K/V rows of a batch into the cache [slots, positions, kv_heads, head_dim].
+// kv_cache.cu: K/V rows of a batch into the paged cache. The cache of a layer is a pool of blocks
+// [pool_blocks, block_size, kv_heads, head_dim]; position p of slot s lives in block
+// block_table[s * blocks_per_slot + p / block_size] at row p % block_size (KvCacheSpec).
 enum class KvStorage { f32, bf16, e4m3, e5m2 };
+struct KvLayout {
+  const int32_t* block_table = nullptr;  // [slots, blocks_per_slot]
+  int64_t blocks_per_slot = 0;
+  int64_t block_size = 0;
+  int64_t kv_heads = 0;
+  int64_t head_dim = 0;
+  KvStorage storage = KvStorage::f32;
+  int block_shift = -1;  // log2(block_size) when it is a power of two, else -1
+};
+// Static scales > 0 (a checkpoint's per-layer K/V scales) replace the dynamic per-(token, head) amax.
 void launch_kv_write(const float* k, const float* v, int64_t tokens, const int64_t* slots, const int64_t* positions,
-                     int64_t kv_heads, int64_t head_dim, int64_t max_positions, KvStorage storage, float static_k_scale,
-                     float static_v_scale, void* k_cache, void* v_cache, float* k_scales, float* v_scales, cudaStream_t s);
+                     const KvLayout& layout, float static_k_scale, float static_v_scale, void* k_cache, void* v_cache,
+                     float* k_scales, float* v_scales, cudaStream_t s);
+
+// RoPE on q [tokens, heads, head_dim] and k in place, then k and v into the cache: one launch for
+// what launch_rope (twice) and launch_kv_write do.
+void launch_rope_kv_write(float* q, float* k, const float* v, int64_t tokens, int64_t heads, const int64_t* slots,
+                          const int64_t* positions, const float* inverse_frequencies, const KvLayout& layout,
+                          float static_k_scale, float static_v_scale, void* k_cache, void* v_cache, float* k_scales,
+                          float* v_scales, cudaStream_t s);
 
 // attention.cu: causal GQA over each token's slot, positions [0, position]. Long contexts with few
-// (token, head) pairs are split over the positions (flash-decoding) and merged by a second kernel;
-// scratch holds attention_scratch_floats() floats. longest_context = 1 + the largest position.
-int attention_splits(int64_t tokens, int64_t heads, int64_t longest_context);
+// (token, head) pairs are split over the positions (flash-decoding) and merged by a second kernel.
+// The number of splits depends only on the shape (tokens, heads, max_context = the cache's positions
+// per slot), never on the positions themselves, so a recorded step replays with any positions; each
+// token divides its own positions among the splits. scratch holds attention_scratch_floats() floats.
+int attention_splits(int64_t tokens, int64_t heads, int64_t max_context);
 size_t attention_scratch_floats(int64_t tokens, int64_t heads, int64_t head_dim, int splits);
-void launch_attention(const float* q, int64_t tokens, int64_t heads, int64_t kv_heads, int64_t head_dim,
-                      const int64_t* slots, const int64_t* positions, int64_t longest_context, int64_t max_positions,
-                      KvStorage storage, const void* k_cache, const void* v_cache, const float* k_scales,
-                      const float* v_scales, float* scratch, float* out, cudaStream_t s);
+void launch_attention(const float* q, int64_t tokens, int64_t heads, const int64_t* slots, const int64_t* positions,
+                      int64_t max_context, const KvLayout& layout, const void* k_cache, const void* v_cache,
+                      const float* k_scales, const float* v_scales, float* scratch, float* out, cudaStream_t s);
 
 // random_weights.cu: deterministic pseudo-random weights generated on the device.
 void launch_random_e4m3(uint8_t* codes, int64_t count, uint64_t seed, cudaStream_t s);  // codes of N(0,1)·(448/4)

@@ -1,0 +1,65 @@
+#include "backend/cuda/step_graphs.h"
+
+#include "backend/cuda/cuda_check.h"
+
+#include <algorithm>
+
+namespace octet::backend::cuda {
+
+StepGraphs::~StepGraphs() { clear(); }
+
+void StepGraphs::clear() {
+  for (auto& [key, graph] : graphs_) cudaGraphExecDestroy(graph.exec);
+  graphs_.clear();
+  eager_epochs_.clear();
+  graphs_epoch_ = *epoch_;
+}
+
+void StepGraphs::start_capture(const Key& key, cudaStream_t stream) {
+  // Thread-local mode: an allocation or synchronisation on this thread during capture is an error
+  // (it would not be replayed), which turns a missed case into a clear failure.
+  OCTET_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  capturing_ = true;
+  recording_key_ = key;
+  recording_ = Graph{};
+}
+
+void StepGraphs::note_cache(const CudaKvCache* cache) {
+  if (capturing_ && std::find(recording_.caches.begin(), recording_.caches.end(), cache) == recording_.caches.end())
+    recording_.caches.push_back(cache);
+}
+
+void StepGraphs::launch(const Graph& graph, cudaStream_t stream) { OCTET_CUDA_CHECK(cudaGraphLaunch(graph.exec, stream)); }
+
+void StepGraphs::abandon_capture(cudaStream_t stream) {
+  if (!capturing_) return;
+  capturing_ = false;
+  cudaGraph_t graph = nullptr;
+  cudaStreamEndCapture(stream, &graph);
+  if (graph) cudaGraphDestroy(graph);
+  cudaGetLastError();  // the failed step's error is already reported
+}
+
+void StepGraphs::end(Action action, cudaStream_t stream) {
+  if (action == Action::eager) {
+    eager_epochs_[eager_key_] = *epoch_;
+    return;
+  }
+  if (action != Action::record) return;
+  capturing_ = false;
+  cudaGraph_t graph = nullptr;
+  OCTET_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  cudaGraphExec_t exec = nullptr;
+  if (*epoch_ != graphs_epoch_) {  // a buffer grew while recording: the graph may hold a freed address
+    cudaGraphDestroy(graph);
+    fail("cuda backend: device memory was reallocated while recording a step of {} tokens", std::get<1>(recording_key_));
+  }
+  const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  OCTET_CUDA_CHECK(status);
+  recording_.exec = exec;
+  graphs_[recording_key_] = recording_;
+  launch(graphs_[recording_key_], stream);  // the captured work has not run yet
+}
+
+}  // namespace octet::backend::cuda
