@@ -8,6 +8,7 @@
 #include "server/prometheus.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 #include <spdlog/spdlog.h>
 
 #include <condition_variable>
@@ -75,6 +76,7 @@ struct ApiServer::Impl {
   std::atomic<uint64_t> next_response_id{1};
   std::once_flag shutdown_once;
   int port = 0;
+  int listen_socket = -1;
   const int64_t started = static_cast<int64_t>(std::time(nullptr));
 
   Impl(engine::LoadedModel& m, engine::Scheduler& s, runtime::MetricsRegistry& r, ServerOptions o)
@@ -82,7 +84,13 @@ struct ApiServer::Impl {
     const int threads = std::max(options.http_threads, 4);
     http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
     http.set_payload_max_length(static_cast<size_t>(options.max_body_bytes));
-    http.set_keep_alive_timeout(2);
+    // httplib listens with a backlog of 5: a burst of clients connecting at once would have their
+    // handshakes dropped and retried for seconds. Remember the socket to widen the backlog in bind().
+    http.set_socket_options([this](int sock) {
+      int yes = 1;
+      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+      listen_socket = sock;
+    });
     http.set_read_timeout(10);
     http.set_write_timeout(10);
     routes();
@@ -351,6 +359,7 @@ int ApiServer::bind() {
   if (i.options.port == 0) i.port = i.http.bind_to_any_port(i.options.host);
   else i.port = i.http.bind_to_port(i.options.host, i.options.port) ? i.options.port : -1;
   if (i.port <= 0) fail("server: cannot listen on {}:{} (address in use, or not an address of this machine)", i.options.host, i.options.port);
+  if (i.listen_socket >= 0) ::listen(i.listen_socket, SOMAXCONN);  // Linux: a second listen() resizes the backlog
   return i.port;
 }
 
