@@ -4,11 +4,8 @@
 #include "cli/commands.h"
 #include "cli/config_flags.h"
 #include "cli/engine_flags.h"
-#include "engine/model_loader.h"
-#include "engine/scheduler.h"
 #include "octet/config.h"
-#include "runtime/metrics.h"
-#include "server/api_server.h"
+#include "server/serving_stack.h"
 
 #include <fmt/format.h>
 #include <pthread.h>
@@ -16,7 +13,6 @@
 
 #include <atomic>
 #include <cstdio>
-#include <filesystem>
 #include <memory>
 #include <thread>
 
@@ -54,35 +50,10 @@ void run_serve(const ServeFlags& flags) {
   if (given(2)) settings.api_key = flags.api_key;
   if (given(3)) settings.max_concurrency = flags.max_concurrency;
 
-  // The pool's block size is the CUDA paged-attention block; max_concurrency full contexts unless
-  // server.kv_cache_blocks says otherwise.
-  engine::KvPoolRequest kv;
-  kv.slots = settings.max_concurrency;
-  kv.paged = true;
-  kv.kv_blocks = settings.kv_cache_blocks;
-  kv.block_size = 16;
-  engine::LoadedModel model = engine::load_model(options, kv);
-  const int64_t context = model.model->options().max_context;
-  const int64_t blocks = model.model->kv_spec().num_blocks;
-
-  runtime::MetricsRegistry metrics;
-  engine::SchedulerOptions scheduler_options;
-  scheduler_options.step_token_budget = std::max<int64_t>(settings.max_batch_tokens, settings.max_concurrency);
-  engine::Scheduler scheduler(*model.model, *model.tokenizer, metrics, scheduler_options);
-
-  server::ServerOptions server_options;
-  server_options.host = settings.host;
-  server_options.port = settings.port;
-  server_options.api_key = settings.api_key;
-  server_options.max_body_bytes = settings.max_body_bytes;
-  server_options.http_threads = std::max(64, 4 * settings.max_concurrency);
-  server_options.model_id = !flags.served_model_name.empty() ? flags.served_model_name
-                                                             : std::filesystem::path(model.path).stem().string();
-  server_options.model_aliases = {model.path, std::filesystem::path(model.path).filename().string(), model.config.name,
-                                  config.llm.model};
-  server_options.defaults = generation_params(config);
-  server_options.drain = std::chrono::milliseconds(static_cast<int64_t>(settings.shutdown_timeout_s * 1000));
-  server::ApiServer server(model, scheduler, metrics, server_options);
+  auto stack = server::build_serving_stack(options, settings, generation_params(config), flags.served_model_name,
+                                          config.llm.model);
+  server::ApiServer& server = *stack->http;
+  engine::Scheduler& scheduler = *stack->scheduler;
   const int port = server.bind();
   scheduler.start();
 
@@ -100,8 +71,9 @@ void run_serve(const ServeFlags& flags) {
   });
   fmt::print("octet serve: listening on http://{}:{} (model {}, {} on {}, {} slots, {} KV blocks of {} positions, "
              "context {}){}\n",
-             settings.host, port, server_options.model_id, precision_name(options.precision), model.backend->name(),
-             settings.max_concurrency, blocks, kv.block_size, context, settings.api_key.empty() ? "" : ", API key required");
+             settings.host, port, stack->options.model_id, precision_name(options.precision), stack->model.backend->name(),
+             settings.max_concurrency, stack->kv_blocks, stack->kv_block_size, stack->context,
+             settings.api_key.empty() ? "" : ", API key required");
   std::fflush(stdout);
   try {
     server.serve();

@@ -174,6 +174,7 @@ ApiRequest parse_request(Endpoint endpoint, const std::string& text, const Gener
   if (auto seed = integer(body, "seed", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max()))
     r.params.seed = static_cast<uint64_t>(*seed);
   r.params.stop = parse_stop(body);
+  r.params.ignore_eos = boolean(body, "ignore_eos", false);  // vLLM's extension: benchmarks run to max_tokens
   if (auto n = integer(body, "n", 1, 1000); n && *n != 1) bad("n", "'n' must be 1: one choice per request is supported");
   r.stream = boolean(body, "stream", false);
   if (const json* options = field(body, "stream_options")) {

@@ -6,6 +6,7 @@
 #include "engine/scheduler.h"
 #include "runtime/metrics.h"
 #include "server/api_server.h"
+#include "server/load_generator.h"
 #include "server_test_support.h"
 #include "support/model_files.h"
 
@@ -324,6 +325,34 @@ TEST_F(ApiServerTest, ApiKeyIsRequiredOnlyWhenSet) {
   // Without a key configured, any or no Authorization header is accepted.
   EXPECT_EQ(http_call(port(), "POST", "/v1/chat/completions", body, {{"Authorization", "Bearer anything"}}).status, 200);
   EXPECT_EQ(http_call(port(), "POST", "/v1/chat/completions", body).status, 200);
+}
+
+// `octet bench serve`'s load generator: exact token counts (ignore_eos, prompts as ids) and timings.
+TEST_F(ApiServerTest, LoadGeneratorGetsExactlyTheTokensItAsksFor) {
+  LoadOptions load;
+  load.port = port();
+  load.model = "smollm2-test";
+  load.clients = 4;
+  load.requests = 8;
+  load.input_tokens = 16;
+  load.output_tokens = 8;
+  load.vocab = served_->model.config.vocab;
+  const LoadReport r = run_load(load);
+  EXPECT_EQ(r.failed, 0) << r.first_error;
+  EXPECT_EQ(r.requests, 8);
+  EXPECT_EQ(r.output_tokens, 8 * 8);
+  EXPECT_EQ(r.input_tokens, 8 * 16);
+  EXPECT_GT(r.ttft_p50_ms, 0);
+  EXPECT_GE(r.ttft_p99_ms, r.ttft_p50_ms);
+  EXPECT_GT(r.itl_p50_ms, 0);
+  EXPECT_NEAR(r.output_tokens_per_s, static_cast<double>(r.output_tokens) / r.seconds, 1e-6);
+  EXPECT_TRUE(testing::wait_until_idle(port()));
+  load.api_key = "sk-wrong";
+  load.port = served_->keyed_port;
+  load.requests = 2;
+  const LoadReport refused = run_load(load);
+  EXPECT_EQ(refused.failed, 2);
+  EXPECT_NE(refused.first_error.find("401"), std::string::npos) << refused.first_error;
 }
 
 TEST(ConstantTimeEquals, ComparesWholeStrings) {
