@@ -113,9 +113,10 @@ std::vector<KeyInfo> make_schema() {
        .doc = "Requests generated at once; more wait in a queue."},
       {.name = "server.max_body_bytes", .type = T::integer, .default_yaml = "1048576", .min = 1,
        .doc = "Largest request body accepted."},
-      {.name = "server.kv_cache_blocks", .type = T::integer, .default_yaml = "0", .min = 0,
+      {.name = "server.kv_cache_blocks", .type = T::integer, .default_yaml = "0", .min = -1,
        .doc = "KV-cache blocks (16 positions each) shared by the running requests; 0: max_concurrency full "
-              "contexts. A request waits while its blocks are short and is refused when it can never fit."},
+              "contexts; -1: no shared pool, each slot keeps its own context (backends without block tables). "
+              "A request waits while its blocks are short and is refused when it can never fit."},
       {.name = "server.max_batch_tokens", .type = T::integer, .default_yaml = "256", .min = 1,
        .doc = "Tokens per forward step: one per running request, prompt chunks fill the rest (at least "
               "max_concurrency)."},

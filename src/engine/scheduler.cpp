@@ -49,7 +49,10 @@ Scheduler::Scheduler(model::LlamaModel& model, const tokenizer::Tokenizer& token
     : model_(model), tokenizer_(tokenizer), metrics_(metrics), options_(options),
       blocks_(model.kv_spec().pool_blocks()) {
   const auto& kv = model.kv_spec();
-  if (kv.num_blocks <= 0) fail("scheduler: the model's KV cache has no block pool (ModelOptions::kv_blocks is 0)");
+  // Without a shared pool every slot owns its contiguous run of blocks (backends that do not read
+  // block tables yet); admission then needs only a free slot.
+  per_slot_blocks_ = kv.num_blocks == 0;
+  blocks_per_slot_ = kv.blocks_per_slot();
   context_ = model.options().max_context;
   block_size_ = kv.block_size;
   vocab_ = model.config().vocab;
@@ -156,7 +159,7 @@ void Scheduler::admit_waiting() {
       waiting_.pop_front();
       continue;
     }
-    if (head.reserved_blocks > available) break;
+    if (!per_slot_blocks_ && head.reserved_blocks > available) break;
     available -= head.reserved_blocks;
     head.slot = free_slots_.back();
     free_slots_.pop_back();
@@ -170,6 +173,13 @@ void Scheduler::admit_waiting() {
 void Scheduler::grow_blocks(Sequence& s, int64_t positions) {
   const int64_t needed = blocks_for(positions, block_size_) - static_cast<int64_t>(s.blocks.size());
   if (needed <= 0) return;
+  if (per_slot_blocks_) {
+    for (int64_t i = 0; i < needed; ++i)
+      s.blocks.push_back(static_cast<int32_t>(s.slot * blocks_per_slot_ + static_cast<int64_t>(s.blocks.size())));
+    per_slot_used_ += needed;
+    model_.set_block_table(s.slot, s.blocks);
+    return;
+  }
   auto fresh = blocks_.allocate(needed);
   // Admission reserved these blocks, so the pool cannot be short here.
   if (!fresh) fail("scheduler: KV pool short of {} reserved blocks (bug in the reservation accounting)", needed);
@@ -188,7 +198,8 @@ void Scheduler::finish(Sequence& s, const std::string& reason, const std::string
     }
   }
   if (!s.blocks.empty()) {
-    blocks_.release(s.blocks);
+    if (per_slot_blocks_) per_slot_used_ -= static_cast<int64_t>(s.blocks.size());
+    else blocks_.release(s.blocks);
     s.blocks.clear();
     model_.set_block_table(s.slot, s.blocks);
   }
@@ -297,7 +308,7 @@ void Scheduler::publish_gauges() {
   std::lock_guard lock(mutex_);
   state_.running = static_cast<int64_t>(running_.size());
   state_.waiting = static_cast<int64_t>(waiting_.size() + incoming_.size());
-  state_.kv_blocks_used = blocks_.used();
+  state_.kv_blocks_used = per_slot_blocks_ ? per_slot_used_ : blocks_.used();
   metrics_.set_scheduler_gauges({state_.running, state_.waiting, state_.kv_blocks_used, state_.kv_blocks_total, block_size_});
 }
 

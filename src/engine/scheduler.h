@@ -69,8 +69,9 @@ struct SchedulerState {
 
 class Scheduler {
  public:
-  // The model's KV cache must have a pool (ModelOptions::kv_blocks > 0); its slots bound how many
-  // requests run at once.
+  // The model's slots bound how many requests run at once. With a shared pool
+  // (ModelOptions::kv_blocks > 0) blocks go to whoever needs them; without one (kv_blocks == 0) each
+  // slot uses its own contiguous blocks, for backends that do not read block tables yet.
   Scheduler(model::LlamaModel& model, const tokenizer::Tokenizer& tokenizer, runtime::MetricsRegistry& metrics,
             const SchedulerOptions& options);
   ~Scheduler();
@@ -125,6 +126,8 @@ class Scheduler {
 
   // The step thread's own.
   BlockAllocator blocks_;
+  bool per_slot_blocks_ = false;
+  int64_t blocks_per_slot_ = 0, per_slot_used_ = 0;
   std::vector<int64_t> free_slots_;
   std::deque<std::unique_ptr<Sequence>> waiting_;
   std::vector<std::unique_ptr<Sequence>> running_;  // admission order

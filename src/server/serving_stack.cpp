@@ -10,12 +10,12 @@ std::unique_ptr<ServingStack> build_serving_stack(const EngineOptions& engine, c
   auto stack = std::make_unique<ServingStack>();
   engine::KvPoolRequest kv;
   kv.slots = server.max_concurrency;
-  kv.paged = true;
-  kv.kv_blocks = server.kv_cache_blocks;
+  kv.paged = server.kv_cache_blocks >= 0;  // -1: per-slot contiguous blocks
+  kv.kv_blocks = std::max<int64_t>(server.kv_cache_blocks, 0);
   kv.block_size = 16;  // the CUDA paged-attention block
   stack->model = engine::load_model(engine, kv);
   stack->context = stack->model.model->options().max_context;
-  stack->kv_blocks = stack->model.model->kv_spec().num_blocks;
+  stack->kv_blocks = stack->model.model->kv_spec().pool_blocks();
   stack->kv_block_size = kv.block_size;
 
   engine::SchedulerOptions scheduler_options;

@@ -75,8 +75,8 @@ class SchedulerTest : public ::testing::Test {
     if (it == cache.end()) {
       KvPoolRequest kv;
       kv.slots = slots;
-      kv.paged = true;
-      kv.kv_blocks = blocks;
+      kv.paged = blocks >= 0;  // -1: each slot its own contiguous blocks
+      kv.kv_blocks = std::max<int64_t>(blocks, 0);
       it = cache.emplace(key, load_model(cpu_options(*testing::smollm2_gguf()), kv)).first;
     }
     return it->second;
@@ -130,6 +130,32 @@ TEST_F(SchedulerTest, ConcurrentGreedyRequestsGiveTheTextEachGivesAlone) {
   EXPECT_EQ(state.running, 0);
   EXPECT_EQ(state.kv_blocks_used, 0);
   EXPECT_EQ(metrics.serving_snapshot().gauges.kv_blocks_used, 0);
+}
+
+// Without a shared pool (backends that do not read block tables) each slot uses its own blocks;
+// batching still gives each request its text alone and the blocks return at the end.
+TEST_F(SchedulerTest, PerSlotBlocksWithoutASharedPool) {
+  OCTET_REQUIRE_SMOLLM2(path);
+  LoadedModel& m = model(3, -1);
+  Scheduler scheduler(*m.model, *m.tokenizer, metrics, {});
+  std::vector<std::string> alone;
+  for (size_t i = 0; i < 5; ++i) {
+    Collected c;
+    scheduler.submit(collecting(chat_prompt_ids(*m.tokenizer, {{"user", questions()[i]}}), greedy(10), c));
+    run_until_idle(scheduler);
+    alone.push_back(c.outcome.result.text);
+  }
+  std::vector<Collected> together(5);
+  for (size_t i = 0; i < 5; ++i)
+    scheduler.submit(collecting(chat_prompt_ids(*m.tokenizer, {{"user", questions()[i]}}), greedy(10), together[i]));
+  scheduler.step();
+  EXPECT_EQ(scheduler.state().running, 3);
+  EXPECT_EQ(scheduler.state().waiting, 2);
+  EXPECT_GT(scheduler.state().kv_blocks_used, 0);
+  run_until_idle(scheduler);
+  for (size_t i = 0; i < 5; ++i) EXPECT_EQ(together[i].outcome.result.text, alone[i]);
+  EXPECT_EQ(scheduler.state().kv_blocks_used, 0);
+  EXPECT_EQ(scheduler.state().kv_blocks_total, m.model->kv_spec().pool_blocks());
 }
 
 TEST_F(SchedulerTest, SeededSamplingAndStopStringsArePerRequest) {
