@@ -52,45 +52,43 @@ void dot_rows(const float* x, int64_t x_stride, int64_t tokens, const float* w, 
 #ifdef OCTET_AVX512
   const int64_t tail = count % 16;
   const __mmask16 tail_mask = static_cast<__mmask16>((1u << tail) - 1);
-  // Four activation rows share each weight load. Each row sums in exactly the order of the
-  // single-row path below (even/odd 16-lane blocks, then the leftover block, then the tail), so a
+  // Four activation rows share each weight load. Every row, in this path and in the single-row path
+  // below, sums its products in the same order (one 16-lane accumulator, the masked tail last), so a
   // row's result does not depend on how many rows share its batch: the continuous-batching server
   // gives a request the same tokens whoever else is running.
   for (; t + 4 <= tokens; t += 4) {
-    const float* xs[4] = {x + t * x_stride, x + (t + 1) * x_stride, x + (t + 2) * x_stride, x + (t + 3) * x_stride};
-    __m512 even[4], odd[4];
-    for (int r = 0; r < 4; ++r) even[r] = odd[r] = _mm512_setzero_ps();
+    const float* x0 = x + t * x_stride;
+    const float* x1 = x0 + x_stride;
+    const float* x2 = x1 + x_stride;
+    const float* x3 = x2 + x_stride;
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
     int64_t i = 0;
-    for (; i + 32 <= count; i += 32) {
-      const __m512 w0 = _mm512_loadu_ps(w + i), w1 = _mm512_loadu_ps(w + i + 16);
-      for (int r = 0; r < 4; ++r) {
-        even[r] = _mm512_fmadd_ps(_mm512_loadu_ps(xs[r] + i), w0, even[r]);
-        odd[r] = _mm512_fmadd_ps(_mm512_loadu_ps(xs[r] + i + 16), w1, odd[r]);
-      }
-    }
-    if (i + 16 <= count) {
-      const __m512 w0 = _mm512_loadu_ps(w + i);
-      for (int r = 0; r < 4; ++r) even[r] = _mm512_fmadd_ps(_mm512_loadu_ps(xs[r] + i), w0, even[r]);
-      i += 16;
+    for (; i + 16 <= count; i += 16) {
+      __m512 wv = _mm512_loadu_ps(w + i);
+      a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x0 + i), wv, a0);
+      a1 = _mm512_fmadd_ps(_mm512_loadu_ps(x1 + i), wv, a1);
+      a2 = _mm512_fmadd_ps(_mm512_loadu_ps(x2 + i), wv, a2);
+      a3 = _mm512_fmadd_ps(_mm512_loadu_ps(x3 + i), wv, a3);
     }
     if (tail) {
-      const __m512 wv = _mm512_maskz_loadu_ps(tail_mask, w + i);
-      for (int r = 0; r < 4; ++r) odd[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail_mask, xs[r] + i), wv, odd[r]);
+      __m512 wv = _mm512_maskz_loadu_ps(tail_mask, w + i);
+      a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail_mask, x0 + i), wv, a0);
+      a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail_mask, x1 + i), wv, a1);
+      a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail_mask, x2 + i), wv, a2);
+      a3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail_mask, x3 + i), wv, a3);
     }
-    for (int r = 0; r < 4; ++r) out[(t + r) * out_stride] = _mm512_reduce_add_ps(_mm512_add_ps(even[r], odd[r]));
+    out[(t + 0) * out_stride] = _mm512_reduce_add_ps(a0);
+    out[(t + 1) * out_stride] = _mm512_reduce_add_ps(a1);
+    out[(t + 2) * out_stride] = _mm512_reduce_add_ps(a2);
+    out[(t + 3) * out_stride] = _mm512_reduce_add_ps(a3);
   }
   for (; t < tokens; ++t) {
     const float* xr = x + t * x_stride;
-    // Two accumulators hide the FMA latency on the single-row (decode) path.
-    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    __m512 a0 = _mm512_setzero_ps();
     int64_t i = 0;
-    for (; i + 32 <= count; i += 32) {
-      a0 = _mm512_fmadd_ps(_mm512_loadu_ps(xr + i), _mm512_loadu_ps(w + i), a0);
-      a1 = _mm512_fmadd_ps(_mm512_loadu_ps(xr + i + 16), _mm512_loadu_ps(w + i + 16), a1);
-    }
     for (; i + 16 <= count; i += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(xr + i), _mm512_loadu_ps(w + i), a0);
-    if (tail) a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail_mask, xr + i), _mm512_maskz_loadu_ps(tail_mask, w + i), a1);
-    out[t * out_stride] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+    if (tail) a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail_mask, xr + i), _mm512_maskz_loadu_ps(tail_mask, w + i), a0);
+    out[t * out_stride] = _mm512_reduce_add_ps(a0);
   }
 #else
   for (; t < tokens; ++t) {
