@@ -25,6 +25,7 @@ struct BenchServeFlags {
   EngineFlags engine;
   std::string url;  // host:port of a running server; "": start one here
   std::string api_key;
+  std::string dummy_weights;  // config.json: random weights of that shape in the in-process server
   int clients = 8, requests = 0, input_tokens = 128, output_tokens = 64;
   bool json = false;
 };
@@ -73,7 +74,8 @@ void run_bench_serve(const BenchServeFlags& f) {
   settings.port = 0;
   settings.api_key.clear();
   settings.max_concurrency = f.clients;
-  auto stack = server::build_serving_stack(options, settings, generation_params(config), "bench", config.llm.model);
+  auto stack = server::build_serving_stack(options, settings, generation_params(config), "bench", config.llm.model,
+                                          f.dummy_weights);
   if (f.input_tokens + f.output_tokens > stack->context)
     fail("--input-tokens {} + --output-tokens {} exceed the context of {} (--max-context)", f.input_tokens,
          f.output_tokens, stack->context);
@@ -110,6 +112,9 @@ void register_bench_serve(CLI::App& bench, const std::vector<std::string>& overr
   command->add_option("--input-tokens", flags->input_tokens, "Prompt length in tokens (default 128)")->check(CLI::PositiveNumber);
   command->add_option("--output-tokens", flags->output_tokens, "Tokens generated per request (default 64, EOS ignored)")
       ->check(CLI::PositiveNumber);
+  command->add_option("--dummy-weights", flags->dummy_weights,
+                      "Serve the shape in this Hugging Face config.json with random weights (configs/models/*.json) "
+                      "instead of the model file");
   command->add_flag("--json", flags->json, "Print JSON");
   flags->config.add_to(*command);
   flags->engine.add_to(*command);

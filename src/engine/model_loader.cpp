@@ -4,6 +4,7 @@
 #include "common/error.h"
 #include "formats/gguf.h"
 #include "model/weight_source.h"
+#include "tokenizer/byte_level.h"
 
 #include <spdlog/spdlog.h>
 
@@ -30,6 +31,48 @@ std::unique_ptr<backend::Backend> choose_backend(const EngineOptions& options) {
   return backend::make_cuda_backend(gpu.index);
 }
 
+namespace {
+
+model::ModelOptions model_options_for(const EngineOptions& options, const model::LlamaConfig& config,
+                                      const KvPoolRequest& kv) {
+  model::ModelOptions model_options;
+  model_options.precision = options.precision;
+  model_options.max_context = options.max_context > 0 ? std::min(options.max_context, config.context_length)
+                                                       : std::min<int64_t>(config.context_length, 8192);
+  model_options.kv_fp8_format = fp8::parse_format(options.kv_cache_dtype);
+  model_options.slots = kv.slots;
+  if (kv.paged)
+    model_options.kv_blocks = kv.kv_blocks > 0 ? kv.kv_blocks
+                                               : kv.slots * ((model_options.max_context + kv.block_size - 1) / kv.block_size);
+  model_options.kv_block_size = kv.block_size;
+  return model_options;
+}
+
+tokenizer::Tokenizer stand_in_tokenizer(const model::LlamaConfig& config, const std::string& source) {
+  tokenizer::Vocabulary v;
+  v.source = source + " (stand-in tokenizer for random weights)";
+  for (int64_t id = 0; id < config.vocab; ++id)
+    v.tokens.push_back(id < 256 ? tokenizer::bytes_to_byte_level(std::string(1, static_cast<char>(id)))
+                                : "t" + std::to_string(id));
+  for (int64_t eos : config.eos_token_ids)
+    if (eos >= 0 && eos < config.vocab) v.stop_ids.push_back(static_cast<int32_t>(eos));
+  return tokenizer::Tokenizer(std::move(v));
+}
+
+}  // namespace
+
+LoadedModel load_dummy_model(const std::string& config_json_path, const EngineOptions& options, const KvPoolRequest& kv) {
+  LoadedModel loaded;
+  loaded.path = config_json_path;
+  loaded.config = model::config_from_hf_file(config_json_path);
+  if (loaded.config.vocab < 256) fail("{}: vocab_size {} is below the 256 byte tokens", config_json_path, loaded.config.vocab);
+  loaded.tokenizer = std::make_unique<tokenizer::Tokenizer>(stand_in_tokenizer(loaded.config, config_json_path));
+  loaded.backend = choose_backend(options);
+  loaded.model = std::make_unique<model::LlamaModel>(loaded.config, nullptr, *loaded.backend,
+                                                     model_options_for(options, loaded.config, kv));
+  return loaded;
+}
+
 LoadedModel load_model(const EngineOptions& options, const KvPoolRequest& kv) {
   LoadedModel loaded;
   loaded.path = options.model_path.empty() ? default_model_path() : options.model_path;
@@ -39,17 +82,7 @@ LoadedModel load_model(const EngineOptions& options, const KvPoolRequest& kv) {
   loaded.config = model::config_from_gguf(*file);
   loaded.tokenizer = std::make_unique<tokenizer::Tokenizer>(tokenizer::Tokenizer::from_gguf(*file));
   loaded.backend = choose_backend(options);
-
-  model::ModelOptions model_options;
-  model_options.precision = options.precision;
-  model_options.max_context = options.max_context > 0 ? std::min(options.max_context, loaded.config.context_length)
-                                                       : std::min<int64_t>(loaded.config.context_length, 8192);
-  model_options.kv_fp8_format = fp8::parse_format(options.kv_cache_dtype);
-  model_options.slots = kv.slots;
-  if (kv.paged)
-    model_options.kv_blocks = kv.kv_blocks > 0 ? kv.kv_blocks
-                                               : kv.slots * ((model_options.max_context + kv.block_size - 1) / kv.block_size);
-  model_options.kv_block_size = kv.block_size;
+  const model::ModelOptions model_options = model_options_for(options, loaded.config, kv);
   auto weights = model::make_gguf_weight_source(file, loaded.config);
   const auto start = std::chrono::steady_clock::now();
   loaded.model = std::make_unique<model::LlamaModel>(loaded.config, weights.get(), *loaded.backend, model_options);

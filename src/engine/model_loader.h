@@ -31,6 +31,11 @@ struct KvPoolRequest {
 // at the model's), else min(model context, 8192).
 LoadedModel load_model(const EngineOptions& options, const KvPoolRequest& kv = {});
 
+// The shape in a Hugging Face config.json with random weights made by the backend (benchmarks: speed
+// does not depend on weight values) and a stand-in tokenizer: ids 0-255 are the 256 bytes, id i
+// above decodes as "t<i>", the config's EOS ids stop.
+LoadedModel load_dummy_model(const std::string& config_json_path, const EngineOptions& options, const KvPoolRequest& kv = {});
+
 // --device auto: the GPU when one can run this precision, else the CPU (saying why at info level).
 std::unique_ptr<backend::Backend> choose_backend(const EngineOptions& options);
 

@@ -6,14 +6,14 @@ namespace octet::server {
 
 std::unique_ptr<ServingStack> build_serving_stack(const EngineOptions& engine, const ServerSettings& server,
                                                   const GenerationParams& defaults, const std::string& served_model_name,
-                                                  const std::string& configured_model) {
+                                                  const std::string& configured_model, const std::string& dummy_config) {
   auto stack = std::make_unique<ServingStack>();
   engine::KvPoolRequest kv;
   kv.slots = server.max_concurrency;
   kv.paged = server.kv_cache_blocks >= 0;  // -1: per-slot contiguous blocks
   kv.kv_blocks = std::max<int64_t>(server.kv_cache_blocks, 0);
   kv.block_size = 16;  // the CUDA paged-attention block
-  stack->model = engine::load_model(engine, kv);
+  stack->model = dummy_config.empty() ? engine::load_model(engine, kv) : engine::load_dummy_model(dummy_config, engine, kv);
   stack->context = stack->model.model->options().max_context;
   stack->kv_blocks = stack->model.model->kv_spec().pool_blocks();
   stack->kv_block_size = kv.block_size;

@@ -22,9 +22,11 @@ struct ServingStack {
   int64_t kv_blocks = 0, kv_block_size = 0, context = 0;
 };
 
-// served_model_name "": the model file's name without its extension.
+// served_model_name "": the model file's name without its extension. dummy_config: a Hugging Face
+// config.json served with random weights and a stand-in tokenizer (benchmarks), instead of the model file.
 std::unique_ptr<ServingStack> build_serving_stack(const EngineOptions& engine, const ServerSettings& server,
                                                   const GenerationParams& defaults, const std::string& served_model_name,
-                                                  const std::string& configured_model = {});
+                                                  const std::string& configured_model = {},
+                                                  const std::string& dummy_config = {});
 
 }  // namespace octet::server

@@ -117,7 +117,8 @@ TEST_F(ApiServerTest, HealthModelsAndMetrics) {
 }
 
 TEST_F(ApiServerTest, ChatAndCompletionResponsesHaveTheOpenAiShape) {
-  const HttpReply chat = post("/v1/chat/completions", chat_body("What is the capital of France?", 8));
+  const std::string story = "Write a long story about a dragon.";
+  const HttpReply chat = post("/v1/chat/completions", chat_body(story, 8));
   ASSERT_EQ(chat.status, 200) << chat.body;
   const json c = chat.json();
   EXPECT_EQ(c["object"], "chat.completion");
@@ -125,10 +126,15 @@ TEST_F(ApiServerTest, ChatAndCompletionResponsesHaveTheOpenAiShape) {
   EXPECT_TRUE(c["id"].get<std::string>().starts_with("chatcmpl-"));
   EXPECT_EQ(c["choices"][0]["message"]["role"], "assistant");
   EXPECT_EQ(c["choices"][0]["finish_reason"], "length");
-  const auto prompt_ids = engine::chat_prompt_ids(*served_->model.tokenizer, {{"user", "What is the capital of France?"}});
+  const auto prompt_ids = engine::chat_prompt_ids(*served_->model.tokenizer, {{"user", story}});
   EXPECT_EQ(c["usage"]["prompt_tokens"], prompt_ids.size());
   EXPECT_EQ(c["usage"]["completion_tokens"], 8);
   EXPECT_EQ(c["usage"]["total_tokens"], prompt_ids.size() + 8);
+  // A short answer ends at the end-of-turn token: finish_reason stop, fewer tokens than allowed.
+  const json france = post("/v1/chat/completions", chat_body("What is the capital of France?", 48)).json();
+  EXPECT_EQ(france["choices"][0]["finish_reason"], "stop") << france.dump();
+  EXPECT_LT(france["usage"]["completion_tokens"].get<int>(), 48);
+  EXPECT_NE(france["choices"][0]["message"]["content"].get<std::string>().find("Paris"), std::string::npos);
 
   const HttpReply completion = post("/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 6}, {"temperature", 0}});
   ASSERT_EQ(completion.status, 200) << completion.body;
