@@ -45,20 +45,26 @@ TEST(ServeProcess, SigtermAbortsALongStreamAfterTheTimeoutAndExitsZero) {
   EXPECT_EQ(http_call(server.port(), "GET", "/health").status, 0) << "nothing listens after exit";
 }
 
-TEST(ServeProcess, SigintLetsShortRequestsFinishThenExitsZero) {
+TEST(ServeProcess, SigintRefusesNewRequestsLetsShortOnesFinishThenExitsZero) {
   OCTET_REQUIRE_SMOLLM2(path);
   ServeProcess server({"--max-context", "1024", "server.shutdown_timeout_s=30"});
   ASSERT_GT(server.port(), 0) << server.output();
   std::atomic<bool> streaming{false};
   HttpReply stream;
   std::thread client([&] {
-    stream = http_call(server.port(), "POST", "/v1/completions", counting_stream(24), {}, [&](const std::string& so_far) {
+    stream = http_call(server.port(), "POST", "/v1/completions", counting_stream(64), {}, [&](const std::string& so_far) {
       if (!sse_events(so_far).empty()) streaming = true;
       return true;
     });
   });
   while (!streaming) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   server.signal(SIGINT);
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  // Draining: the stream above still runs (64 tokens take seconds here); new work is refused.
+  const HttpReply refused = http_call(server.port(), "POST", "/v1/completions", counting_stream(4));
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  EXPECT_TRUE(refused.json().contains("error")) << refused.body;
+  EXPECT_EQ(http_call(server.port(), "GET", "/health").status, 503);
   const auto status = server.wait_exit(std::chrono::seconds(30));
   client.join();
   ASSERT_TRUE(status.has_value());
