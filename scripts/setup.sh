@@ -21,7 +21,7 @@ done
 say() { echo "[setup] $*"; }
 
 # 1. System packages, installed only when missing.
-packages=(build-essential cmake ninja-build pkg-config git python3 python3-pip unzip
+packages=(build-essential cmake ninja-build pkg-config git python3 python3-pip python3-venv unzip
           libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev
           libgtest-dev libgmock-dev libbenchmark-dev libpcre2-dev libcurl4-openssl-dev libcpp-httplib-dev)
 missing=()
@@ -58,7 +58,21 @@ if ((want_model)); then
   fi
 fi
 
-# 3. Release build (ninja does nothing when up to date).
+# 3. Test-only Python packages (the server's test with the official openai client) in a venv under
+#    the build folder: Debian's system pip refuses installs outside one.
+venv="$build/venv"
+if ((want_build)); then
+  if [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c "import openai" 2>/dev/null; then
+    say "python test packages: already in $venv"
+  else
+    mkdir -p "$build"
+    [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
+    say "installing the openai package into $venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check openai
+  fi
+fi
+
+# 4. Release build (ninja does nothing when up to date).
 if ((want_build)); then
   if [[ ! -f "$build/build.ninja" ]]; then
     say "configuring $build"

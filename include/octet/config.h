@@ -65,6 +65,9 @@ struct ServerSettings {
   std::string api_key;  // empty: no authentication
   int max_concurrency = 8;
   int64_t max_body_bytes = 1 << 20;
+  int64_t kv_cache_blocks = 0;   // 0: max_concurrency full contexts
+  int64_t max_batch_tokens = 256;
+  double shutdown_timeout_s = 10;
 };
 
 struct LoggingSettings {

@@ -188,7 +188,10 @@ void register_bench(CLI::App& app, const std::vector<std::string>& overrides) {
   command->add_option("--context", flags->context, "With --dummy-weights: tokens already cached per sequence (default 1024)");
   command->add_option("--steps", flags->decode_steps, "With --dummy-weights: timed decode steps (default 32)");
   command->add_flag("--json", flags->json, "Print JSON");
-  command->callback([flags] { run_bench(*flags); });
+  register_bench_serve(*command, overrides);
+  command->callback([flags, command] {
+    if (!command->got_subcommand("serve")) run_bench(*flags);
+  });
 }
 
 }  // namespace octet::cli

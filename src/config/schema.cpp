@@ -104,8 +104,8 @@ std::vector<KeyInfo> make_schema() {
 
       {.name = "server.host", .type = T::string, .default_yaml = "127.0.0.1",
        .doc = "Address to listen on; 0.0.0.0 exposes the server to the network."},
-      {.name = "server.port", .type = T::integer, .default_yaml = "8000", .min = 1, .max = 65535,
-       .doc = "TCP port."},
+      {.name = "server.port", .type = T::integer, .default_yaml = "8000", .min = 0, .max = 65535,
+       .doc = "TCP port; 0: any free port (printed at start)."},
       {.name = "server.api_key", .type = T::string, .default_yaml = "\"\"",
        .doc = "Bearer token clients must send; empty: no authentication. Prefer OCTET_SERVER_API_KEY to a file.",
        .secret = true},
@@ -113,6 +113,15 @@ std::vector<KeyInfo> make_schema() {
        .doc = "Requests generated at once; more wait in a queue."},
       {.name = "server.max_body_bytes", .type = T::integer, .default_yaml = "1048576", .min = 1,
        .doc = "Largest request body accepted."},
+      {.name = "server.kv_cache_blocks", .type = T::integer, .default_yaml = "0", .min = -1,
+       .doc = "KV-cache blocks (16 positions each) shared by the running requests; 0: max_concurrency full "
+              "contexts; -1: no shared pool, each slot keeps its own context (backends without block tables). "
+              "A request waits while its blocks are short and is refused when it can never fit."},
+      {.name = "server.max_batch_tokens", .type = T::integer, .default_yaml = "256", .min = 1,
+       .doc = "Tokens per forward step: one per running request, prompt chunks fill the rest (at least "
+              "max_concurrency)."},
+      {.name = "server.shutdown_timeout_s", .type = T::number, .default_yaml = "10", .min = 0,
+       .doc = "On SIGINT/SIGTERM, seconds in-flight requests may run on before they are aborted."},
 
       {.name = "logging.level", .type = T::choice, .default_yaml = "warn",
        .allowed = {"trace", "debug", "info", "warn", "error", "off"}, .doc = "Log level on stderr."},

@@ -79,6 +79,9 @@ Config build(ResolvedConfig resolved) {
   c.server.api_key = r.text("server.api_key");
   c.server.max_concurrency = static_cast<int>(r.integer("server.max_concurrency"));
   c.server.max_body_bytes = r.integer("server.max_body_bytes");
+  c.server.kv_cache_blocks = r.integer("server.kv_cache_blocks");
+  c.server.max_batch_tokens = r.integer("server.max_batch_tokens");
+  c.server.shutdown_timeout_s = r.number("server.shutdown_timeout_s");
 
   c.logging.debug = r.flag("logging.debug");
   c.logging.level = effective_log_level(r.text("logging.level"), c.logging.debug);

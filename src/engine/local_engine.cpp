@@ -1,22 +1,18 @@
 // The Engine on this machine: model + tokenizer + sampler over a backend, one sequence at a time
 // (the server's continuous batching drives LlamaModel directly with many slots).
-#include "backend/device.h"
 #include "common/error.h"
 #include "engine/model_info.h"
+#include "engine/model_loader.h"
 #include "engine/sampler.h"
 #include "engine/stop_strings.h"
-#include "formats/gguf.h"
 #include "model/llama_model.h"
-#include "model/weight_source.h"
 #include "octet/engine.h"
 #include "tokenizer/tokenizer.h"
 
-#include <spdlog/spdlog.h>
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
-#include <filesystem>
 
 namespace octet {
 namespace {
@@ -39,61 +35,22 @@ constexpr int64_t kPrefillChunk = 256;
 class LocalEngine final : public Engine {
  public:
   explicit LocalEngine(const EngineOptions& options) : options_(options) {
-    if (options_.model_path.empty()) options_.model_path = default_model_path();
-    if (!std::filesystem::exists(options_.model_path))
-      fail("model file not found: {} (run scripts/setup.sh to fetch the default model, or pass --model)",
-           options_.model_path);
-    auto file = std::make_shared<gguf::File>(gguf::File::open(options_.model_path));
-    config_ = model::config_from_gguf(*file);
-    tokenizer_ = std::make_unique<tokenizer::Tokenizer>(tokenizer::Tokenizer::from_gguf(*file));
-    backend_ = choose_backend();
-
-    model::ModelOptions model_options;
-    model_options.precision = options_.precision;
-    model_options.max_context = options_.max_context > 0 ? std::min(options_.max_context, config_.context_length)
-                                                         : std::min<int64_t>(config_.context_length, 8192);
-    model_options.kv_fp8_format = fp8::parse_format(options_.kv_cache_dtype);
-    auto weights = model::make_gguf_weight_source(file, config_);
-    auto start = Clock::now();
-    model_ = std::make_unique<model::LlamaModel>(config_, weights.get(), *backend_, model_options);
-    spdlog::debug("loaded {} ({} layers, {} precision) in {:.0f} ms, {:.1f} MiB of weights", options_.model_path,
-                  config_.layers, precision_name(options_.precision), ms_between(start, Clock::now()),
-                  static_cast<double>(model_->weight_bytes()) / (1 << 20));
+    engine::LoadedModel loaded = engine::load_model(options_);
+    options_.model_path = loaded.path;
+    config_ = loaded.config;
+    tokenizer_ = std::move(loaded.tokenizer);
+    backend_ = std::move(loaded.backend);
+    model_ = std::move(loaded.model);
   }
 
   GenerationResult chat(const std::vector<Message>& messages, const GenerationParams& params,
                         const TokenCallback& on_piece) override {
-    std::vector<tokenizer::ChatMessage> chat_messages;
-    for (const auto& m : messages) chat_messages.push_back({m.role, m.content});
-    std::string prompt = tokenizer_->apply_chat_template(chat_messages, true);
-    return generate(tokenizer_->encode(prompt, /*allow_special=*/true), params, on_piece);
+    return generate(engine::chat_prompt_ids(*tokenizer_, messages), params, on_piece);
   }
 
   GenerationResult complete(const std::string& prompt, const GenerationParams& params,
                             const TokenCallback& on_piece) override {
-    std::vector<int32_t> ids;
-    if (tokenizer_->add_bos() && tokenizer_->bos_id()) ids.push_back(*tokenizer_->bos_id());
-    auto body = tokenizer_->encode(prompt, /*allow_special=*/false);
-    ids.insert(ids.end(), body.begin(), body.end());
-    return generate(ids, params, on_piece);
-  }
-
-  // --device auto: the GPU when one can run this precision, else the CPU (saying why at info level).
-  std::unique_ptr<backend::Backend> choose_backend() const {
-    if (options_.device == Device::cpu) return backend::make_cpu_backend(options_.threads);
-    if (options_.device == Device::cuda) return backend::make_cuda_backend(0);
-    const backend::CudaStatus cuda = backend::probe_cuda();
-    if (!cuda.available) {
-      spdlog::info("running on the CPU: {}", cuda.reason);
-      return backend::make_cpu_backend(options_.threads);
-    }
-    const backend::GpuInfo& gpu = cuda.gpus.front();
-    if (options_.precision == Precision::fp8 && !gpu.fp8_tensor_cores()) {
-      spdlog::warn("{} (compute {}.{}) has no FP8 tensor cores (8.9+ needed): running fp8 on the CPU; "
-                   "--precision bf16 runs on the GPU", gpu.name, gpu.compute_major, gpu.compute_minor);
-      return backend::make_cpu_backend(options_.threads);
-    }
-    return backend::make_cuda_backend(gpu.index);
+    return generate(engine::completion_prompt_ids(*tokenizer_, prompt), params, on_piece);
   }
 
   ModelInfo info() const override {

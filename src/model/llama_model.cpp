@@ -98,6 +98,8 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const WeightSource* weights, b
   kv.slots = options.slots;
   kv.storage = kv_storage(options.precision);
   kv.fp8_format = options.kv_fp8_format;
+  kv.num_blocks = options.kv_blocks;
+  kv.block_size = options.kv_block_size;
   kv_spec_ = kv;
   kv_cache_ = backend.make_kv_cache(kv);
 }

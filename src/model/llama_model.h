@@ -17,6 +17,10 @@ struct ModelOptions {
   int64_t max_context = 8192;  // positions per sequence slot
   int64_t slots = 1;           // sequences that can be in flight at once
   fp8::Format kv_fp8_format = fp8::Format::e4m3;
+  // KV pool in blocks of kv_block_size positions; 0: every slot owns max_context positions (identity
+  // block tables). A scheduler asks for a smaller pool and maps blocks to slots with set_block_table.
+  int64_t kv_blocks = 0;
+  int64_t kv_block_size = 16;
 };
 
 class LlamaModel {
@@ -32,6 +36,9 @@ class LlamaModel {
   void forward(const backend::TokenBatch& batch, std::span<const int64_t> logit_rows, float* logits);
 
   void clear_slot(int64_t slot) { kv_cache_->clear_slot(slot); }
+  // The pool blocks holding slot's positions, in order (paged KV; see backend::KvCache).
+  void set_block_table(int64_t slot, std::span<const int32_t> blocks) { kv_cache_->set_block_table(slot, blocks); }
+  const backend::KvCacheSpec& kv_spec() const { return kv_spec_; }
   // Replaces the KV cache with one for `slots` sequences of `max_context` positions (the old one is
   // freed first, so the two never hold memory together).
   void reset_kv_cache(int64_t slots, int64_t max_context);

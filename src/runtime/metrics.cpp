@@ -22,8 +22,48 @@ LatencySummary summarize(std::deque<double> values) {
   return s;
 }
 
+Histogram::Histogram(std::vector<double> bounds_ms)
+    : upper_bounds_ms(std::move(bounds_ms)), counts(upper_bounds_ms.size(), 0) {}
+
+void Histogram::observe(double value_ms) {
+  ++count;
+  sum_ms += value_ms;
+  for (size_t i = 0; i < upper_bounds_ms.size(); ++i)
+    if (value_ms <= upper_bounds_ms[i]) ++counts[i];
+}
+
+MetricsRegistry::MetricsRegistry() {
+  // Milliseconds: TTFT spans queueing and prefill (up to seconds on a CPU), ITL one decode step.
+  serving_.time_to_first_token = Histogram({10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000});
+  serving_.inter_token_latency = Histogram({1, 2.5, 5, 10, 20, 40, 80, 160, 320, 640, 1280, 5000});
+}
+
+void MetricsRegistry::set_scheduler_gauges(const SchedulerGauges& gauges) {
+  std::lock_guard lock(mutex_);
+  serving_.gauges = gauges;
+}
+
+void MetricsRegistry::count_finish_reason(const std::string& reason) {
+  std::lock_guard lock(mutex_);
+  ++serving_.requests_by_finish_reason[reason];
+}
+
+void MetricsRegistry::count_http_status(int status) {
+  std::lock_guard lock(mutex_);
+  ++serving_.requests_by_status[std::to_string(status)];
+}
+
+ServingSnapshot MetricsRegistry::serving_snapshot() const {
+  std::lock_guard lock(mutex_);
+  return serving_;
+}
+
 void MetricsRegistry::record(const GenerationResult& result) {
   std::lock_guard lock(mutex_);
+  serving_.prompt_tokens += static_cast<uint64_t>(result.prompt_tokens);
+  serving_.generation_tokens += static_cast<uint64_t>(result.completion_tokens);
+  if (result.completion_tokens > 0) serving_.time_to_first_token.observe(result.time_to_first_token_ms);
+  for (double gap : result.inter_token_ms) serving_.inter_token_latency.observe(gap);
   ++requests_;
   prompt_tokens_ += static_cast<uint64_t>(result.prompt_tokens);
   completion_tokens_ += static_cast<uint64_t>(result.completion_tokens);

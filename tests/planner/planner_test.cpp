@@ -2,6 +2,7 @@
 // started by the test): answers, retries, 4xx/5xx, garbage bodies, timeouts, and the auto route.
 #include "octet/config.h"
 #include "octet/planner.h"
+#include "support/config_overrides.h"
 #include "support/model_files.h"
 
 #include <gtest/gtest.h>
@@ -56,18 +57,9 @@ void answer(httplib::Response& response, const std::string& text) {
 }
 
 Config api_config(const std::string& base_url, std::vector<std::string> extra = {}, std::map<std::string, std::string> env = {}) {
-  // One value per key on a command line: the test's extras replace these defaults.
-  std::map<std::string, std::string> settings = {{"planner.mode", "api"}, {"api.base_url", base_url},
-                                                 {"api.model", "test-model"}, {"api.max_retries", "2"},
-                                                 {"api.backoff_s", "0.01"}, {"api.timeout_s", "2"}};
-  for (const auto& override_ : extra) {
-    const auto equals = override_.find('=');
-    settings[override_.substr(0, equals)] = override_.substr(equals + 1);
-  }
-  ConfigRequest request;
-  for (const auto& [key, value] : settings) request.overrides.push_back(key + "=" + value);
-  request.environment = std::move(env);
-  return load_config(request);
+  return testing::config_from_settings({{"planner.mode", "api"}, {"api.base_url", base_url}, {"api.model", "test-model"},
+                                        {"api.max_retries", "2"}, {"api.backoff_s", "0.01"}, {"api.timeout_s", "2"}},
+                                       extra, std::move(env));
 }
 
 TEST(PlannerApi, AnswersWithTextUsageRouteAndBearerKey) {

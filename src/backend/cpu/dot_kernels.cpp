@@ -52,7 +52,10 @@ void dot_rows(const float* x, int64_t x_stride, int64_t tokens, const float* w, 
 #ifdef OCTET_AVX512
   const int64_t tail = count % 16;
   const __mmask16 tail_mask = static_cast<__mmask16>((1u << tail) - 1);
-  // Four activation rows share each weight load.
+  // Four activation rows share each weight load. Every row, in this path and in the single-row path
+  // below, sums its products in the same order (one 16-lane accumulator, the masked tail last), so a
+  // row's result does not depend on how many rows share its batch: the continuous-batching server
+  // gives a request the same tokens whoever else is running.
   for (; t + 4 <= tokens; t += 4) {
     const float* x0 = x + t * x_stride;
     const float* x1 = x0 + x_stride;
@@ -81,16 +84,11 @@ void dot_rows(const float* x, int64_t x_stride, int64_t tokens, const float* w, 
   }
   for (; t < tokens; ++t) {
     const float* xr = x + t * x_stride;
-    // Two accumulators hide the FMA latency on the single-row (decode) path.
-    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    __m512 a0 = _mm512_setzero_ps();
     int64_t i = 0;
-    for (; i + 32 <= count; i += 32) {
-      a0 = _mm512_fmadd_ps(_mm512_loadu_ps(xr + i), _mm512_loadu_ps(w + i), a0);
-      a1 = _mm512_fmadd_ps(_mm512_loadu_ps(xr + i + 16), _mm512_loadu_ps(w + i + 16), a1);
-    }
     for (; i + 16 <= count; i += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(xr + i), _mm512_loadu_ps(w + i), a0);
-    if (tail) a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail_mask, xr + i), _mm512_maskz_loadu_ps(tail_mask, w + i), a1);
-    out[t * out_stride] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+    if (tail) a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail_mask, xr + i), _mm512_maskz_loadu_ps(tail_mask, w + i), a0);
+    out[t * out_stride] = _mm512_reduce_add_ps(a0);
   }
 #else
   for (; t < tokens; ++t) {
