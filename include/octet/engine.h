@@ -18,7 +18,10 @@ Device parse_device(std::string_view name);  // "auto" | "cpu" | "cuda"
 std::string_view device_name(Device device);
 
 struct EngineOptions {
-  std::string model_path;  // GGUF file (HF directories: checkpoint issue)
+  std::string model_path;  // a GGUF file or a Hugging Face directory (BF16/F16/F32, ModelOpt or compressed-tensors FP8)
+  // model_path is a prepared engine directory (engine.engine_dir / TENSORRT_LLM_ENGINE_DIR): it must
+  // hold FP8 weights already (made by `octet quantize`), so loading does no quantization.
+  bool prepared_engine = false;
   Precision precision = Precision::fp8;
   Device device = Device::auto_select;
   int threads = 0;            // 0: all cores

@@ -5,9 +5,8 @@
 #include "engine/model_info.h"
 #include "engine/sampler.h"
 #include "engine/stop_strings.h"
-#include "formats/gguf.h"
 #include "model/llama_model.h"
-#include "model/weight_source.h"
+#include "model/model_files.h"
 #include "octet/engine.h"
 #include "tokenizer/tokenizer.h"
 
@@ -40,12 +39,14 @@ class LocalEngine final : public Engine {
  public:
   explicit LocalEngine(const EngineOptions& options) : options_(options) {
     if (options_.model_path.empty()) options_.model_path = default_model_path();
-    if (!std::filesystem::exists(options_.model_path))
-      fail("model file not found: {} (run scripts/setup.sh to fetch the default model, or pass --model)",
-           options_.model_path);
-    auto file = std::make_shared<gguf::File>(gguf::File::open(options_.model_path));
-    config_ = model::config_from_gguf(*file);
-    tokenizer_ = std::make_unique<tokenizer::Tokenizer>(tokenizer::Tokenizer::from_gguf(*file));
+    model::ModelFiles files = model::open_model_files(options_.model_path);
+    if (options_.prepared_engine && !files.quantization.quantized())
+      fail("engine_dir {}: not a prepared FP8 engine directory (its config has no quantization_config and there is no "
+           "hf_quant_config.json); make one with `octet quantize SOURCE {}`",
+           options_.model_path, options_.model_path);
+    config_ = files.config;
+    tokenizer_ = std::move(files.tokenizer);
+    stop_ids_ = files.stop_ids;
     backend_ = choose_backend();
 
     model::ModelOptions model_options;
@@ -53,12 +54,14 @@ class LocalEngine final : public Engine {
     model_options.max_context = options_.max_context > 0 ? std::min(options_.max_context, config_.context_length)
                                                          : std::min<int64_t>(config_.context_length, 8192);
     model_options.kv_fp8_format = fp8::parse_format(options_.kv_cache_dtype);
-    auto weights = model::make_gguf_weight_source(file, config_);
     auto start = Clock::now();
-    model_ = std::make_unique<model::LlamaModel>(config_, weights.get(), *backend_, model_options);
-    spdlog::debug("loaded {} ({} layers, {} precision) in {:.0f} ms, {:.1f} MiB of weights", options_.model_path,
-                  config_.layers, precision_name(options_.precision), ms_between(start, Clock::now()),
-                  static_cast<double>(model_->weight_bytes()) / (1 << 20));
+    model_ = std::make_unique<model::LlamaModel>(config_, files.weights.get(), *backend_, model_options);
+    const double load_ms = ms_between(start, Clock::now());
+    const uint64_t stored = files.weights->stored_bytes();
+    spdlog::debug("loaded {} ({}, {} layers, {} precision) in {:.0f} ms, {:.1f} MiB of weights{}", options_.model_path,
+                  files.format, config_.layers, precision_name(options_.precision), load_ms,
+                  static_cast<double>(model_->weight_bytes()) / (1 << 20),
+                  stored > 0 && load_ms > 0 ? fmt::format(", {:.2f} GB/s from the files", stored / load_ms / 1e6) : "");
   }
 
   GenerationResult chat(const std::vector<Message>& messages, const GenerationParams& params,
@@ -144,7 +147,7 @@ class LocalEngine final : public Engine {
     };
     result.finish_reason = "length";
     int64_t position = result.prompt_tokens;
-    const auto& stop_ids = tokenizer_->stop_ids();
+    const auto& stop_ids = stop_ids_;
     auto last_token_time = start;
     while (result.completion_tokens < params.max_tokens && keep_going) {
       const int32_t token = sampler.sample(logits, history);
@@ -188,6 +191,7 @@ class LocalEngine final : public Engine {
   EngineOptions options_;
   model::LlamaConfig config_;
   std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
+  std::vector<int32_t> stop_ids_;  // the tokenizer's and the checkpoint's end-of-sequence ids
   std::unique_ptr<backend::Backend> backend_;
   std::unique_ptr<model::LlamaModel> model_;
 };

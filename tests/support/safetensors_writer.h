@@ -139,6 +139,13 @@ inline uint16_t f16_bits(float value) {
   return static_cast<uint16_t>(sign | ((exponent + 15) << 10) | (static_cast<uint16_t>(mantissa) - 1024));
 }
 
+inline float f16_value(uint16_t bits) {
+  const int exponent = (bits >> 10) & 0x1f, mantissa = bits & 0x3ff;
+  const float sign = (bits & 0x8000) ? -1.0f : 1.0f;
+  if (exponent == 0) return sign * std::ldexp(static_cast<float>(mantissa), -24);
+  return sign * std::ldexp(1.0f + static_cast<float>(mantissa) / 1024.0f, exponent - 15);
+}
+
 inline std::vector<uint8_t> f16_bytes(const std::vector<float>& values) {
   std::vector<uint8_t> out;
   for (float v : values) {
