@@ -13,5 +13,6 @@ void register_bench(CLI::App& app, const std::vector<std::string>& overrides);
 void register_eval(CLI::App& app, const std::vector<std::string>& overrides);
 void register_doctor(CLI::App& app, const std::vector<std::string>& overrides);
 void register_plan(CLI::App& app, const std::vector<std::string>& overrides);
+void register_quantize(CLI::App& app, const std::vector<std::string>& overrides);
 
 }  // namespace octet::cli

@@ -24,35 +24,10 @@ namespace tw = octet::testing;
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-const std::vector<int32_t> kTokens = {256, 72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100, 33, 257, 10};
-
 std::vector<float> logits(const LlamaConfig& config, const WeightSource& weights, Precision precision = Precision::fp8) {
-  auto backend = backend::make_cpu_backend(1);
-  ModelOptions options;
-  options.precision = precision;
-  options.max_context = 64;
-  LlamaModel model(config, &weights, *backend, options);
-  backend::TokenBatch batch;
-  std::vector<int64_t> rows;
-  for (size_t i = 0; i < kTokens.size(); ++i) {
-    batch.tokens.push_back(kTokens[i]);
-    batch.positions.push_back(static_cast<int64_t>(i));
-    batch.slots.push_back(0);
-    rows.push_back(static_cast<int64_t>(i));
-  }
-  std::vector<float> out(rows.size() * static_cast<size_t>(config.vocab));
-  model.forward(batch, rows, out.data());
-  return out;
+  return tw::tiny_logits(config, weights, precision);
 }
-
-double relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    diff += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
-    norm += static_cast<double>(b[i]) * b[i];
-  }
-  return std::sqrt(diff / norm);
-}
+using tw::relative_difference;
 
 tw::TestWeightSource float_source(const tw::TinyLlama& m) {
   tw::TestWeightSource source;

@@ -3,7 +3,9 @@
 // writers for it as a Hugging Face directory in the published layouts: BF16/F16/F32, ModelOpt FP8,
 // compressed-tensors FP8. The quantized layouts are made here by the tests' own reference code
 // (exhaustive-search E4M3 rounding, scales = amax / 448), independent of src/.
+#include "backend/backend.h"
 #include "model/llama_config.h"
+#include "model/llama_model.h"
 #include "model/weight_source.h"
 #include "support/safetensors_writer.h"
 #include "tokenizer/byte_level.h"
@@ -195,6 +197,38 @@ class TestWeightSource final : public model::WeightSource {
     return kv[static_cast<size_t>(layer)];
   }
 };
+
+// Logits of every position of a fixed token sequence (bytes and specials of the tiny vocabulary).
+inline std::vector<float> tiny_logits(const model::LlamaConfig& config, const model::WeightSource& weights,
+                                      Precision precision = Precision::fp8) {
+  static const std::vector<int32_t> kTokens = {256, 72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100, 33, 257, 10};
+  auto backend = backend::make_cpu_backend(1);
+  model::ModelOptions options;
+  options.precision = precision;
+  options.max_context = 64;
+  model::LlamaModel model(config, &weights, *backend, options);
+  backend::TokenBatch batch;
+  std::vector<int64_t> rows;
+  for (size_t i = 0; i < kTokens.size(); ++i) {
+    batch.tokens.push_back(kTokens[i]);
+    batch.positions.push_back(static_cast<int64_t>(i));
+    batch.slots.push_back(0);
+    rows.push_back(static_cast<int64_t>(i));
+  }
+  std::vector<float> out(rows.size() * static_cast<size_t>(config.vocab));
+  model.forward(batch, rows, out.data());
+  return out;
+}
+
+// ‖a − b‖ / ‖b‖ in double.
+inline double relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+    norm += static_cast<double>(b[i]) * b[i];
+  }
+  return std::sqrt(diff / norm);
+}
 
 inline fs::path fresh_directory(const std::string& name) {
   const fs::path dir = fs::temp_directory_path() / ("octet_" + name + "_" + std::to_string(::getpid()));
