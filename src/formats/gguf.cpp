@@ -213,6 +213,10 @@ File File::open(const std::string& path) {
   return file;
 }
 
+void File::release(const TensorInfo& tensor) const {
+  if (mapping_) formats::release_pages(tensor_bytes(tensor));
+}
+
 File File::parse(std::span<const uint8_t> bytes, const std::string& source) {
   File file;
   file.bytes_ = bytes;

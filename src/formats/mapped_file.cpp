@@ -40,4 +40,12 @@ MappedFile map_file(const std::string& path, const char* what_expected) {
   return file;
 }
 
+void release_pages(std::span<const uint8_t> range) {
+  if (range.empty()) return;
+  static const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<uintptr_t>(range.data()) & ~(page - 1);
+  const auto end = (reinterpret_cast<uintptr_t>(range.data()) + range.size() + page - 1) & ~(page - 1);
+  ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);  // advice only: failure is harmless
+}
+
 }  // namespace octet::formats

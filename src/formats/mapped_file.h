@@ -17,4 +17,9 @@ struct MappedFile {
 // (what_expected completes "empty file, expected ...").
 MappedFile map_file(const std::string& path, const char* what_expected);
 
+// Tells the kernel the pages under range are not needed for now (MADV_DONTNEED): read-only file pages
+// are dropped from this process and read again from the file if touched later. Loaders call it after
+// converting each tensor, so resident memory does not grow with the checkpoint.
+void release_pages(std::span<const uint8_t> range);
+
 }  // namespace octet::formats

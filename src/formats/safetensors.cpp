@@ -251,6 +251,10 @@ void File::to_float(const TensorInfo& tensor, float* out) const {
   widen_to_float(tensor.dtype, bytes(tensor).data(), tensor.element_count, out);
 }
 
+void File::release(const TensorInfo& tensor) const {
+  if (mapping_) formats::release_pages(bytes(tensor));
+}
+
 std::vector<float> File::to_float(const TensorInfo& tensor) const {
   std::vector<float> values(static_cast<size_t>(tensor.element_count));
   to_float(tensor, values.data());

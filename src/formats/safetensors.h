@@ -56,6 +56,8 @@ class File {
   // Widens a floating-point tensor to float32 (element_count values); octet::Error for other dtypes.
   void to_float(const TensorInfo& tensor, float* out) const;
   std::vector<float> to_float(const TensorInfo& tensor) const;
+  // Drops the tensor's mapped pages from memory (files opened with open(); no-op for parse()).
+  void release(const TensorInfo& tensor) const;
 
  private:
   std::shared_ptr<const void> mapping_;

@@ -34,6 +34,7 @@ class GgufWeightSource final : public WeightSource {
       fail("{}: tensor '{}' has shape [{}], expected [{}]", file_->path(), mapped->name, fmt::join(found, ", "),
            fmt::join(shape, ", "));
     std::vector<float> values = file_->dequantize(*info);
+    file_->release(*info);
     if (mapped->permute_heads > 0) values = unpermute_rows(values, shape[0], shape[1], mapped->permute_heads);
     return values;
   }

@@ -33,7 +33,9 @@ class HfWeightSource final : public WeightSource {
     check_shape(t, shape);
     if (t.info->dtype == Dtype::F8_E4M3 && name.ends_with(".weight") && shape.size() == 2)
       return load_linear(name.substr(0, name.size() - 7), shape[0], shape[1]).dequantized();
-    return t.file->to_float(*t.info);
+    std::vector<float> values = t.file->to_float(*t.info);
+    t.file->release(*t.info);
+    return values;
   }
 
   LinearWeights load_linear(const std::string& module, int64_t out, int64_t in) const override {
@@ -47,13 +49,16 @@ class HfWeightSource final : public WeightSource {
         fail("{}: tensor '{}' is {}, but {} quantizes '{}' to FP8 (it is not excluded)", weight.file->path(),
              weight.info->name, safetensors::dtype_name(weight.info->dtype), quantization_.source, module);
       result.values = weight.file->to_float(*weight.info);
+      weight.file->release(*weight.info);
       result.keep_16bit = excluded;
       return result;
     }
     if (excluded)
       fail("{}: tensor '{}' is F8_E4M3, but {} excludes '{}' from quantization", weight.file->path(), weight.info->name,
            quantization_.source, module);
-    result.e4m3_codes = weight.file->bytes(*weight.info);
+    const auto codes = weight.file->bytes(*weight.info);
+    result.e4m3_codes.assign(codes.begin(), codes.end());
+    weight.file->release(*weight.info);
     result.channel_scales = weight_scales(module, out);
     const std::string input_scale = module + ".input_scale";
     if (quantization_.static_activations || (!quantization_.quantized() && checkpoint_->has(input_scale)))

@@ -23,7 +23,7 @@ struct LlamaConfig;
 // load, or E4M3 codes with their scales, to be kept exactly.
 struct LinearWeights {
   std::vector<float> values;          // [out, in]; empty when the checkpoint stores FP8 codes
-  std::span<const uint8_t> e4m3_codes;  // [out, in] codes, valid while the WeightSource lives
+  std::vector<uint8_t> e4m3_codes;    // [out, in] codes (copied out of the file, whose pages are then released)
   std::vector<float> channel_scales;  // [out]: w = decode(code) · scale (a per-tensor scale repeated)
   float input_scale = 0.0f;           // static activation scale (x_q = x / input_scale); 0: dynamic
   bool keep_16bit = false;            // the checkpoint's config excludes this layer from quantization
