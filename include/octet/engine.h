@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -73,6 +74,10 @@ struct ModelInfo {
   uint64_t weight_bytes_fp8 = 0;   // linear layers in FP8 (+ scales), embeddings/norms/head in BF16
   double savings_percentage = 0;   // 100 * (1 - fp8 / bf16)
   uint64_t kv_bytes_per_token = 0; // K and V of all layers for one position, as this engine stores them
+  std::string format;               // "gguf", "safetensors", "modelopt FP8", "compressed-tensors ..."
+  // Sampling the checkpoint suggests (generation_config.json); unset when it suggests none.
+  std::optional<float> suggested_temperature, suggested_top_p;
+  std::optional<int> suggested_top_k;
 };
 
 // Called with each piece of text as it is produced; return false to stop generation.

@@ -59,6 +59,16 @@ void SamplingFlags::apply_to(GenerationParams& p) const {
   if (given(7)) p.stop = stop;
 }
 
+void SamplingFlags::apply_model_suggestions(const ModelInfo& info, const Config& config, GenerationParams& p) const {
+  auto open = [&](size_t flag, const char* key) {
+    if (given_.size() > flag && given_[flag]->count() > 0) return false;
+    const auto source = config.resolved.at(key).provenance.source;
+    return source == Provenance::Source::built_in || source == Provenance::Source::defaults_file;
+  };
+  if (info.suggested_temperature && open(1, "llm.temperature")) p.temperature = *info.suggested_temperature;
+  if (info.suggested_top_p && open(2, "llm.top_p")) p.top_p = *info.suggested_top_p;
+  if (info.suggested_top_k && open(3, "llm.top_k")) p.top_k = *info.suggested_top_k;
+}
 
 std::string format_bytes(uint64_t bytes) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};

@@ -36,7 +36,9 @@ void register_quantize(CLI::App& app, const std::vector<std::string>& overrides)
   command->add_option("source", flags->options.source, "A Hugging Face directory (BF16/F16/F32) or a GGUF file")->required();
   command->add_option("destination", flags->options.destination, "The directory to create")->required();
   command->add_option("--exclude", flags->options.exclude,
-                      "Keep matching layers in BF16 (repeatable; wildcards, e.g. 'model.layers.0.*'); lm_head always is");
+                      "Keep matching layers in BF16 (repeatable; wildcards, e.g. 'model.layers.0.*'); lm_head always is")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   command->add_option("--calib", flags->options.calibration_text_path,
                       "Text to calibrate static activation and KV-cache scales on (the model runs in BF16); "
                       "without it: per-channel weight scales, dynamic activations");

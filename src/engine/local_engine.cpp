@@ -47,6 +47,10 @@ class LocalEngine final : public Engine {
     config_ = files.config;
     tokenizer_ = std::move(files.tokenizer);
     stop_ids_ = files.stop_ids;
+    format_ = files.format;
+    suggested_temperature_ = files.temperature;
+    suggested_top_p_ = files.top_p;
+    suggested_top_k_ = files.top_k;
     backend_ = choose_backend();
 
     model::ModelOptions model_options;
@@ -102,6 +106,10 @@ class LocalEngine final : public Engine {
   ModelInfo info() const override {
     ModelInfo info = engine::describe_model(config_, options_.precision, options_.model_path, backend_->name());
     info.kv_bytes_per_token = model_->kv_bytes_per_position();
+    info.format = format_;
+    info.suggested_temperature = suggested_temperature_;
+    info.suggested_top_p = suggested_top_p_;
+    info.suggested_top_k = suggested_top_k_;
     return info;
   }
 
@@ -192,6 +200,9 @@ class LocalEngine final : public Engine {
   model::LlamaConfig config_;
   std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
   std::vector<int32_t> stop_ids_;  // the tokenizer's and the checkpoint's end-of-sequence ids
+  std::string format_;
+  std::optional<float> suggested_temperature_, suggested_top_p_;
+  std::optional<int> suggested_top_k_;
   std::unique_ptr<backend::Backend> backend_;
   std::unique_ptr<model::LlamaModel> model_;
 };

@@ -29,18 +29,33 @@ void add_stop(std::vector<int32_t>& stops, int64_t id) {
   if (std::find(stops.begin(), stops.end(), static_cast<int32_t>(id)) == stops.end()) stops.push_back(static_cast<int32_t>(id));
 }
 
-// generation_config.json's eos_token_id: an integer or a list of them.
-void add_generation_stops(const fs::path& path, int64_t vocab, std::vector<int32_t>& stops) {
+// generation_config.json: eos_token_id (an integer or a list of them) and the suggested sampling.
+void read_generation_config(const fs::path& path, ModelFiles& files) {
   if (!fs::exists(path)) return;
   const nlohmann::json generation = read_json(path);
   if (!generation.is_object()) fail("{}: expected a JSON object", path.string());
-  const auto eos = generation.find("eos_token_id");
-  if (eos == generation.end() || eos->is_null()) return;
-  const nlohmann::json ids = eos->is_array() ? *eos : nlohmann::json::array({*eos});
-  for (const auto& id : ids) {
-    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= vocab)
-      fail("{}: eos_token_id {} is not a token id in [0, {})", path.string(), id.dump(), vocab);
-    add_stop(stops, id.get<int64_t>());
+  if (const auto eos = generation.find("eos_token_id"); eos != generation.end() && !eos->is_null()) {
+    const nlohmann::json ids = eos->is_array() ? *eos : nlohmann::json::array({*eos});
+    for (const auto& id : ids) {
+      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= files.config.vocab)
+        fail("{}: eos_token_id {} is not a token id in [0, {})", path.string(), id.dump(), files.config.vocab);
+      add_stop(files.stop_ids, id.get<int64_t>());
+    }
+  }
+  auto number = [&](const char* key, double low, double high) -> std::optional<double> {
+    const auto it = generation.find(key);
+    if (it == generation.end() || it->is_null()) return std::nullopt;
+    if (!it->is_number() || it->get<double>() < low || it->get<double>() > high)
+      fail("{}: {} must be a number in [{}, {}], found {}", path.string(), key, low, high, it->dump());
+    return it->get<double>();
+  };
+  if (const auto do_sample = generation.find("do_sample"); do_sample != generation.end() && do_sample->is_boolean() &&
+                                                           !do_sample->get<bool>()) {
+    files.temperature = 0.0f;  // greedy
+  } else {
+    if (auto t = number("temperature", 0, 100)) files.temperature = static_cast<float>(*t);
+    if (auto p = number("top_p", 0, 1)) files.top_p = static_cast<float>(*p);
+    if (auto k = number("top_k", 0, 1 << 24)) files.top_k = static_cast<int>(*k);
   }
 }
 
@@ -60,7 +75,7 @@ ModelFiles open_directory(const std::string& path) {
 
   files.stop_ids = files.tokenizer->stop_ids();
   for (int64_t id : files.config.eos_token_ids) add_stop(files.stop_ids, id);
-  add_generation_stops(dir / "generation_config.json", files.config.vocab, files.stop_ids);
+  read_generation_config(dir / "generation_config.json", files);
 
   auto checkpoint = std::make_shared<formats::SafetensorsCheckpoint>(formats::SafetensorsCheckpoint::open(path));
   files.weights = make_hf_weight_source(checkpoint, files.quantization);

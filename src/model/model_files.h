@@ -9,6 +9,7 @@
 #include "tokenizer/tokenizer.h"
 
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace octet::model {
@@ -21,6 +22,9 @@ struct ModelFiles {
   std::unique_ptr<WeightSource> weights;
   formats::QuantizationConfig quantization;  // method none for GGUF and 16/32-bit checkpoints
   std::vector<int32_t> stop_ids;             // the tokenizer's, config.json's and generation_config.json's eos ids
+  // generation_config.json's sampling suggestions (do_sample false suggests temperature 0).
+  std::optional<float> temperature, top_p;
+  std::optional<int> top_k;
 };
 
 bool is_model_directory(const std::string& path);  // a directory holding config.json

@@ -217,6 +217,9 @@ TEST(HfCheckpoint, Bf16F16F32DirectoriesGiveTheLogitsOfTheirWeights) {
   EXPECT_EQ(files.tokenizer->chat_template().kind(), tokenizer::ChatTemplate::Kind::chatml);
   for (int32_t id : {257, 258}) EXPECT_NE(std::find(files.stop_ids.begin(), files.stop_ids.end(), id), files.stop_ids.end()) << id;
   EXPECT_EQ(files.tokenizer->encode("Hi"), (std::vector<int32_t>{72, 105}));
+  ASSERT_TRUE(files.temperature.has_value());  // generation_config.json suggests temperature 0.6
+  EXPECT_FLOAT_EQ(*files.temperature, 0.6f);
+  EXPECT_FALSE(files.top_p.has_value());
   // BF16 weights are quantized at load exactly as the in-memory path quantizes the same floats.
   EXPECT_EQ(logits(files.config, *files.weights), logits(files.config, reference));
   EXPECT_EQ(logits(files.config, *files.weights, Precision::f32), logits(files.config, reference, Precision::f32));
