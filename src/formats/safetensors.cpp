@@ -225,7 +225,12 @@ void widen_to_float(Dtype dtype, const uint8_t* data, uint64_t count, float* out
       for (uint64_t i = 0; i < count; ++i) out[i] = half_to_float(static_cast<uint16_t>(data[2 * i] | (data[2 * i + 1] << 8)));
       return;
     case Dtype::BF16:
-      for (uint64_t i = 0; i < count; ++i) out[i] = bf16_to_float(static_cast<uint16_t>(data[2 * i] | (data[2 * i + 1] << 8)));
+      // Unaligned 16-bit loads through memcpy: the compiler turns this loop into vector shifts.
+      for (uint64_t i = 0; i < count; ++i) {
+        uint16_t bits;
+        std::memcpy(&bits, data + 2 * i, 2);
+        out[i] = bf16_to_float(bits);
+      }
       return;
     case Dtype::F64:
       for (uint64_t i = 0; i < count; ++i) {
