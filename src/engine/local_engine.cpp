@@ -2,6 +2,7 @@
 // (the server's continuous batching drives LlamaModel directly with many slots).
 #include "backend/device.h"
 #include "common/error.h"
+#include "common/progress_bar.h"
 #include "engine/model_info.h"
 #include "engine/sampler.h"
 #include "engine/stop_strings.h"
@@ -12,6 +13,7 @@
 
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -31,6 +33,8 @@ uint64_t peak_resident_bytes() {
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<uint64_t>(usage.ru_maxrss) * 1024;  // Linux reports KiB
 }
+
+constexpr uint64_t kProgressBarBytes = uint64_t{1} << 30;
 
 // Prompt tokens are fed in chunks so activation buffers stay bounded for long prompts.
 constexpr int64_t kPrefillChunk = 256;
@@ -58,8 +62,15 @@ class LocalEngine final : public Engine {
     model_options.max_context = options_.max_context > 0 ? std::min(options_.max_context, config_.context_length)
                                                          : std::min<int64_t>(config_.context_length, 8192);
     model_options.kv_fp8_format = fp8::parse_format(options_.kv_cache_dtype);
+    // A progress bar for checkpoints that take a while, only on a terminal (pipes get one-line output).
+    std::unique_ptr<ProgressBar> bar;
+    if (::isatty(STDERR_FILENO) && files.weights->stored_bytes() >= kProgressBarBytes) {
+      bar = std::make_unique<ProgressBar>("loading", files.weights->stored_bytes());
+      files.weights->set_progress([&bar](uint64_t done) { bar->update(done); });
+    }
     auto start = Clock::now();
     model_ = std::make_unique<model::LlamaModel>(config_, files.weights.get(), *backend_, model_options);
+    if (bar) bar->finish();
     const double load_ms = ms_between(start, Clock::now());
     const uint64_t stored = files.weights->stored_bytes();
     spdlog::debug("loaded {} ({}, {} layers, {} precision) in {:.0f} ms, {:.1f} MiB of weights{}", options_.model_path,

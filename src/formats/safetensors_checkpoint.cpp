@@ -89,9 +89,9 @@ const CheckpointTensor& SafetensorsCheckpoint::tensor(const std::string& name) c
   fail("{}: tensor '{}' is missing from the checkpoint", directory_, name);
 }
 
-uint64_t SafetensorsCheckpoint::total_bytes() const {
+uint64_t SafetensorsCheckpoint::tensor_bytes() const {
   uint64_t total = 0;
-  for (const auto& file : shards_) total += file->file_bytes();
+  for (const auto& [name, tensor] : tensors_) total += tensor.info->byte_size();
   return total;
 }
 

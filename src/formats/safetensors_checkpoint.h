@@ -27,7 +27,7 @@ class SafetensorsCheckpoint {
   const CheckpointTensor& tensor(const std::string& name) const;
   const std::map<std::string, CheckpointTensor>& tensors() const { return tensors_; }
   const std::vector<std::unique_ptr<safetensors::File>>& shards() const { return shards_; }
-  uint64_t total_bytes() const;  // all shard files
+  uint64_t tensor_bytes() const;  // the data of every tensor (headers not counted)
 
  private:
   std::string directory_;

@@ -35,6 +35,7 @@ class HfWeightSource final : public WeightSource {
       return load_linear(name.substr(0, name.size() - 7), shape[0], shape[1]).dequantized();
     std::vector<float> values = t.file->to_float(*t.info);
     t.file->release(*t.info);
+    report_read(t.info->byte_size());
     return values;
   }
 
@@ -50,6 +51,7 @@ class HfWeightSource final : public WeightSource {
              weight.info->name, safetensors::dtype_name(weight.info->dtype), quantization_.source, module);
       result.values = weight.file->to_float(*weight.info);
       weight.file->release(*weight.info);
+      report_read(weight.info->byte_size());
       result.keep_16bit = excluded;
       return result;
     }
@@ -59,6 +61,7 @@ class HfWeightSource final : public WeightSource {
     const auto codes = weight.file->bytes(*weight.info);
     result.e4m3_codes.assign(codes.begin(), codes.end());
     weight.file->release(*weight.info);
+    report_read(weight.info->byte_size());
     result.channel_scales = weight_scales(module, out);
     const std::string input_scale = module + ".input_scale";
     if (quantization_.static_activations || (!quantization_.quantized() && checkpoint_->has(input_scale)))
@@ -83,7 +86,7 @@ class HfWeightSource final : public WeightSource {
     return KvScales{scalar(*k, "KV-cache scale"), scalar(*v, "KV-cache scale")};
   }
 
-  uint64_t stored_bytes() const override { return checkpoint_->total_bytes(); }
+  uint64_t stored_bytes() const override { return checkpoint_->tensor_bytes(); }
 
  private:
   void check_shape(const CheckpointTensor& t, const std::vector<int64_t>& shape) const {

@@ -3,6 +3,7 @@
 // ("model.layers.3.self_attn.q_proj.weight") in HF layout ([out_features, in_features], Q/K rows in
 // HF's rotate-half order); each checkpoint format maps names and layouts to that.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -53,6 +54,18 @@ class WeightSource {
   virtual std::optional<KvScales> kv_scales(int64_t layer) const { return std::nullopt; }
   // Bytes of the stored tensors (for load speed); 0 when unknown.
   virtual uint64_t stored_bytes() const { return 0; }
+  // Called with the stored bytes read so far (of stored_bytes()) after each tensor, e.g. for a progress bar.
+  void set_progress(std::function<void(uint64_t bytes_read)> progress) { progress_ = std::move(progress); }
+
+ protected:
+  void report_read(uint64_t bytes) const {
+    bytes_read_ += bytes;
+    if (progress_) progress_(bytes_read_);
+  }
+
+ private:
+  std::function<void(uint64_t)> progress_;
+  mutable uint64_t bytes_read_ = 0;
 };
 
 // GGUF files written by llama.cpp's converter: blk.N.* names, Q/K rows permuted for interleaved RoPE.
