@@ -13,6 +13,7 @@
 #include "formats/safetensors_writer.h"
 #include "model/llama_model.h"
 #include "model/model_files.h"
+#include "octet/config.h"
 #include "octet/engine.h"
 #include "quantize/quantize.h"
 #include "support/model_files.h"
@@ -249,6 +250,19 @@ TEST(Quantize, SmolLM2GgufRoundTripGivesTheInMemoryGreedyOutput) {
     EXPECT_EQ(found.text, expected.text) << prompt;
   }
   fs::remove_all(destination);
+}
+
+TEST(Quantize, EngineDirSettingNamesThePreparedDirectory) {
+  ConfigRequest request;
+  request.environment = {{"TENSORRT_LLM_ENGINE_DIR", "/engines/llama-fp8"}};
+  request.overrides = {"llm.model=/models/llama-bf16"};
+  const EngineOptions options = engine_options(load_config(request));
+  EXPECT_EQ(options.model_path, "/engines/llama-fp8");
+  EXPECT_TRUE(options.prepared_engine);
+  request.environment.clear();
+  const EngineOptions plain = engine_options(load_config(request));
+  EXPECT_EQ(plain.model_path, "/models/llama-bf16");
+  EXPECT_FALSE(plain.prepared_engine);
 }
 
 TEST(Quantize, EngineDirMustHoldAPreparedFp8Checkpoint) {
