@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,7 +19,10 @@ Device parse_device(std::string_view name);  // "auto" | "cpu" | "cuda"
 std::string_view device_name(Device device);
 
 struct EngineOptions {
-  std::string model_path;  // GGUF file (HF directories: checkpoint issue)
+  std::string model_path;  // a GGUF file or a Hugging Face directory (BF16/F16/F32, ModelOpt or compressed-tensors FP8)
+  // model_path is a prepared engine directory (engine.engine_dir / TENSORRT_LLM_ENGINE_DIR): it must
+  // hold FP8 weights already (made by `octet quantize`), so loading does no quantization.
+  bool prepared_engine = false;
   Precision precision = Precision::fp8;
   Device device = Device::auto_select;
   int threads = 0;            // 0: all cores
@@ -70,6 +74,10 @@ struct ModelInfo {
   uint64_t weight_bytes_fp8 = 0;   // linear layers in FP8 (+ scales), embeddings/norms/head in BF16
   double savings_percentage = 0;   // 100 * (1 - fp8 / bf16)
   uint64_t kv_bytes_per_token = 0; // K and V of all layers for one position, as this engine stores them
+  std::string format;               // "gguf", "safetensors", "modelopt FP8", "compressed-tensors ..."
+  // Sampling the checkpoint suggests (generation_config.json); unset when it suggests none.
+  std::optional<float> suggested_temperature, suggested_top_p;
+  std::optional<int> suggested_top_k;
 };
 
 // Called with each piece of text as it is produced; return false to stop generation.

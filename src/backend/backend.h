@@ -26,6 +26,9 @@ enum class LinearFormat {
 struct LinearSpec {
   LinearFormat format = LinearFormat::fp8;
   float static_input_scale = 0.0f;  // 0: dynamic per-token scales
+  // fp8 only: one weight scale per output channel, from a pre-quantized checkpoint; empty: each
+  // row's amax / 448. Weights that are code × scale then come back as exactly their codes.
+  std::span<const float> weight_scales;
 };
 
 struct LinearWeight {
@@ -108,6 +111,12 @@ class Backend {
 
   virtual std::unique_ptr<LinearWeight> make_linear(const float* weights, int64_t out_features,
                                                     int64_t in_features, const LinearSpec& spec) = 0;
+  // An FP8 layer kept bit for bit from a pre-quantized checkpoint: w[o][i] = decode(e4m3_codes[o·in + i])
+  // · channel_scales[o]. The default widens to float32 and calls make_linear with spec.weight_scales
+  // (the same codes come back); backends override it to copy the codes directly.
+  virtual std::unique_ptr<LinearWeight> make_fp8_linear(const uint8_t* e4m3_codes, const float* channel_scales,
+                                                        int64_t out_features, int64_t in_features,
+                                                        const LinearSpec& spec);
   virtual std::unique_ptr<VectorWeight> make_vector(const float* values, int64_t size) = 0;
   virtual std::unique_ptr<EmbeddingTable> make_embedding(const float* table, int64_t vocab, int64_t hidden,
                                                          bool bf16) = 0;

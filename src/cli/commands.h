@@ -16,5 +16,6 @@ void register_plan(CLI::App& app, const std::vector<std::string>& overrides);
 void register_serve(CLI::App& app, const std::vector<std::string>& overrides);
 // `octet bench serve`, under the bench command.
 void register_bench_serve(CLI::App& bench, const std::vector<std::string>& overrides);
+void register_quantize(CLI::App& app, const std::vector<std::string>& overrides);
 
 }  // namespace octet::cli

@@ -5,7 +5,7 @@
 namespace octet::cli {
 
 void EngineFlags::add_to(CLI::App& command, bool with_precision) {
-  given_.push_back(command.add_option("--model", model, "Model file (GGUF); default: llm.model, else " + default_model_path()));
+  given_.push_back(command.add_option("--model", model, "Model: a GGUF file or a Hugging Face directory; default: engine.engine_dir, llm.model, else " + default_model_path()));
   given_.push_back(with_precision ? command.add_option("--precision", precision, "Arithmetic: fp8 (E4M3 W8A8, default), bf16 or f32")
                                         ->check(CLI::IsMember({"fp8", "bf16", "f32"}))
                                   : nullptr);
@@ -20,7 +20,10 @@ void EngineFlags::add_to(CLI::App& command, bool with_precision) {
 
 void EngineFlags::apply_to(EngineOptions& o) const {
   auto given = [&](size_t i) { return given_.size() > i && given_[i] && given_[i]->count() > 0; };
-  if (given(0)) o.model_path = model;
+  if (given(0)) {
+    o.model_path = model;
+    o.prepared_engine = false;
+  }
   if (given(1)) o.precision = parse_precision(precision);
   if (given(2)) o.device = parse_device(device);
   if (given(3)) o.threads = threads;
@@ -56,6 +59,16 @@ void SamplingFlags::apply_to(GenerationParams& p) const {
   if (given(7)) p.stop = stop;
 }
 
+void SamplingFlags::apply_model_suggestions(const ModelInfo& info, const Config& config, GenerationParams& p) const {
+  auto open = [&](size_t flag, const char* key) {
+    if (given_.size() > flag && given_[flag]->count() > 0) return false;
+    const auto source = config.resolved.at(key).provenance.source;
+    return source == Provenance::Source::built_in || source == Provenance::Source::defaults_file;
+  };
+  if (info.suggested_temperature && open(1, "llm.temperature")) p.temperature = *info.suggested_temperature;
+  if (info.suggested_top_p && open(2, "llm.top_p")) p.top_p = *info.suggested_top_p;
+  if (info.suggested_top_k && open(3, "llm.top_k")) p.top_k = *info.suggested_top_k;
+}
 
 std::string format_bytes(uint64_t bytes) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};

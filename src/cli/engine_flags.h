@@ -1,5 +1,6 @@
 #pragma once
 // The engine and sampling flags shared by the subcommands that run a model.
+#include "octet/config.h"
 #include "octet/engine.h"
 
 #include <CLI/CLI.hpp>
@@ -37,6 +38,9 @@ struct SamplingFlags {
 
   void add_to(CLI::App& command);
   void apply_to(GenerationParams& params) const;
+  // Uses the model's suggested sampling (generation_config.json) for the fields that neither a flag
+  // nor the configuration (files, environment, overrides) set.
+  void apply_model_suggestions(const ModelInfo& info, const Config& config, GenerationParams& params) const;
 
  private:
   std::vector<CLI::Option*> given_;  // in the order of the fields above

@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
     octet::cli::register_doctor(app, overrides);
     octet::cli::register_plan(app, overrides);
     octet::cli::register_serve(app, overrides);
+    octet::cli::register_quantize(app, overrides);
     std::reverse(args.begin(), args.end());  // CLI11 takes a vector in reverse order
     app.parse(args);
   } catch (const CLI::ParseError& e) {

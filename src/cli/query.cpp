@@ -30,6 +30,7 @@ void run_query(const QueryFlags& flags) {
   GenerationParams params = generation_params(config);
   flags.sampling.apply_to(params);
   auto engine = Engine::create(options);
+  flags.sampling.apply_model_suggestions(engine->info(), config, params);
   std::vector<Message> messages;
   if (!flags.system.empty()) messages.push_back({"system", flags.system});
   messages.push_back({"user", flags.prompt});

@@ -75,7 +75,7 @@ std::vector<KeyInfo> make_schema() {
       {.name = "engine.gpu_memory_utilization", .type = T::number, .default_yaml = "0.90", .min = 0, .max = 1,
        .min_exclusive = true, .doc = "Share of each GPU's memory the engine may take (weights, KV cache, buffers)."},
       {.name = "engine.engine_dir", .type = T::string, .default_yaml = "\"\"",
-       .doc = "Folder for prepared engine files (the seed's TensorRT-LLM engine dir); empty: none.",
+       .doc = "A prepared FP8 engine directory (made by `octet quantize`; the seed's TensorRT-LLM engine dir): when set, it is the model that runs, loaded with no conversion; empty: none.",
        .seed_env = {"TENSORRT_LLM_ENGINE_DIR"}},
       {.name = "engine.kv_cache_dtype", .type = T::choice, .default_yaml = "auto",
        .allowed = {"auto", "float8_e4m3fn", "float8_e5m2"},

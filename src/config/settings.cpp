@@ -105,6 +105,11 @@ Config load_config(const ConfigRequest& request) {
 EngineOptions engine_options(const Config& config) {
   EngineOptions options;
   options.model_path = config.llm.model.empty() ? default_model_path() : config.llm.model;
+  // A prepared engine directory (the seed's TensorRT-LLM engine dir) is what runs when set.
+  if (!config.engine.engine_dir.empty()) {
+    options.model_path = config.engine.engine_dir;
+    options.prepared_engine = true;
+  }
   options.precision = config.llm.precision;
   options.device = config.llm.device;
   options.threads = config.llm.threads;

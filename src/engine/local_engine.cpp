@@ -39,6 +39,11 @@ class LocalEngine final : public Engine {
     options_.model_path = loaded.path;
     config_ = loaded.config;
     tokenizer_ = std::move(loaded.tokenizer);
+    stop_ids_ = std::move(loaded.stop_ids);
+    format_ = std::move(loaded.format);
+    suggested_temperature_ = loaded.suggested_temperature;
+    suggested_top_p_ = loaded.suggested_top_p;
+    suggested_top_k_ = loaded.suggested_top_k;
     backend_ = std::move(loaded.backend);
     model_ = std::move(loaded.model);
   }
@@ -56,6 +61,10 @@ class LocalEngine final : public Engine {
   ModelInfo info() const override {
     ModelInfo info = engine::describe_model(config_, options_.precision, options_.model_path, backend_->name());
     info.kv_bytes_per_token = model_->kv_bytes_per_position();
+    info.format = format_;
+    info.suggested_temperature = suggested_temperature_;
+    info.suggested_top_p = suggested_top_p_;
+    info.suggested_top_k = suggested_top_k_;
     return info;
   }
 
@@ -101,7 +110,7 @@ class LocalEngine final : public Engine {
     };
     result.finish_reason = "length";
     int64_t position = result.prompt_tokens;
-    const auto& stop_ids = tokenizer_->stop_ids();
+    const auto& stop_ids = stop_ids_;
     auto last_token_time = start;
     while (result.completion_tokens < params.max_tokens && keep_going) {
       const int32_t token = sampler.sample(logits, history);
@@ -145,6 +154,10 @@ class LocalEngine final : public Engine {
   EngineOptions options_;
   model::LlamaConfig config_;
   std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
+  std::vector<int32_t> stop_ids_;  // the tokenizer's and the checkpoint's end-of-sequence ids
+  std::string format_;
+  std::optional<float> suggested_temperature_, suggested_top_p_;
+  std::optional<int> suggested_top_k_;
   std::unique_ptr<backend::Backend> backend_;
   std::unique_ptr<model::LlamaModel> model_;
 };

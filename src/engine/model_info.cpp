@@ -1,7 +1,7 @@
 #include "engine/model_info.h"
 
 #include "common/error.h"
-#include "formats/gguf.h"
+#include "model/model_files.h"
 
 #include <filesystem>
 
@@ -46,10 +46,7 @@ namespace octet {
 
 ModelInfo inspect_model(const EngineOptions& options) {
   const std::string path = options.model_path.empty() ? default_model_path() : options.model_path;
-  if (!std::filesystem::exists(path)) fail("model file not found: {}", path);
-  auto file = gguf::File::open(path);
-  auto config = model::config_from_gguf(file);
-  return engine::describe_model(config, options.precision, path, "cpu");
+  return engine::describe_model(model::read_model_config(path), options.precision, path, "cpu");
 }
 
 }  // namespace octet

@@ -2,17 +2,22 @@
 
 #include "backend/device.h"
 #include "common/error.h"
-#include "formats/gguf.h"
+#include "common/progress_bar.h"
+#include "model/model_files.h"
 #include "model/weight_source.h"
 #include "tokenizer/byte_level.h"
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
 
 namespace octet::engine {
+
+// Checkpoints smaller than this load too fast for a progress bar to help.
+constexpr uint64_t kProgressBarBytes = uint64_t{1} << 30;
 
 std::unique_ptr<backend::Backend> choose_backend(const EngineOptions& options) {
   if (options.device == Device::cpu) return backend::make_cpu_backend(options.threads);
@@ -67,6 +72,8 @@ LoadedModel load_dummy_model(const std::string& config_json_path, const EngineOp
   loaded.config = model::config_from_hf_file(config_json_path);
   if (loaded.config.vocab < 256) fail("{}: vocab_size {} is below the 256 byte tokens", config_json_path, loaded.config.vocab);
   loaded.tokenizer = std::make_unique<tokenizer::Tokenizer>(stand_in_tokenizer(loaded.config, config_json_path));
+  loaded.stop_ids = loaded.tokenizer->stop_ids();
+  loaded.format = "random weights";
   loaded.backend = choose_backend(options);
   loaded.model = std::make_unique<model::LlamaModel>(loaded.config, nullptr, *loaded.backend,
                                                      model_options_for(options, loaded.config, kv));
@@ -76,20 +83,35 @@ LoadedModel load_dummy_model(const std::string& config_json_path, const EngineOp
 LoadedModel load_model(const EngineOptions& options, const KvPoolRequest& kv) {
   LoadedModel loaded;
   loaded.path = options.model_path.empty() ? default_model_path() : options.model_path;
-  if (!std::filesystem::exists(loaded.path))
-    fail("model file not found: {} (run scripts/setup.sh to fetch the default model, or pass --model)", loaded.path);
-  auto file = std::make_shared<gguf::File>(gguf::File::open(loaded.path));
-  loaded.config = model::config_from_gguf(*file);
-  loaded.tokenizer = std::make_unique<tokenizer::Tokenizer>(tokenizer::Tokenizer::from_gguf(*file));
+  model::ModelFiles files = model::open_model_files(loaded.path);
+  if (options.prepared_engine && !files.quantization.quantized())
+    fail("engine_dir {}: not a prepared FP8 engine directory (its config has no quantization_config and there is no "
+         "hf_quant_config.json); make one with `octet quantize SOURCE {}`",
+         loaded.path, loaded.path);
+  loaded.config = files.config;
+  loaded.tokenizer = std::move(files.tokenizer);
+  loaded.stop_ids = files.stop_ids;
+  loaded.format = files.format;
+  loaded.suggested_temperature = files.temperature;
+  loaded.suggested_top_p = files.top_p;
+  loaded.suggested_top_k = files.top_k;
   loaded.backend = choose_backend(options);
   const model::ModelOptions model_options = model_options_for(options, loaded.config, kv);
-  auto weights = model::make_gguf_weight_source(file, loaded.config);
+  // A progress bar for checkpoints that take a while, only on a terminal (pipes get one-line output).
+  const uint64_t stored = files.weights->stored_bytes();
+  std::unique_ptr<ProgressBar> bar;
+  if (::isatty(STDERR_FILENO) && stored >= kProgressBarBytes) {
+    bar = std::make_unique<ProgressBar>("loading", stored);
+    files.weights->set_progress([&bar](uint64_t done) { bar->update(done); });
+  }
   const auto start = std::chrono::steady_clock::now();
-  loaded.model = std::make_unique<model::LlamaModel>(loaded.config, weights.get(), *loaded.backend, model_options);
-  spdlog::debug("loaded {} ({} layers, {} precision) in {:.0f} ms, {:.1f} MiB of weights", loaded.path,
-                loaded.config.layers, precision_name(options.precision),
-                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count(),
-                static_cast<double>(loaded.model->weight_bytes()) / (1 << 20));
+  loaded.model = std::make_unique<model::LlamaModel>(loaded.config, files.weights.get(), *loaded.backend, model_options);
+  if (bar) bar->finish();
+  const double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  spdlog::debug("loaded {} ({}, {} layers, {} precision) in {:.0f} ms, {:.1f} MiB of weights{}", loaded.path,
+                files.format, loaded.config.layers, precision_name(options.precision), load_ms,
+                static_cast<double>(loaded.model->weight_bytes()) / (1 << 20),
+                stored > 0 && load_ms > 0 ? fmt::format(", {:.2f} GB/s from the files", stored / load_ms / 1e6) : "");
   return loaded;
 }
 

@@ -1,5 +1,5 @@
 #pragma once
-// Loading a model for serving: the GGUF file, its tokenizer, the backend --device picks, and the
+// Loading a model: a GGUF file or a Hugging Face directory (model/model_files.h), its tokenizer, the backend --device picks, and the
 // forward pass with the KV cache the caller asks for. Shared by the one-sequence Engine and the server.
 #include "model/llama_config.h"
 #include "model/llama_model.h"
@@ -7,6 +7,7 @@
 #include "tokenizer/tokenizer.h"
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,11 @@ struct LoadedModel {
   std::string path;
   model::LlamaConfig config;
   std::unique_ptr<tokenizer::Tokenizer> tokenizer;
+  std::vector<int32_t> stop_ids;  // the tokenizer's and the checkpoint's end-of-sequence ids
+  std::string format;             // "gguf", "safetensors", "modelopt FP8 (FP8)", …
+  // generation_config.json's sampling suggestions, when the checkpoint has one.
+  std::optional<float> suggested_temperature, suggested_top_p;
+  std::optional<int> suggested_top_k;
   std::unique_ptr<backend::Backend> backend;
   std::unique_ptr<model::LlamaModel> model;
 };

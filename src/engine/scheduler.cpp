@@ -56,6 +56,7 @@ Scheduler::Scheduler(model::LlamaModel& model, const tokenizer::Tokenizer& token
   context_ = model.options().max_context;
   block_size_ = kv.block_size;
   vocab_ = model.config().vocab;
+  if (options_.stop_ids.empty()) options_.stop_ids = tokenizer.stop_ids();
   if (options_.step_token_budget < kv.slots)
     fail("scheduler: a step budget of {} tokens cannot hold one decode token for each of {} slots",
          options_.step_token_budget, kv.slots);
@@ -224,7 +225,7 @@ void Scheduler::accept_token(Sequence& s, std::span<float> logits) {
   s.last_token = now;
   ++s.result.completion_tokens;
   s.history.push_back(token);
-  const auto& stop_ids = tokenizer_.stop_ids();
+  const auto& stop_ids = options_.stop_ids;
   if (!s.spec.params.ignore_eos && std::find(stop_ids.begin(), stop_ids.end(), token) != stop_ids.end()) {
     finish(s, "stop");
     return;

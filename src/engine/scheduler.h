@@ -37,6 +37,9 @@ namespace octet::engine {
 
 struct SchedulerOptions {
   int64_t step_token_budget = 256;  // tokens per forward pass: decode rows first, prefill chunks fill the rest
+  // End-of-sequence ids (the tokenizer's and the checkpoint's: engine::LoadedModel::stop_ids);
+  // empty: the tokenizer's.
+  std::vector<int32_t> stop_ids;
 };
 
 struct RequestOutcome {

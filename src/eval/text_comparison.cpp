@@ -2,7 +2,7 @@
 
 #include "backend/backend.h"
 #include "common/error.h"
-#include "formats/gguf.h"
+#include "model/model_files.h"
 #include "model/llama_model.h"
 #include "model/weight_source.h"
 #include "tokenizer/tokenizer.h"
@@ -61,17 +61,16 @@ class ScoredModel {
 }  // namespace
 
 TextComparison compare_on_text(const TextComparisonOptions& options) {
-  auto file = std::make_shared<gguf::File>(gguf::File::open(options.model_path));
-  auto config = model::config_from_gguf(*file);
-  auto tokenizer = tokenizer::Tokenizer::from_gguf(*file);
-  std::vector<int32_t> ids = tokenizer.encode(options.text, /*allow_special=*/false);
+  model::ModelFiles files = model::open_model_files(options.model_path);  // a GGUF file or an HF directory
+  const model::LlamaConfig& config = files.config;
+  std::vector<int32_t> ids = files.tokenizer->encode(options.text, /*allow_special=*/false);
   if (ids.size() < 2) fail("eval: the text has {} tokens; at least 2 are needed", ids.size());
 
   TextComparison result;
   double candidate_nll = 0, baseline_nll = 0, kl_total = 0;
   int64_t agree = 0;
   const int64_t vocab = config.vocab;
-  auto weights = model::make_gguf_weight_source(file, config);
+  const auto& weights = files.weights;
   ScoredModel candidate_model(*weights, config, options.candidate, options.window_tokens, options.threads);
   ScoredModel baseline_model(*weights, config, options.baseline, options.window_tokens, options.threads);
   for (int64_t begin = 0; begin + 1 < static_cast<int64_t>(ids.size()); begin += options.window_tokens) {

@@ -3,17 +3,12 @@
 // every error names the file, the key or tensor, and what was expected versus found.
 #include "formats/gguf.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <limits>
 
 #include "common/error.h"
+#include "formats/mapped_file.h"
 
 namespace octet::gguf {
 namespace {
@@ -212,31 +207,14 @@ std::span<const uint8_t> dequantizable_bytes(const File& file, const TensorInfo&
 }  // namespace
 
 File File::open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("{}: cannot open: {}", path, std::strerror(errno));
-  struct stat info {};
-  if (::fstat(fd, &info) != 0) {
-    const int error = errno;
-    ::close(fd);
-    fail("{}: cannot stat: {}", path, std::strerror(error));
-  }
-  if (!S_ISREG(info.st_mode)) {
-    ::close(fd);
-    fail("{}: not a regular file", path);
-  }
-  const auto size = static_cast<uint64_t>(info.st_size);
-  if (size == 0) {
-    ::close(fd);
-    fail("{}: empty file, expected a GGUF header", path);
-  }
-  void* address = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  const int map_error = errno;
-  ::close(fd);  // the mapping stays valid without the descriptor
-  if (address == MAP_FAILED) fail("{}: cannot mmap {} bytes: {}", path, size, std::strerror(map_error));
-  std::shared_ptr<const void> mapping(address, [size](const void* p) { ::munmap(const_cast<void*>(p), size); });
-  File file = parse(std::span<const uint8_t>(static_cast<const uint8_t*>(address), size), path);
-  file.mapping_ = std::move(mapping);
+  formats::MappedFile mapped = formats::map_file(path, "a GGUF header");
+  File file = parse(mapped.bytes, path);
+  file.mapping_ = std::move(mapped.mapping);
   return file;
+}
+
+void File::release(const TensorInfo& tensor) const {
+  if (mapping_) formats::release_pages(tensor_bytes(tensor));
 }
 
 File File::parse(std::span<const uint8_t> bytes, const std::string& source) {

@@ -82,6 +82,8 @@ class File {
   // type for types this reader does not decode.
   void dequantize(const TensorInfo& tensor, float* out) const;
   std::vector<float> dequantize(const TensorInfo& tensor) const;
+  // Drops the tensor's mapped pages from memory (files opened with open(); no-op for parse()).
+  void release(const TensorInfo& tensor) const;
 
  private:
   std::shared_ptr<const void> mapping_;  // keeps the mmap alive (empty for parse())

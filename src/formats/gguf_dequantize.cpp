@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "common/error.h"
+#include "common/half.h"
 #include "formats/gguf.h"
 
 namespace octet::gguf {
@@ -34,17 +35,6 @@ float float_from_bits(uint32_t bits) {
   return value;
 }
 
-// IEEE binary16 -> binary32, exact for every input (subnormals, infinities, NaN payloads kept).
-float half_to_float(uint16_t half) {
-  const uint32_t sign = static_cast<uint32_t>(half & 0x8000u) << 16;
-  const uint32_t exponent = (half >> 10) & 0x1fu;
-  const uint32_t mantissa = half & 0x3ffu;
-  if (exponent == 0x1f) return float_from_bits(sign | 0x7f800000u | (mantissa << 13));
-  if (exponent != 0) return float_from_bits(sign | ((exponent + 112) << 23) | (mantissa << 13));
-  // Zero or subnormal: mantissa * 2^-24 is exact in binary32.
-  const float magnitude = static_cast<float>(mantissa) * 0x1p-24f;
-  return sign ? -magnitude : magnitude;
-}
 float load_half(const uint8_t* p) { return half_to_float(load_u16(p)); }
 
 void decode_f32(const uint8_t* data, float* out, uint64_t count) { std::memcpy(out, data, count * 4); }

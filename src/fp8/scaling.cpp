@@ -160,4 +160,17 @@ float quantize_row(const float* row, size_t cols, uint8_t* codes, Format format)
   return scale;
 }
 
+std::vector<uint8_t> encode_rows(const float* values, size_t rows, size_t cols, std::span<const float> row_scales,
+                                 Format format) {
+  if (row_scales.size() != rows) fail("encode_rows: {} scales for {} rows", row_scales.size(), rows);
+  std::vector<uint8_t> codes(rows * cols);
+  for (size_t row = 0; row < rows; ++row) {
+    const float scale = row_scales[row];
+    if (!std::isfinite(scale) || scale < FLT_MIN)
+      fail("encode_rows: scale of row {} is {}, expected a positive normal float", row, scale);
+    encode_scaled(format, values + row * cols, 1.0f / scale, codes.data() + row * cols, cols);
+  }
+  return codes;
+}
+
 }  // namespace octet::fp8

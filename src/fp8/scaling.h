@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 namespace octet::fp8 {
@@ -34,6 +35,12 @@ float amax(const float* values, size_t count);
 QuantizedMatrix quantize(const float* values, size_t rows, size_t cols, ScaleGranularity granularity,
                          Format format = Format::e4m3);
 std::vector<float> dequantize(const QuantizedMatrix& matrix);
+
+// Encodes each row of a [rows, cols] matrix with a scale given per row (a checkpoint's weight scales):
+// codes[r][c] = encode(values[r][c] / row_scales[r]). Values that are code × scale come back as the
+// same code, since the quotient lands within a few float32 ulps of a 4-significant-bit number.
+std::vector<uint8_t> encode_rows(const float* values, size_t rows, size_t cols, std::span<const float> row_scales,
+                                 Format format = Format::e4m3);
 
 // Dynamic per-token quantization of one activation row, the form used before each linear layer:
 // returns the scale, writes cols codes.

@@ -23,6 +23,12 @@ class GgufWeightSource final : public WeightSource {
     return mapped && file_->find_tensor(mapped->name) != nullptr;
   }
 
+  uint64_t stored_bytes() const override {
+    uint64_t total = 0;
+    for (const auto& t : file_->tensors()) total += t.byte_size;
+    return total;
+  }
+
   std::vector<float> load(const std::string& name, const std::vector<int64_t>& shape) const override {
     auto mapped = map_name(name);
     if (!mapped) fail("{}: no GGUF name for tensor '{}'", file_->path(), name);
@@ -34,6 +40,8 @@ class GgufWeightSource final : public WeightSource {
       fail("{}: tensor '{}' has shape [{}], expected [{}]", file_->path(), mapped->name, fmt::join(found, ", "),
            fmt::join(shape, ", "));
     std::vector<float> values = file_->dequantize(*info);
+    file_->release(*info);
+    report_read(info->byte_size);
     if (mapped->permute_heads > 0) values = unpermute_rows(values, shape[0], shape[1], mapped->permute_heads);
     return values;
   }

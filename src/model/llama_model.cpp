@@ -42,16 +42,25 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const WeightSource* weights, b
   const bool table_bf16 = options.precision != Precision::f32;
 
   uint64_t seed = 1;  // random weights: a distinct stream per tensor
-  auto linear = [&](const std::string& name, int64_t out, int64_t in, LinearFormat format) {
-    const backend::LinearSpec spec{format, 0.0f};
+  // Linear layers come as the checkpoint stores them: float weights are quantized here, FP8 codes
+  // are kept with their scales, and layers the checkpoint excludes from quantization stay 16-bit.
+  auto linear = [&](const std::string& module, int64_t out, int64_t in, LinearFormat format) {
     std::unique_ptr<backend::LinearWeight> w;
     if (weights) {
-      std::vector<float> values = weights->load(name, {out, in});
-      w = backend.make_linear(values.data(), out, in, spec);
+      LinearWeights stored = weights->load_linear(module, out, in);
+      if (stored.keep_16bit && format == LinearFormat::fp8) format = LinearFormat::bf16;
+      backend::LinearSpec spec{format, format == LinearFormat::fp8 ? stored.input_scale : 0.0f};
+      if (stored.prequantized() && format == LinearFormat::fp8) {
+        w = backend.make_fp8_linear(stored.e4m3_codes.data(), stored.channel_scales.data(), out, in, spec);
+      } else {
+        const std::vector<float> values = stored.prequantized() ? stored.dequantized() : std::move(stored.values);
+        w = backend.make_linear(values.data(), out, in, spec);
+      }
     } else {
-      w = backend.make_random_linear(out, in, spec, seed++);
+      w = backend.make_random_linear(out, in, backend::LinearSpec{format, 0.0f}, seed++);
     }
     weight_bytes_ += w->bytes();
+    linear_layers_.emplace_back(module, w.get());
     return w;
   };
   auto vector = [&](const std::string& name, int64_t size) {
@@ -64,8 +73,10 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const WeightSource* weights, b
   if (weights) {
     std::vector<float> table = weights->load("model.embed_tokens.weight", {config.vocab, hidden});
     embedding_ = backend.make_embedding(table.data(), config.vocab, hidden, table_bf16);
-    if (config.tied_embeddings)
+    if (config.tied_embeddings) {
       lm_head_ = backend.make_linear(table.data(), config.vocab, hidden, backend::LinearSpec{head, 0.0f});
+      linear_layers_.emplace_back("lm_head", lm_head_.get());
+    }
   } else {
     embedding_ = backend.make_random_embedding(config.vocab, hidden, table_bf16, seed++);
     if (config.tied_embeddings) lm_head_ = backend.make_random_linear(config.vocab, hidden, backend::LinearSpec{head, 0.0f}, seed++);
@@ -75,18 +86,18 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const WeightSource* weights, b
     const std::string p = fmt::format("model.layers.{}.", i);
     Layer layer;
     layer.attn_norm = vector(p + "input_layernorm.weight", hidden);
-    layer.q_proj = linear(p + "self_attn.q_proj.weight", config.q_dim(), hidden, body);
-    layer.k_proj = linear(p + "self_attn.k_proj.weight", config.kv_dim(), hidden, body);
-    layer.v_proj = linear(p + "self_attn.v_proj.weight", config.kv_dim(), hidden, body);
-    layer.o_proj = linear(p + "self_attn.o_proj.weight", hidden, config.q_dim(), body);
+    layer.q_proj = linear(p + "self_attn.q_proj", config.q_dim(), hidden, body);
+    layer.k_proj = linear(p + "self_attn.k_proj", config.kv_dim(), hidden, body);
+    layer.v_proj = linear(p + "self_attn.v_proj", config.kv_dim(), hidden, body);
+    layer.o_proj = linear(p + "self_attn.o_proj", hidden, config.q_dim(), body);
     layer.ffn_norm = vector(p + "post_attention_layernorm.weight", hidden);
-    layer.gate_proj = linear(p + "mlp.gate_proj.weight", ffn, hidden, body);
-    layer.up_proj = linear(p + "mlp.up_proj.weight", ffn, hidden, body);
-    layer.down_proj = linear(p + "mlp.down_proj.weight", hidden, ffn, body);
+    layer.gate_proj = linear(p + "mlp.gate_proj", ffn, hidden, body);
+    layer.up_proj = linear(p + "mlp.up_proj", ffn, hidden, body);
+    layer.down_proj = linear(p + "mlp.down_proj", hidden, ffn, body);
     layers_.push_back(std::move(layer));
   }
   final_norm_ = vector("model.norm.weight", hidden);
-  if (!config.tied_embeddings) lm_head_ = linear("lm_head.weight", config.vocab, hidden, head);
+  if (!config.tied_embeddings) lm_head_ = linear("lm_head", config.vocab, hidden, head);
 
   for (double f : config.rope_inverse_frequencies()) rope_inverse_frequencies_.push_back(static_cast<float>(f));
 
@@ -100,8 +111,23 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const WeightSource* weights, b
   kv.fp8_format = options.kv_fp8_format;
   kv.num_blocks = options.kv_blocks;
   kv.block_size = options.kv_block_size;
+  if (weights && kv.storage == backend::KvCacheSpec::Storage::fp8) read_kv_scales(*weights, kv);
   kv_spec_ = kv;
   kv_cache_ = backend.make_kv_cache(kv);
+}
+
+// A checkpoint calibrated for an FP8 KV cache has scales for every layer or for none.
+void LlamaModel::read_kv_scales(const WeightSource& weights, backend::KvCacheSpec& kv) const {
+  for (int64_t layer = 0; layer < config_.layers; ++layer) {
+    const std::optional<KvScales> scales = weights.kv_scales(layer);
+    const bool first_layer_has_them = !kv.static_k_scales.empty();
+    if (layer > 0 && scales.has_value() != first_layer_has_them)
+      fail("KV-cache scales: layer {} {} them but layer 0 {}", layer, scales ? "has" : "lacks",
+           first_layer_has_them ? "has them" : "lacks them");
+    if (!scales) continue;
+    kv.static_k_scales.push_back(scales->k_scale);
+    kv.static_v_scales.push_back(scales->v_scale);
+  }
 }
 
 void LlamaModel::reset_kv_cache(int64_t slots, int64_t max_context) {

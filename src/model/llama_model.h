@@ -6,6 +6,8 @@
 
 #include <memory>
 #include <span>
+#include <string>
+#include <utility>
 #include <vector>
 
 namespace octet::model {
@@ -49,6 +51,10 @@ class LlamaModel {
   uint64_t streamed_weight_bytes() const { return weight_bytes_ - embedding_->bytes(); }
   backend::Backend& backend() { return backend_; }
   uint64_t kv_bytes_per_position() const { return kv_cache_->bytes_per_position(); }
+  // Every linear layer by its Hugging Face module name ("model.layers.0.self_attn.q_proj", "lm_head").
+  const std::vector<std::pair<std::string, const backend::LinearWeight*>>& linear_layers() const {
+    return linear_layers_;
+  }
 
  private:
   struct Layer {
@@ -63,6 +69,7 @@ class LlamaModel {
   void attention_block(const Layer& layer, int64_t index, const backend::TokenBatch& batch, bool residual_pending);
   void mlp_block(const Layer& layer);
   void ensure_buffers(int64_t rows, int64_t logit_rows);
+  void read_kv_scales(const WeightSource& weights, backend::KvCacheSpec& kv) const;
 
   LlamaConfig config_;
   ModelOptions options_;
@@ -77,6 +84,7 @@ class LlamaModel {
   Buffers buffers_;
   int64_t logit_capacity_ = 0;
   uint64_t weight_bytes_ = 0;
+  std::vector<std::pair<std::string, const backend::LinearWeight*>> linear_layers_;
 };
 
 }  // namespace octet::model

@@ -3,26 +3,77 @@
 // ("model.layers.3.self_attn.q_proj.weight") in HF layout ([out_features, in_features], Q/K rows in
 // HF's rotate-half order); each checkpoint format maps names and layouts to that.
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
 namespace octet::gguf { class File; }
+namespace octet::formats {
+class SafetensorsCheckpoint;
+struct QuantizationConfig;
+}
 
 namespace octet::model {
 
 struct LlamaConfig;
 
+// A linear layer's weights as the checkpoint stores them: float values to be quantized (or not) at
+// load, or E4M3 codes with their scales, to be kept exactly.
+struct LinearWeights {
+  std::vector<float> values;          // [out, in]; empty when the checkpoint stores FP8 codes
+  std::vector<uint8_t> e4m3_codes;    // [out, in] codes (copied out of the file, whose pages are then released)
+  std::vector<float> channel_scales;  // [out]: w = decode(code) · scale (a per-tensor scale repeated)
+  float input_scale = 0.0f;           // static activation scale (x_q = x / input_scale); 0: dynamic
+  bool keep_16bit = false;            // the checkpoint's config excludes this layer from quantization
+
+  bool prequantized() const { return !e4m3_codes.empty(); }
+  // code · scale as float32 (for precisions other than fp8).
+  std::vector<float> dequantized() const;
+};
+
+// Static FP8 KV-cache scales of one layer (k_fp8 = k / k_scale).
+struct KvScales {
+  float k_scale = 0.0f;
+  float v_scale = 0.0f;
+};
+
 class WeightSource {
  public:
   virtual ~WeightSource() = default;
   virtual bool has(const std::string& name) const = 0;
-  // float32 values of the tensor, checked against the expected shape (outermost first).
+  // float32 values of the tensor, checked against the expected shape (outermost first); FP8 weights
+  // come dequantized.
   virtual std::vector<float> load(const std::string& name, const std::vector<int64_t>& shape) const = 0;
+  // The linear layer `module` ("model.layers.0.self_attn.q_proj"), weight [out, in]. The default
+  // loads module.weight as float values.
+  virtual LinearWeights load_linear(const std::string& module, int64_t out_features, int64_t in_features) const;
+  // The checkpoint's KV-cache scales for a layer; nullopt when it has none (dynamic scales).
+  virtual std::optional<KvScales> kv_scales(int64_t layer) const { return std::nullopt; }
+  // Bytes of the stored tensors (for load speed); 0 when unknown.
+  virtual uint64_t stored_bytes() const { return 0; }
+  // Called with the stored bytes read so far (of stored_bytes()) after each tensor, e.g. for a progress bar.
+  void set_progress(std::function<void(uint64_t bytes_read)> progress) { progress_ = std::move(progress); }
+
+ protected:
+  void report_read(uint64_t bytes) const {
+    bytes_read_ += bytes;
+    if (progress_) progress_(bytes_read_);
+  }
+
+ private:
+  std::function<void(uint64_t)> progress_;
+  mutable uint64_t bytes_read_ = 0;
 };
 
 // GGUF files written by llama.cpp's converter: blk.N.* names, Q/K rows permuted for interleaved RoPE.
 std::unique_ptr<WeightSource> make_gguf_weight_source(std::shared_ptr<const gguf::File> file,
                                                       const LlamaConfig& config);
+
+// A Hugging Face safetensors checkpoint (HF names and layout already), with its quantization settings.
+std::unique_ptr<WeightSource> make_hf_weight_source(std::shared_ptr<const formats::SafetensorsCheckpoint> checkpoint,
+                                                    formats::QuantizationConfig quantization);
 
 }  // namespace octet::model

@@ -1,7 +1,7 @@
 #include "runtime/model_shape.h"
 
 #include "engine/model_info.h"
-#include "formats/gguf.h"
+#include "model/model_files.h"
 
 #include <filesystem>
 
@@ -10,9 +10,9 @@ namespace octet::runtime {
 std::optional<ModelShape> find_model_shape(const std::string& model) {
   namespace fs = std::filesystem;
   const std::string path = model.empty() ? default_model_path() : model;
-  if (fs::is_regular_file(path)) {
+  if (fs::is_regular_file(path) || model::is_model_directory(path)) {
     ModelShape shape;
-    shape.config = model::config_from_gguf(gguf::File::open(path));
+    shape.config = model::read_model_config(path);
     shape.source = path;
     shape.weights_local = true;
     return shape;

@@ -20,6 +20,7 @@ std::unique_ptr<ServingStack> build_serving_stack(const EngineOptions& engine, c
 
   engine::SchedulerOptions scheduler_options;
   scheduler_options.step_token_budget = std::max<int64_t>(server.max_batch_tokens, server.max_concurrency);
+  scheduler_options.stop_ids = stack->model.stop_ids;
   stack->scheduler = std::make_unique<engine::Scheduler>(*stack->model.model, *stack->model.tokenizer, stack->metrics,
                                                          scheduler_options);
 

@@ -60,6 +60,7 @@ class Tokenizer {
   bool add_bos() const { return vocabulary_.add_bos; }
   std::optional<int32_t> token_id(const std::string& token_text) const;
   PreTokenizerKind pre_tokenizer_kind() const { return pre_tokenizer_.kind(); }
+  const Vocabulary& vocabulary() const { return vocabulary_; }  // for writing it out (tokenizer.json)
 
  private:
   void encode_ordinary(std::string_view text, std::vector<int32_t>& out) const;

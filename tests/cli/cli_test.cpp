@@ -1,5 +1,6 @@
 // The built `octet` executable, run as a user would: exit codes, one-line errors, and a real query.
 #include "support/model_files.h"
+#include "support/run_octet.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -13,24 +14,8 @@
 
 namespace {
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
-
-CommandResult run_octet(const std::string& arguments, bool merge_stderr = true) {
-  const std::string command =
-      std::string(OCTET_BINARY_DIR) + "/octet " + arguments + (merge_stderr ? " 2>&1" : " 2>/dev/null");
-  CommandResult run;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) return run;
-  std::array<char, 4096> buffer;
-  size_t n;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) run.output.append(buffer.data(), n);
-  const int status = pclose(pipe);
-  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return run;
-}
+using octet::testing::CommandResult;
+using octet::testing::run_octet;
 
 TEST(Cli, HelpListsEverySubcommand) {
   CommandResult r = run_octet("--help");

@@ -1,4 +1,6 @@
 // `octet config show`, run as a user would. Skips while the CLI's main does not register the command.
+#include "support/run_octet.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -9,22 +11,9 @@
 
 namespace {
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
-
-CommandResult run_shell(const std::string& command_line) {
-  CommandResult run;
-  FILE* pipe = popen((command_line + " 2>&1").c_str(), "r");
-  if (!pipe) return run;
-  std::array<char, 4096> buffer;
-  size_t n;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) run.output.append(buffer.data(), n);
-  const int status = pclose(pipe);
-  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return run;
-}
+using octet::testing::CommandResult;
+// The command line with stderr merged into the output.
+CommandResult run_shell(const std::string& command_line) { return octet::testing::run_shell(command_line + " 2>&1"); }
 
 const std::string kOctet = std::string(OCTET_BINARY_DIR) + "/octet";
 

@@ -306,9 +306,10 @@ TEST_F(ApiServerTest, BadInputGetsOpenAiErrorsWithTheRightStatus) {
     ASSERT_TRUE(error.is_object() && error.contains("error")) << c.name << ": " << r.body;
     EXPECT_TRUE(error["error"]["message"].is_string()) << c.name;
     EXPECT_TRUE(error["error"]["type"].is_string()) << c.name;
-    if (!c.param_or_code.empty())
+    if (!c.param_or_code.empty()) {
       EXPECT_TRUE(error["error"]["param"] == c.param_or_code || error["error"]["code"] == c.param_or_code)
           << c.name << ": " << r.body;
+    }
   }
   // Nothing broke: the server answers and holds no blocks.
   EXPECT_EQ(post("/v1/chat/completions", chat_body("Hi", 2)).status, 200);

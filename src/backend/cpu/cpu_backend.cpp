@@ -36,6 +36,12 @@ class CpuBackend final : public Backend {
     return std::make_unique<CpuLinear>(weights, out_features, in_features, spec);
   }
 
+  std::unique_ptr<LinearWeight> make_fp8_linear(const uint8_t* e4m3_codes, const float* channel_scales,
+                                                int64_t out_features, int64_t in_features,
+                                                const LinearSpec& spec) override {
+    return std::make_unique<CpuLinear>(e4m3_codes, channel_scales, out_features, in_features, spec);
+  }
+
   std::unique_ptr<VectorWeight> make_vector(const float* values, int64_t size) override {
     auto v = std::make_unique<CpuVector>();
     v->size = size;

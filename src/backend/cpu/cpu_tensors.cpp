@@ -25,14 +25,30 @@ CpuLinear::CpuLinear(const float* weights, int64_t out, int64_t in, const Linear
       for (size_t i = 0; i < count; ++i) bf16[i] = float_to_bf16(weights[i]);
       break;
     case LinearFormat::fp8: {
-      auto q = fp8::quantize(weights, static_cast<size_t>(out), static_cast<size_t>(in),
-                             fp8::ScaleGranularity::per_output_channel);
-      codes = std::move(q.codes);
-      scales = std::move(q.scales);
+      if (!spec.weight_scales.empty()) {
+        codes = fp8::encode_rows(weights, static_cast<size_t>(out), static_cast<size_t>(in), spec.weight_scales);
+        scales.assign(spec.weight_scales.begin(), spec.weight_scales.end());
+      } else {
+        auto q = fp8::quantize(weights, static_cast<size_t>(out), static_cast<size_t>(in),
+                               fp8::ScaleGranularity::per_output_channel);
+        codes = std::move(q.codes);
+        scales = std::move(q.scales);
+      }
       for (float& s : scales) s *= kE4M3WidenFactor;
       break;
     }
   }
+}
+
+CpuLinear::CpuLinear(const uint8_t* e4m3_codes, const float* channel_scales, int64_t out, int64_t in,
+                     const LinearSpec& spec)
+    : format(LinearFormat::fp8), static_input_scale(spec.static_input_scale) {
+  if (spec.format != LinearFormat::fp8) fail("cpu backend: pre-quantized FP8 weights need the fp8 layer format");
+  out_features = out;
+  in_features = in;
+  codes.assign(e4m3_codes, e4m3_codes + out * in);
+  scales.assign(channel_scales, channel_scales + out);
+  for (float& s : scales) s *= kE4M3WidenFactor;
 }
 
 uint64_t CpuLinear::bytes() const {

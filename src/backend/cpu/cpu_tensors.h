@@ -23,6 +23,8 @@ struct CpuVector final : VectorWeight {
 
 struct CpuLinear final : LinearWeight {
   CpuLinear(const float* weights, int64_t out, int64_t in, const LinearSpec& spec);
+  // fp8 codes and per-output-channel scales taken as they are (a pre-quantized checkpoint).
+  CpuLinear(const uint8_t* e4m3_codes, const float* channel_scales, int64_t out, int64_t in, const LinearSpec& spec);
   uint64_t bytes() const override;
   // The row as float32: a pointer into f32 storage, or widened into scratch (FP8 rows come out
   // divided by kE4M3WidenFactor, which scales[] already compensates).

@@ -107,6 +107,13 @@ class CudaBackend final : public Backend {
     const size_t count = static_cast<size_t>(out * in);
     switch (spec.format) {
       case LinearFormat::fp8: {
+        if (!spec.weight_scales.empty()) {  // a pre-quantized checkpoint's scales: its codes come back exactly
+          auto codes = fp8::encode_rows(weights, static_cast<size_t>(out), static_cast<size_t>(in), spec.weight_scales);
+          w->codes.upload(codes.data(), count, stream_);
+          w->scales.upload(spec.weight_scales.data(), spec.weight_scales.size(), stream_);
+          OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));
+          break;
+        }
         auto q = fp8::quantize(weights, static_cast<size_t>(out), static_cast<size_t>(in),
                                fp8::ScaleGranularity::per_output_channel);
         w->codes.upload(q.codes.data(), count, stream_);

@@ -1,0 +1,152 @@
+// Weights of a Hugging Face safetensors checkpoint: float tensors in any floating dtype, and FP8
+// layers as ModelOpt and compressed-tensors export them, per linear module M:
+//   M.weight        F8_E4M3 [out, in]              w = code · weight_scale
+//   M.weight_scale  float [] or [1] (per tensor), [out] or [out, 1] (per output channel)
+//   M.input_scale   float [] or [1]: static activations, x_q = x / input_scale
+// and per layer the KV-cache scales under the names the exporters have used: self_attn.k_proj.k_scale
+// (ModelOpt), self_attn.k_scale (compressed-tensors), self_attn.k_proj.output_scale (older exports),
+// self_attn.kv_scale (one scale for both). Tensors are read one at a time from the mmap.
+#include <cfloat>
+#include <cmath>
+
+#include "common/error.h"
+#include "formats/quantization_config.h"
+#include "formats/safetensors_checkpoint.h"
+#include "model/llama_config.h"
+#include "model/weight_source.h"
+
+namespace octet::model {
+namespace {
+
+using formats::CheckpointTensor;
+using safetensors::Dtype;
+
+class HfWeightSource final : public WeightSource {
+ public:
+  HfWeightSource(std::shared_ptr<const formats::SafetensorsCheckpoint> checkpoint, formats::QuantizationConfig quantization)
+      : checkpoint_(std::move(checkpoint)), quantization_(std::move(quantization)) {}
+
+  bool has(const std::string& name) const override { return checkpoint_->has(name); }
+
+  std::vector<float> load(const std::string& name, const std::vector<int64_t>& shape) const override {
+    const CheckpointTensor& t = checkpoint_->tensor(name);
+    check_shape(t, shape);
+    if (t.info->dtype == Dtype::F8_E4M3 && name.ends_with(".weight") && shape.size() == 2)
+      return load_linear(name.substr(0, name.size() - 7), shape[0], shape[1]).dequantized();
+    std::vector<float> values = t.file->to_float(*t.info);
+    t.file->release(*t.info);
+    report_read(t.info->byte_size());
+    return values;
+  }
+
+  LinearWeights load_linear(const std::string& module, int64_t out, int64_t in) const override {
+    const CheckpointTensor& weight = checkpoint_->tensor(module + ".weight");
+    check_shape(weight, {out, in});
+    const bool excluded = quantization_.quantized() && quantization_.is_excluded(module);
+    LinearWeights result;
+    if (weight.info->dtype != Dtype::F8_E4M3) {
+      // The head is 16-bit in Octet whatever the config says, so only the body is held to it.
+      if (quantization_.quantized() && !excluded && module != "lm_head")
+        fail("{}: tensor '{}' is {}, but {} quantizes '{}' to FP8 (it is not excluded)", weight.file->path(),
+             weight.info->name, safetensors::dtype_name(weight.info->dtype), quantization_.source, module);
+      result.values = weight.file->to_float(*weight.info);
+      weight.file->release(*weight.info);
+      report_read(weight.info->byte_size());
+      result.keep_16bit = excluded;
+      return result;
+    }
+    if (excluded)
+      fail("{}: tensor '{}' is F8_E4M3, but {} excludes '{}' from quantization", weight.file->path(), weight.info->name,
+           quantization_.source, module);
+    const auto codes = weight.file->bytes(*weight.info);
+    result.e4m3_codes.assign(codes.begin(), codes.end());
+    weight.file->release(*weight.info);
+    report_read(weight.info->byte_size());
+    result.channel_scales = weight_scales(module, out);
+    const std::string input_scale = module + ".input_scale";
+    if (quantization_.static_activations || (!quantization_.quantized() && checkpoint_->has(input_scale)))
+      result.input_scale = scalar(input_scale, "static activation scale");
+    return result;
+  }
+
+  std::optional<KvScales> kv_scales(int64_t layer) const override {
+    const std::string p = fmt::format("model.layers.{}.self_attn.", layer);
+    const std::string* k = first_present({p + "k_proj.k_scale", p + "k_scale", p + "k_proj.output_scale", p + "kv_scale"});
+    const std::string* v = first_present({p + "v_proj.v_scale", p + "v_scale", p + "v_proj.output_scale", p + "kv_scale"});
+    if (!k && !v) {
+      if (quantization_.fp8_kv_cache)
+        fail("{}: missing scale: {} has an FP8 KV cache, but layer {} has no k_scale/v_scale ({}k_proj.k_scale, "
+             "{}k_scale, {}k_proj.output_scale or {}kv_scale)",
+             checkpoint_->directory(), quantization_.source, layer, p, p, p, p);
+      return std::nullopt;
+    }
+    if (!k || !v)
+      fail("{}: missing scale: layer {} has a {} scale but no {} scale", checkpoint_->directory(), layer, k ? "K" : "V",
+           k ? "V" : "K");
+    return KvScales{scalar(*k, "KV-cache scale"), scalar(*v, "KV-cache scale")};
+  }
+
+  uint64_t stored_bytes() const override { return checkpoint_->tensor_bytes(); }
+
+ private:
+  void check_shape(const CheckpointTensor& t, const std::vector<int64_t>& shape) const {
+    if (t.info->shape != shape)
+      fail("{}: tensor '{}' has shape [{}], expected [{}]", t.file->path(), t.info->name, fmt::join(t.info->shape, ", "),
+           fmt::join(shape, ", "));
+  }
+
+  const std::string* first_present(const std::vector<std::string>& names) const {
+    for (const std::string& name : names)
+      if (checkpoint_->has(name)) return &checkpoint_->find(name)->info->name;
+    return nullptr;
+  }
+
+  std::vector<float> checked_values(const CheckpointTensor& t, const char* what) const {
+    if (!safetensors::is_floating(t.info->dtype))
+      fail("{}: {} '{}' has dtype {}, expected a floating-point dtype", t.file->path(), what, t.info->name,
+           safetensors::dtype_name(t.info->dtype));
+    std::vector<float> values = t.file->to_float(*t.info);
+    for (size_t i = 0; i < values.size(); ++i)
+      if (!std::isfinite(values[i]) || values[i] < FLT_MIN)
+        fail("{}: {} '{}' element {} is {}, expected a positive finite number", t.file->path(), what, t.info->name, i,
+             values[i]);
+    return values;
+  }
+
+  float scalar(const std::string& name, const char* what) const {
+    const CheckpointTensor* t = checkpoint_->find(name);
+    if (!t) fail("{}: missing scale: tensor '{}' ({}) is missing", checkpoint_->directory(), name, what);
+    const auto& shape = t->info->shape;
+    if (!(shape.empty() || (shape.size() == 1 && shape[0] == 1)))
+      fail("{}: {} '{}' has shape [{}], expected a scalar ([] or [1])", t->file->path(), what, name, fmt::join(shape, ", "));
+    return checked_values(*t, what)[0];
+  }
+
+  // One scale per output channel, a per-tensor scale repeated.
+  std::vector<float> weight_scales(const std::string& module, int64_t out) const {
+    const std::string name = module + ".weight_scale";
+    const CheckpointTensor* t = checkpoint_->find(name);
+    if (!t) fail("{}: missing scale: tensor '{}' is missing for the F8_E4M3 weight of '{}'", checkpoint_->directory(), name, module);
+    const auto& shape = t->info->shape;
+    const bool per_tensor = shape.empty() || (shape.size() == 1 && shape[0] == 1);
+    const bool per_channel = (shape.size() == 1 && shape[0] == out) || (shape.size() == 2 && shape[0] == out && shape[1] == 1);
+    if (!per_tensor && !per_channel)
+      fail("{}: weight scale '{}' has shape [{}], expected [] or [1] (per tensor) or [{}] / [{}, 1] (per output channel)",
+           t->file->path(), name, fmt::join(shape, ", "), out, out);
+    std::vector<float> values = checked_values(*t, "weight scale");
+    if (per_tensor) values.assign(static_cast<size_t>(out), values[0]);
+    return values;
+  }
+
+  std::shared_ptr<const formats::SafetensorsCheckpoint> checkpoint_;
+  formats::QuantizationConfig quantization_;
+};
+
+}  // namespace
+
+std::unique_ptr<WeightSource> make_hf_weight_source(std::shared_ptr<const formats::SafetensorsCheckpoint> checkpoint,
+                                                    formats::QuantizationConfig quantization) {
+  return std::make_unique<HfWeightSource>(std::move(checkpoint), std::move(quantization));
+}
+
+}  // namespace octet::model

@@ -1,0 +1,240 @@
+#pragma once
+// A tiny Llama (2 layers, GQA 4 query / 2 KV heads, hidden 64, vocab 260) with random weights, and
+// writers for it as a Hugging Face directory in the published layouts: BF16/F16/F32, ModelOpt FP8,
+// compressed-tensors FP8. The quantized layouts are made here by the tests' own reference code
+// (exhaustive-search E4M3 rounding, scales = amax / 448), independent of src/.
+#include "backend/backend.h"
+#include "model/llama_config.h"
+#include "model/llama_model.h"
+#include "model/weight_source.h"
+#include "support/safetensors_writer.h"
+#include "tokenizer/byte_level.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <random>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+namespace octet::testing {
+
+namespace fs = std::filesystem;
+
+struct TinyLlama {
+  int64_t layers = 2, hidden = 64, heads = 4, kv_heads = 2, head_dim = 16, ffn = 128, vocab = 260;
+  bool tied = false;
+  std::map<std::string, std::vector<int64_t>> shapes;  // HF names, in write order below
+  std::map<std::string, std::vector<float>> weights;
+  std::vector<std::string> order;
+
+  static std::vector<std::string> linear_modules(int64_t layers) {
+    std::vector<std::string> out;
+    for (int64_t i = 0; i < layers; ++i)
+      for (const char* m : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
+                            "mlp.up_proj", "mlp.down_proj"})
+        out.push_back("model.layers." + std::to_string(i) + "." + m);
+    return out;
+  }
+
+  // Weights rounded to BF16 already, so every 16-bit layout stores them exactly.
+  static TinyLlama random(std::mt19937_64& rng, bool tied_embeddings = false) {
+    TinyLlama m;
+    m.tied = tied_embeddings;
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    auto add = [&](const std::string& name, std::vector<int64_t> shape, float mean, float stddev) {
+      int64_t count = 1;
+      for (int64_t d : shape) count *= d;
+      std::vector<float> values(static_cast<size_t>(count));
+      for (auto& v : values) v = bf16_value(bf16_bits(mean + stddev * normal(rng)));
+      m.shapes[name] = shape;
+      m.weights[name] = values;
+      m.order.push_back(name);
+    };
+    add("model.embed_tokens.weight", {m.vocab, m.hidden}, 0.0f, 1.0f);
+    for (int64_t i = 0; i < m.layers; ++i) {
+      const std::string p = "model.layers." + std::to_string(i) + ".";
+      const int64_t q = m.heads * m.head_dim, kv = m.kv_heads * m.head_dim;
+      add(p + "input_layernorm.weight", {m.hidden}, 1.0f, 0.1f);
+      add(p + "self_attn.q_proj.weight", {q, m.hidden}, 0.0f, 0.15f);
+      add(p + "self_attn.k_proj.weight", {kv, m.hidden}, 0.0f, 0.15f);
+      add(p + "self_attn.v_proj.weight", {kv, m.hidden}, 0.0f, 0.15f);
+      add(p + "self_attn.o_proj.weight", {m.hidden, q}, 0.0f, 0.15f);
+      add(p + "post_attention_layernorm.weight", {m.hidden}, 1.0f, 0.1f);
+      add(p + "mlp.gate_proj.weight", {m.ffn, m.hidden}, 0.0f, 0.15f);
+      add(p + "mlp.up_proj.weight", {m.ffn, m.hidden}, 0.0f, 0.15f);
+      add(p + "mlp.down_proj.weight", {m.hidden, m.ffn}, 0.0f, 0.1f);
+    }
+    add("model.norm.weight", {m.hidden}, 1.0f, 0.1f);
+    if (!tied_embeddings) add("lm_head.weight", {m.vocab, m.hidden}, 0.0f, 0.15f);
+    return m;
+  }
+
+  nlohmann::json config_json() const {
+    return {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"hidden_size", hidden},
+            {"intermediate_size", ffn}, {"num_hidden_layers", layers}, {"num_attention_heads", heads},
+            {"num_key_value_heads", kv_heads}, {"head_dim", head_dim}, {"vocab_size", vocab},
+            {"max_position_embeddings", 256}, {"rms_norm_eps", 1e-5}, {"rope_theta", 10000.0},
+            {"tie_word_embeddings", tied}, {"bos_token_id", nullptr}, {"eos_token_id", 257},
+            {"torch_dtype", "bfloat16"}};
+  }
+};
+
+// 256 byte-level tokens, then <|im_start|> 256, <|im_end|> 257, <|endoftext|> 258, <|pad|> 259.
+inline nlohmann::json tiny_tokenizer_json() {
+  nlohmann::json vocab = nlohmann::json::object();
+  for (int b = 0; b < 256; ++b) vocab[tokenizer::bytes_to_byte_level(std::string(1, static_cast<char>(b)))] = b;
+  nlohmann::json added = nlohmann::json::array();
+  int id = 256;
+  for (const char* special : {"<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|pad|>"})
+    added.push_back({{"id", id++}, {"content", special}, {"special", true}});
+  return {{"version", "1.0"}, {"added_tokens", added},
+          {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
+          {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}}};
+}
+
+inline const char* kChatMlTemplate =
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + "
+    "'\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+inline void write_tiny_tokenizer(const fs::path& dir, const std::string& chat_template = kChatMlTemplate) {
+  write_text(dir / "tokenizer.json", tiny_tokenizer_json().dump());
+  write_text(dir / "tokenizer_config.json",
+             nlohmann::json{{"eos_token", "<|im_end|>"}, {"add_bos_token", false}, {"chat_template", chat_template}}.dump(2));
+  write_text(dir / "generation_config.json", nlohmann::json{{"eos_token_id", {257, 258}}, {"temperature", 0.6}}.dump(2));
+}
+
+// Shards tensors into `shards` files (model-0000i-of-0000n.safetensors + index) or one model.safetensors.
+inline void write_weights(const fs::path& dir, const std::vector<StTensor>& tensors, int shards = 1) {
+  if (shards <= 1) {
+    write_bytes(dir / "model.safetensors", safetensors_bytes(tensors, {{"format", "pt"}}));
+    return;
+  }
+  nlohmann::json weight_map = nlohmann::json::object();
+  uint64_t total = 0;
+  const size_t per_shard = (tensors.size() + static_cast<size_t>(shards) - 1) / static_cast<size_t>(shards);
+  for (int s = 0; s < shards; ++s) {
+    char name[64];
+    std::snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", s + 1, shards);
+    const size_t begin = static_cast<size_t>(s) * per_shard, end = std::min(tensors.size(), begin + per_shard);
+    std::vector<StTensor> part(tensors.begin() + static_cast<std::ptrdiff_t>(begin),
+                               tensors.begin() + static_cast<std::ptrdiff_t>(end));
+    for (const auto& t : part) {
+      weight_map[t.name] = name;
+      total += t.data.size();
+    }
+    write_bytes(dir / name, safetensors_bytes(part, {{"format", "pt"}}));
+  }
+  write_text(dir / "model.safetensors.index.json",
+             nlohmann::json{{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}}.dump(2));
+}
+
+// ---- the tests' reference FP8 quantization --------------------------------------------------
+
+struct ReferenceFp8 {
+  std::vector<uint8_t> codes;
+  std::vector<float> scales;  // one (per tensor) or one per row
+};
+
+inline ReferenceFp8 reference_quantize(const std::vector<float>& w, int64_t rows, int64_t cols, bool per_channel) {
+  ReferenceFp8 q;
+  auto scale_of = [](float amax) { return amax > 0 ? amax / 448.0f : 1.0f; };
+  if (!per_channel) {
+    float amax = 0;
+    for (float v : w) amax = std::max(amax, std::fabs(v));
+    q.scales = {scale_of(amax)};
+  } else {
+    for (int64_t r = 0; r < rows; ++r) {
+      float amax = 0;
+      for (int64_t c = 0; c < cols; ++c) amax = std::max(amax, std::fabs(w[r * cols + c]));
+      q.scales.push_back(scale_of(amax));
+    }
+  }
+  q.codes.resize(w.size());
+  for (int64_t r = 0; r < rows; ++r) {
+    const float scale = q.scales[per_channel ? static_cast<size_t>(r) : 0];
+    // The product with the float reciprocal, as every FP8 quantizer computes x / scale.
+    const float inverse = 1.0f / scale;
+    for (int64_t c = 0; c < cols; ++c) q.codes[r * cols + c] = e4m3_code(w[r * cols + c] * inverse);
+  }
+  return q;
+}
+
+// A WeightSource written here: float weights, and optionally the tests' own FP8 codes for linears
+// (with static input scales and KV scales), handed to LlamaModel through the interface.
+class TestWeightSource final : public model::WeightSource {
+ public:
+  std::map<std::string, std::vector<float>> weights;
+  std::map<std::string, ReferenceFp8> fp8;  // by module
+  std::map<std::string, float> input_scales;
+  std::vector<model::KvScales> kv;
+  std::vector<std::string> keep_16bit;
+
+  bool has(const std::string& name) const override { return weights.count(name) != 0; }
+  std::vector<float> load(const std::string& name, const std::vector<int64_t>&) const override { return weights.at(name); }
+  model::LinearWeights load_linear(const std::string& module, int64_t out, int64_t in) const override {
+    model::LinearWeights w;
+    w.keep_16bit = std::find(keep_16bit.begin(), keep_16bit.end(), module) != keep_16bit.end();
+    if (const auto it = input_scales.find(module); it != input_scales.end()) w.input_scale = it->second;
+    const auto q = fp8.find(module);
+    if (q == fp8.end()) {
+      w.values = weights.at(module + ".weight");
+      return w;
+    }
+    w.e4m3_codes = q->second.codes;
+    w.channel_scales = q->second.scales.size() == 1 ? std::vector<float>(static_cast<size_t>(out), q->second.scales[0])
+                                                    : q->second.scales;
+    (void)in;
+    return w;
+  }
+  std::optional<model::KvScales> kv_scales(int64_t layer) const override {
+    if (kv.empty()) return std::nullopt;
+    return kv[static_cast<size_t>(layer)];
+  }
+};
+
+// Logits of every position of a fixed token sequence (bytes and specials of the tiny vocabulary).
+inline std::vector<float> tiny_logits(const model::LlamaConfig& config, const model::WeightSource& weights,
+                                      Precision precision = Precision::fp8) {
+  static const std::vector<int32_t> kTokens = {256, 72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100, 33, 257, 10};
+  auto backend = backend::make_cpu_backend(1);
+  model::ModelOptions options;
+  options.precision = precision;
+  options.max_context = 64;
+  model::LlamaModel model(config, &weights, *backend, options);
+  backend::TokenBatch batch;
+  std::vector<int64_t> rows;
+  for (size_t i = 0; i < kTokens.size(); ++i) {
+    batch.tokens.push_back(kTokens[i]);
+    batch.positions.push_back(static_cast<int64_t>(i));
+    batch.slots.push_back(0);
+    rows.push_back(static_cast<int64_t>(i));
+  }
+  std::vector<float> out(rows.size() * static_cast<size_t>(config.vocab));
+  model.forward(batch, rows, out.data());
+  return out;
+}
+
+// ‖a − b‖ / ‖b‖ in double.
+inline double relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+    norm += static_cast<double>(b[i]) * b[i];
+  }
+  return std::sqrt(diff / norm);
+}
+
+inline fs::path fresh_directory(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("octet_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+}  // namespace octet::testing
