@@ -3,7 +3,10 @@
 # the SmolLM2 GGUF is complete, compute-sanitizer memcheck, the benchmarks, optionally an ncu
 # profile of one decode step; logs under $OUT and a short table last (summary.txt).
 #
-#   tools/gpu_session.sh [budget_s] [profile]      (run from the repository root on the GPU machine)
+#   tools/gpu_session.sh [budget_s] [profile|serve]      (run from the repository root on the GPU machine)
+#
+# serve: after the tests, only the 8B fp8 benchmark and the server under load (`octet bench serve`,
+# 64 clients, 1024 in / 256 out, 8B random weights) against the bare engine's batch-64 decode.
 #
 # The GGUF (94 MiB) is larger than one transfer, so it travels in two halves: a call that carries
 # .gpu_carry/part_a leaves it in /root (kept while the machine stays warm); a call that carries
@@ -33,8 +36,9 @@ else
   note "model: SmolLM2 halves not both here (part_a in /root: $([[ -f /root/smollm2.part_a ]] && echo yes || echo no), part_b carried: $([[ -f "$carry/part_b" ]] && echo yes || echo no)): real-model CUDA tests skipped"
 fi
 
-export PKG_CONFIG_PATH="$PWD/$carry/pcre2/lib/pkgconfig"
-export LD_LIBRARY_PATH="$PWD/$carry/pcre2/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# cpp-httplib (with the OpenSSL, zlib and Brotli headers its Debian build needs) travels the same way.
+export PKG_CONFIG_PATH="$PWD/$carry/pcre2/lib/pkgconfig:$PWD/$carry/httplib/lib/pkgconfig"
+export LD_LIBRARY_PATH="$PWD/$carry/pcre2/lib:$PWD/$carry/httplib/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 {
   cmake -G Ninja -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a -DOCTET_BENCH=OFF &&
     ninja -C build-gpu -j16
@@ -75,6 +79,15 @@ bench() {  # name, seconds, args...
   note "$name: rc $? at ${SECONDS}s"
 }
 bench "8B fp8" 100 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8
+if [[ "$profile" == serve ]]; then
+  echo "== serve: octet bench serve (8B random weights, 64 clients, 1024 in / 256 out)" >>"$out/bench.txt"
+  timeout 240 build-gpu/octet bench serve --device cuda --dummy-weights configs/models/Llama-3.1-8B-Instruct.json \
+    --clients 64 --requests 128 --input-tokens 1024 --output-tokens 256 --max-context 1280 >>"$out/bench.txt" 2>&1
+  note "bench serve 8B: rc $? at ${SECONDS}s"
+  bench "8B fp8 batch 64, context 1024" 60 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 \
+    --prefill 128 --batch 64 --context 1024
+  profile=""
+else
 bench "70B fp8" 110 --dummy-weights configs/models/Llama-3.3-70B-Instruct.json --precision fp8 --batch 1,8,32,64
 bench "8B fp8 more batches" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 128 \
   --batch 2,4,16,48
@@ -83,6 +96,7 @@ bench "8B bf16" 70 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --p
   --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 128 --batch 1,8,32
 OCTET_CUDA_GRAPHS=0 bench "8B fp8 eager (no graphs)" 50 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json \
   --precision fp8 --prefill 128 --batch 1,64
+fi
 
 if (($(left) > 40)); then
   cap=$(($(left) - 20)); ((cap > 150)) && cap=150

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <random>
 
 namespace octet::backend {
 namespace {
@@ -104,6 +105,38 @@ TEST_F(CudaVsCpu, LinearAllFormatsAndShapes) {
       EXPECT_LT(error(out), tolerance) << "format " << int(format) << " rows " << s.rows << " in " << s.in << " out " << s.out;
     }
   }
+}
+
+// Pre-quantized FP8 layers (a checkpoint's E4M3 codes with per-channel scales, a per-tensor scale
+// repeated, and a static input scale) load bit for bit on both backends, so the two compute the same
+// W8A8 product: the bound is the FP8 linears' 1e-3 (summation order only). Random codes over the
+// whole finite E4M3 range (NaN codes 0x7F/0xFF excluded), odd shapes, poisoned outputs.
+TEST_F(CudaVsCpu, PrequantizedFp8LinearMatchesCpu) {
+  struct Shape { int64_t rows, in, out; };
+  const Shape shapes[] = {{1, 576, 192}, {3, 1000, 257}, {8, 1024, 513}, {17, 64, 33}, {2, 1040, 77}, {40, 1024, 257}};
+  std::uniform_int_distribution<int> code(0, 253);
+  std::uniform_real_distribution<float> scale(1e-4f, 4e-3f);
+  for (bool per_tensor : {false, true})
+    for (float input_scale : {0.0f, 0.02f})
+      for (Shape s : shapes) {
+        std::vector<uint8_t> codes(static_cast<size_t>(s.out * s.in));
+        for (auto& c : codes) {
+          const int v = code(rng_);
+          c = static_cast<uint8_t>(v < 127 ? v : v + 1);  // skip 0x7F; 254 → 0xFF never drawn
+        }
+        std::vector<float> scales(static_cast<size_t>(s.out), scale(rng_));
+        if (!per_tensor)
+          for (auto& v : scales) v = scale(rng_);
+        const LinearSpec spec{LinearFormat::fp8, input_scale};
+        auto wc = cpu_->make_fp8_linear(codes.data(), scales.data(), s.out, s.in, spec);
+        auto wg = gpu_->make_fp8_linear(codes.data(), scales.data(), s.out, s.in, spec);
+        Pair in = pair(s.rows, s.in, testing::random_normal(rng_, static_cast<size_t>(s.rows * s.in))),
+             out = poisoned(s.rows, s.out);
+        cpu_->linear(*in.cpu, *wc, *out.cpu);
+        gpu_->linear(*in.gpu, *wg, *out.gpu);
+        EXPECT_LT(error(out), 1e-3) << (per_tensor ? "per-tensor" : "per-channel") << " input scale " << input_scale
+                                    << " rows " << s.rows << " in " << s.in << " out " << s.out;
+      }
 }
 
 // q/k/v- and gate/up-like groups through linear_group (one GEMV launch for FP8 where it fits), fed by
