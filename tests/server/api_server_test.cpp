@@ -175,7 +175,7 @@ TEST_F(ApiServerTest, StreamsChunksUsageAndDone) {
   EXPECT_EQ(last_choice["choices"][0]["finish_reason"], "length");
   for (size_t i = 0; i + 2 < events.size(); ++i) EXPECT_TRUE(events[i]["usage"].is_null()) << i;
   const HttpReply whole = post("/v1/chat/completions", chat_body("Name three primary colours.", 10));
-  EXPECT_EQ(testing::streamed_text(events), whole.json()["choices"][0]["message"]["content"]);
+  EXPECT_EQ(testing::streamed_text(events), whole.json()["choices"][0]["message"]["content"].get<std::string>());
 
   const HttpReply completion =
       post("/v1/completions", {{"prompt", "The sun is"}, {"max_tokens", 5}, {"temperature", 0}, {"stream", true}});
@@ -184,7 +184,7 @@ TEST_F(ApiServerTest, StreamsChunksUsageAndDone) {
   EXPECT_EQ(completion_events.front()["object"], "text_completion");
   EXPECT_FALSE(completion_events.front().contains("usage"));  // no include_usage: no usage key
   const HttpReply whole_completion = post("/v1/completions", {{"prompt", "The sun is"}, {"max_tokens", 5}, {"temperature", 0}});
-  EXPECT_EQ(testing::streamed_text(completion_events), whole_completion.json()["choices"][0]["text"]);
+  EXPECT_EQ(testing::streamed_text(completion_events), whole_completion.json()["choices"][0]["text"].get<std::string>());
 }
 
 // Completions with short prompts keep the test's prefill (a CPU shared with other jobs) small; the

@@ -11,7 +11,9 @@ StepGraphs::~StepGraphs() { clear(); }
 void StepGraphs::clear() {
   for (auto& [key, graph] : graphs_) cudaGraphExecDestroy(graph.exec);
   graphs_.clear();
-  eager_epochs_.clear();
+  // Keys whose eager pass predates the latest allocation can no longer be recorded; the key whose
+  // eager pass made that allocation (its buffers now sized) stays, so its next pass is captured.
+  std::erase_if(eager_epochs_, [&](const auto& entry) { return entry.second != *epoch_; });
   graphs_epoch_ = *epoch_;
 }
 
