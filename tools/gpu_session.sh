@@ -81,11 +81,11 @@ bench() {  # name, seconds, args...
 bench "8B fp8" 100 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8
 if [[ "$profile" == serve ]]; then
   echo "== serve: octet bench serve (8B random weights, 64 clients, 1024 in / 256 out)" >>"$out/bench.txt"
-  timeout 240 build-gpu/octet bench serve --device cuda --dummy-weights configs/models/Llama-3.1-8B-Instruct.json \
+  timeout 240 build-gpu/octet --log-level debug bench serve --device cuda --dummy-weights configs/models/Llama-3.1-8B-Instruct.json \
     --clients 64 --requests 128 --input-tokens 1024 --output-tokens 256 --max-context 1280 >>"$out/bench.txt" 2>&1
   note "bench serve 8B: rc $? at ${SECONDS}s"
   echo "== serve, decode-bound: 64 clients, 16 in / 256 out" >>"$out/bench.txt"
-  timeout 120 build-gpu/octet bench serve --device cuda --dummy-weights configs/models/Llama-3.1-8B-Instruct.json \
+  timeout 120 build-gpu/octet --log-level debug bench serve --device cuda --dummy-weights configs/models/Llama-3.1-8B-Instruct.json \
     --clients 64 --requests 64 --input-tokens 16 --output-tokens 256 --max-context 1280 >>"$out/bench.txt" 2>&1
   note "bench serve 8B decode-bound: rc $? at ${SECONDS}s"
   bench "8B fp8 batch 64, context 1024" 60 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 \

@@ -254,6 +254,7 @@ bool Scheduler::step() {
     return false;
   }
 
+  const auto step_start = Clock::now();
   backend::TokenBatch batch;
   std::vector<int64_t> logit_rows;
   std::vector<Sequence*> row_owners;
@@ -288,6 +289,7 @@ bool Scheduler::step() {
   }
 
   logits_.resize(logit_rows.size() * static_cast<size_t>(vocab_));
+  const auto forward_start = Clock::now();
   try {
     model_.forward(batch, logit_rows, logits_.data());
   } catch (const std::exception& e) {
@@ -297,9 +299,23 @@ bool Scheduler::step() {
     publish_gauges();
     return true;
   }
+  const auto forward_end = Clock::now();
   for (size_t r = 0; r < row_owners.size(); ++r)
     accept_token(*row_owners[r], std::span<float>(logits_.data() + r * static_cast<size_t>(vocab_),
                                                   static_cast<size_t>(vocab_)));
+  timing_.steps += 1;
+  timing_.tokens += static_cast<int64_t>(batch.size());
+  timing_.batch_ms += ms_between(step_start, forward_start);
+  timing_.forward_ms += ms_between(forward_start, forward_end);
+  timing_.accept_ms += ms_between(forward_end, Clock::now());
+  if (timing_.steps == kStepTimingWindow) {
+    const double n = static_cast<double>(timing_.steps);
+    spdlog::debug("scheduler: {} steps, {:.1f} tokens/step; per step: batch {:.2f} ms, forward + logits copy {:.2f} ms, "
+                  "sampling + streaming {:.2f} ms",
+                  timing_.steps, static_cast<double>(timing_.tokens) / n, timing_.batch_ms / n, timing_.forward_ms / n,
+                  timing_.accept_ms / n);
+    timing_ = {};
+  }
   std::erase_if(running_, [](const auto& s) { return s->finished; });
   publish_gauges();
   return true;

@@ -115,6 +115,13 @@ class Scheduler {
   runtime::MetricsRegistry& metrics_;
   SchedulerOptions options_;
   int64_t context_ = 0, block_size_ = 0, vocab_ = 0;
+  // Where step time goes (logged at debug level every kStepTimingWindow steps): building the batch,
+  // the forward pass (with the logits' copy to the host), sampling and streaming the tokens.
+  static constexpr int64_t kStepTimingWindow = 256;
+  struct StepTiming {
+    int64_t steps = 0, tokens = 0;
+    double batch_ms = 0, forward_ms = 0, accept_ms = 0;
+  } timing_;
 
   // Shared with submitting threads (guarded by mutex_).
   mutable std::mutex mutex_;
