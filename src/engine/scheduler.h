@@ -8,6 +8,7 @@
 // Thread model: submit/cancel/state from any thread; the steps, and every callback, run on the
 // scheduler's own thread (start) or on the caller of step (tests).
 #include "common/error.h"
+#include "common/thread_pool.h"
 #include "engine/block_allocator.h"
 #include "engine/sampler.h"
 #include "engine/stop_strings.h"
@@ -103,7 +104,7 @@ class Scheduler {
   void apply_cancellations();
   void admit_waiting();
   void finish(Sequence& sequence, const std::string& reason, const std::string& error = {});
-  void accept_token(Sequence& sequence, std::span<float> logits);
+  void accept_token(Sequence& sequence, int32_t token);  // a sampled token: stop checks, text, streaming
   void grow_blocks(Sequence& sequence, int64_t positions);
   int64_t reserved_unallocated_blocks() const;
   void publish_gauges();
@@ -120,8 +121,11 @@ class Scheduler {
   static constexpr int64_t kStepTimingWindow = 256;
   struct StepTiming {
     int64_t steps = 0, tokens = 0;
-    double batch_ms = 0, forward_ms = 0, accept_ms = 0;
+    double batch_ms = 0, forward_ms = 0, sample_ms = 0, accept_ms = 0;
   } timing_;
+  // Sampling of a step's rows (a vocabulary-wide pass each) runs on all cores between forward passes.
+  ThreadPool sampling_pool_;
+  std::vector<int32_t> sampled_;
 
   // Shared with submitting threads (guarded by mutex_).
   mutable std::mutex mutex_;
