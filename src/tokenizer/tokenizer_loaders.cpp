@@ -1,12 +1,12 @@
 // Building a Tokenizer from the files models ship: GGUF metadata and Hugging Face tokenizer.json.
 #include "common/error.h"
 #include "formats/gguf.h"
+#include "formats/json_file.h"
 #include "tokenizer/tokenizer.h"
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include <fstream>
 
 namespace octet::tokenizer {
 namespace {
@@ -140,18 +140,9 @@ Tokenizer Tokenizer::from_hf_json(const nlohmann::json& j, const std::string& so
 }
 
 Tokenizer Tokenizer::from_hf_files(const std::string& tokenizer_json_path, const std::string& tokenizer_config_path) {
-  auto read = [](const std::string& path) {
-    std::ifstream in(path);
-    if (!in) fail("{}: cannot open", path);
-    try {
-      return nlohmann::json::parse(in);
-    } catch (const nlohmann::json::parse_error& e) {
-      fail("{}: invalid JSON: {}", path, e.what());
-    }
-  };
-  nlohmann::json tokenizer = read(tokenizer_json_path);
+  nlohmann::json tokenizer = formats::read_json_file(tokenizer_json_path);
   if (tokenizer_config_path.empty()) return from_hf_json(tokenizer, tokenizer_json_path);
-  nlohmann::json config = read(tokenizer_config_path);
+  nlohmann::json config = formats::read_json_file(tokenizer_config_path);
   return from_hf_json(tokenizer, tokenizer_json_path, &config);
 }
 

@@ -62,7 +62,9 @@ TEST(PrequantizedLinear, DirectDefaultAndReferenceAgree) {
   EXPECT_EQ(d.codes, codes);
   EXPECT_EQ(t.scales, d.scales);
   for (size_t i = 0; i < codes.size(); ++i)
-    if (codes[i] != 0x80) ASSERT_EQ(t.codes[i], codes[i]) << i;
+    if (codes[i] != 0x80) {
+      ASSERT_EQ(t.codes[i], codes[i]) << i;
+    }
 
   auto in = backend->make_activations(kRows, kIn);
   data(*in) = x;

@@ -112,15 +112,17 @@ inline uint16_t bf16_bits(float value) {
 }
 inline float bf16_value(uint16_t bits) { return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16); }
 
-inline std::vector<uint8_t> bf16_bytes(const std::vector<float>& values) {
+// Little-endian 16-bit encodings of values (bf16_bits, f16_bits).
+inline std::vector<uint8_t> u16_bytes(const std::vector<float>& values, uint16_t (*encode)(float)) {
   std::vector<uint8_t> out;
   for (float v : values) {
-    const uint16_t b = bf16_bits(v);
+    const uint16_t b = encode(v);
     out.push_back(static_cast<uint8_t>(b));
     out.push_back(static_cast<uint8_t>(b >> 8));
   }
   return out;
 }
+inline std::vector<uint8_t> bf16_bytes(const std::vector<float>& values) { return u16_bytes(values, bf16_bits); }
 
 // IEEE half for normal-range values (the tests' weights): round to nearest even via double.
 inline uint16_t f16_bits(float value) {
@@ -146,15 +148,7 @@ inline float f16_value(uint16_t bits) {
   return sign * std::ldexp(1.0f + static_cast<float>(mantissa) / 1024.0f, exponent - 15);
 }
 
-inline std::vector<uint8_t> f16_bytes(const std::vector<float>& values) {
-  std::vector<uint8_t> out;
-  for (float v : values) {
-    const uint16_t b = f16_bits(v);
-    out.push_back(static_cast<uint8_t>(b));
-    out.push_back(static_cast<uint8_t>(b >> 8));
-  }
-  return out;
-}
+inline std::vector<uint8_t> f16_bytes(const std::vector<float>& values) { return u16_bytes(values, f16_bits); }
 
 // E4M3 ("fn") value of a code: bias 7, 3 mantissa bits, no infinities, 0x7f/0xff NaN.
 inline float e4m3_value(uint8_t code) {
