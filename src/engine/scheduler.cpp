@@ -219,8 +219,13 @@ void Scheduler::finish(Sequence& s, const std::string& reason, const std::string
 
 void Scheduler::accept_token(Sequence& s, int32_t token) {
   const auto now = Clock::now();
-  if (s.result.completion_tokens == 0) s.result.time_to_first_token_ms = ms_between(s.submitted, now);
-  else s.result.inter_token_ms.push_back(ms_between(s.last_token, now));
+  if (s.result.completion_tokens == 0) {
+    s.result.time_to_first_token_ms = ms_between(s.submitted, now);
+    metrics_.observe_first_token(s.result.time_to_first_token_ms);
+  } else {
+    s.result.inter_token_ms.push_back(ms_between(s.last_token, now));
+    metrics_.observe_token_gap(s.result.inter_token_ms.back());
+  }
   s.last_token = now;
   ++s.result.completion_tokens;
   s.history.push_back(token);

@@ -204,6 +204,12 @@ TEST_F(SchedulerTest, PrefillChunksInterleaveWithRunningStreams) {
   Collected running;
   scheduler.submit(collecting(chat_prompt_ids(*m.tokenizer, {{"user", "Count from one to one hundred."}}), long_run, running));
   while (running.pieces_seen < 3) ASSERT_TRUE(scheduler.step());
+  {  // latencies reach /metrics' histograms while the request runs, not when it ends
+    const auto live = metrics.serving_snapshot();
+    EXPECT_EQ(live.time_to_first_token.count, 1u);
+    EXPECT_GE(live.inter_token_latency.count, 2u);
+    EXPECT_EQ(live.generation_tokens, 0u);  // totals wait for the finish
+  }
   // A prompt of ~160 tokens takes 10+ steps at 15 prompt tokens a step; the stream keeps going.
   std::string long_prompt;
   for (int i = 0; i < 20; ++i) long_prompt += "The quick brown fox jumps over the lazy dog. ";

@@ -84,8 +84,13 @@ Fp8Layout per_channel_dynamic() {
   return layout;
 }
 
-constexpr float kInputScale = 8.0f / 448.0f;  // covers the tiny model's activations (|x| < 8)
-constexpr float kKScale = 6.0f / 448.0f, kVScale = 3.0f / 448.0f;
+// Static scales that cover the tiny model's values, as a calibration would make them. Linear inputs are
+// rmsnorm outputs (|x| ≲ 5), averages of V rows, and silu(gate)·up with gate and up of std ≈ 1.2: up to
+// ~16. K and V rows are W·rmsnorm(x) with W ~ N(0, 0.15²) over 64 inputs: std ≈ 0.15·√64 = 1.2, so 6
+// and 7 cover 5σ. (Scales of 8 for inputs and 3 for V clipped values on some draws and made the error
+// bound below fail on about 1 draw in 50; scales that clip are a calibration error, not a loader's.)
+constexpr float kInputScale = 16.0f / 448.0f;
+constexpr float kKScale = 6.0f / 448.0f, kVScale = 7.0f / 448.0f;
 
 std::pair<std::vector<tw::StTensor>, tw::TestWeightSource> fp8_tensors(const tw::TinyLlama& m, const Fp8Layout& layout) {
   tw::TestWeightSource source = float_source(m);
