@@ -2,7 +2,22 @@
 
 #include "backend/cuda/cuda_check.h"
 
+#include <cmath>
+#include <cstdlib>
+#include <string_view>
+
 namespace octet::backend::cuda {
+namespace {
+
+bool gemm_tuning() {
+  static const bool enabled = [] {
+    const char* value = std::getenv("OCTET_CUDA_GEMM_TUNE");
+    return value == nullptr || std::string_view(value) != "0";
+  }();
+  return enabled;
+}
+
+}  // namespace
 
 CublasLtGemm::CublasLtGemm() {
   OCTET_CUBLAS_CHECK(cublasLtCreate(&handle_));
@@ -48,16 +63,51 @@ CublasLtGemm::Plan& CublasLtGemm::plan(GemmType type, int64_t m, int64_t n, int6
   OCTET_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&preference));
   OCTET_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                           &workspace_bytes_, sizeof workspace_bytes_));
-  cublasLtMatmulHeuristicResult_t result{};
+  cublasLtMatmulHeuristicResult_t results[kCandidates] = {};
   int found = 0;
+  const int wanted = gemm_tuning() && m <= kMaxTunedRows ? kCandidates : 1;
   const cublasStatus_t status =
-      cublasLtMatmulAlgoGetHeuristic(handle_, p.desc, p.a, p.b, p.d, p.d, preference, 1, &result, &found);
+      cublasLtMatmulAlgoGetHeuristic(handle_, p.desc, p.a, p.b, p.d, p.d, preference, wanted, results, &found);
   cublasLtMatmulPreferenceDestroy(preference);
-  if (status == CUBLAS_STATUS_SUCCESS && found > 0) {
-    p.algo = result.algo;
+  if (status != CUBLAS_STATUS_SUCCESS) return p;
+  for (int i = 0; i < found; ++i)
+    if (results[i].state == CUBLAS_STATUS_SUCCESS && results[i].workspaceSize <= workspace_bytes_)
+      p.candidates.push_back(results[i].algo);
+  if (!p.candidates.empty()) {
+    p.algo = p.candidates.front();
     p.usable = true;
+    p.tuned = p.candidates.size() == 1;
   }
   return p;
+}
+
+void CublasLtGemm::tune(Plan& p, const void* x, const void* w, float* out, cudaStream_t s) {
+  constexpr int kTimedRuns = 5;
+  const float alpha = 1.0f, beta = 0.0f;
+  cudaEvent_t start = nullptr, stop = nullptr;
+  OCTET_CUDA_CHECK(cudaEventCreate(&start));
+  OCTET_CUDA_CHECK(cudaEventCreate(&stop));
+  float best_ms = INFINITY;
+  for (const cublasLtMatmulAlgo_t& algo : p.candidates) {
+    const auto once = [&] {
+      return cublasLtMatmul(handle_, p.desc, &alpha, w, p.a, x, p.b, &beta, out, p.d, out, p.d, &algo, workspace_,
+                            workspace_bytes_, s);
+    };
+    if (once() != CUBLAS_STATUS_SUCCESS) continue;  // a candidate that refuses to run is skipped
+    OCTET_CUDA_CHECK(cudaEventRecord(start, s));
+    for (int run = 0; run < kTimedRuns; ++run) once();
+    OCTET_CUDA_CHECK(cudaEventRecord(stop, s));
+    OCTET_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0.0f;
+    OCTET_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    if (ms < best_ms) {
+      best_ms = ms;
+      p.algo = algo;
+    }
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  p.tuned = true;
 }
 
 bool CublasLtGemm::run(GemmType type, const void* x, const void* w, float* out, int64_t m, int64_t n, int64_t k,
@@ -66,6 +116,11 @@ bool CublasLtGemm::run(GemmType type, const void* x, const void* w, float* out, 
   if (type == GemmType::e4m3 && k % 16 != 0) return false;
   Plan& p = plan(type, m, n, k);
   if (!p.usable) return false;
+  if (!p.tuned) {
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    OCTET_CUDA_CHECK(cudaStreamIsCapturing(s, &capture));
+    if (capture == cudaStreamCaptureStatusNone) tune(p, x, w, out, s);
+  }
   const float alpha = 1.0f, beta = 0.0f;
   OCTET_CUBLAS_CHECK(cublasLtMatmul(handle_, p.desc, &alpha, w, p.a, x, p.b, &beta, out, p.d, out, p.d, &p.algo,
                                     workspace_, workspace_bytes_, s));
