@@ -1,6 +1,7 @@
 // cuBLASLt FP8 products of decode-sized batches (17–128 rows), whose algorithm is picked by timing
 // the heuristic's candidates on the first call, against the plain kernel launch_matmul_e4m3_simple:
-// the tuning call and the tuned calls after it must both give the product. Random E4M3 codes over
+// the tuning call and the tuned calls after it must both give the product, and a second instance
+// (another backend's) must reuse the choice: bit-identical results. Random E4M3 codes over
 // the finite range, per-row and per-channel scales, n not a multiple of any tile, outputs poisoned
 // with NaN first. Tolerance: relative error (RMS) below 1e-3, the FP8 linears' bound elsewhere
 // (tensor cores accumulate narrower than float32). Skips without a GPU.
@@ -11,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #if OCTET_HAVE_CUDA
@@ -39,7 +41,7 @@ TEST(CudaGemmTuning, TunedFp8ProductsMatchThePlainKernel) {
     for (auto& s : scales) s = scale(rng);
     return scales;
   };
-  cuda::CublasLtGemm gemm;
+  cuda::CublasLtGemm gemm, other;
   struct Shape { int64_t m, n, k; };
   for (Shape s : {Shape{17, 1000, 1024}, Shape{33, 257, 4096}, Shape{64, 4096, 1040}, Shape{100, 1536, 576},
                   Shape{128, 1030, 2048}, Shape{3, 512, 512}}) {
@@ -51,15 +53,21 @@ TEST(CudaGemmTuning, TunedFp8ProductsMatchThePlainKernel) {
     cuda::launch_matmul_e4m3_simple(dx.data, drow.data, s.m, dw.data, dcol.data, s.n, s.k, want.data, nullptr);
     const auto reference = want.host();
     const std::vector<double> expected(reference.begin(), reference.end());
-    for (int call = 0; call < 2; ++call) {  // call 0 tunes, call 1 runs the kept algorithm
+    std::vector<std::vector<float>> results;
+    // Call 0 tunes, call 1 runs the kept algorithm, call 2 is another instance (another backend's),
+    // which must run the same algorithm: bit-identical to call 1.
+    for (int call = 0; call < 3; ++call) {
       testing::DeviceVector<float> out(static_cast<size_t>(s.m * s.n));
-      ASSERT_TRUE(gemm.run(cuda::GemmType::e4m3, dx.data, dw.data, out.data, s.m, s.n, s.k, nullptr))
+      ASSERT_TRUE((call < 2 ? gemm : other).run(cuda::GemmType::e4m3, dx.data, dw.data, out.data, s.m, s.n, s.k, nullptr))
           << s.m << " × " << s.n << " × " << s.k;
       cuda::launch_scale_rows_cols(out.data, s.m, s.n, drow.data, dcol.data, nullptr);
-      const auto got = out.host();
-      for (float v : got) ASSERT_FALSE(std::isnan(v)) << "unwritten output, " << s.m << " × " << s.n << " × " << s.k;
-      EXPECT_LT(testing::relative_error(got, expected), 1e-3) << "call " << call << ", " << s.m << " × " << s.n << " × " << s.k;
+      results.push_back(out.host());
+      for (float v : results.back()) ASSERT_FALSE(std::isnan(v)) << "unwritten output, " << s.m << " × " << s.n << " × " << s.k;
+      EXPECT_LT(testing::relative_error(results.back(), expected), 1e-3)
+          << "call " << call << ", " << s.m << " × " << s.n << " × " << s.k;
     }
+    EXPECT_EQ(std::memcmp(results[1].data(), results[2].data(), results[1].size() * sizeof(float)), 0)
+        << "two instances ran " << s.m << " × " << s.n << " × " << s.k << " differently";
   }
 }
 

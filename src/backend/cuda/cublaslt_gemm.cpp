@@ -4,7 +4,10 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <map>
+#include <mutex>
 #include <string_view>
+#include <tuple>
 
 namespace octet::backend::cuda {
 namespace {
@@ -15,6 +18,20 @@ bool gemm_tuning() {
     return value == nullptr || std::string_view(value) != "0";
   }();
   return enabled;
+}
+
+// The candidate index each tuned shape chose, for the whole process: every CublasLtGemm (one per
+// backend) then runs a shape with the same algorithm, so two backends give bit-identical products
+// (tests compare an eager backend with a graph-replaying one exactly) and a shape is timed once.
+// The index refers to the heuristic's list, which is the same for the same device and shape.
+struct TunedChoices {
+  std::mutex mutex;
+  std::map<std::tuple<int, int, int64_t, int64_t, int64_t>, size_t> index;  // device, type, m, n, k
+};
+
+TunedChoices& tuned_choices() {
+  static TunedChoices choices;
+  return choices;
 }
 
 }  // namespace
@@ -44,6 +61,8 @@ CublasLtGemm::Plan& CublasLtGemm::plan(GemmType type, int64_t m, int64_t n, int6
   auto it = plans_.find(key);
   if (it != plans_.end()) return it->second;
   Plan& p = plans_[key];
+  p.key = std::make_tuple(0, static_cast<int>(type), m, n, k);
+  OCTET_CUDA_CHECK(cudaGetDevice(&std::get<0>(p.key)));
   const cudaDataType input = type == GemmType::e4m3 ? CUDA_R_8F_E4M3 : type == GemmType::bf16 ? CUDA_R_16BF : CUDA_R_32F;
   const cublasComputeType_t compute = CUBLAS_COMPUTE_32F;  // float32 accumulation; no TF32 for the f32 path
   OCTET_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, compute, CUDA_R_32F));
@@ -77,6 +96,12 @@ CublasLtGemm::Plan& CublasLtGemm::plan(GemmType type, int64_t m, int64_t n, int6
     p.algo = p.candidates.front();
     p.usable = true;
     p.tuned = p.candidates.size() == 1;
+    TunedChoices& choices = tuned_choices();
+    std::lock_guard lock(choices.mutex);
+    if (auto chosen = choices.index.find(p.key); chosen != choices.index.end() && chosen->second < p.candidates.size()) {
+      p.algo = p.candidates[chosen->second];
+      p.tuned = true;
+    }
   }
   return p;
 }
@@ -88,7 +113,9 @@ void CublasLtGemm::tune(Plan& p, const void* x, const void* w, float* out, cudaS
   OCTET_CUDA_CHECK(cudaEventCreate(&start));
   OCTET_CUDA_CHECK(cudaEventCreate(&stop));
   float best_ms = INFINITY;
-  for (const cublasLtMatmulAlgo_t& algo : p.candidates) {
+  size_t best = 0;
+  for (size_t i = 0; i < p.candidates.size(); ++i) {
+    const cublasLtMatmulAlgo_t& algo = p.candidates[i];
     const auto once = [&] {
       return cublasLtMatmul(handle_, p.desc, &alpha, w, p.a, x, p.b, &beta, out, p.d, out, p.d, &algo, workspace_,
                             workspace_bytes_, s);
@@ -102,11 +129,16 @@ void CublasLtGemm::tune(Plan& p, const void* x, const void* w, float* out, cudaS
     OCTET_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
     if (ms < best_ms) {
       best_ms = ms;
-      p.algo = algo;
+      best = i;
     }
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
+  TunedChoices& choices = tuned_choices();
+  std::lock_guard lock(choices.mutex);
+  // A shape another backend tuned meanwhile keeps that choice (the same algorithm everywhere).
+  best = choices.index.emplace(p.key, best).first->second;
+  p.algo = p.candidates[best < p.candidates.size() ? best : 0];
   p.tuned = true;
 }
 

@@ -35,11 +35,12 @@ void launch_scale_rows_cols(float* out, int64_t rows, int64_t cols, const float*
                             cudaStream_t s);
 
 // row_kernels.cu: the per-row operations above (add + rmsnorm + quantize, SwiGLU + quantize,
-// quantize) with each row in the registers of one block, all its loads issued before use; the same
-// outputs (codes and scales bit-exact to launch_quantize_rows_e4m3 of the float output). The
-// launch_* functions call these first; they launch nothing and return false where a row does not
-// fit (cols not a multiple of 4, more than 32768 floats — 16384 for rmsnorm —, pointers not 16-byte
-// aligned) or OCTET_CUDA_ROW_KERNELS=0 keeps the loop kernels (for comparison).
+// quantize) with each row in registers, all its loads issued before use; rows of small batches are
+// split over a thread-block cluster of 2–8 blocks on sm_90. The same outputs (codes and scales
+// bit-exact to launch_quantize_rows_e4m3 of the float output). The launch_* functions call these
+// first; they launch nothing and return false where a row does not fit (cols not a multiple of 4,
+// a block's span of more than 32768 floats — 16384 for rmsnorm —, pointers not 16-byte aligned) or
+// OCTET_CUDA_ROW_KERNELS=0 keeps the loop kernels; =noclusters: one block per row (for comparison).
 bool try_launch_add_rmsnorm_quantize_in_registers(float* residual, const float* delta, const float* weight, float eps,
                                                   int64_t rows, int64_t cols, float* out, uint8_t* codes,
                                                   float* row_scales, cudaStream_t s);
