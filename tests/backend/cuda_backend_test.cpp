@@ -7,6 +7,7 @@
 #include "model/llama_model.h"
 #include "model/weight_source.h"
 #include "support/random.h"
+#include "support/require_gpu.h"
 
 #include <gtest/gtest.h>
 
@@ -19,12 +20,6 @@
 
 namespace octet::backend {
 namespace {
-
-#define OCTET_REQUIRE_GPU()                                                  \
-  do {                                                                       \
-    const CudaStatus status_ = probe_cuda();                                 \
-    if (!status_.available) GTEST_SKIP() << "no GPU: " << status_.reason;    \
-  } while (0)
 
 std::vector<float>& host(Activations& a) { return static_cast<cpu::CpuActivations&>(a).data; }
 

@@ -230,24 +230,46 @@ attention_kernel(const float* q, int64_t heads, const int64_t* slots, const int6
   }
 }
 
-// Merges the splits of each (token, head): softmax statistics rescaled to the common maximum.
-__global__ void attention_combine_kernel(const float* partial, int splits, int64_t head_dim, float* out) {
-  const int64_t item = blockIdx.x;
-  const float* parts = partial + item * splits * (head_dim + 2);
-  float global_max = -INFINITY;
-  for (int s = 0; s < splits; ++s)
-    if (parts[s * (head_dim + 2) + 1] > 0.0f) global_max = fmaxf(global_max, parts[s * (head_dim + 2)]);
-  float total = 0.0f;
-  for (int s = 0; s < splits; ++s) {
-    const float* part = parts + s * (head_dim + 2);
-    if (part[1] > 0.0f) total += part[1] * __expf(part[0] - global_max);
+// Merges the splits of each (token, head): softmax statistics rescaled to the common maximum. The
+// per-split weights are computed once, by a thread per split, into shared memory (splits floats,
+// dynamic), so the loops over the splits are independent loads rather than three dependent chains.
+constexpr int kCombineThreads = 128;
+
+__device__ __forceinline__ float combine_reduce(float value, bool take_max, float* shared) {
+  for (int offset = 16; offset > 0; offset /= 2) {
+    const float other = __shfl_xor_sync(0xFFFFFFFF, value, offset);
+    value = take_max ? fmaxf(value, other) : value + other;
   }
+  if (threadIdx.x % 32 == 0) shared[threadIdx.x / 32] = value;
+  __syncthreads();
+  value = shared[0];
+  for (int w = 1; w < kCombineThreads / 32; ++w) value = take_max ? fmaxf(value, shared[w]) : value + shared[w];
+  __syncthreads();
+  return value;
+}
+
+__global__ void __launch_bounds__(kCombineThreads)
+attention_combine_kernel(const float* partial, int splits, int64_t head_dim, float* out) {
+  extern __shared__ float split_weight[];  // [splits]
+  __shared__ float reduce[kCombineThreads / 32];
+  const int64_t item = blockIdx.x, stride = head_dim + 2;
+  const float* parts = partial + item * splits * stride;
+  float local_max = -INFINITY;
+  for (int s = threadIdx.x; s < splits; s += blockDim.x)
+    if (parts[s * stride + 1] > 0.0f) local_max = fmaxf(local_max, parts[s * stride]);
+  const float global_max = combine_reduce(local_max, true, reduce);
+  float local_total = 0.0f;
+  for (int s = threadIdx.x; s < splits; s += blockDim.x) {
+    const float sum = parts[s * stride + 1];
+    const float weight = sum > 0.0f ? __expf(parts[s * stride] - global_max) : 0.0f;  // empty splits count 0
+    split_weight[s] = weight;
+    local_total += sum * weight;
+  }
+  const float total = combine_reduce(local_total, false, reduce);  // its barrier also publishes split_weight
   for (int64_t i = threadIdx.x; i < head_dim; i += blockDim.x) {
     float sum = 0.0f;
-    for (int s = 0; s < splits; ++s) {
-      const float* part = parts + s * (head_dim + 2);
-      if (part[1] > 0.0f) sum += part[2 + i] * __expf(part[0] - global_max);
-    }
+#pragma unroll 4
+    for (int s = 0; s < splits; ++s) sum += parts[s * stride + 2 + i] * split_weight[s];
     out[item * head_dim + i] = sum / total;
   }
 }
@@ -292,7 +314,8 @@ void launch_attention(const float* q, int64_t tokens, int64_t heads, const int64
   }
   OCTET_CUDA_LAUNCH_CHECK();
   if (splits > 1) {
-    attention_combine_kernel<<<static_cast<unsigned>(tokens * heads), 128, 0, s>>>(scratch, splits, head_dim, out);
+    attention_combine_kernel<<<static_cast<unsigned>(tokens * heads), kCombineThreads, splits * sizeof(float), s>>>(
+        scratch, splits, head_dim, out);
     OCTET_CUDA_LAUNCH_CHECK();
   }
 }

@@ -18,7 +18,8 @@ void launch_add_rmsnorm_quantize(float* residual, const float* delta, const floa
                                  int64_t cols, float* out, uint8_t* codes, float* row_scales, cudaStream_t s);
 void launch_add(float* x, const float* y, int64_t count, cudaStream_t s);
 void launch_swiglu(const float* gate, const float* up, int64_t count, float* out, cudaStream_t s);
-// out = silu(gate) · up, rows × cols, and its per-row E4M3 codes / scales (one block per row).
+// out = silu(gate) · up, rows × cols, and its per-row E4M3 codes / scales (one block per row), as
+// launch_quantize_rows_e4m3 would compute them from out.
 void launch_swiglu_quantize(const float* gate, const float* up, int64_t rows, int64_t cols, float* out, uint8_t* codes,
                             float* row_scales, cudaStream_t s);
 void launch_rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const int64_t* positions,
@@ -33,10 +34,26 @@ void launch_to_bf16(const float* x, int64_t count, uint16_t* out, cudaStream_t s
 void launch_scale_rows_cols(float* out, int64_t rows, int64_t cols, const float* row_scales, const float* col_scales,
                             cudaStream_t s);
 
+// row_kernels.cu: the per-row operations above (add + rmsnorm + quantize, SwiGLU + quantize,
+// quantize) with each row in registers, all its loads issued before use; rows of small batches are
+// split over a thread-block cluster of 2–8 blocks on sm_90. The same outputs (codes and scales
+// bit-exact to launch_quantize_rows_e4m3 of the float output). The launch_* functions call these
+// first; they launch nothing and return false where a row does not fit (cols not a multiple of 4,
+// a block's span of more than 32768 floats — 16384 for rmsnorm —, pointers not 16-byte aligned) or
+// OCTET_CUDA_ROW_KERNELS=0 keeps the loop kernels; =noclusters: one block per row (for comparison).
+bool try_launch_add_rmsnorm_quantize_in_registers(float* residual, const float* delta, const float* weight, float eps,
+                                                  int64_t rows, int64_t cols, float* out, uint8_t* codes,
+                                                  float* row_scales, cudaStream_t s);
+bool try_launch_swiglu_quantize_in_registers(const float* gate, const float* up, int64_t rows, int64_t cols, float* out,
+                                             uint8_t* codes, float* row_scales, cudaStream_t s);
+bool try_launch_quantize_rows_e4m3_in_registers(const float* x, int64_t rows, int64_t cols, float static_scale,
+                                                uint8_t* codes, float* row_scales, cudaStream_t s);
+
 // gemv_fp8.cu: y[m, n] = row_scales[m] · col_scales[n] · Σ_k x[m, k] · w[n, k] with E4M3 x and w for
 // the few rows of decode batches; w is [n, k] row-major. k a multiple of 64: FP8 tensor cores
-// (mma.sync), up to 16 rows; else k a multiple of 16: CUDA cores, up to 8 rows.
-// OCTET_CUDA_TENSOR_GEMV=0 keeps every shape on the CUDA-core kernel (for comparison).
+// (mma.sync), 2 to 16 rows; one row, or k a multiple of 16 only: CUDA cores, up to 8 rows.
+// OCTET_CUDA_TENSOR_GEMV=0 keeps every shape on the CUDA-core kernel, =all puts one row on the
+// tensor cores too (both for comparison).
 bool gemv_e4m3_fits(int64_t rows, int64_t k);
 void launch_gemv_e4m3(const uint8_t* x, const float* row_scales, int64_t rows, const uint8_t* w, const float* col_scales,
                       int64_t n, int64_t k, float* y, cudaStream_t s);

@@ -54,6 +54,7 @@ unsigned blocks_for(int64_t count) { return static_cast<unsigned>((count + kThre
 void launch_quantize_rows_e4m3(const float* x, int64_t rows, int64_t cols, float static_scale, uint8_t* codes,
                                float* row_scales, cudaStream_t s) {
   if (rows == 0) return;
+  if (try_launch_quantize_rows_e4m3_in_registers(x, rows, cols, static_scale, codes, row_scales, s)) return;
   quantize_rows_e4m3_kernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(x, cols, static_scale, codes, row_scales);
   OCTET_CUDA_LAUNCH_CHECK();
 }
