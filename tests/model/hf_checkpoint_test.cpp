@@ -495,14 +495,19 @@ TEST(CudaStoredUpload, TinyCheckpointsLoadAsThroughTheHostAndCloseToTheCpu) {
   auto gpu = backend::make_cuda_backend(0);
   ::unsetenv("OCTET_CUDA_STAGING_BYTES");
   auto cpu = backend::make_cpu_backend(2);
-  for (const auto& dir : checkpoints.dirs)
+  for (const auto& dir : checkpoints.dirs) {
+    const auto exact = dir_logits_via(dir, true, Precision::f32, *cpu);
     for (Precision precision : {Precision::fp8, Precision::bf16, Precision::f32}) {
       const auto on_gpu = dir_logits_via(dir, true, precision, *gpu);
+      const auto on_cpu = dir_logits_via(dir, true, precision, *cpu);
       EXPECT_EQ(on_gpu, dir_logits_via(dir, false, precision, *gpu)) << dir.filename() << " precision " << int(precision);
-      EXPECT_LT(relative_difference(on_gpu, dir_logits_via(dir, true, precision, *cpu)),
-                precision == Precision::f32 ? 1e-4 : 1e-2)
-          << dir.filename() << " precision " << int(precision);
+      if (precision == Precision::fp8)  // activation codes may round apart: judged by the error against float32
+        EXPECT_LT(relative_difference(on_gpu, exact), 1.5 * relative_difference(on_cpu, exact) + 1e-3) << dir.filename();
+      else
+        EXPECT_LT(relative_difference(on_gpu, on_cpu), precision == Precision::f32 ? 1e-4 : 1e-2)
+            << dir.filename() << " precision " << int(precision);
     }
+  }
 }
 
 }  // namespace
