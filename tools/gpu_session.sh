@@ -3,7 +3,12 @@
 # the SmolLM2 GGUF is complete, compute-sanitizer memcheck, the benchmarks, optionally an ncu
 # profile of one decode step; logs under $OUT and a short table last (summary.txt).
 #
-#   tools/gpu_session.sh [budget_s] [profile|serve]      (run from the repository root on the GPU machine)
+#   tools/gpu_session.sh [budget_s] [profile|serve|load]      (run from the repository root on the GPU machine)
+#
+# load: after the tests, only load speed (issue 4 part 6): writes a Llama-3.1-8B-shaped checkpoint
+# of LOAD_LAYERS layers (default 16: 9.1 GB BF16, 5.5 GB FP8; 32 layers are 16.1 GB BF16) in BF16 and in ModelOpt FP8 (tools/make_random_hf_checkpoint.py),
+# then loads each with `octet query ... --device cuda`, printing octet's "loaded … GB/s" line and the
+# peak RSS. The files were just written, so they sit in the page cache: conversion speed, not disk speed.
 #
 # serve: after the tests, only the 8B fp8 benchmark and the server under load (`octet bench serve`,
 # 64 clients, 1024 in / 256 out, 8B random weights) against the bare engine's batch-64 decode.
@@ -78,7 +83,7 @@ bench() {  # name, seconds, args...
   timeout "$limit" build-gpu/octet bench "$@" >>"$out/bench.txt" 2>&1
   note "$name: rc $? at ${SECONDS}s"
 }
-bench "8B fp8" 100 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8
+[[ "$profile" != load ]] && bench "8B fp8" 100 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8
 if [[ "$profile" == serve ]]; then
   echo "== serve: octet bench serve (8B random weights, 64 clients, 1024 in / 256 out)" >>"$out/bench.txt"
   timeout 240 build-gpu/octet --log-level debug bench serve --device cuda --dummy-weights configs/models/Llama-3.1-8B-Instruct.json \
@@ -90,6 +95,35 @@ if [[ "$profile" == serve ]]; then
   note "bench serve 8B decode-bound: rc $? at ${SECONDS}s"
   bench "8B fp8 batch 64, context 1024" 60 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 \
     --prefill 128 --batch 64 --context 1024
+  profile=""
+elif [[ "$profile" == load ]]; then
+  layers="${LOAD_LAYERS:-16}"
+  python3 -c "import numpy" 2>/dev/null || note "load: python3 has no numpy (tools/make_random_hf_checkpoint.py needs it)"
+  df -h /root | tail -1 | tee -a "$summary"
+  free -g | head -2 | tee -a "$summary"
+  tokenizer=/root/load-tokenizer
+  if [[ -f "$model" ]] && timeout 60 build-gpu/octet quantize "$model" "$tokenizer" >"$out/load.txt" 2>&1; then
+    # Runs the command, then prints its peak RSS (the machine may lack /usr/bin/time).
+    peak_rss='import resource, subprocess, sys; rc = subprocess.run(sys.argv[1:]).returncode; print(f"peak RSS {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MB, rc {rc}")'
+    for kind in bf16 fp8; do
+      dir=/root/load-8b-$kind
+      rm -rf "$dir"
+      start=$SECONDS
+      timeout 90 python3 tools/make_random_hf_checkpoint.py configs/models/Llama-3.1-8B-Instruct.json "$dir" --layers "$layers" \
+        --tokenizer-from "$tokenizer" $([[ $kind == fp8 ]] && echo --fp8) >>"$out/load.txt" 2>&1
+      note "load $kind: wrote $(du -sh "$dir" | cut -f1) ($layers layers) in $((SECONDS - start)) s"
+      for stored in 1 0; do
+        [[ $kind == bf16 && $stored == 0 ]] && continue  # the host float32 path: ~0.3 GB/s, over the budget
+        echo "== load $kind OCTET_STORED_UPLOAD=$stored" >>"$out/load.txt"
+        OCTET_STORED_UPLOAD=$stored timeout 100 python3 -c "$peak_rss" build-gpu/octet --log-level debug query \
+          --model "$dir" hi --max-tokens 1 --device cuda --max-context 256 >>"$out/load.txt" 2>&1
+        note "load $kind (OCTET_STORED_UPLOAD=$stored): $(grep -oE 'loaded .* GB/s[^,]*' "$out/load.txt" | tail -1); $(grep -E '^peak RSS' "$out/load.txt" | tail -1)"
+      done
+      rm -rf "$dir"
+    done
+  else
+    note "load: skipped (needs the SmolLM2 GGUF for a tokenizer; see $out/load.txt)"
+  fi
   profile=""
 else
 bench "70B fp8" 110 --dummy-weights configs/models/Llama-3.3-70B-Instruct.json --precision fp8 --batch 1,8,32,64

@@ -3,7 +3,9 @@
 // (src/model/llama_model.cpp) and each backend (cpu/, cuda/) supplies the arithmetic.
 //
 // Activations are row-major [rows, cols] float32 buffers owned by the backend. Weights are uploaded
-// once from host float32 and stored in the backend's format for the requested precision.
+// once, from host float32 or from the checkpoint's stored bytes (stored_tensor.h), and stored in the
+// backend's format for the requested precision.
+#include "backend/stored_tensor.h"
 #include "fp8/fp8.h"
 #include "octet/engine.h"
 
@@ -117,9 +119,18 @@ class Backend {
   virtual std::unique_ptr<LinearWeight> make_fp8_linear(const uint8_t* e4m3_codes, const float* channel_scales,
                                                         int64_t out_features, int64_t in_features,
                                                         const LinearSpec& spec);
+  // A linear layer from a checkpoint's stored bytes ([out, in]), converted where the backend keeps its
+  // weights. Float dtypes give the same weights as make_linear of their float32 widening (the same
+  // bf16 rounding, per-channel scales and E4M3 codes); E4M3 codes need spec.weight_scales (one per
+  // row) and give make_fp8_linear's weights (or code · scale widened, for other formats). The
+  // default widens on the host and calls make_linear / make_fp8_linear.
+  virtual std::unique_ptr<LinearWeight> make_linear_from_stored(const StoredTensor& weights, const LinearSpec& spec);
   virtual std::unique_ptr<VectorWeight> make_vector(const float* values, int64_t size) = 0;
   virtual std::unique_ptr<EmbeddingTable> make_embedding(const float* table, int64_t vocab, int64_t hidden,
                                                          bool bf16) = 0;
+  // An embedding table ([vocab, hidden], a float dtype) from a checkpoint's stored bytes: the same
+  // table as make_embedding of their float32 widening; the default widens on the host.
+  virtual std::unique_ptr<EmbeddingTable> make_embedding_from_stored(const StoredTensor& table, bool bf16);
   virtual std::unique_ptr<Activations> make_activations(int64_t rows, int64_t cols) = 0;
   virtual std::unique_ptr<KvCache> make_kv_cache(const KvCacheSpec& spec) = 0;
   // How many blocks of spec's shape a new cache could hold now within spec.gpu_memory_utilization

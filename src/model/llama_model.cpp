@@ -50,7 +50,10 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const WeightSource* weights, b
       LinearWeights stored = weights->load_linear(module, out, in);
       if (stored.keep_16bit && format == LinearFormat::fp8) format = LinearFormat::bf16;
       backend::LinearSpec spec{format, format == LinearFormat::fp8 ? stored.input_scale : 0.0f};
-      if (stored.prequantized() && format == LinearFormat::fp8) {
+      if (stored.stored) {  // the stored bytes, converted by the backend
+        if (stored.prequantized()) spec.weight_scales = stored.channel_scales;
+        w = backend.make_linear_from_stored(*stored.stored, spec);
+      } else if (stored.prequantized() && format == LinearFormat::fp8) {
         w = backend.make_fp8_linear(stored.e4m3_codes.data(), stored.channel_scales.data(), out, in, spec);
       } else {
         const std::vector<float> values = stored.prequantized() ? stored.dequantized() : std::move(stored.values);
@@ -71,12 +74,17 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const WeightSource* weights, b
   };
 
   if (weights) {
-    std::vector<float> table = weights->load("model.embed_tokens.weight", {config.vocab, hidden});
-    embedding_ = backend.make_embedding(table.data(), config.vocab, hidden, table_bf16);
-    if (config.tied_embeddings) {
-      lm_head_ = backend.make_linear(table.data(), config.vocab, hidden, backend::LinearSpec{head, 0.0f});
-      linear_layers_.emplace_back("lm_head", lm_head_.get());
+    const std::string embed = "model.embed_tokens.weight";
+    if (const MappedTensor stored = weights->load_stored(embed, {config.vocab, hidden})) {  // converted by the backend
+      embedding_ = backend.make_embedding_from_stored(*stored, table_bf16);
+      if (config.tied_embeddings) lm_head_ = backend.make_linear_from_stored(*stored, backend::LinearSpec{head, 0.0f});
+    } else {
+      std::vector<float> table = weights->load(embed, {config.vocab, hidden});
+      embedding_ = backend.make_embedding(table.data(), config.vocab, hidden, table_bf16);
+      if (config.tied_embeddings)
+        lm_head_ = backend.make_linear(table.data(), config.vocab, hidden, backend::LinearSpec{head, 0.0f});
     }
+    if (lm_head_) linear_layers_.emplace_back("lm_head", lm_head_.get());
   } else {
     embedding_ = backend.make_random_embedding(config.vocab, hidden, table_bf16, seed++);
     if (config.tied_embeddings) lm_head_ = backend.make_random_linear(config.vocab, hidden, backend::LinearSpec{head, 0.0f}, seed++);

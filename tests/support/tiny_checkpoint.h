@@ -199,14 +199,16 @@ class TestWeightSource final : public model::WeightSource {
 };
 
 // Logits of every position of a fixed token sequence (bytes and specials of the tiny vocabulary).
+// On the given backend, or a one-thread CPU backend.
 inline std::vector<float> tiny_logits(const model::LlamaConfig& config, const model::WeightSource& weights,
-                                      Precision precision = Precision::fp8) {
+                                      Precision precision = Precision::fp8, backend::Backend* on = nullptr) {
   static const std::vector<int32_t> kTokens = {256, 72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100, 33, 257, 10};
-  auto backend = backend::make_cpu_backend(1);
+  std::unique_ptr<backend::Backend> cpu;
+  if (!on) on = (cpu = backend::make_cpu_backend(1)).get();
   model::ModelOptions options;
   options.precision = precision;
   options.max_context = 64;
-  model::LlamaModel model(config, &weights, *backend, options);
+  model::LlamaModel model(config, &weights, *on, options);
   backend::TokenBatch batch;
   std::vector<int64_t> rows;
   for (size_t i = 0; i < kTokens.size(); ++i) {

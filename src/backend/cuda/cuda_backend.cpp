@@ -7,14 +7,18 @@
 #include "backend/cuda/cuda_kv_cache.h"
 #include "backend/cuda/device_buffer.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/staged_upload.h"
+#include "backend/cuda/stored_weights.h"
 #include "backend/cuda/step_graphs.h"
 #include "backend/device.h"
 #include "common/bf16.h"
 #include "fp8/scaling.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace octet::backend {
@@ -130,6 +134,44 @@ class CudaBackend final : public Backend {
     }
     OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the host arrays die with this call
     return w;
+  }
+
+  // Stored bytes go to the device through the pinned staging buffers and are converted there:
+  // codes and bf16 in the right format straight into the weight, others via a scratch copy.
+  std::unique_ptr<LinearWeight> make_linear_from_stored(const StoredTensor& stored, const LinearSpec& spec) override {
+    const bool codes = stored.dtype == StoredDtype::e4m3;
+    // Codes for another format, or float values with given scales: the host default.
+    if (codes ? spec.format != LinearFormat::fp8 : !spec.weight_scales.empty())
+      return Backend::make_linear_from_stored(stored, spec);
+    auto w = new_linear(stored.rows, stored.cols, spec);
+    switch (spec.format) {
+      case LinearFormat::fp8:
+        if (codes) {
+          if (spec.weight_scales.size() != static_cast<size_t>(stored.rows))
+            fail("cuda backend: E4M3 codes of {} rows need {} weight scales, got {}", stored.rows, stored.rows,
+                 spec.weight_scales.size());
+          staging().copy(stored.data, stored.bytes(), w->codes.data(), stream_);
+          w->scales.upload(spec.weight_scales.data(), spec.weight_scales.size(), stream_);
+        } else {
+          DeviceBuffer<uint8_t> scratch = upload_to_scratch(stored);
+          launch_quantize_stored_e4m3(scratch.data(), stored.dtype, stored.rows, stored.cols, w->codes.data(),
+                                      w->scales.data(), stream_);
+          check_row_scales(w->scales);  // synchronizes before the scratch is freed
+        }
+        break;
+      case LinearFormat::bf16: convert_stored(stored, w->bf16.data()); break;
+      case LinearFormat::f32: convert_stored(stored, w->f32.data()); break;
+    }
+    OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the scratch and the host scales die with this call
+    return w;
+  }
+
+  std::unique_ptr<EmbeddingTable> make_embedding_from_stored(const StoredTensor& table, bool bf16) override {
+    if (table.dtype == StoredDtype::e4m3) return Backend::make_embedding_from_stored(table, bf16);
+    auto e = new_embedding(table.rows, table.cols, bf16);
+    if (bf16) convert_stored(table, e->bf16.data());
+    else convert_stored(table, e->f32.data());
+    return e;
   }
 
   std::unique_ptr<LinearWeight> make_random_linear(int64_t out, int64_t in, const LinearSpec& spec, uint64_t seed) override {
@@ -445,6 +487,41 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  StagedUpload& staging() {
+    if (!staging_) staging_ = std::make_unique<StagedUpload>();
+    return *staging_;
+  }
+
+  // The stored bytes in a device buffer of their own (freed once the caller has synchronized).
+  DeviceBuffer<uint8_t> upload_to_scratch(const StoredTensor& stored) {
+    DeviceBuffer<uint8_t> scratch(stored.bytes());
+    staging().copy(stored.data, stored.bytes(), scratch.data(), stream_);
+    return scratch;
+  }
+
+  // Widening or rounding of a float tensor into out: bf16 (uint16_t) or f32 (synchronized before returning).
+  template <typename T>
+  void convert_stored(const StoredTensor& stored, T* out) {
+    constexpr StoredDtype as_stored = std::is_same_v<T, float> ? StoredDtype::f32 : StoredDtype::bf16;
+    DeviceBuffer<uint8_t> scratch;  // outlives the conversion kernel (synchronized below)
+    if (stored.dtype == as_stored) {
+      staging().copy(stored.data, stored.bytes(), out, stream_);
+    } else {
+      scratch = upload_to_scratch(stored);
+      launch_convert_stored(scratch.data(), stored.dtype, stored.rows * stored.cols, out, stream_);
+    }
+    OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  // The CPU backend refuses rows whose amax is infinite (fp8::scale_from_amax); so does this one.
+  void check_row_scales(const DeviceBuffer<float>& scales) {
+    std::vector<float> host(scales.size());
+    OCTET_CUDA_CHECK(cudaMemcpyAsync(host.data(), scales.data(), scales.bytes(), cudaMemcpyDeviceToHost, stream_));
+    OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    for (float scale : host)
+      if (!std::isfinite(scale)) fail("cannot choose an FP8 scale for a tensor whose amax is {}", scale);
+  }
+
   std::unique_ptr<CudaLinear> new_linear(int64_t out, int64_t in, const LinearSpec& spec) {
     if (spec.format == LinearFormat::fp8 && compute_capability_ < 89)
       fail("FP8 needs an NVIDIA GPU of compute capability 8.9 or newer (Ada, Hopper, Blackwell); {} is {}.{}: "
@@ -528,6 +605,7 @@ class CudaBackend final : public Backend {
   std::string device_name_;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<CublasLtGemm> gemm_;
+  std::unique_ptr<StagedUpload> staging_;  // made by the first upload of stored weights
   DeviceBuffer<int32_t> tokens_;
   DeviceBuffer<int64_t> positions_, slots_, gather_rows_;
   size_t prepared_ = 0;
