@@ -125,7 +125,7 @@ __device__ uint64_t select_prefix(const float* row, int64_t vocab, float tempera
   return prefix > lower ? prefix : lower;
 }
 
-__global__ void sample_rows_kernel(const float* logits, int64_t vocab, const SampleRowSpec* specs, int32_t* tokens_out) {
+__global__ void __launch_bounds__(kThreads) sample_rows_kernel(const float* logits, int64_t vocab, const SampleRowSpec* specs, int32_t* tokens_out) {
   __shared__ Shared sh;
   const SampleRowSpec spec = specs[blockIdx.x];
   const float* row = logits + spec.row * vocab;
