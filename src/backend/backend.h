@@ -106,6 +106,19 @@ struct TokenBatch {
   size_t size() const { return tokens.size(); }
 };
 
+// How one logits row becomes a token (the logit processing a device sampler does: no repetition
+// penalty, which needs the sequence's history). The pipeline and its order are engine::Sampler's:
+// temperature <= 0 is greedy (argmax, lowest index on ties); else temperature → top-k → softmax →
+// top-p → min-p → one draw of counter_uniform(seed, step) (common/counter_rng.h) by inverse CDF.
+struct RowSampling {
+  float temperature = 0.0f;
+  int32_t top_k = 0;     // 0: off
+  float top_p = 1.0f;    // 1: off
+  float min_p = 0.0f;    // 0: off
+  uint64_t seed = 0;
+  uint64_t step = 0;     // the sequence's token index: its draw depends only on (seed, step)
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -203,9 +216,20 @@ class Backend {
   virtual void add(Activations& x, const Activations& y) = 0;
   // Copies selected rows to host float32 (row-major).
   virtual void copy_rows_to_host(const Activations& x, std::span<const int64_t> rows, float* out) = 0;
+  // tokens_out[i] = the token drawn from row rows[i] of logits ([rows, vocab]) as per_row[i] says.
+  // The default copies the rows to the host and runs engine::sample_with_uniform; a backend that
+  // samples where the logits are (samples_on_device) copies back only the token ids.
+  virtual void sample_rows(const Activations& logits, std::span<const int64_t> rows,
+                           std::span<const RowSampling> per_row, std::span<int32_t> tokens_out);
+  virtual bool samples_on_device() const { return false; }
   // Gathers selected rows into out (rows.size() rows).
   virtual void gather_rows(const Activations& x, std::span<const int64_t> rows, Activations& out) = 0;
 };
+
+// sample_rows' argument checks, shared by the backends: one setting and one output per row, rows
+// inside logits.
+void check_sample_rows(const Activations& logits, std::span<const int64_t> rows, std::span<const RowSampling> per_row,
+                       std::span<int32_t> tokens_out);
 
 std::unique_ptr<Backend> make_cpu_backend(int threads);
 

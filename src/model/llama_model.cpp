@@ -210,6 +210,11 @@ void LlamaModel::forward(const backend::TokenBatch& batch, std::span<const int64
   backend_.copy_rows_to_host(*buffers_.logits, all_rows, logits);
 }
 
+const backend::Activations& LlamaModel::logits() const {
+  if (!buffers_.logits) fail("the model has no logits yet: run a forward pass with logit rows first");
+  return *buffers_.logits;
+}
+
 void LlamaModel::attention_block(const Layer& layer, int64_t index, const backend::TokenBatch& batch,
                                  bool residual_pending) {
   auto& b = buffers_;

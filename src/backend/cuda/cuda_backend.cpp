@@ -81,6 +81,13 @@ void check_shape(const Activations& a, int64_t rows, int64_t cols, const char* w
     fail("cuda backend: {} has shape [{}, {}], expected [>= {}, {}]", what, a.rows, a.cols, rows, cols);
 }
 
+// OCTET_CUDA_SAMPLING=0: callers copy logits to the host and sample there, as before device sampling
+// (an A/B switch; sample_rows itself still runs on the device).
+bool device_sampling_enabled() {
+  const char* value = std::getenv("OCTET_CUDA_SAMPLING");
+  return value == nullptr || std::strcmp(value, "0") != 0;
+}
+
 bool graphs_enabled() {
   const char* value = std::getenv("OCTET_CUDA_GRAPHS");
   return value == nullptr || std::strcmp(value, "0") != 0;
@@ -237,7 +244,7 @@ class CudaBackend final : public Backend {
   }
 
   std::unique_ptr<KvCache> make_kv_cache(const KvCacheSpec& spec) override {
-    auto cache = std::make_unique<CudaKvCache>(spec, stream_);
+    auto cache = std::make_unique<CudaKvCache>(spec, stream_, live_caches_);
     cache->ticket = EpochTicket(epoch_);
     return cache;
   }
@@ -252,6 +259,7 @@ class CudaBackend final : public Backend {
     tokens_.upload(batch.tokens.data(), n, stream_);
     positions_.upload(batch.positions.data(), n, stream_);
     slots_.upload(batch.slots.data(), n, stream_);
+    for (const CudaKvCache* cache : *live_caches_) cache->upload_block_table_changes();
     prepared_ = n;
   }
 
@@ -473,6 +481,27 @@ class CudaBackend final : public Backend {
     OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
 
+  void sample_rows(const Activations& logits, std::span<const int64_t> rows, std::span<const RowSampling> per_row,
+                   std::span<int32_t> tokens_out) override {
+    check_sample_rows(logits, rows, per_row, tokens_out);
+    if (rows.empty()) return;
+    const size_t n = rows.size();
+    sample_specs_host_.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      const RowSampling& p = per_row[i];
+      sample_specs_host_[i] = SampleRowSpec{rows[i], p.temperature, p.top_k, p.top_p, p.min_p, p.seed, p.step};
+    }
+    ensure_capacity(sample_specs_, n);
+    ensure_capacity(sampled_tokens_, n);
+    sample_specs_.upload(sample_specs_host_.data(), n, stream_);
+    launch_sample_rows(cast(logits).data.data(), logits.cols, sample_specs_.data(), static_cast<int64_t>(n),
+                       sampled_tokens_.data(), stream_);
+    OCTET_CUDA_CHECK(cudaMemcpyAsync(tokens_out.data(), sampled_tokens_.data(), n * sizeof(int32_t),
+                                     cudaMemcpyDeviceToHost, stream_));
+    OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  bool samples_on_device() const override { return device_sampling_; }
+
   void gather_rows(const Activations& x, std::span<const int64_t> rows, Activations& out) override {
     check_shape(out, static_cast<int64_t>(rows.size()), x.cols, "gather output");
     // Inside a step, the step's logit rows are already on the device (a recording cannot upload).
@@ -593,6 +622,11 @@ class CudaBackend final : public Backend {
   }
 
   int device_;
+  bool device_sampling_ = device_sampling_enabled();
+  LiveKvCaches live_caches_ = std::make_shared<std::vector<CudaKvCache*>>();
+  std::vector<SampleRowSpec> sample_specs_host_;
+  DeviceBuffer<SampleRowSpec> sample_specs_;
+  DeviceBuffer<int32_t> sampled_tokens_;
   AllocationEpoch epoch_;
   StepGraphs graphs_;
   StepGraphs::Action step_action_ = StepGraphs::Action::eager;

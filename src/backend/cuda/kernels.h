@@ -26,6 +26,20 @@ void launch_rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, cons
                  const float* inverse_frequencies, cudaStream_t s);
 void launch_gather_rows(const float* x, const int64_t* rows, int64_t count, int64_t cols, float* out, cudaStream_t s);
 
+// sampling.cu: tokens_out[i] = the token drawn from logits row specs[i].row ([*, vocab]) as
+// backend::RowSampling says (one block per row; only the ids are written).
+struct SampleRowSpec {
+  int64_t row = 0;
+  float temperature = 0.0f;
+  int32_t top_k = 0;
+  float top_p = 1.0f;
+  float min_p = 0.0f;
+  uint64_t seed = 0;
+  uint64_t step = 0;
+};
+void launch_sample_rows(const float* logits, int64_t vocab, const SampleRowSpec* specs, int64_t count, int32_t* tokens_out,
+                        cudaStream_t s);
+
 // quantize.cu: per-row dynamic E4M3 (scale = amax / 448) or a static scale; float → bf16.
 void launch_quantize_rows_e4m3(const float* x, int64_t rows, int64_t cols, float static_scale, uint8_t* codes,
                                float* row_scales, cudaStream_t s);
