@@ -2,6 +2,9 @@
 // Linear layers dispatch on the number of rows: the FP8 GEMV kernel for decode-sized batches,
 // cuBLASLt for the rest (see linear()). Forward steps of up to StepGraphs::kMaxTokens tokens are
 // recorded as CUDA graphs and replayed (step_graphs.h); OCTET_CUDA_GRAPHS=0 runs every op eagerly.
+// Attention sends runs of >= kMinPrefillRunTokens prompt tokens of one slot to the tensor-core
+// kernel (attention_prefill.cu) in steps that are never recorded, the rest to the CUDA-core kernel;
+// OCTET_CUDA_TC_ATTENTION=0 keeps every token on the CUDA-core kernel (for comparison).
 #include "backend/cuda/cublaslt_gemm.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_kv_cache.h"
@@ -81,22 +84,22 @@ void check_shape(const Activations& a, int64_t rows, int64_t cols, const char* w
     fail("cuda backend: {} has shape [{}, {}], expected [>= {}, {}]", what, a.rows, a.cols, rows, cols);
 }
 
-// OCTET_CUDA_SAMPLING=0: callers copy logits to the host and sample there, as before device sampling
-// (an A/B switch; sample_rows itself still runs on the device).
-bool device_sampling_enabled() {
-  const char* value = std::getenv("OCTET_CUDA_SAMPLING");
+// An on-by-default environment switch: "0" turns it off.
+bool switched_on(const char* variable) {
+  const char* value = std::getenv(variable);
   return value == nullptr || std::strcmp(value, "0") != 0;
 }
 
-bool graphs_enabled() {
-  const char* value = std::getenv("OCTET_CUDA_GRAPHS");
-  return value == nullptr || std::strcmp(value, "0") != 0;
-}
+// Shortest run that goes to the tensor-core kernel: 16 tokens fill a tile's 64 rows at GQA ratio 4
+// and a quarter of it at ratio 1; shorter runs are decode-like (few rows per K/V tile), where the
+// CUDA-core kernel's split over the positions keeps more of the GPU busy.
+constexpr int64_t kMinPrefillRunTokens = 16;
 
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(int device)
-      : device_(device), epoch_(std::make_shared<uint64_t>(0)), graphs_(epoch_, graphs_enabled()) {
+      : device_(device), epoch_(std::make_shared<uint64_t>(0)), graphs_(epoch_, switched_on("OCTET_CUDA_GRAPHS")),
+        tc_attention_(switched_on("OCTET_CUDA_TC_ATTENTION")) {
     OCTET_CUDA_CHECK(cudaSetDevice(device));
     cudaDeviceProp props{};
     OCTET_CUDA_CHECK(cudaGetDeviceProperties(&props, device));
@@ -261,6 +264,7 @@ class CudaBackend final : public Backend {
     slots_.upload(batch.slots.data(), n, stream_);
     for (const CudaKvCache* cache : *live_caches_) cache->upload_block_table_changes();
     prepared_ = n;
+    ++prepared_batches_;
   }
 
   bool begin_step(const void* caller, const TokenBatch& batch, std::span<const int64_t> logit_rows) override {
@@ -447,12 +451,35 @@ class CudaBackend final : public Backend {
     const auto tokens = static_cast<int64_t>(batch.size());
     const int64_t heads = q.cols / c.spec.head_dim;
     const int64_t context = c.spec.max_positions;
+    const KvLayout layout = c.layout();
+    const float* k_scales = c.fp8() ? c.k_scales[layer].data() : nullptr;
+    const float* v_scales = c.fp8() ? c.v_scales[layer].data() : nullptr;
+    // A step that may be recorded replays with other slots and positions, so its kernels must not
+    // depend on them: only steps that are never recorded split the batch into runs.
+    const bool recordable = in_step_ && graphs_.may_record(tokens);
+    if (tc_attention_ && !recordable && !graphs_.capturing() && prefill_attention_fits(c.spec.head_dim) &&
+        heads % c.spec.kv_heads == 0) {
+      const PrefillPlan& plan = prefill_plan(batch, heads / c.spec.kv_heads);
+      if (!plan.tiles.empty()) {
+        const auto others = static_cast<int64_t>(plan.other_tokens.size());
+        if (others > 0) {
+          ensure_capacity(attention_scratch_, std::max<size_t>(1, attention_scratch_floats(others, heads, c.spec.head_dim,
+                                                                                         attention_splits(others, heads, context))));
+          launch_attention(cast(q).data.data(), others, heads, slots_.data(), positions_.data(), context, layout,
+                           c.k[layer].data(), c.v[layer].data(), k_scales, v_scales, attention_scratch_.data(),
+                           cast(out).data.data(), stream_, other_tokens_.data());
+        }
+        launch_prefill_attention(cast(q).data.data(), heads, slots_.data(), positions_.data(), prefill_tiles_.data(),
+                                 static_cast<int64_t>(plan.tiles.size()), layout, c.k[layer].data(), c.v[layer].data(),
+                                 k_scales, v_scales, cast(out).data.data(), stream_);
+        return;
+      }
+    }
     ensure_capacity(attention_scratch_, std::max<size_t>(1, attention_scratch_floats(tokens, heads, c.spec.head_dim,
                                                                                    attention_splits(tokens, heads, context))));
-    launch_attention(cast(q).data.data(), tokens, heads, slots_.data(), positions_.data(), context, c.layout(),
-                     c.k[layer].data(), c.v[layer].data(), c.fp8() ? c.k_scales[layer].data() : nullptr,
-                     c.fp8() ? c.v_scales[layer].data() : nullptr, attention_scratch_.data(), cast(out).data.data(),
-                     stream_);
+    launch_attention(cast(q).data.data(), tokens, heads, slots_.data(), positions_.data(), context, layout,
+                     c.k[layer].data(), c.v[layer].data(), k_scales, v_scales, attention_scratch_.data(),
+                     cast(out).data.data(), stream_);
   }
 
   void swiglu(const Activations& gate, const Activations& up, Activations& out) override {
@@ -607,6 +634,21 @@ class CudaBackend final : public Backend {
     ++*epoch_;
   }
 
+  // The prepared batch's runs for the tensor-core attention, planned and uploaded once per batch
+  // (every layer's attention shares them).
+  const PrefillPlan& prefill_plan(const TokenBatch& batch, int64_t group) {
+    if (plan_batch_ == prepared_batches_ && plan_group_ == group) return plan_;
+    plan_ = plan_prefill_attention(batch.slots.data(), batch.positions.data(), static_cast<int64_t>(batch.size()), group,
+                                   kMinPrefillRunTokens);
+    ensure_capacity(prefill_tiles_, std::max<size_t>(1, plan_.tiles.size()));
+    ensure_capacity(other_tokens_, std::max<size_t>(1, plan_.other_tokens.size()));
+    if (!plan_.tiles.empty()) prefill_tiles_.upload(plan_.tiles.data(), plan_.tiles.size(), stream_);
+    if (!plan_.other_tokens.empty()) other_tokens_.upload(plan_.other_tokens.data(), plan_.other_tokens.size(), stream_);
+    plan_batch_ = prepared_batches_;
+    plan_group_ = group;
+    return plan_;
+  }
+
   // x with its per-row dynamic E4M3 codes current (quantized now unless the writer already did).
   const CudaActivations& quantized(const Activations& x) {
     const auto& a = cast(x);
@@ -622,13 +664,16 @@ class CudaBackend final : public Backend {
   }
 
   int device_;
-  bool device_sampling_ = device_sampling_enabled();
+  // OCTET_CUDA_SAMPLING=0: callers copy logits to the host and sample there, as before device sampling
+  // (an A/B switch; sample_rows itself still runs on the device).
+  bool device_sampling_ = switched_on("OCTET_CUDA_SAMPLING");
   LiveKvCaches live_caches_ = std::make_shared<std::vector<CudaKvCache*>>();
   std::vector<SampleRowSpec> sample_specs_host_;
   DeviceBuffer<SampleRowSpec> sample_specs_;
   DeviceBuffer<int32_t> sampled_tokens_;
   AllocationEpoch epoch_;
   StepGraphs graphs_;
+  bool tc_attention_;
   StepGraphs::Action step_action_ = StepGraphs::Action::eager;
   bool in_step_ = false;
   bool fp8_linears_ = false;  // an FP8 weight exists: norms and SwiGLU also write E4M3 codes
@@ -643,6 +688,12 @@ class CudaBackend final : public Backend {
   DeviceBuffer<int32_t> tokens_;
   DeviceBuffer<int64_t> positions_, slots_, gather_rows_;
   size_t prepared_ = 0;
+  uint64_t prepared_batches_ = 0;  // prepare_batch calls so far
+  PrefillPlan plan_;
+  uint64_t plan_batch_ = 0;  // plan_ is of the prepared_batches_-th batch (0: none yet)
+  int64_t plan_group_ = 0;
+  DeviceBuffer<PrefillTile> prefill_tiles_;
+  DeviceBuffer<int32_t> other_tokens_;
   DeviceBuffer<uint8_t> codes_;
   DeviceBuffer<float> row_scales_;
   DeviceBuffer<uint16_t> bf16_;

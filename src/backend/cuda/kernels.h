@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <vector>
 
 namespace octet::backend::cuda {
 
@@ -116,11 +117,36 @@ void launch_rope_kv_write(float* q, float* k, const float* v, int64_t tokens, in
 // The number of splits depends only on the shape (tokens, heads, max_context = the cache's positions
 // per slot), never on the positions themselves, so a recorded step replays with any positions; each
 // token divides its own positions among the splits. scratch holds attention_scratch_floats() floats.
+// token_list != nullptr: only the batch entries token_list[0 .. tokens) are computed (q and out are
+// still indexed by batch entry), the others being left to launch_prefill_attention.
 int attention_splits(int64_t tokens, int64_t heads, int64_t max_context);
 size_t attention_scratch_floats(int64_t tokens, int64_t heads, int64_t head_dim, int splits);
 void launch_attention(const float* q, int64_t tokens, int64_t heads, const int64_t* slots, const int64_t* positions,
                       int64_t max_context, const KvLayout& layout, const void* k_cache, const void* v_cache,
-                      const float* k_scales, const float* v_scales, float* scratch, float* out, cudaStream_t s);
+                      const float* k_scales, const float* v_scales, float* scratch, float* out, cudaStream_t s,
+                      const int32_t* token_list = nullptr);
+
+// attention_prefill.cu: the same attention on tensor cores (mma.sync, BF16 operands, float32
+// softmax and accumulators) for runs of a batch: entries of one slot at consecutive positions, in
+// batch order, at least min_run_tokens long. head_dim 64 or 128. A run's rows are its (token,
+// query head of the KV group) pairs, kPrefillTileRows per block; blocks [tiles, kv_heads].
+constexpr int kPrefillTileRows = 64;
+struct PrefillTile {
+  int32_t first_token = 0;  // the run's first batch entry
+  int32_t run_tokens = 0;
+  int32_t first_row = 0;  // of the tile, within the run's run_tokens · group rows
+};
+struct PrefillPlan {
+  std::vector<PrefillTile> tiles;     // the longest-running tiles first
+  std::vector<int32_t> other_tokens;  // batch entries outside every run, for launch_attention
+};
+bool prefill_attention_fits(int64_t head_dim);
+PrefillPlan plan_prefill_attention(const int64_t* slots, const int64_t* positions, int64_t tokens, int64_t group,
+                                   int64_t min_run_tokens);
+void launch_prefill_attention(const float* q, int64_t heads, const int64_t* slots, const int64_t* positions,
+                              const PrefillTile* tiles, int64_t tile_count, const KvLayout& layout, const void* k_cache,
+                              const void* v_cache, const float* k_scales, const float* v_scales, float* out,
+                              cudaStream_t s);
 
 // random_weights.cu: deterministic pseudo-random weights generated on the device.
 void launch_random_e4m3(uint8_t* codes, int64_t count, uint64_t seed, cudaStream_t s);  // codes of N(0,1)·(448/4)
