@@ -64,25 +64,53 @@ const float* CpuLinear::widen_row(int64_t row, float* scratch) const {
   return nullptr;
 }
 
-CpuEmbedding::CpuEmbedding(const float* table, int64_t v, int64_t h, bool as_bf16) {
+CpuEmbedding::CpuEmbedding(const float* table, int64_t v, int64_t h, EmbeddingFormat f) : format(f) {
   vocab = v;
   hidden = h;
   const size_t count = static_cast<size_t>(v * h);
-  if (as_bf16) {
-    bf16.resize(count);
-    for (size_t i = 0; i < count; ++i) bf16[i] = float_to_bf16(table[i]);
-  } else {
-    f32.assign(table, table + count);
+  switch (format) {
+    case EmbeddingFormat::f32: f32.assign(table, table + count); break;
+    case EmbeddingFormat::bf16:
+      bf16.resize(count);
+      for (size_t i = 0; i < count; ++i) bf16[i] = float_to_bf16(table[i]);
+      break;
+    case EmbeddingFormat::fp8: {
+      // Per row = per output channel: the codes and scales an fp8 LM head of the same table holds.
+      auto q = fp8::quantize(table, static_cast<size_t>(v), static_cast<size_t>(h),
+                             fp8::ScaleGranularity::per_output_channel);
+      codes = std::move(q.codes);
+      scales = std::move(q.scales);
+      for (float& s : scales) s *= kE4M3WidenFactor;
+      fp8_codes = codes.data();
+      fp8_scales = scales.data();
+      break;
+    }
   }
 }
 
-uint64_t CpuEmbedding::bytes() const { return f32.size() * 4 + bf16.size() * 2; }
+CpuEmbedding::CpuEmbedding(const CpuLinear& head) : format(EmbeddingFormat::fp8) {
+  if (head.format != LinearFormat::fp8) fail("cpu backend: an embedding can share only an fp8 LM head's storage");
+  vocab = head.out_features;
+  hidden = head.in_features;
+  fp8_codes = head.codes.data();
+  fp8_scales = head.scales.data();
+}
+
+uint64_t CpuEmbedding::bytes() const { return f32.size() * 4 + bf16.size() * 2 + codes.size() + scales.size() * 4; }
 
 void CpuEmbedding::row(int32_t token, float* out) const {
-  if (!f32.empty()) {
-    std::copy_n(f32.data() + static_cast<int64_t>(token) * hidden, hidden, out);
-  } else {
-    widen_bf16_row(bf16.data() + static_cast<int64_t>(token) * hidden, hidden, out);
+  const int64_t offset = static_cast<int64_t>(token) * hidden;
+  switch (format) {
+    case EmbeddingFormat::f32: std::copy_n(f32.data() + offset, hidden, out); break;
+    case EmbeddingFormat::bf16: widen_bf16_row(bf16.data() + offset, hidden, out); break;
+    case EmbeddingFormat::fp8: {
+      // decode / kE4M3WidenFactor times scale · kE4M3WidenFactor: both factors are powers of two, so
+      // this is decode(code) · scale exactly.
+      widen_e4m3_row(fp8_codes + offset, hidden, out);
+      const float scale = fp8_scales[token];
+      for (int64_t i = 0; i < hidden; ++i) out[i] *= scale;
+      break;
+    }
   }
 }
 
