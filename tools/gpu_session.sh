@@ -3,7 +3,17 @@
 # the SmolLM2 GGUF is complete, compute-sanitizer memcheck, the benchmarks, optionally an ncu
 # profile of one decode step; logs under $OUT and a short table last (summary.txt).
 #
-#   tools/gpu_session.sh [budget_s] [profile|serve]      (run from the repository root on the GPU machine)
+#   tools/gpu_session.sh [budget_s] [profile|serve|load]      (run from the repository root on the GPU machine)
+#   tools/gpu_session.sh budget_s stages STAGE...            (only the named stages, in this order)
+#
+# Stages: tests (GPU tests), model (real SmolLM2 CUDA vs CPU + its bench; needs the GGUF), bench8 (8B fp8),
+# ab (8B fp8 with each fast path switched off in turn), bench70 (70B fp8), bf16 (8B bf16), serve, load,
+# sanitizer, profile (ncu). The build always runs first.
+#
+# load: after the tests, only load speed (issue 4 part 6): writes a Llama-3.1-8B-shaped checkpoint
+# of LOAD_LAYERS layers (default 16: 9.1 GB BF16, 5.5 GB FP8; 32 layers are 16.1 GB BF16) in BF16 and in ModelOpt FP8 (tools/make_random_hf_checkpoint.py),
+# then loads each with `octet query ... --device cuda`, printing octet's "loaded … GB/s" line and the
+# peak RSS. The files were just written, so they sit in the page cache: conversion speed, not disk speed.
 #
 # serve: after the tests, only the 8B fp8 benchmark and the server under load (`octet bench serve`,
 # 64 clients, 1024 in / 256 out, 8B random weights) against the bare engine's batch-64 decode.
@@ -49,24 +59,6 @@ export LD_LIBRARY_PATH="$PWD/$carry/pcre2/lib:$PWD/$carry/httplib/lib${LD_LIBRAR
 }
 note "build: ok at ${SECONDS}s"
 
-echo "== GPU tests" | tee "$out/tests.log"
-timeout 120 build-gpu/octet_tests --gtest_filter='Cuda*:CudaDevice*' >>"$out/tests.log" 2>&1
-tests_rc=$?
-note "GPU tests: rc $tests_rc — $(grep -E '^\[  (PASSED|FAILED) ' "$out/tests.log" | tr '\n' ' ')"
-grep -E "FAILED|Failure|Expected|Which|Value of|seed" "$out/tests.log" | head -40
-if ((tests_rc != 0)); then  # is it the tensor-core GEMV? then measure without it
-  echo "== GPU tests, OCTET_CUDA_TENSOR_GEMV=0" >>"$out/tests.log"
-  OCTET_CUDA_TENSOR_GEMV=0 timeout 120 build-gpu/octet_tests --gtest_filter='Cuda*' >>"$out/tests.log" 2>&1 &&
-    export OCTET_CUDA_TENSOR_GEMV=0
-  note "GPU tests without the tensor-core GEMV: $(grep -E '^\[  (PASSED|FAILED) ' "$out/tests.log" | tail -1); benchmarks with OCTET_CUDA_TENSOR_GEMV=${OCTET_CUDA_TENSOR_GEMV:-1}"
-fi
-if [[ -f "$model" ]]; then
-  echo "== real model" >>"$out/tests.log"
-  timeout 150 build-gpu/octet_tests --gtest_filter='LlamaReference.Cuda*' >>"$out/tests.log" 2>&1
-  note "SmolLM2 CUDA vs CPU: rc $? — $(grep -E 'agreement|^\[  (PASSED|FAILED) ' "$out/tests.log" | tail -3 | tr '\n' ' ')"
-  timeout 30 build-gpu/octet bench --device cuda --precision fp8,bf16 >>"$out/bench.txt" 2>&1
-fi
-
 bench() {  # name, seconds, args...
   local name="$1" limit="$2"
   shift 2
@@ -78,8 +70,35 @@ bench() {  # name, seconds, args...
   timeout "$limit" build-gpu/octet bench "$@" >>"$out/bench.txt" 2>&1
   note "$name: rc $? at ${SECONDS}s"
 }
-bench "8B fp8" 100 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8
-if [[ "$profile" == serve ]]; then
+stage_tests() {
+  echo "== GPU tests" | tee "$out/tests.log"
+  timeout 240 build-gpu/octet_tests --gtest_filter='Cuda*:CudaDevice*' >>"$out/tests.log" 2>&1
+  note "GPU tests: rc $? — $(grep -E '^\[  (PASSED|FAILED) ' "$out/tests.log" | tr '\n' ' ')"
+  grep -E "FAILED|Failure|Expected|Which|Value of|seed|error" "$out/tests.log" | head -60
+}
+stage_model() {
+  [[ -f "$model" ]] || return 0
+  echo "== real model" >>"$out/tests.log"
+  timeout 150 build-gpu/octet_tests --gtest_filter='LlamaReference.Cuda*' >>"$out/tests.log" 2>&1
+  note "SmolLM2 CUDA vs CPU: rc $? — $(grep -E 'agreement|^\[  (PASSED|FAILED) ' "$out/tests.log" | tail -3 | tr '\n' ' ')"
+  timeout 30 build-gpu/octet bench --device cuda --precision fp8,bf16 >>"$out/bench.txt" 2>&1
+}
+stage_bench8() { bench "8B fp8" 100 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8; }
+stage_ab() {  # each fast path off in turn, against stage_bench8's figures
+  local b="--precision fp8 --prefill 128"
+  OCTET_CUDA_TC_ATTENTION=0 bench "8B fp8, OCTET_CUDA_TC_ATTENTION=0" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 1024,4096 --batch 1
+  OCTET_CUDA_ROW_KERNELS=0 bench "8B fp8, OCTET_CUDA_ROW_KERNELS=0" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json $b --batch 1,8,64
+  OCTET_CUDA_TENSOR_GEMV=all bench "8B fp8, OCTET_CUDA_TENSOR_GEMV=all" 30 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json $b --batch 1
+  OCTET_CUDA_GEMM_TUNE=0 bench "8B fp8, OCTET_CUDA_GEMM_TUNE=0" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json $b --batch 32,64,128
+  OCTET_CUDA_GRAPHS=0 bench "8B fp8 eager (no graphs)" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json $b --batch 1,64
+}
+stage_bench70() {
+  bench "70B fp8" 110 --dummy-weights configs/models/Llama-3.3-70B-Instruct.json --precision fp8 --batch 1,8,32,64
+  OCTET_CUDA_TENSOR_GEMV=all bench "70B fp8, OCTET_CUDA_TENSOR_GEMV=all" 80 \
+    --dummy-weights configs/models/Llama-3.3-70B-Instruct.json --precision fp8 --prefill 128 --batch 1
+}
+stage_bf16() { bench "8B bf16" 70 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision bf16; }
+stage_serve() {
   echo "== serve: octet bench serve (8B random weights, 64 clients, 1024 in / 256 out)" >>"$out/bench.txt"
   timeout 240 build-gpu/octet --log-level debug bench serve --device cuda --dummy-weights configs/models/Llama-3.1-8B-Instruct.json \
     --clients 64 --requests 128 --input-tokens 1024 --output-tokens 256 --max-context 1280 >>"$out/bench.txt" 2>&1
@@ -90,33 +109,73 @@ if [[ "$profile" == serve ]]; then
   note "bench serve 8B decode-bound: rc $? at ${SECONDS}s"
   bench "8B fp8 batch 64, context 1024" 60 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 \
     --prefill 128 --batch 64 --context 1024
-  profile=""
-else
-bench "70B fp8" 110 --dummy-weights configs/models/Llama-3.3-70B-Instruct.json --precision fp8 --batch 1,8,32,64
-bench "8B fp8 more batches" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 128 \
-  --batch 2,4,16,48
-bench "8B bf16" 70 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision bf16
-[[ "${OCTET_CUDA_TENSOR_GEMV:-1}" != 0 ]] && OCTET_CUDA_TENSOR_GEMV=0 bench "8B fp8 CUDA-core GEMV" 50 \
-  --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 128 --batch 1,8,32
-OCTET_CUDA_GRAPHS=0 bench "8B fp8 eager (no graphs)" 50 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json \
-  --precision fp8 --prefill 128 --batch 1,64
-fi
+}
+stage_load() {
+  layers="${LOAD_LAYERS:-16}"
+  python3 -c "import numpy" 2>/dev/null || note "load: python3 has no numpy (tools/make_random_hf_checkpoint.py needs it)"
+  df -h /root | tail -1 | tee -a "$summary"
+  free -g | head -2 | tee -a "$summary"
+  tokenizer=/root/load-tokenizer
+  if [[ -f "$model" ]] && timeout 60 build-gpu/octet quantize "$model" "$tokenizer" >"$out/load.txt" 2>&1; then
+    # Runs the command, then prints its peak RSS (the machine may lack /usr/bin/time).
+    peak_rss='import resource, subprocess, sys; rc = subprocess.run(sys.argv[1:]).returncode; print(f"peak RSS {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MB, rc {rc}")'
+    for kind in bf16 fp8; do
+      dir=/root/load-8b-$kind
+      rm -rf "$dir"
+      start=$SECONDS
+      timeout 90 python3 tools/make_random_hf_checkpoint.py configs/models/Llama-3.1-8B-Instruct.json "$dir" --layers "$layers" \
+        --tokenizer-from "$tokenizer" $([[ $kind == fp8 ]] && echo --fp8) >>"$out/load.txt" 2>&1
+      note "load $kind: wrote $(du -sh "$dir" | cut -f1) ($layers layers) in $((SECONDS - start)) s"
+      for stored in 1 0; do
+        [[ $kind == bf16 && $stored == 0 ]] && continue  # the host float32 path: ~0.3 GB/s, over the budget
+        echo "== load $kind OCTET_STORED_UPLOAD=$stored" >>"$out/load.txt"
+        OCTET_STORED_UPLOAD=$stored timeout 100 python3 -c "$peak_rss" build-gpu/octet --log-level debug query \
+          --model "$dir" hi --max-tokens 1 --device cuda --max-context 256 >>"$out/load.txt" 2>&1
+        note "load $kind (OCTET_STORED_UPLOAD=$stored): $(grep -oE 'loaded .* GB/s[^,]*' "$out/load.txt" | tail -1); $(grep -E '^peak RSS' "$out/load.txt" | tail -1)"
+      done
+      rm -rf "$dir"
+    done
+  else
+    note "load: skipped (needs the SmolLM2 GGUF for a tokenizer; see $out/load.txt)"
+  fi
+}
+stage_sanitizer() {
+  if (($(left) > 40)); then
+    cap=$(($(left) - 20)); ((cap > 150)) && cap=150
+    timeout "$cap" compute-sanitizer --tool memcheck --leak-check no build-gpu/octet_tests \
+      --gtest_filter='Cuda*' >"$out/sanitizer.log" 2>&1
+    note "compute-sanitizer memcheck: rc $? — $(grep -E 'ERROR SUMMARY' "$out/sanitizer.log" | tail -1) $(grep -E '^\[  (PASSED|FAILED) ' "$out/sanitizer.log" | tr '\n' ' ')"
+  else
+    note "compute-sanitizer: skipped (time budget)"
+  fi
+}
+stage_profile() {
+  if (($(left) > 60)); then
+    timeout $(($(left) - 15)) ncu --clock-control none --print-summary per-kernel --metrics gpu__time_duration.sum \
+      build-gpu/octet bench --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 16 \
+      --batch 1 --steps 4 >"$out/ncu.txt" 2>&1
+    note "ncu: rc $? at ${SECONDS}s"
+  fi
+}
 
-if (($(left) > 40)); then
-  cap=$(($(left) - 20)); ((cap > 150)) && cap=150
-  timeout "$cap" compute-sanitizer --tool memcheck --leak-check no build-gpu/octet_tests \
-    --gtest_filter='Cuda*' >"$out/sanitizer.log" 2>&1
-  note "compute-sanitizer memcheck: rc $? — $(grep -E 'ERROR SUMMARY' "$out/sanitizer.log" | tail -1) $(grep -E '^\[  (PASSED|FAILED) ' "$out/sanitizer.log" | tr '\n' ' ')"
-else
-  note "compute-sanitizer: skipped (time budget)"
+if [[ "$profile" == stages ]]; then
+  shift 2
+  stages=("$@")
+else  # the fixed sessions of earlier versions of this script
+  case "$profile" in
+    serve) stages=(tests model bench8 serve sanitizer) ;;
+    load) stages=(tests model load sanitizer) ;;
+    profile) stages=(tests model bench8 bench70 bf16 ab sanitizer profile) ;;
+    *) stages=(tests model bench8 bench70 bf16 ab sanitizer) ;;
+  esac
 fi
-
-if [[ -n "$profile" ]] && (($(left) > 60)); then
-  timeout $(($(left) - 15)) ncu --clock-control none --print-summary per-kernel --metrics gpu__time_duration.sum \
-    build-gpu/octet bench --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 16 \
-    --batch 1 --steps 4 >"$out/ncu.txt" 2>&1
-  note "ncu: rc $? at ${SECONDS}s"
-fi
+for stage in "${stages[@]}"; do
+  if ! declare -F "stage_$stage" >/dev/null; then
+    note "unknown stage: $stage"
+    continue
+  fi
+  "stage_$stage"
+done
 
 echo "== summary (${SECONDS}s)"
 cat "$summary"

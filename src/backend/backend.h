@@ -3,7 +3,9 @@
 // (src/model/llama_model.cpp) and each backend (cpu/, cuda/) supplies the arithmetic.
 //
 // Activations are row-major [rows, cols] float32 buffers owned by the backend. Weights are uploaded
-// once from host float32 and stored in the backend's format for the requested precision.
+// once, from host float32 or from the checkpoint's stored bytes (stored_tensor.h), and stored in the
+// backend's format for the requested precision.
+#include "backend/stored_tensor.h"
 #include "fp8/fp8.h"
 #include "octet/engine.h"
 
@@ -111,6 +113,19 @@ struct TokenBatch {
   size_t size() const { return tokens.size(); }
 };
 
+// How one logits row becomes a token (the logit processing a device sampler does: no repetition
+// penalty, which needs the sequence's history). The pipeline and its order are engine::Sampler's:
+// temperature <= 0 is greedy (argmax, lowest index on ties); else temperature → top-k → softmax →
+// top-p → min-p → one draw of counter_uniform(seed, step) (common/counter_rng.h) by inverse CDF.
+struct RowSampling {
+  float temperature = 0.0f;
+  int32_t top_k = 0;     // 0: off
+  float top_p = 1.0f;    // 1: off
+  float min_p = 0.0f;    // 0: off
+  uint64_t seed = 0;
+  uint64_t step = 0;     // the sequence's token index: its draw depends only on (seed, step)
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -124,6 +139,12 @@ class Backend {
   virtual std::unique_ptr<LinearWeight> make_fp8_linear(const uint8_t* e4m3_codes, const float* channel_scales,
                                                         int64_t out_features, int64_t in_features,
                                                         const LinearSpec& spec);
+  // A linear layer from a checkpoint's stored bytes ([out, in]), converted where the backend keeps its
+  // weights. Float dtypes give the same weights as make_linear of their float32 widening (the same
+  // bf16 rounding, per-channel scales and E4M3 codes); E4M3 codes need spec.weight_scales (one per
+  // row) and give make_fp8_linear's weights (or code · scale widened, for other formats). The
+  // default widens on the host and calls make_linear / make_fp8_linear.
+  virtual std::unique_ptr<LinearWeight> make_linear_from_stored(const StoredTensor& weights, const LinearSpec& spec);
   virtual std::unique_ptr<VectorWeight> make_vector(const float* values, int64_t size) = 0;
   virtual std::unique_ptr<EmbeddingTable> make_embedding(const float* table, int64_t vocab, int64_t hidden,
                                                          EmbeddingFormat format) = 0;
@@ -131,6 +152,9 @@ class Backend {
   // per-output-channel (= per-row) scales, so the two share one copy. Its bytes() is 0 (the head
   // counts them); the head must outlive it. nullptr: this backend cannot share (make a table instead).
   virtual std::unique_ptr<EmbeddingTable> make_embedding_sharing(const LinearWeight& fp8_head) { return nullptr; }
+  // An embedding table ([vocab, hidden], a float dtype) from a checkpoint's stored bytes: the same
+  // table as make_embedding of their float32 widening; the default widens on the host.
+  virtual std::unique_ptr<EmbeddingTable> make_embedding_from_stored(const StoredTensor& table, EmbeddingFormat format);
   virtual std::unique_ptr<Activations> make_activations(int64_t rows, int64_t cols) = 0;
   virtual std::unique_ptr<KvCache> make_kv_cache(const KvCacheSpec& spec) = 0;
   // How many blocks of spec's shape a new cache could hold now within spec.gpu_memory_utilization
@@ -204,9 +228,20 @@ class Backend {
   virtual void add(Activations& x, const Activations& y) = 0;
   // Copies selected rows to host float32 (row-major).
   virtual void copy_rows_to_host(const Activations& x, std::span<const int64_t> rows, float* out) = 0;
+  // tokens_out[i] = the token drawn from row rows[i] of logits ([rows, vocab]) as per_row[i] says.
+  // The default copies the rows to the host and runs engine::sample_with_uniform; a backend that
+  // samples where the logits are (samples_on_device) copies back only the token ids.
+  virtual void sample_rows(const Activations& logits, std::span<const int64_t> rows,
+                           std::span<const RowSampling> per_row, std::span<int32_t> tokens_out);
+  virtual bool samples_on_device() const { return false; }
   // Gathers selected rows into out (rows.size() rows).
   virtual void gather_rows(const Activations& x, std::span<const int64_t> rows, Activations& out) = 0;
 };
+
+// sample_rows' argument checks, shared by the backends: one setting and one output per row, rows
+// inside logits.
+void check_sample_rows(const Activations& logits, std::span<const int64_t> rows, std::span<const RowSampling> per_row,
+                       std::span<int32_t> tokens_out);
 
 std::unique_ptr<Backend> make_cpu_backend(int threads);
 

@@ -84,8 +84,22 @@ class LocalEngine final : public Engine {
                                                    params.repetition_penalty, params.seed});
     engine::StopStringFilter stop_filter(params.stop);
     tokenizer::Utf8Streamer utf8;
-    std::vector<float> logits(static_cast<size_t>(config_.vocab));
+    // Rows without a repetition penalty (which needs the history) are drawn where the logits are;
+    // the others come to the host for the sampler.
+    const bool device_sampled = model_->backend().samples_on_device() && !engine::penalizes_repetition(params.repetition_penalty);
+    std::vector<float> logits(device_sampled ? 0 : static_cast<size_t>(config_.vocab));
+    float* logits_out = device_sampled ? nullptr : logits.data();
     std::vector<int32_t> history = prompt;
+    auto next_token = [&]() {
+      if (!device_sampled) return sampler.sample(logits, history);
+      const int64_t row = 0;
+      const backend::RowSampling setting{params.temperature, params.top_k, params.top_p, params.min_p, params.seed,
+                                         static_cast<uint64_t>(result.completion_tokens)};
+      int32_t token = 0;
+      model_->backend().sample_rows(model_->logits(), std::span<const int64_t>(&row, 1),
+                                    std::span<const backend::RowSampling>(&setting, 1), std::span<int32_t>(&token, 1));
+      return token;
+    };
     model_->clear_slot(0);
 
     const auto start = Clock::now();
@@ -99,7 +113,7 @@ class LocalEngine final : public Engine {
       }
       std::vector<int64_t> logit_rows;
       if (end == result.prompt_tokens) logit_rows.push_back(end - begin - 1);
-      model_->forward(batch, logit_rows, logits.data());
+      model_->forward(batch, logit_rows, logits_out);
     }
     const auto prefill_done = Clock::now();
 
@@ -114,7 +128,7 @@ class LocalEngine final : public Engine {
     const auto& stop_ids = stop_ids_;
     auto last_token_time = start;
     while (result.completion_tokens < params.max_tokens && keep_going) {
-      const int32_t token = sampler.sample(logits, history);
+      const int32_t token = next_token();
       const auto now = Clock::now();
       if (result.completion_tokens == 0) result.time_to_first_token_ms = ms_between(start, now);
       else result.inter_token_ms.push_back(ms_between(last_token_time, now));
@@ -135,7 +149,7 @@ class LocalEngine final : public Engine {
       if (position + 1 >= model_->options().max_context) break;  // context full: finish as "length"
       backend::TokenBatch step{{token}, {position}, {0}};
       const int64_t last_row = 0;
-      model_->forward(step, std::span<const int64_t>(&last_row, 1), logits.data());
+      model_->forward(step, std::span<const int64_t>(&last_row, 1), logits_out);
       ++position;
     }
     if (!stop_filter.stopped()) emit(stop_filter.push(utf8.flush()) + stop_filter.flush());

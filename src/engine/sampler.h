@@ -21,6 +21,18 @@ struct SamplingParams {
   uint64_t seed = 0;       // same seed, same tokens
 };
 
+// Whether the repetition penalty is on (it needs the sequence's history, so device samplers leave
+// such rows to a host Sampler).
+inline bool penalizes_repetition(float repetition_penalty) {
+  return repetition_penalty != 1.0f && repetition_penalty > 0.0f;
+}
+
+// One draw with a given uniform in [0, 1) instead of a Sampler's stream: the same logit processing
+// and order as Sampler::sample (the device sampler, backend::Backend::sample_rows, draws
+// counter_uniform(seed, step) into this on the host). logits is modified.
+int32_t sample_with_uniform(std::span<float> logits, const SamplingParams& params,
+                            std::span<const int32_t> previous_tokens, double uniform);
+
 class Sampler {
  public:
   explicit Sampler(const SamplingParams& params);

@@ -31,6 +31,9 @@ struct Scheduler::Sequence {
   GenerationResult result;
   Clock::time_point submitted, last_token;
   bool finished = false;
+  // Drawn by the backend where the logits are (no repetition penalty: it needs the history); else
+  // its row's logits come to the host for this sequence's own Sampler.
+  bool device_sampled = false;
 
   explicit Sequence(RequestSpec s)
       : spec(std::move(s)),
@@ -79,6 +82,8 @@ uint64_t Scheduler::submit(RequestSpec spec) {
                           fmt::format("the prompt has {} tokens; the context holds {} (prompt + generated tokens)",
                                       prompt, context_));
   auto sequence = std::make_unique<Sequence>(std::move(spec));
+  sequence->device_sampled = options_.sample_on_backend.value_or(model_.backend().samples_on_device()) &&
+                             !penalizes_repetition(sequence->spec.params.repetition_penalty);
   // Positions fed: the prompt and every generated token but the last, never past the context.
   const int64_t positions = std::min(prompt + std::max(sequence->spec.params.max_tokens - 1, 0), context_);
   sequence->reserved_blocks = blocks_for(positions, block_size_);
@@ -219,8 +224,13 @@ void Scheduler::finish(Sequence& s, const std::string& reason, const std::string
 
 void Scheduler::accept_token(Sequence& s, int32_t token) {
   const auto now = Clock::now();
-  if (s.result.completion_tokens == 0) s.result.time_to_first_token_ms = ms_between(s.submitted, now);
-  else s.result.inter_token_ms.push_back(ms_between(s.last_token, now));
+  if (s.result.completion_tokens == 0) {
+    s.result.time_to_first_token_ms = ms_between(s.submitted, now);
+    metrics_.observe_first_token(s.result.time_to_first_token_ms);
+  } else {
+    s.result.inter_token_ms.push_back(ms_between(s.last_token, now));
+    metrics_.observe_token_gap(s.result.inter_token_ms.back());
+  }
   s.last_token = now;
   ++s.result.completion_tokens;
   s.history.push_back(token);
@@ -287,28 +297,20 @@ bool Scheduler::step() {
     }
   }
 
-  logits_.resize(logit_rows.size() * static_cast<size_t>(vocab_));
   const auto forward_start = Clock::now();
+  auto forward_end = forward_start;
   try {
-    model_.forward(batch, logit_rows, logits_.data());
+    model_.forward(batch, logit_rows, nullptr);
+    model_.backend().synchronize();  // the forward's time ends here, not inside the sampling below
+    forward_end = Clock::now();
+    if (!row_owners.empty()) sample_rows(row_owners);
   } catch (const std::exception& e) {
-    spdlog::error("scheduler: forward pass failed: {}", e.what());
+    spdlog::error("scheduler: forward pass or sampling failed: {}", e.what());
     for (auto& s : running_) finish(*s, "error", e.what());
     running_.clear();
     publish_gauges();
     return true;
   }
-  const auto forward_end = Clock::now();
-  // Each row is sampled by its own sequence's sampler (own seed and history), so rows can be drawn in
-  // parallel with the same result as one by one; the tokens are then taken in row order.
-  sampled_.resize(row_owners.size());
-  sampling_pool_.parallel_for(row_owners.size(), [&](size_t begin, size_t end) {
-    for (size_t r = begin; r < end; ++r) {
-      Sequence& owner = *row_owners[r];
-      sampled_[r] = owner.sampler.sample(
-          std::span<float>(logits_.data() + r * static_cast<size_t>(vocab_), static_cast<size_t>(vocab_)), owner.history);
-    }
-  });
   const auto sampled = Clock::now();
   for (size_t r = 0; r < row_owners.size(); ++r) accept_token(*row_owners[r], sampled_[r]);
   timing_.steps += 1;
@@ -319,8 +321,8 @@ bool Scheduler::step() {
   timing_.accept_ms += ms_between(sampled, Clock::now());
   if (timing_.steps == kStepTimingWindow) {
     const double n = static_cast<double>(timing_.steps);
-    spdlog::debug("scheduler: {} steps, {:.1f} tokens/step; per step: batch {:.2f} ms, forward + logits copy {:.2f} ms, "
-                  "sampling {:.2f} ms, streaming {:.2f} ms",
+    spdlog::debug("scheduler: {} steps, {:.1f} tokens/step; per step: batch {:.2f} ms, forward {:.2f} ms, "
+                  "sampling (with any logits copy) {:.2f} ms, streaming {:.2f} ms",
                   timing_.steps, static_cast<double>(timing_.tokens) / n, timing_.batch_ms / n, timing_.forward_ms / n,
                   timing_.sample_ms / n, timing_.accept_ms / n);
     timing_ = {};
@@ -328,6 +330,44 @@ bool Scheduler::step() {
   std::erase_if(running_, [](const auto& s) { return s->finished; });
   publish_gauges();
   return true;
+}
+
+// Row r of the step's logits belongs to row_owners[r]. Device-sampled rows go to the backend in one
+// call (only their token ids come back); the others are copied to the host and drawn in parallel,
+// each by its own sequence's sampler (own seed and history), so the result is the same as one by one.
+void Scheduler::sample_rows(const std::vector<Sequence*>& row_owners) {
+  const backend::Activations& logits = model_.logits();
+  sampled_.resize(row_owners.size());
+  device_rows_.clear();
+  device_settings_.clear();
+  host_rows_.clear();
+  for (size_t r = 0; r < row_owners.size(); ++r) {
+    const Sequence& owner = *row_owners[r];
+    if (!owner.device_sampled) {
+      host_rows_.push_back(static_cast<int64_t>(r));
+      continue;
+    }
+    const GenerationParams& p = owner.spec.params;
+    device_rows_.push_back(static_cast<int64_t>(r));
+    device_settings_.push_back(backend::RowSampling{p.temperature, p.top_k, p.top_p, p.min_p, p.seed,
+                                                    static_cast<uint64_t>(owner.result.completion_tokens)});
+  }
+  if (!device_rows_.empty()) {
+    device_tokens_.resize(device_rows_.size());
+    model_.backend().sample_rows(logits, device_rows_, device_settings_, device_tokens_);
+    for (size_t i = 0; i < device_rows_.size(); ++i) sampled_[static_cast<size_t>(device_rows_[i])] = device_tokens_[i];
+  }
+  if (host_rows_.empty()) return;
+  const auto vocab = static_cast<size_t>(vocab_);
+  logits_.resize(host_rows_.size() * vocab);
+  model_.backend().copy_rows_to_host(logits, host_rows_, logits_.data());
+  sampling_pool_.parallel_for(host_rows_.size(), [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) {
+      Sequence& owner = *row_owners[static_cast<size_t>(host_rows_[i])];
+      sampled_[static_cast<size_t>(host_rows_[i])] =
+          owner.sampler.sample(std::span<float>(logits_.data() + i * vocab, vocab), owner.history);
+    }
+  });
 }
 
 void Scheduler::publish_gauges() {

@@ -7,6 +7,7 @@
 //
 // Thread model: submit/cancel/state from any thread; the steps, and every callback, run on the
 // scheduler's own thread (start) or on the caller of step (tests).
+#include "backend/backend.h"
 #include "common/error.h"
 #include "common/thread_pool.h"
 #include "engine/block_allocator.h"
@@ -22,6 +23,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_set>
@@ -41,6 +43,11 @@ struct SchedulerOptions {
   // End-of-sequence ids (the tokenizer's and the checkpoint's: engine::LoadedModel::stop_ids);
   // empty: the tokenizer's.
   std::vector<int32_t> stop_ids;
+  // Rows drawn by Backend::sample_rows (counter-based RNG of (seed, token index); only ids leave the
+  // device) rather than by per-request host Samplers over copied logits. Unset: where the backend
+  // samples on the device (CUDA, unless OCTET_CUDA_SAMPLING=0). Requests with a repetition penalty
+  // always use their host Sampler.
+  std::optional<bool> sample_on_backend;
 };
 
 struct RequestOutcome {
@@ -106,6 +113,7 @@ class Scheduler {
   void finish(Sequence& sequence, const std::string& reason, const std::string& error = {});
   void accept_token(Sequence& sequence, int32_t token);  // a sampled token: stop checks, text, streaming
   void grow_blocks(Sequence& sequence, int64_t positions);
+  void sample_rows(const std::vector<Sequence*>& row_owners);  // the step's tokens into sampled_
   int64_t reserved_unallocated_blocks() const;
   void publish_gauges();
   void abort_all(const std::string& reason);
@@ -117,7 +125,8 @@ class Scheduler {
   SchedulerOptions options_;
   int64_t context_ = 0, block_size_ = 0, vocab_ = 0;
   // Where step time goes (logged at debug level every kStepTimingWindow steps): building the batch,
-  // the forward pass (with the logits' copy to the host), sampling and streaming the tokens.
+  // the forward pass, sampling (on the device, or the logits' copy to the host and host samplers) and
+  // streaming the tokens.
   static constexpr int64_t kStepTimingWindow = 256;
   struct StepTiming {
     int64_t steps = 0, tokens = 0;
@@ -126,6 +135,9 @@ class Scheduler {
   // Sampling of a step's rows (a vocabulary-wide pass each) runs on all cores between forward passes.
   ThreadPool sampling_pool_;
   std::vector<int32_t> sampled_;
+  std::vector<int64_t> device_rows_, host_rows_;  // a step's logits rows by where they are sampled
+  std::vector<backend::RowSampling> device_settings_;
+  std::vector<int32_t> device_tokens_;
 
   // Shared with submitting threads (guarded by mutex_).
   mutable std::mutex mutex_;

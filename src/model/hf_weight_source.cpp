@@ -5,9 +5,13 @@
 //   M.input_scale   float [] or [1]: static activations, x_q = x / input_scale
 // and per layer the KV-cache scales under the names the exporters have used: self_attn.k_proj.k_scale
 // (ModelOpt), self_attn.k_scale (compressed-tensors), self_attn.k_proj.output_scale (older exports),
-// self_attn.kv_scale (one scale for both). Tensors are read one at a time from the mmap.
+// self_attn.kv_scale (one scale for both). Tensors are read one at a time from the mmap; weights
+// and tables go to the backend as views of their stored bytes (load_stored), so the backend converts
+// them where it keeps them; OCTET_STORED_UPLOAD=0 widens them to float32 on the host instead.
 #include <cfloat>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 
 #include "common/error.h"
 #include "formats/quantization_config.h"
@@ -21,10 +25,25 @@ namespace {
 using formats::CheckpointTensor;
 using safetensors::Dtype;
 
+std::optional<backend::StoredDtype> stored_dtype(Dtype dtype) {
+  switch (dtype) {
+    case Dtype::F32: return backend::StoredDtype::f32;
+    case Dtype::F16: return backend::StoredDtype::f16;
+    case Dtype::BF16: return backend::StoredDtype::bf16;
+    case Dtype::F8_E4M3: return backend::StoredDtype::e4m3;
+    default: return std::nullopt;
+  }
+}
+
+bool stored_upload_enabled() {
+  const char* value = std::getenv("OCTET_STORED_UPLOAD");
+  return value == nullptr || std::strcmp(value, "0") != 0;
+}
+
 class HfWeightSource final : public WeightSource {
  public:
   HfWeightSource(std::shared_ptr<const formats::SafetensorsCheckpoint> checkpoint, formats::QuantizationConfig quantization)
-      : checkpoint_(std::move(checkpoint)), quantization_(std::move(quantization)) {}
+      : checkpoint_(std::move(checkpoint)), quantization_(std::move(quantization)), stored_upload_(stored_upload_enabled()) {}
 
   bool has(const std::string& name) const override { return checkpoint_->has(name); }
 
@@ -39,6 +58,13 @@ class HfWeightSource final : public WeightSource {
     return values;
   }
 
+  MappedTensor load_stored(const std::string& name, const std::vector<int64_t>& shape) const override {
+    const CheckpointTensor& t = checkpoint_->tensor(name);
+    check_shape(t, shape);
+    if (!stored_upload_ || shape.size() != 2 || t.info->dtype == Dtype::F8_E4M3) return nullptr;
+    return mapped(t);
+  }
+
   LinearWeights load_linear(const std::string& module, int64_t out, int64_t in) const override {
     const CheckpointTensor& weight = checkpoint_->tensor(module + ".weight");
     check_shape(weight, {out, in});
@@ -49,19 +75,24 @@ class HfWeightSource final : public WeightSource {
       if (quantization_.quantized() && !excluded && module != "lm_head")
         fail("{}: tensor '{}' is {}, but {} quantizes '{}' to FP8 (it is not excluded)", weight.file->path(),
              weight.info->name, safetensors::dtype_name(weight.info->dtype), quantization_.source, module);
+      result.keep_16bit = excluded;
+      if (stored_upload_ && (result.stored = mapped(weight))) return result;
       result.values = weight.file->to_float(*weight.info);
       weight.file->release(*weight.info);
       report_read(weight.info->byte_size());
-      result.keep_16bit = excluded;
       return result;
     }
     if (excluded)
       fail("{}: tensor '{}' is F8_E4M3, but {} excludes '{}' from quantization", weight.file->path(), weight.info->name,
            quantization_.source, module);
-    const auto codes = weight.file->bytes(*weight.info);
-    result.e4m3_codes.assign(codes.begin(), codes.end());
-    weight.file->release(*weight.info);
-    report_read(weight.info->byte_size());
+    if (stored_upload_) {
+      result.stored = mapped(weight);
+    } else {
+      const auto codes = weight.file->bytes(*weight.info);
+      result.e4m3_codes.assign(codes.begin(), codes.end());
+      weight.file->release(*weight.info);
+      report_read(weight.info->byte_size());
+    }
     result.channel_scales = weight_scales(module, out);
     const std::string input_scale = module + ".input_scale";
     if (quantization_.static_activations || (!quantization_.quantized() && checkpoint_->has(input_scale)))
@@ -100,6 +131,19 @@ class HfWeightSource final : public WeightSource {
     if (t.info->shape != shape)
       fail("{}: tensor '{}' has shape [{}], expected [{}]", t.file->path(), t.info->name, fmt::join(t.info->shape, ", "),
            fmt::join(shape, ", "));
+  }
+
+  // A view of a 2-D tensor's bytes in the mmap; releasing it drops the pages and counts them read.
+  // nullptr for dtypes a backend does not take as stored (F64, E5M2, integers).
+  MappedTensor mapped(const CheckpointTensor& t) const {
+    const std::optional<backend::StoredDtype> dtype = stored_dtype(t.info->dtype);
+    if (!dtype || t.info->shape.size() != 2) return nullptr;
+    auto* view = new backend::StoredTensor{t.file->bytes(*t.info).data(), *dtype, t.info->shape[0], t.info->shape[1]};
+    return MappedTensor(view, [this, t](const backend::StoredTensor* v) {
+      delete v;
+      t.file->release(*t.info);
+      report_read(t.info->byte_size());
+    });
   }
 
   const std::string* first_present(const std::vector<std::string>& names) const {
@@ -147,6 +191,7 @@ class HfWeightSource final : public WeightSource {
 
   std::shared_ptr<const formats::SafetensorsCheckpoint> checkpoint_;
   formats::QuantizationConfig quantization_;
+  bool stored_upload_;
 };
 
 }  // namespace

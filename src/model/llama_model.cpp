@@ -74,7 +74,10 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const WeightSource* weights, b
       LinearWeights stored = weights->load_linear(module, out, in);
       if (honour_exclusion && stored.keep_16bit && format == LinearFormat::fp8) format = LinearFormat::bf16;
       backend::LinearSpec spec{format, format == LinearFormat::fp8 ? stored.input_scale : 0.0f};
-      if (stored.prequantized() && format == LinearFormat::fp8) {
+      if (stored.stored) {  // the stored bytes, converted by the backend
+        if (stored.prequantized()) spec.weight_scales = stored.channel_scales;
+        w = backend.make_linear_from_stored(*stored.stored, spec);
+      } else if (stored.prequantized() && format == LinearFormat::fp8) {
         w = backend.make_fp8_linear(stored.e4m3_codes.data(), stored.channel_scales.data(), out, in, spec);
       } else {
         const std::vector<float> values = stored.prequantized() ? stored.dequantized() : std::move(stored.values);
@@ -98,13 +101,20 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const WeightSource* weights, b
   // fp8 table holds, so the table shares them where the backend can.
   const backend::LinearSpec head_spec{head, 0.0f};
   if (weights) {
-    std::vector<float> table = weights->load("model.embed_tokens.weight", {config.vocab, hidden});
+    const std::string embed = "model.embed_tokens.weight";
+    // The stored bytes, converted by the backend; float32 where the source has only that to give.
+    const MappedTensor stored = weights->load_stored(embed, {config.vocab, hidden});
+    std::vector<float> table;
+    if (!stored) table = weights->load(embed, {config.vocab, hidden});
     if (config.tied_embeddings) {
-      lm_head_ = backend.make_linear(table.data(), config.vocab, hidden, head_spec);
+      lm_head_ = stored ? backend.make_linear_from_stored(*stored, head_spec)
+                        : backend.make_linear(table.data(), config.vocab, hidden, head_spec);
       linear_layers_.emplace_back("lm_head", lm_head_.get());
       if (head_fp8 && table_fp8) embedding_ = backend.make_embedding_sharing(*lm_head_);
     }
-    if (!embedding_) embedding_ = backend.make_embedding(table.data(), config.vocab, hidden, table_format);
+    if (!embedding_)
+      embedding_ = stored ? backend.make_embedding_from_stored(*stored, table_format)
+                          : backend.make_embedding(table.data(), config.vocab, hidden, table_format);
   } else {
     if (config.tied_embeddings) {
       lm_head_ = backend.make_random_linear(config.vocab, hidden, head_spec, seed++);
@@ -231,6 +241,11 @@ void LlamaModel::forward(const backend::TokenBatch& batch, std::span<const int64
   std::vector<int64_t> all_rows(logit_rows.size());
   for (size_t r = 0; r < all_rows.size(); ++r) all_rows[r] = static_cast<int64_t>(r);
   backend_.copy_rows_to_host(*buffers_.logits, all_rows, logits);
+}
+
+const backend::Activations& LlamaModel::logits() const {
+  if (!buffers_.logits) fail("the model has no logits yet: run a forward pass with logit rows first");
+  return *buffers_.logits;
 }
 
 void LlamaModel::attention_block(const Layer& layer, int64_t index, const backend::TokenBatch& batch,

@@ -51,6 +51,10 @@ class LlamaModel {
   // logits == nullptr they are computed but stay on the backend (benchmarks).
   void forward(const backend::TokenBatch& batch, std::span<const int64_t> logit_rows, float* logits);
 
+  // The last forward pass's logits where the backend keeps them ([logit_rows.size(), vocab]), for
+  // sampling them there (Backend::sample_rows) instead of copying them out.
+  const backend::Activations& logits() const;
+
   void clear_slot(int64_t slot) { kv_cache_->clear_slot(slot); }
   // The pool blocks holding slot's positions, in order (paged KV; see backend::KvCache).
   void set_block_table(int64_t slot, std::span<const int32_t> blocks) { kv_cache_->set_block_table(slot, blocks); }

@@ -2,6 +2,8 @@
 // Where a model's weights come from. The model asks for tensors by their Hugging Face names
 // ("model.layers.3.self_attn.q_proj.weight") in HF layout ([out_features, in_features], Q/K rows in
 // HF's rotate-half order); each checkpoint format maps names and layouts to that.
+#include "backend/stored_tensor.h"
+
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -20,16 +22,21 @@ namespace octet::model {
 
 struct LlamaConfig;
 
+// A tensor's bytes as the checkpoint stores them, a view into the file's mmap; the deleter of the
+// last copy releases the mapped pages (and counts the bytes as read).
+using MappedTensor = std::shared_ptr<const backend::StoredTensor>;
+
 // A linear layer's weights as the checkpoint stores them: float values to be quantized (or not) at
 // load, or E4M3 codes with their scales, to be kept exactly.
 struct LinearWeights {
-  std::vector<float> values;          // [out, in]; empty when the checkpoint stores FP8 codes
+  std::vector<float> values;          // [out, in]; empty when the checkpoint stores FP8 codes or stored is set
   std::vector<uint8_t> e4m3_codes;    // [out, in] codes (copied out of the file, whose pages are then released)
+  MappedTensor stored;                // or: the weight's stored bytes (a float dtype, or E4M3 codes), uncopied
   std::vector<float> channel_scales;  // [out]: w = decode(code) · scale (a per-tensor scale repeated)
   float input_scale = 0.0f;           // static activation scale (x_q = x / input_scale); 0: dynamic
   bool keep_16bit = false;            // the checkpoint's config excludes this layer from quantization
 
-  bool prequantized() const { return !e4m3_codes.empty(); }
+  bool prequantized() const { return !e4m3_codes.empty() || (stored && stored->dtype == backend::StoredDtype::e4m3); }
   // code · scale as float32 (for precisions other than fp8).
   std::vector<float> dequantized() const;
 };
@@ -55,6 +62,9 @@ class WeightSource {
   virtual bool prequantized() const { return false; }
   // Whether the linear layer `module` is stored as FP8 codes (without loading it).
   virtual bool stores_fp8(const std::string& module) const { return false; }
+  // The tensor's stored bytes (shape checked, as load()), for backends to convert themselves; nullptr
+  // where the source has only float32 to give (GGUF, a non-float dtype, OCTET_STORED_UPLOAD=0).
+  virtual MappedTensor load_stored(const std::string& name, const std::vector<int64_t>& shape) const { return nullptr; }
   // The checkpoint's KV-cache scales for a layer; nullopt when it has none (dynamic scales).
   virtual std::optional<KvScales> kv_scales(int64_t layer) const { return std::nullopt; }
   // Bytes of the stored tensors (for load speed); 0 when unknown.

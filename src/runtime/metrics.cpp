@@ -53,6 +53,16 @@ void MetricsRegistry::count_http_status(int status) {
   ++serving_.requests_by_status[std::to_string(status)];
 }
 
+void MetricsRegistry::observe_first_token(double ms) {
+  std::lock_guard lock(mutex_);
+  serving_.time_to_first_token.observe(ms);
+}
+
+void MetricsRegistry::observe_token_gap(double ms) {
+  std::lock_guard lock(mutex_);
+  serving_.inter_token_latency.observe(ms);
+}
+
 ServingSnapshot MetricsRegistry::serving_snapshot() const {
   std::lock_guard lock(mutex_);
   return serving_;
@@ -62,8 +72,6 @@ void MetricsRegistry::record(const GenerationResult& result) {
   std::lock_guard lock(mutex_);
   serving_.prompt_tokens += static_cast<uint64_t>(result.prompt_tokens);
   serving_.generation_tokens += static_cast<uint64_t>(result.completion_tokens);
-  if (result.completion_tokens > 0) serving_.time_to_first_token.observe(result.time_to_first_token_ms);
-  for (double gap : result.inter_token_ms) serving_.inter_token_latency.observe(gap);
   ++requests_;
   prompt_tokens_ += static_cast<uint64_t>(result.prompt_tokens);
   completion_tokens_ += static_cast<uint64_t>(result.completion_tokens);

@@ -59,7 +59,13 @@ struct ServingSnapshot {
 class MetricsRegistry {
  public:
   MetricsRegistry();
+  // Totals and the recent-latency windows, once a request has finished. The Prometheus latency
+  // histograms are not touched here: a server observes them as tokens come (below).
   void record(const GenerationResult& result);
+  // A request's first token (from its submission) and each later gap, observed when they happen so
+  // /metrics shows a long request's latencies while it runs, not after it ends.
+  void observe_first_token(double ms);
+  void observe_token_gap(double ms);
   MetricsSnapshot snapshot() const;
 
   void set_scheduler_gauges(const SchedulerGauges& gauges);

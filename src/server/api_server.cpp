@@ -4,6 +4,7 @@
 #include "engine/model_loader.h"
 #include "engine/scheduler.h"
 #include "runtime/metrics.h"
+#include "server/client_connection.h"
 #include "server/openai_protocol.h"
 #include "server/prometheus.h"
 
@@ -209,7 +210,7 @@ struct ApiServer::Impl {
       } else {
         r.params.max_tokens = static_cast<int>(std::min<int64_t>(options.defaults.max_tokens, context - prompt_tokens));
       }
-      run(endpoint, r, model_id, std::move(prompt), res);
+      run(endpoint, req, r, model_id, std::move(prompt), res);
     } catch (const ApiError& e) {
       send_error(res, e);
     }
@@ -249,16 +250,23 @@ struct ApiServer::Impl {
     return ApiError(503, "the request was aborted: the server is shutting down", "server_error");
   }
 
-  void run(Endpoint endpoint, const ApiRequest& r, const std::string& model_id, std::vector<int32_t> prompt,
-           httplib::Response& res) {
+  void run(Endpoint endpoint, const httplib::Request& req, const ApiRequest& r, const std::string& model_id,
+           std::vector<int32_t> prompt, httplib::Response& res) {
     auto channel = std::make_shared<Channel>();
     const uint64_t request_id = submit(std::move(prompt), r.params, channel);
     const std::string id = fmt::format("{}-{:x}{:08x}", endpoint == Endpoint::chat ? "chatcmpl" : "cmpl",
                                        static_cast<uint64_t>(started), next_response_id++);
     const auto created = static_cast<int64_t>(std::time(nullptr));
     if (!r.stream) {
+      // Nothing is written until the end, so a client that leaves is found by looking at its socket;
+      // its request is then aborted (its blocks freed at the next step) and the wait goes on to the end.
+      const ClientConnection connection(req);
       std::unique_lock lock(channel->mutex);
-      channel->changed.wait(lock, [&] { return channel->done; });
+      while (!channel->changed.wait_for(lock, std::chrono::milliseconds(250), [&] { return channel->done; }))
+        if (!channel->client_gone && connection.closed()) {
+          channel->client_gone = true;
+          scheduler.cancel(request_id);
+        }
       const engine::RequestOutcome& o = channel->outcome;
       if (o.finish_reason == "abort" || o.finish_reason == "error") throw outcome_error(o);
       const Usage usage{o.result.prompt_tokens, o.result.completion_tokens};

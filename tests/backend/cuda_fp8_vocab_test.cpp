@@ -7,6 +7,7 @@
 #include "backend/device.h"
 #include "model/llama_model.h"
 #include "support/random.h"
+#include "support/require_gpu.h"
 #include "support/tiny_checkpoint.h"
 
 #include <gtest/gtest.h>
@@ -23,8 +24,7 @@ namespace tw = octet::testing;
 class CudaFp8Vocab : public ::testing::Test {
  protected:
   void SetUp() override {
-    const CudaStatus status = probe_cuda();
-    if (!status.available) GTEST_SKIP() << "no GPU: " << status.reason;
+    OCTET_REQUIRE_GPU();
     cpu_ = make_cpu_backend(2);
     gpu_ = make_cuda_backend(0);
     rng_.seed(tw::test_seed(::testing::UnitTest::GetInstance()->current_test_info()->name()));

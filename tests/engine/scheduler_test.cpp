@@ -193,6 +193,62 @@ TEST_F(SchedulerTest, SeededSamplingAndStopStringsArePerRequest) {
   }
 }
 
+// Rows drawn by Backend::sample_rows (the device path; here the host implementation every backend
+// inherits): greedy texts equal the host samplers' greedy texts, seeded sampling draws the same
+// tokens together as alone (a draw depends on (seed, token index) only), a request with a repetition
+// penalty (host Sampler over its copied row) sits in the same steps, and the blocks come back.
+TEST_F(SchedulerTest, BackendSampledRowsGiveTheTextEachGivesAlone) {
+  OCTET_REQUIRE_SMOLLM2(path);
+  LoadedModel& m = model(8, 0);
+  const uint64_t seed = testing::test_seed("SchedulerTest.BackendSampledRowsGiveTheTextEachGivesAlone");
+  auto params = [&](size_t i) {
+    GenerationParams p = greedy(16);
+    if (i % 3 == 1) {
+      p.temperature = 0.9f;
+      p.top_k = 40;
+      p.top_p = 0.95f;
+      p.min_p = 0.02f;
+      p.seed = seed + i;
+    }
+    if (i % 3 == 2) p.repetition_penalty = 1.3f;
+    return p;
+  };
+  SchedulerOptions on_backend;
+  on_backend.sample_on_backend = true;
+  on_backend.step_token_budget = 48;
+  std::vector<std::string> host_greedy, alone;
+  {
+    Scheduler host(*m.model, *m.tokenizer, metrics, {});
+    for (size_t i = 0; i < 6; i += 3) {
+      Collected c;
+      host.submit(collecting(chat_prompt_ids(*m.tokenizer, {{"user", questions()[i]}}), params(i), c));
+      run_until_idle(host);
+      host_greedy.push_back(c.outcome.result.text);
+    }
+  }
+  Scheduler scheduler(*m.model, *m.tokenizer, metrics, on_backend);
+  for (size_t i = 0; i < 6; ++i) {
+    Collected c;
+    scheduler.submit(collecting(chat_prompt_ids(*m.tokenizer, {{"user", questions()[i]}}), params(i), c));
+    run_until_idle(scheduler);
+    ASSERT_TRUE(c.finished);
+    alone.push_back(c.outcome.result.text);
+  }
+  EXPECT_EQ(alone[0], host_greedy[0]);
+  EXPECT_EQ(alone[3], host_greedy[1]);
+  std::vector<Collected> together(6);
+  for (size_t i = 0; i < 6; ++i) {
+    scheduler.submit(collecting(chat_prompt_ids(*m.tokenizer, {{"user", questions()[i]}}), params(i), together[i]));
+    scheduler.step();
+  }
+  run_until_idle(scheduler);
+  for (size_t i = 0; i < 6; ++i) {
+    ASSERT_TRUE(together[i].finished);
+    EXPECT_EQ(together[i].outcome.result.text, alone[i]) << questions()[i];
+  }
+  EXPECT_EQ(scheduler.state().kv_blocks_used, 0);
+}
+
 TEST_F(SchedulerTest, PrefillChunksInterleaveWithRunningStreams) {
   OCTET_REQUIRE_SMOLLM2(path);
   LoadedModel& m = model(8, 0);
@@ -204,6 +260,12 @@ TEST_F(SchedulerTest, PrefillChunksInterleaveWithRunningStreams) {
   Collected running;
   scheduler.submit(collecting(chat_prompt_ids(*m.tokenizer, {{"user", "Count from one to one hundred."}}), long_run, running));
   while (running.pieces_seen < 3) ASSERT_TRUE(scheduler.step());
+  {  // latencies reach /metrics' histograms while the request runs, not when it ends
+    const auto live = metrics.serving_snapshot();
+    EXPECT_EQ(live.time_to_first_token.count, 1u);
+    EXPECT_GE(live.inter_token_latency.count, 2u);
+    EXPECT_EQ(live.generation_tokens, 0u);  // totals wait for the finish
+  }
   // A prompt of ~160 tokens takes 10+ steps at 15 prompt tokens a step; the stream keeps going.
   std::string long_prompt;
   for (int i = 0; i < 20; ++i) long_prompt += "The quick brown fox jumps over the lazy dog. ";

@@ -11,6 +11,7 @@
 #include <functional>
 
 #include "backend/backend.h"
+#include "backend/device.h"
 #include "common/error.h"
 #include "model/llama_model.h"
 #include "model/model_files.h"
@@ -84,8 +85,13 @@ Fp8Layout per_channel_dynamic() {
   return layout;
 }
 
-constexpr float kInputScale = 8.0f / 448.0f;  // covers the tiny model's activations (|x| < 8)
-constexpr float kKScale = 6.0f / 448.0f, kVScale = 3.0f / 448.0f;
+// Static scales that cover the tiny model's values, as a calibration would make them. Linear inputs are
+// rmsnorm outputs (|x| ≲ 5), averages of V rows, and silu(gate)·up with gate and up of std ≈ 1.2: up to
+// ~16. K and V rows are W·rmsnorm(x) with W ~ N(0, 0.15²) over 64 inputs: std ≈ 0.15·√64 = 1.2, so 6
+// and 7 cover 5σ. (Scales of 8 for inputs and 3 for V clipped values on some draws and made the error
+// bound below fail on about 1 draw in 50; scales that clip are a calibration error, not a loader's.)
+constexpr float kInputScale = 16.0f / 448.0f;
+constexpr float kKScale = 6.0f / 448.0f, kVScale = 7.0f / 448.0f;
 
 std::pair<std::vector<tw::StTensor>, tw::TestWeightSource> fp8_tensors(const tw::TinyLlama& m, const Fp8Layout& layout) {
   tw::TestWeightSource source = float_source(m);
@@ -439,6 +445,86 @@ TEST_F(HfCheckpointDamaged, WrongShapeScaleAndInconsistentConfig) {
   fs::remove(dir_ / "hf_quant_config.json");
   tw::write_text(dir_ / "config.json", config.dump());
   expect_parts(load_error(), {"config.json quantization_config", "quant_method 'gptq'"});
+}
+
+// Loads dir with the weights handed to the backend as their stored bytes (the default) or widened to
+// float32 on the host (OCTET_STORED_UPLOAD=0, read when the directory opens), and runs it on `on`
+// with the embedding table and LM head in `vocab` precision (fp8 precision only).
+std::vector<float> dir_logits_via(const fs::path& dir, bool stored_upload, Precision precision, VocabPrecision vocab,
+                                  backend::Backend& on) {
+  ::setenv("OCTET_STORED_UPLOAD", stored_upload ? "1" : "0", 1);
+  ModelFiles files = open_model_files(dir.string());
+  ::unsetenv("OCTET_STORED_UPLOAD");
+  return tw::tiny_logits(files.config, *files.weights, precision, vocab, &on);
+}
+
+// The precisions the stored-upload tests load with: each model precision, and fp8 with an fp8
+// embedding table and LM head (shared by a tied table).
+const std::vector<std::pair<Precision, VocabPrecision>> kStoredUploadCases = {
+    {Precision::fp8, VocabPrecision::bf16},
+    {Precision::fp8, VocabPrecision::fp8},
+    {Precision::bf16, VocabPrecision::bf16},
+    {Precision::f32, VocabPrecision::bf16}};
+
+// Checkpoints of every float dtype (tied and untied, sharded) and ModelOpt FP8 (per-tensor and
+// per-channel, a layer kept BF16) written for the stored-upload tests; removed on destruction.
+struct StoredUploadDirs {
+  explicit StoredUploadDirs(const char* test) {
+    std::mt19937_64 rng(tw::test_seed(test));
+    const tw::TinyLlama m = tw::TinyLlama::random(rng), tied = tw::TinyLlama::random(rng, /*tied=*/true);
+    dirs.push_back(write_float_dir("stored_bf16", m, "BF16", 1));
+    dirs.push_back(write_float_dir("stored_f16", m, "F16", 3));
+    dirs.push_back(write_float_dir("stored_f32", m, "F32", 2));
+    dirs.push_back(write_float_dir("stored_tied", tied, "BF16", 1));
+    for (bool per_channel : {false, true}) {
+      Fp8Layout layout;
+      layout.per_channel = per_channel;
+      if (per_channel) layout.keep_bf16 = {"model.layers.1.mlp.down_proj"};
+      auto [tensors, reference] = fp8_tensors(m, layout);
+      dirs.push_back(tw::fresh_directory(per_channel ? "stored_modelopt_pc" : "stored_modelopt"));
+      write_modelopt_dir(dirs.back(), m, layout, tensors, /*shards=*/2);
+    }
+  }
+  ~StoredUploadDirs() {
+    for (const auto& dir : dirs) fs::remove_all(dir);
+  }
+  std::vector<fs::path> dirs;
+};
+
+TEST(HfCheckpoint, StoredUploadGivesTheLogitsOfTheFloat32Path) {
+  const StoredUploadDirs checkpoints("HfCheckpoint.StoredUploadGivesTheLogitsOfTheFloat32Path");
+  auto cpu = backend::make_cpu_backend(3);
+  for (const auto& dir : checkpoints.dirs)
+    for (auto [precision, vocab] : kStoredUploadCases)
+      EXPECT_EQ(dir_logits_via(dir, true, precision, vocab, *cpu), dir_logits_via(dir, false, precision, vocab, *cpu))
+          << dir.filename() << " precision " << int(precision) << " vocab " << int(vocab);
+}
+
+// On the GPU: the stored bytes converted there give what the host conversion gives (bit for bit),
+// and the CPU's logits within the CUDA backend's model tolerance (tests/backend/cuda_backend_test.cpp).
+TEST(CudaStoredUpload, TinyCheckpointsLoadAsThroughTheHostAndCloseToTheCpu) {
+  const backend::CudaStatus status = backend::probe_cuda();
+  if (!status.available) GTEST_SKIP() << "no GPU: " << status.reason;
+  const StoredUploadDirs checkpoints("CudaStoredUpload.TinyCheckpointsLoadAsThroughTheHostAndCloseToTheCpu");
+  ::setenv("OCTET_CUDA_STAGING_BYTES", "4096", 1);  // every weight straddles several staging buffers
+  auto gpu = backend::make_cuda_backend(0);
+  ::unsetenv("OCTET_CUDA_STAGING_BYTES");
+  auto cpu = backend::make_cpu_backend(2);
+  for (const auto& dir : checkpoints.dirs) {
+    const auto exact = dir_logits_via(dir, true, Precision::f32, VocabPrecision::bf16, *cpu);
+    for (auto [precision, vocab] : kStoredUploadCases) {
+      const auto on_gpu = dir_logits_via(dir, true, precision, vocab, *gpu);
+      const auto on_cpu = dir_logits_via(dir, true, precision, vocab, *cpu);
+      EXPECT_EQ(on_gpu, dir_logits_via(dir, false, precision, vocab, *gpu))
+          << dir.filename() << " precision " << int(precision) << " vocab " << int(vocab);
+      if (precision == Precision::fp8)  // activation codes may round apart: judged by the error against float32
+        EXPECT_LT(relative_difference(on_gpu, exact), 1.5 * relative_difference(on_cpu, exact) + 1e-3)
+            << dir.filename() << " vocab " << int(vocab);
+      else
+        EXPECT_LT(relative_difference(on_gpu, on_cpu), precision == Precision::f32 ? 1e-4 : 1e-2)
+            << dir.filename() << " precision " << int(precision);
+    }
+  }
 }
 
 }  // namespace

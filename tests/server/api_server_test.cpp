@@ -248,6 +248,33 @@ TEST_F(ApiServerTest, DisconnectMidStreamAbortsAndFreesBlocks) {
   EXPECT_EQ(aborted_after, std::max(aborted_before, 0.0) + 1);
 }
 
+// A non-streaming client that gives up (read timeout) while its request runs: the server finds the
+// closed socket, aborts the request and frees its blocks, long before its 900 tokens would end.
+TEST_F(ApiServerTest, NonStreamingClientThatLeavesIsAbortedAndFreesBlocks) {
+  const double aborted_before = testing::metric_value(http_call(port(), "GET", "/metrics").body,
+                                                      "octet_requests_finished_total{finish_reason=\"abort\"}");
+  std::atomic<bool> client_done{false};
+  std::thread client([&] {
+    httplib::Client c("127.0.0.1", port());
+    c.set_read_timeout(3);
+    const auto body = json{{"prompt", "1, 2, 3, 4, 5, 6,"}, {"max_tokens", 900}, {"temperature", 0}, {"ignore_eos", true}}.dump();
+    const auto result = c.Post("/v1/completions", body, "application/json");
+    EXPECT_FALSE(result) << "the request should have outlived the client's 3 s patience";
+    client_done = true;
+  });
+  bool saw_blocks = false;
+  for (int i = 0; i < 250 && !saw_blocks && !client_done; ++i) {
+    saw_blocks = testing::metric_value(http_call(port(), "GET", "/metrics").body, "octet_kv_cache_blocks_used") > 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  client.join();
+  EXPECT_TRUE(saw_blocks);
+  EXPECT_TRUE(testing::wait_until_idle(port())) << "the abandoned request kept its blocks";
+  const double aborted_after = testing::metric_value(http_call(port(), "GET", "/metrics").body,
+                                                     "octet_requests_finished_total{finish_reason=\"abort\"}");
+  EXPECT_EQ(aborted_after, std::max(aborted_before, 0.0) + 1);
+}
+
 struct BadCase {
   std::string name, method, path, body;
   int status;

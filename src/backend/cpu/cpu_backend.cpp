@@ -42,6 +42,15 @@ class CpuBackend final : public Backend {
     return std::make_unique<CpuLinear>(e4m3_codes, channel_scales, out_features, in_features, spec);
   }
 
+  std::unique_ptr<LinearWeight> make_linear_from_stored(const StoredTensor& weights, const LinearSpec& spec) override {
+    if (weights.dtype == StoredDtype::e4m3 || !spec.weight_scales.empty()) return Backend::make_linear_from_stored(weights, spec);
+    return std::make_unique<CpuLinear>(weights, spec, pool_);
+  }
+
+  std::unique_ptr<EmbeddingTable> make_embedding_from_stored(const StoredTensor& table, EmbeddingFormat format) override {
+    return std::make_unique<CpuEmbedding>(table, format, pool_);
+  }
+
   std::unique_ptr<VectorWeight> make_vector(const float* values, int64_t size) override {
     auto v = std::make_unique<CpuVector>();
     v->size = size;

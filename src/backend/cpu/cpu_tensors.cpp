@@ -3,11 +3,14 @@
 #include "backend/cpu/dot_kernels.h"
 #include "common/bf16.h"
 #include "common/error.h"
+#include "common/thread_pool.h"
 #include "fp8/scaling.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <exception>
+#include <mutex>
 
 namespace octet::backend::cpu {
 
@@ -51,6 +54,80 @@ CpuLinear::CpuLinear(const uint8_t* e4m3_codes, const float* channel_scales, int
   for (float& s : scales) s *= kE4M3WidenFactor;
 }
 
+namespace {
+
+// Rows per parallel_for chunk: enough work per chunk (~256 K elements) to amortize the hand-off.
+size_t min_rows_per_chunk(int64_t cols) { return std::max<size_t>(1, (size_t{1} << 18) / static_cast<size_t>(std::max<int64_t>(cols, 1))); }
+
+// Widens each row of a stored float tensor into a per-chunk scratch row and hands it to row_done.
+// The pool does not carry exceptions across threads, so the first error (an infinite row amax) is
+// kept and rethrown on the calling thread once every chunk has finished.
+template <typename RowDone>
+void for_each_widened_row(const StoredTensor& t, ThreadPool& pool, RowDone row_done) {
+  std::mutex error_mutex;
+  std::exception_ptr error;
+  pool.parallel_for(
+      static_cast<size_t>(t.rows),
+      [&](size_t begin, size_t end) {
+        try {
+          std::vector<float> row(static_cast<size_t>(t.cols));
+          for (size_t r = begin; r < end; ++r) {
+            widen_stored_rows(t, static_cast<int64_t>(r), static_cast<int64_t>(r + 1), row.data());
+            row_done(r, row.data());
+          }
+        } catch (...) {
+          std::lock_guard lock(error_mutex);
+          if (!error) error = std::current_exception();
+        }
+      },
+      min_rows_per_chunk(t.cols));
+  if (error) std::rethrow_exception(error);
+}
+
+void round_rows_to_bf16(const StoredTensor& t, ThreadPool& pool, std::vector<uint16_t>& out) {
+  out.resize(static_cast<size_t>(t.rows * t.cols));
+  const auto cols = static_cast<size_t>(t.cols);
+  for_each_widened_row(t, pool, [&](size_t r, const float* row) {
+    for (size_t i = 0; i < cols; ++i) out[r * cols + i] = float_to_bf16(row[i]);
+  });
+}
+
+void widen_rows_to_f32(const StoredTensor& t, ThreadPool& pool, std::vector<float>& out) {
+  out.resize(static_cast<size_t>(t.rows * t.cols));
+  pool.parallel_for(
+      static_cast<size_t>(t.rows),
+      [&](size_t begin, size_t end) {
+        widen_stored_rows(t, static_cast<int64_t>(begin), static_cast<int64_t>(end), out.data() + begin * t.cols);
+      },
+      min_rows_per_chunk(t.cols));
+}
+
+// Row by row as fp8::quantize does for per-output-channel scales, so the codes are the same; the
+// scales come times kE4M3WidenFactor (as CpuLinear and CpuEmbedding keep them).
+void quantize_rows_to_e4m3(const StoredTensor& t, ThreadPool& pool, std::vector<uint8_t>& codes, std::vector<float>& scales) {
+  const auto cols = static_cast<size_t>(t.cols);
+  codes.resize(static_cast<size_t>(t.rows) * cols);
+  scales.resize(static_cast<size_t>(t.rows));
+  for_each_widened_row(t, pool, [&](size_t r, const float* row) {
+    scales[r] = fp8::quantize_row(row, cols, codes.data() + r * cols) * kE4M3WidenFactor;
+  });
+}
+
+}  // namespace
+
+CpuLinear::CpuLinear(const StoredTensor& weights, const LinearSpec& spec, ThreadPool& pool)
+    : format(spec.format), static_input_scale(spec.static_input_scale) {
+  if (weights.dtype == StoredDtype::e4m3 || !spec.weight_scales.empty())
+    fail("cpu backend: stored E4M3 codes or given weight scales take make_fp8_linear / make_linear");
+  out_features = weights.rows;
+  in_features = weights.cols;
+  switch (format) {
+    case LinearFormat::f32: widen_rows_to_f32(weights, pool, f32); break;
+    case LinearFormat::bf16: round_rows_to_bf16(weights, pool, bf16); break;
+    case LinearFormat::fp8: quantize_rows_to_e4m3(weights, pool, codes, scales); break;
+  }
+}
+
 uint64_t CpuLinear::bytes() const {
   return f32.size() * 4 + bf16.size() * 2 + codes.size() + scales.size() * 4;
 }
@@ -85,6 +162,21 @@ CpuEmbedding::CpuEmbedding(const float* table, int64_t v, int64_t h, EmbeddingFo
       fp8_scales = scales.data();
       break;
     }
+  }
+}
+
+CpuEmbedding::CpuEmbedding(const StoredTensor& table, EmbeddingFormat f, ThreadPool& pool) : format(f) {
+  if (table.dtype == StoredDtype::e4m3) fail("cpu backend: an embedding table needs float values, not E4M3 codes");
+  vocab = table.rows;
+  hidden = table.cols;
+  switch (format) {
+    case EmbeddingFormat::f32: widen_rows_to_f32(table, pool, f32); break;
+    case EmbeddingFormat::bf16: round_rows_to_bf16(table, pool, bf16); break;
+    case EmbeddingFormat::fp8:
+      quantize_rows_to_e4m3(table, pool, codes, scales);
+      fp8_codes = codes.data();
+      fp8_scales = scales.data();
+      break;
   }
 }
 

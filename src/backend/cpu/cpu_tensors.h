@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <memory>
+
+namespace octet { class ThreadPool; }
 #include <span>
 #include <vector>
 
@@ -25,6 +27,9 @@ struct CpuLinear final : LinearWeight {
   CpuLinear(const float* weights, int64_t out, int64_t in, const LinearSpec& spec);
   // fp8 codes and per-output-channel scales taken as they are (a pre-quantized checkpoint).
   CpuLinear(const uint8_t* e4m3_codes, const float* channel_scales, int64_t out, int64_t in, const LinearSpec& spec);
+  // Float values as a checkpoint stores them, converted row-parallel on pool (no float32 copy of the
+  // whole tensor): the same weights as the float32 constructor given their widening.
+  CpuLinear(const StoredTensor& weights, const LinearSpec& spec, ThreadPool& pool);
   uint64_t bytes() const override;
   // The row as float32: a pointer into f32 storage, or widened into scratch (FP8 rows come out
   // divided by kE4M3WidenFactor, which scales[] already compensates).
@@ -40,6 +45,7 @@ struct CpuLinear final : LinearWeight {
 
 struct CpuEmbedding final : EmbeddingTable {
   CpuEmbedding(const float* table, int64_t vocab, int64_t hidden, EmbeddingFormat format);
+  CpuEmbedding(const StoredTensor& table, EmbeddingFormat format, ThreadPool& pool);  // float dtypes, row-parallel
   // fp8: gathers the codes and scales of an fp8 linear (tied LM head) without a copy.
   explicit CpuEmbedding(const CpuLinear& fp8_head);
   uint64_t bytes() const override;

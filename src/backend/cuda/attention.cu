@@ -1,7 +1,8 @@
 // Causal GQA attention over the cache (flash-decoding). Bytes: the slot's K and V up to the token's
 // position (kv_dim · positions · element size · 2), shared by the heads of a group through L2;
-// FLOPs: 4 · head_dim · positions per head. On CUDA cores: prefill of long prompts is far from the
-// tensor-core roofline (a wgmma kernel is the next step), decode is bound by reading the cache.
+// FLOPs: 4 · head_dim · positions per head. On CUDA cores, one token's queries at a time: decode is
+// bound by reading the cache; long runs of prompt tokens go to the tensor-core kernel of
+// attention_prefill.cu instead (the backend picks, per run), which reads each K/V tile once per 64 rows.
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/kv_layout.cuh"
@@ -20,11 +21,6 @@ constexpr int kWarps = 8;
 constexpr int kMaxHeadDim = 256;
 constexpr int64_t kPositionsPerSplit = 256;
 constexpr int64_t kTargetBlocks = 1024;
-
-__device__ __forceinline__ float2 widen_fp8_pair(uint16_t pair, __nv_fp8_interpretation_t kind) {
-  __half2_raw raw = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(pair), kind);
-  return __half22float2(*reinterpret_cast<__half2*>(&raw));
-}
 
 // q · k for one cached row, read in 16-byte pieces (head_dim is a multiple of 16), all loads of the
 // row issued before the arithmetic that needs them.
@@ -73,48 +69,6 @@ __device__ __forceinline__ float dot_row(const float* query, const void* cache, 
   return dot;
 }
 
-// Sixteen consecutive elements of a cached row as float32, from 16-byte loads.
-template <KvStorage S>
-__device__ __forceinline__ void load16(const void* cache, int64_t element_offset, float out[16]) {
-  if constexpr (S == KvStorage::e4m3 || S == KvStorage::e5m2) {
-    constexpr __nv_fp8_interpretation_t kind = S == KvStorage::e4m3 ? __NV_E4M3 : __NV_E5M2;
-    const uint4 v = *reinterpret_cast<const uint4*>(static_cast<const uint8_t*>(cache) + element_offset);
-    const uint32_t words[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-    for (int w = 0; w < 4; ++w) {
-      const float2 a = widen_fp8_pair(static_cast<uint16_t>(words[w] & 0xFFFF), kind);
-      const float2 b = widen_fp8_pair(static_cast<uint16_t>(words[w] >> 16), kind);
-      out[4 * w] = a.x;
-      out[4 * w + 1] = a.y;
-      out[4 * w + 2] = b.x;
-      out[4 * w + 3] = b.y;
-    }
-  } else if constexpr (S == KvStorage::bf16) {
-    const uint4* row = reinterpret_cast<const uint4*>(static_cast<const __nv_bfloat16*>(cache) + element_offset);
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const uint4 v = row[half];
-      const __nv_bfloat162* pairs = reinterpret_cast<const __nv_bfloat162*>(&v);
-#pragma unroll
-      for (int w = 0; w < 4; ++w) {
-        const float2 f = __bfloat1622float2(pairs[w]);
-        out[8 * half + 2 * w] = f.x;
-        out[8 * half + 2 * w + 1] = f.y;
-      }
-    }
-  } else {
-    const float4* row = reinterpret_cast<const float4*>(static_cast<const float*>(cache) + element_offset);
-#pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      const float4 v = row[q];
-      out[4 * q] = v.x;
-      out[4 * q + 1] = v.y;
-      out[4 * q + 2] = v.z;
-      out[4 * q + 3] = v.w;
-    }
-  }
-}
-
 // One block per (token, head, split of the token's positions into `splits` spans of a multiple of
 // 32). Scores: a lane per position. V sums: the
 // warp reads `rows_per_step` cached rows at a time, each lane 16 dims of one row (16-byte loads),
@@ -126,14 +80,15 @@ template <KvStorage S, int kHeadDim>
 __global__ void __launch_bounds__(kWarps * 32)
 attention_kernel(const float* q, int64_t heads, const int64_t* slots, const int64_t* positions, KvLayout layout,
                  const void* k_cache, const void* v_cache, const float* k_scales, const float* v_scales, int splits,
-                 float* out, float* partial) {
+                 float* out, float* partial, const int32_t* token_list) {
   __shared__ float query[kMaxHeadDim];
   __shared__ float warp_max_score[kWarps], warp_sum[kWarps];
   __shared__ float warp_acc[kWarps][kMaxHeadDim];
   constexpr bool kScaled = S == KvStorage::e4m3 || S == KvStorage::e5m2;
 
-  const int64_t item = blockIdx.x;  // token * heads + head
-  const int64_t token = item / heads, head = item % heads;
+  const int64_t item = blockIdx.x;  // listed token * heads + head
+  const int64_t head = item % heads, token = token_list ? token_list[item / heads] : item / heads;
+  const int64_t q_row = token * heads + head;  // of q and out
   const int split = blockIdx.y;
   const int64_t kv_heads = layout.kv_heads;
   const int64_t head_dim = kHeadDim > 0 ? kHeadDim : layout.head_dim;
@@ -147,7 +102,7 @@ attention_kernel(const float* q, int64_t heads, const int64_t* slots, const int6
   const int my_row = lane / pieces, my_piece = lane % pieces;
   const float softmax_scale = rsqrtf(static_cast<float>(head_dim));
   for (int64_t i = threadIdx.x; i < head_dim; i += blockDim.x)
-    query[i] = q[item * head_dim + i] * softmax_scale;
+    query[i] = q[q_row * head_dim + i] * softmax_scale;
   __syncthreads();
 
   float running_max = -INFINITY, running_sum = 0.0f;
@@ -213,7 +168,7 @@ attention_kernel(const float* q, int64_t heads, const int64_t* slots, const int6
       float sum = 0.0f;
       for (int w = 0; w < kWarps; ++w)
         if (warp_sum[w] > 0.0f) sum += warp_acc[w][i] * __expf(warp_max_score[w] - block_max);
-      out[item * head_dim + i] = sum / block_sum;
+      out[q_row * head_dim + i] = sum / block_sum;
     }
     return;
   }
@@ -230,25 +185,49 @@ attention_kernel(const float* q, int64_t heads, const int64_t* slots, const int6
   }
 }
 
-// Merges the splits of each (token, head): softmax statistics rescaled to the common maximum.
-__global__ void attention_combine_kernel(const float* partial, int splits, int64_t head_dim, float* out) {
-  const int64_t item = blockIdx.x;
-  const float* parts = partial + item * splits * (head_dim + 2);
-  float global_max = -INFINITY;
-  for (int s = 0; s < splits; ++s)
-    if (parts[s * (head_dim + 2) + 1] > 0.0f) global_max = fmaxf(global_max, parts[s * (head_dim + 2)]);
-  float total = 0.0f;
-  for (int s = 0; s < splits; ++s) {
-    const float* part = parts + s * (head_dim + 2);
-    if (part[1] > 0.0f) total += part[1] * __expf(part[0] - global_max);
+// Merges the splits of each (token, head): softmax statistics rescaled to the common maximum. The
+// per-split weights are computed once, by a thread per split, into shared memory (splits floats,
+// dynamic), so the loops over the splits are independent loads rather than three dependent chains.
+constexpr int kCombineThreads = 128;
+
+__device__ __forceinline__ float combine_reduce(float value, bool take_max, float* shared) {
+  for (int offset = 16; offset > 0; offset /= 2) {
+    const float other = __shfl_xor_sync(0xFFFFFFFF, value, offset);
+    value = take_max ? fmaxf(value, other) : value + other;
   }
+  if (threadIdx.x % 32 == 0) shared[threadIdx.x / 32] = value;
+  __syncthreads();
+  value = shared[0];
+  for (int w = 1; w < kCombineThreads / 32; ++w) value = take_max ? fmaxf(value, shared[w]) : value + shared[w];
+  __syncthreads();
+  return value;
+}
+
+__global__ void __launch_bounds__(kCombineThreads)
+attention_combine_kernel(const float* partial, int splits, int64_t heads, int64_t head_dim, const int32_t* token_list,
+                         float* out) {
+  extern __shared__ float split_weight[];  // [splits]
+  __shared__ float reduce[kCombineThreads / 32];
+  const int64_t item = blockIdx.x, stride = head_dim + 2;
+  const int64_t q_row = token_list ? token_list[item / heads] * heads + item % heads : item;
+  const float* parts = partial + item * splits * stride;
+  float local_max = -INFINITY;
+  for (int s = threadIdx.x; s < splits; s += blockDim.x)
+    if (parts[s * stride + 1] > 0.0f) local_max = fmaxf(local_max, parts[s * stride]);
+  const float global_max = combine_reduce(local_max, true, reduce);
+  float local_total = 0.0f;
+  for (int s = threadIdx.x; s < splits; s += blockDim.x) {
+    const float sum = parts[s * stride + 1];
+    const float weight = sum > 0.0f ? __expf(parts[s * stride] - global_max) : 0.0f;  // empty splits count 0
+    split_weight[s] = weight;
+    local_total += sum * weight;
+  }
+  const float total = combine_reduce(local_total, false, reduce);  // its barrier also publishes split_weight
   for (int64_t i = threadIdx.x; i < head_dim; i += blockDim.x) {
     float sum = 0.0f;
-    for (int s = 0; s < splits; ++s) {
-      const float* part = parts + s * (head_dim + 2);
-      if (part[1] > 0.0f) sum += part[2 + i] * __expf(part[0] - global_max);
-    }
-    out[item * head_dim + i] = sum / total;
+#pragma unroll 4
+    for (int s = 0; s < splits; ++s) sum += parts[s * stride + 2 + i] * split_weight[s];
+    out[q_row * head_dim + i] = sum / total;
   }
 }
 
@@ -276,7 +255,8 @@ size_t attention_scratch_floats(int64_t tokens, int64_t heads, int64_t head_dim,
 
 void launch_attention(const float* q, int64_t tokens, int64_t heads, const int64_t* slots, const int64_t* positions,
                       int64_t max_context, const KvLayout& layout, const void* k_cache, const void* v_cache,
-                      const float* k_scales, const float* v_scales, float* scratch, float* out, cudaStream_t s) {
+                      const float* k_scales, const float* v_scales, float* scratch, float* out, cudaStream_t s,
+                      const int32_t* token_list) {
   const int64_t kv_heads = layout.kv_heads, head_dim = layout.head_dim;
   if (head_dim > kMaxHeadDim || head_dim % 16 != 0 || 32 % (head_dim / 16) != 0)
     fail("attention: head_dim {} must be 16, 32, 64, 128 or 256", head_dim);
@@ -285,14 +265,15 @@ void launch_attention(const float* q, int64_t tokens, int64_t heads, const int64
   const int splits = attention_splits(tokens, heads, max_context);
   const dim3 grid(static_cast<unsigned>(tokens * heads), static_cast<unsigned>(splits));
   switch (layout.storage) {
-    case KvStorage::f32: launch_attention_kernel<KvStorage::f32>(grid, s, q, heads, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, scratch); break;
-    case KvStorage::bf16: launch_attention_kernel<KvStorage::bf16>(grid, s, q, heads, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, scratch); break;
-    case KvStorage::e4m3: launch_attention_kernel<KvStorage::e4m3>(grid, s, q, heads, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, scratch); break;
-    case KvStorage::e5m2: launch_attention_kernel<KvStorage::e5m2>(grid, s, q, heads, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, scratch); break;
+    case KvStorage::f32: launch_attention_kernel<KvStorage::f32>(grid, s, q, heads, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, scratch, token_list); break;
+    case KvStorage::bf16: launch_attention_kernel<KvStorage::bf16>(grid, s, q, heads, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, scratch, token_list); break;
+    case KvStorage::e4m3: launch_attention_kernel<KvStorage::e4m3>(grid, s, q, heads, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, scratch, token_list); break;
+    case KvStorage::e5m2: launch_attention_kernel<KvStorage::e5m2>(grid, s, q, heads, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, scratch, token_list); break;
   }
   OCTET_CUDA_LAUNCH_CHECK();
   if (splits > 1) {
-    attention_combine_kernel<<<static_cast<unsigned>(tokens * heads), 128, 0, s>>>(scratch, splits, head_dim, out);
+    attention_combine_kernel<<<static_cast<unsigned>(tokens * heads), kCombineThreads, splits * sizeof(float), s>>>(
+        scratch, splits, heads, head_dim, token_list, out);
     OCTET_CUDA_LAUNCH_CHECK();
   }
 }

@@ -2,19 +2,26 @@
 // Linear layers dispatch on the number of rows: the FP8 GEMV kernel for decode-sized batches,
 // cuBLASLt for the rest (see linear()). Forward steps of up to StepGraphs::kMaxTokens tokens are
 // recorded as CUDA graphs and replayed (step_graphs.h); OCTET_CUDA_GRAPHS=0 runs every op eagerly.
+// Attention sends runs of >= kMinPrefillRunTokens prompt tokens of one slot to the tensor-core
+// kernel (attention_prefill.cu) in steps that are never recorded, the rest to the CUDA-core kernel;
+// OCTET_CUDA_TC_ATTENTION=0 keeps every token on the CUDA-core kernel (for comparison).
 #include "backend/cuda/cublaslt_gemm.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_kv_cache.h"
 #include "backend/cuda/device_buffer.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/staged_upload.h"
+#include "backend/cuda/stored_weights.h"
 #include "backend/cuda/step_graphs.h"
 #include "backend/device.h"
 #include "common/bf16.h"
 #include "fp8/scaling.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace octet::backend {
@@ -82,15 +89,22 @@ void check_shape(const Activations& a, int64_t rows, int64_t cols, const char* w
     fail("cuda backend: {} has shape [{}, {}], expected [>= {}, {}]", what, a.rows, a.cols, rows, cols);
 }
 
-bool graphs_enabled() {
-  const char* value = std::getenv("OCTET_CUDA_GRAPHS");
+// An on-by-default environment switch: "0" turns it off.
+bool switched_on(const char* variable) {
+  const char* value = std::getenv(variable);
   return value == nullptr || std::strcmp(value, "0") != 0;
 }
+
+// Shortest run that goes to the tensor-core kernel: 16 tokens fill a tile's 64 rows at GQA ratio 4
+// and a quarter of it at ratio 1; shorter runs are decode-like (few rows per K/V tile), where the
+// CUDA-core kernel's split over the positions keeps more of the GPU busy.
+constexpr int64_t kMinPrefillRunTokens = 16;
 
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(int device)
-      : device_(device), epoch_(std::make_shared<uint64_t>(0)), graphs_(epoch_, graphs_enabled()) {
+      : device_(device), epoch_(std::make_shared<uint64_t>(0)), graphs_(epoch_, switched_on("OCTET_CUDA_GRAPHS")),
+        tc_attention_(switched_on("OCTET_CUDA_TC_ATTENTION")) {
     OCTET_CUDA_CHECK(cudaSetDevice(device));
     cudaDeviceProp props{};
     OCTET_CUDA_CHECK(cudaGetDeviceProperties(&props, device));
@@ -135,6 +149,53 @@ class CudaBackend final : public Backend {
     }
     OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the host arrays die with this call
     return w;
+  }
+
+  // Stored bytes go to the device through the pinned staging buffers and are converted there:
+  // codes and bf16 in the right format straight into the weight, others via a scratch copy.
+  std::unique_ptr<LinearWeight> make_linear_from_stored(const StoredTensor& stored, const LinearSpec& spec) override {
+    const bool codes = stored.dtype == StoredDtype::e4m3;
+    // Codes for another format, or float values with given scales: the host default.
+    if (codes ? spec.format != LinearFormat::fp8 : !spec.weight_scales.empty())
+      return Backend::make_linear_from_stored(stored, spec);
+    auto w = new_linear(stored.rows, stored.cols, spec);
+    switch (spec.format) {
+      case LinearFormat::fp8:
+        if (codes) {
+          if (spec.weight_scales.size() != static_cast<size_t>(stored.rows))
+            fail("cuda backend: E4M3 codes of {} rows need {} weight scales, got {}", stored.rows, stored.rows,
+                 spec.weight_scales.size());
+          staging().copy(stored.data, stored.bytes(), w->codes.data(), stream_);
+          w->scales.upload(spec.weight_scales.data(), spec.weight_scales.size(), stream_);
+        } else {
+          DeviceBuffer<uint8_t> scratch = upload_to_scratch(stored);
+          launch_quantize_stored_e4m3(scratch.data(), stored.dtype, stored.rows, stored.cols, w->codes.data(),
+                                      w->scales.data(), stream_);
+          check_row_scales(w->scales);  // synchronizes before the scratch is freed
+        }
+        break;
+      case LinearFormat::bf16: convert_stored(stored, w->bf16.data()); break;
+      case LinearFormat::f32: convert_stored(stored, w->f32.data()); break;
+    }
+    OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the scratch and the host scales die with this call
+    return w;
+  }
+
+  std::unique_ptr<EmbeddingTable> make_embedding_from_stored(const StoredTensor& table, EmbeddingFormat format) override {
+    if (table.dtype == StoredDtype::e4m3) return Backend::make_embedding_from_stored(table, format);
+    auto e = new_embedding(table.rows, table.cols, format);
+    switch (format) {
+      case EmbeddingFormat::bf16: convert_stored(table, e->bf16.data()); break;
+      case EmbeddingFormat::f32: convert_stored(table, e->f32.data()); break;
+      case EmbeddingFormat::fp8: {  // per row, as an fp8 LM head of this table (make_linear_from_stored)
+        DeviceBuffer<uint8_t> scratch = upload_to_scratch(table);
+        launch_quantize_stored_e4m3(scratch.data(), table.dtype, table.rows, table.cols, e->codes.data(),
+                                    e->scales.data(), stream_);
+        check_row_scales(e->scales);  // synchronizes before the scratch is freed
+        break;
+      }
+    }
+    return e;
   }
 
   std::unique_ptr<LinearWeight> make_random_linear(int64_t out, int64_t in, const LinearSpec& spec, uint64_t seed) override {
@@ -238,7 +299,7 @@ class CudaBackend final : public Backend {
   }
 
   std::unique_ptr<KvCache> make_kv_cache(const KvCacheSpec& spec) override {
-    auto cache = std::make_unique<CudaKvCache>(spec, stream_);
+    auto cache = std::make_unique<CudaKvCache>(spec, stream_, live_caches_);
     cache->ticket = EpochTicket(epoch_);
     return cache;
   }
@@ -253,7 +314,9 @@ class CudaBackend final : public Backend {
     tokens_.upload(batch.tokens.data(), n, stream_);
     positions_.upload(batch.positions.data(), n, stream_);
     slots_.upload(batch.slots.data(), n, stream_);
+    for (const CudaKvCache* cache : *live_caches_) cache->upload_block_table_changes();
     prepared_ = n;
+    ++prepared_batches_;
   }
 
   bool begin_step(const void* caller, const TokenBatch& batch, std::span<const int64_t> logit_rows) override {
@@ -444,12 +507,35 @@ class CudaBackend final : public Backend {
     const auto tokens = static_cast<int64_t>(batch.size());
     const int64_t heads = q.cols / c.spec.head_dim;
     const int64_t context = c.spec.max_positions;
+    const KvLayout layout = c.layout();
+    const float* k_scales = c.fp8() ? c.k_scales[layer].data() : nullptr;
+    const float* v_scales = c.fp8() ? c.v_scales[layer].data() : nullptr;
+    // A step that may be recorded replays with other slots and positions, so its kernels must not
+    // depend on them: only steps that are never recorded split the batch into runs.
+    const bool recordable = in_step_ && graphs_.may_record(tokens);
+    if (tc_attention_ && !recordable && !graphs_.capturing() && prefill_attention_fits(c.spec.head_dim) &&
+        heads % c.spec.kv_heads == 0) {
+      const PrefillPlan& plan = prefill_plan(batch, heads / c.spec.kv_heads);
+      if (!plan.tiles.empty()) {
+        const auto others = static_cast<int64_t>(plan.other_tokens.size());
+        if (others > 0) {
+          ensure_capacity(attention_scratch_, std::max<size_t>(1, attention_scratch_floats(others, heads, c.spec.head_dim,
+                                                                                         attention_splits(others, heads, context))));
+          launch_attention(cast(q).data.data(), others, heads, slots_.data(), positions_.data(), context, layout,
+                           c.k[layer].data(), c.v[layer].data(), k_scales, v_scales, attention_scratch_.data(),
+                           cast(out).data.data(), stream_, other_tokens_.data());
+        }
+        launch_prefill_attention(cast(q).data.data(), heads, slots_.data(), positions_.data(), prefill_tiles_.data(),
+                                 static_cast<int64_t>(plan.tiles.size()), layout, c.k[layer].data(), c.v[layer].data(),
+                                 k_scales, v_scales, cast(out).data.data(), stream_);
+        return;
+      }
+    }
     ensure_capacity(attention_scratch_, std::max<size_t>(1, attention_scratch_floats(tokens, heads, c.spec.head_dim,
                                                                                    attention_splits(tokens, heads, context))));
-    launch_attention(cast(q).data.data(), tokens, heads, slots_.data(), positions_.data(), context, c.layout(),
-                     c.k[layer].data(), c.v[layer].data(), c.fp8() ? c.k_scales[layer].data() : nullptr,
-                     c.fp8() ? c.v_scales[layer].data() : nullptr, attention_scratch_.data(), cast(out).data.data(),
-                     stream_);
+    launch_attention(cast(q).data.data(), tokens, heads, slots_.data(), positions_.data(), context, layout,
+                     c.k[layer].data(), c.v[layer].data(), k_scales, v_scales, attention_scratch_.data(),
+                     cast(out).data.data(), stream_);
   }
 
   void swiglu(const Activations& gate, const Activations& up, Activations& out) override {
@@ -478,6 +564,27 @@ class CudaBackend final : public Backend {
     OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
 
+  void sample_rows(const Activations& logits, std::span<const int64_t> rows, std::span<const RowSampling> per_row,
+                   std::span<int32_t> tokens_out) override {
+    check_sample_rows(logits, rows, per_row, tokens_out);
+    if (rows.empty()) return;
+    const size_t n = rows.size();
+    sample_specs_host_.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      const RowSampling& p = per_row[i];
+      sample_specs_host_[i] = SampleRowSpec{rows[i], p.temperature, p.top_k, p.top_p, p.min_p, p.seed, p.step};
+    }
+    ensure_capacity(sample_specs_, n);
+    ensure_capacity(sampled_tokens_, n);
+    sample_specs_.upload(sample_specs_host_.data(), n, stream_);
+    launch_sample_rows(cast(logits).data.data(), logits.cols, sample_specs_.data(), static_cast<int64_t>(n),
+                       sampled_tokens_.data(), stream_);
+    OCTET_CUDA_CHECK(cudaMemcpyAsync(tokens_out.data(), sampled_tokens_.data(), n * sizeof(int32_t),
+                                     cudaMemcpyDeviceToHost, stream_));
+    OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  bool samples_on_device() const override { return device_sampling_; }
+
   void gather_rows(const Activations& x, std::span<const int64_t> rows, Activations& out) override {
     check_shape(out, static_cast<int64_t>(rows.size()), x.cols, "gather output");
     // Inside a step, the step's logit rows are already on the device (a recording cannot upload).
@@ -492,6 +599,41 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  StagedUpload& staging() {
+    if (!staging_) staging_ = std::make_unique<StagedUpload>();
+    return *staging_;
+  }
+
+  // The stored bytes in a device buffer of their own (freed once the caller has synchronized).
+  DeviceBuffer<uint8_t> upload_to_scratch(const StoredTensor& stored) {
+    DeviceBuffer<uint8_t> scratch(stored.bytes());
+    staging().copy(stored.data, stored.bytes(), scratch.data(), stream_);
+    return scratch;
+  }
+
+  // Widening or rounding of a float tensor into out: bf16 (uint16_t) or f32 (synchronized before returning).
+  template <typename T>
+  void convert_stored(const StoredTensor& stored, T* out) {
+    constexpr StoredDtype as_stored = std::is_same_v<T, float> ? StoredDtype::f32 : StoredDtype::bf16;
+    DeviceBuffer<uint8_t> scratch;  // outlives the conversion kernel (synchronized below)
+    if (stored.dtype == as_stored) {
+      staging().copy(stored.data, stored.bytes(), out, stream_);
+    } else {
+      scratch = upload_to_scratch(stored);
+      launch_convert_stored(scratch.data(), stored.dtype, stored.rows * stored.cols, out, stream_);
+    }
+    OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  // The CPU backend refuses rows whose amax is infinite (fp8::scale_from_amax); so does this one.
+  void check_row_scales(const DeviceBuffer<float>& scales) {
+    std::vector<float> host(scales.size());
+    OCTET_CUDA_CHECK(cudaMemcpyAsync(host.data(), scales.data(), scales.bytes(), cudaMemcpyDeviceToHost, stream_));
+    OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    for (float scale : host)
+      if (!std::isfinite(scale)) fail("cannot choose an FP8 scale for a tensor whose amax is {}", scale);
+  }
+
   std::unique_ptr<CudaLinear> new_linear(int64_t out, int64_t in, const LinearSpec& spec) {
     if (spec.format == LinearFormat::fp8 && compute_capability_ < 89)
       fail("FP8 needs an NVIDIA GPU of compute capability 8.9 or newer (Ada, Hopper, Blackwell); {} is {}.{}: "
@@ -557,6 +699,21 @@ class CudaBackend final : public Backend {
     ++*epoch_;
   }
 
+  // The prepared batch's runs for the tensor-core attention, planned and uploaded once per batch
+  // (every layer's attention shares them).
+  const PrefillPlan& prefill_plan(const TokenBatch& batch, int64_t group) {
+    if (plan_batch_ == prepared_batches_ && plan_group_ == group) return plan_;
+    plan_ = plan_prefill_attention(batch.slots.data(), batch.positions.data(), static_cast<int64_t>(batch.size()), group,
+                                   kMinPrefillRunTokens);
+    ensure_capacity(prefill_tiles_, std::max<size_t>(1, plan_.tiles.size()));
+    ensure_capacity(other_tokens_, std::max<size_t>(1, plan_.other_tokens.size()));
+    if (!plan_.tiles.empty()) prefill_tiles_.upload(plan_.tiles.data(), plan_.tiles.size(), stream_);
+    if (!plan_.other_tokens.empty()) other_tokens_.upload(plan_.other_tokens.data(), plan_.other_tokens.size(), stream_);
+    plan_batch_ = prepared_batches_;
+    plan_group_ = group;
+    return plan_;
+  }
+
   // x with its per-row dynamic E4M3 codes current (quantized now unless the writer already did).
   const CudaActivations& quantized(const Activations& x) {
     const auto& a = cast(x);
@@ -572,8 +729,16 @@ class CudaBackend final : public Backend {
   }
 
   int device_;
+  // OCTET_CUDA_SAMPLING=0: callers copy logits to the host and sample there, as before device sampling
+  // (an A/B switch; sample_rows itself still runs on the device).
+  bool device_sampling_ = switched_on("OCTET_CUDA_SAMPLING");
+  LiveKvCaches live_caches_ = std::make_shared<std::vector<CudaKvCache*>>();
+  std::vector<SampleRowSpec> sample_specs_host_;
+  DeviceBuffer<SampleRowSpec> sample_specs_;
+  DeviceBuffer<int32_t> sampled_tokens_;
   AllocationEpoch epoch_;
   StepGraphs graphs_;
+  bool tc_attention_;
   StepGraphs::Action step_action_ = StepGraphs::Action::eager;
   bool in_step_ = false;
   bool fp8_linears_ = false;  // an FP8 weight exists: norms and SwiGLU also write E4M3 codes
@@ -584,9 +749,16 @@ class CudaBackend final : public Backend {
   std::string device_name_;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<CublasLtGemm> gemm_;
+  std::unique_ptr<StagedUpload> staging_;  // made by the first upload of stored weights
   DeviceBuffer<int32_t> tokens_;
   DeviceBuffer<int64_t> positions_, slots_, gather_rows_;
   size_t prepared_ = 0;
+  uint64_t prepared_batches_ = 0;  // prepare_batch calls so far
+  PrefillPlan plan_;
+  uint64_t plan_batch_ = 0;  // plan_ is of the prepared_batches_-th batch (0: none yet)
+  int64_t plan_group_ = 0;
+  DeviceBuffer<PrefillTile> prefill_tiles_;
+  DeviceBuffer<int32_t> other_tokens_;
   DeviceBuffer<uint8_t> codes_;
   DeviceBuffer<float> row_scales_;
   DeviceBuffer<uint16_t> bf16_;

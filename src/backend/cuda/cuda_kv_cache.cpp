@@ -68,7 +68,8 @@ int64_t kv_blocks_that_fit(const KvCacheSpec& spec) {
   return budget <= 0 || per_block == 0 ? 0 : static_cast<int64_t>(budget * 0.99 / static_cast<double>(per_block));
 }
 
-CudaKvCache::CudaKvCache(const KvCacheSpec& s, cudaStream_t stream) : storage(storage_of(s)), stream_(stream) {
+CudaKvCache::CudaKvCache(const KvCacheSpec& s, cudaStream_t stream, LiveKvCaches live)
+    : storage(storage_of(s)), stream_(stream), live_(std::move(live)) {
   spec = s;
   if (spec.layers <= 0 || spec.kv_heads <= 0 || spec.head_dim <= 0 || spec.slots <= 0 || spec.max_positions <= 0 ||
       spec.block_size <= 0 || spec.num_blocks < 0)
@@ -103,6 +104,11 @@ CudaKvCache::CudaKvCache(const KvCacheSpec& s, cudaStream_t stream) : storage(st
   table_ = DeviceBuffer<int32_t>(table_host_.size());
   table_.upload(table_host_.data(), table_host_.size(), stream_);
   OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  if (live_) live_->push_back(this);
+}
+
+CudaKvCache::~CudaKvCache() {
+  if (live_) std::erase(*live_, this);
 }
 
 uint64_t CudaKvCache::bytes_per_position() const { return kv_block_bytes(spec) / static_cast<uint64_t>(spec.block_size); }
@@ -125,13 +131,32 @@ void CudaKvCache::set_block_table(int64_t slot, std::span<const int32_t> blocks)
   std::fill(row, row + per_slot, -1);
   std::copy(blocks.begin(), blocks.end(), row);
   mapped_blocks_[static_cast<size_t>(slot)] = static_cast<int64_t>(blocks.size());
-  // Stream-ordered: kernels queued before this call still see the old table. The pageable source is
+  if (dirty_begin_ == dirty_end_) {
+    dirty_begin_ = slot;
+    dirty_end_ = slot + 1;
+  } else {
+    dirty_begin_ = std::min(dirty_begin_, slot);
+    dirty_end_ = std::max(dirty_end_, slot + 1);
+  }
+}
+
+void CudaKvCache::upload_block_table_changes() const {
+  if (dirty_begin_ == dirty_end_) return;
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  OCTET_CUDA_CHECK(cudaStreamIsCapturing(stream_, &capture));
+  if (capture != cudaStreamCaptureStatusNone)
+    fail("kv cache: block tables changed after prepare_batch, inside a recorded step");
+  const int64_t per_slot = spec.blocks_per_slot();
+  // Stream-ordered: kernels queued before this copy still see the old table. The pageable source is
   // staged by the driver before cudaMemcpyAsync returns, so later host edits cannot race it.
-  OCTET_CUDA_CHECK(cudaMemcpyAsync(table_.data() + slot * per_slot, row, static_cast<size_t>(per_slot) * sizeof(int32_t),
+  OCTET_CUDA_CHECK(cudaMemcpyAsync(table_.data() + dirty_begin_ * per_slot, table_host_.data() + dirty_begin_ * per_slot,
+                                   static_cast<size_t>((dirty_end_ - dirty_begin_) * per_slot) * sizeof(int32_t),
                                    cudaMemcpyHostToDevice, stream_));
+  dirty_begin_ = dirty_end_ = 0;
 }
 
 void CudaKvCache::check_batch(const TokenBatch& batch) const {
+  upload_block_table_changes();
   for (size_t t = 0; t < batch.size(); ++t) {
     const int64_t slot = batch.slots[t], position = batch.positions[t];
     check_slot(slot);

@@ -8,6 +8,7 @@
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/step_graphs.h"
 
+#include <memory>
 #include <vector>
 
 namespace octet::backend::cuda {
@@ -17,13 +18,24 @@ namespace octet::backend::cuda {
 uint64_t kv_block_bytes(const KvCacheSpec& spec);
 int64_t kv_blocks_that_fit(const KvCacheSpec& spec);
 
+class CudaKvCache;
+// The backend's live caches, so that it can upload their block-table changes before a step.
+using LiveKvCaches = std::shared_ptr<std::vector<CudaKvCache*>>;
+
 class CudaKvCache final : public KvCache {
  public:
-  CudaKvCache(const KvCacheSpec& spec, cudaStream_t stream);
+  CudaKvCache(const KvCacheSpec& spec, cudaStream_t stream, LiveKvCaches live = nullptr);
+  ~CudaKvCache() override;
+  CudaKvCache(const CudaKvCache&) = delete;
+  CudaKvCache& operator=(const CudaKvCache&) = delete;
 
   uint64_t bytes_per_position() const override;
   void clear_slot(int64_t slot) override;  // positions are overwritten before they are read
+  // Edits the host table; the device copy follows at upload_block_table_changes.
   void set_block_table(int64_t slot, std::span<const int32_t> blocks) override;
+  // One copy of the slots changed since the last upload (none: nothing queued). The backend calls it
+  // in prepare_batch, before any recording starts; check_batch calls it too (outside a recording).
+  void upload_block_table_changes() const;
 
   // Fails naming the token unless every (slot, position) of the batch is inside the cache and has a block.
   void check_batch(const TokenBatch& batch) const;
@@ -44,6 +56,8 @@ class CudaKvCache final : public KvCache {
   std::vector<int32_t> table_host_;     // [slots, blocks_per_slot], -1 where unmapped
   std::vector<int64_t> mapped_blocks_;  // per slot: the length of its table
   DeviceBuffer<int32_t> table_;
+  mutable int64_t dirty_begin_ = 0, dirty_end_ = 0;  // slots [begin, end) edited since the last upload
+  LiveKvCaches live_;
 };
 
 }  // namespace octet::backend::cuda

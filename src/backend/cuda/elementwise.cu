@@ -1,5 +1,6 @@
 // Memory-bound kernels: each reads its inputs once and writes its output once, so their roofline
 // is bytes / bandwidth (e.g. rmsnorm of [tokens, 8192] float32: 2 · 32 KiB per token).
+#include "backend/cuda/block_reduce.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
 
@@ -10,36 +11,6 @@ namespace octet::backend::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-
-__device__ float block_sum(float value, float* shared) {
-  for (int offset = 16; offset > 0; offset /= 2) value += __shfl_xor_sync(0xFFFFFFFF, value, offset);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0) shared[warp] = value;
-  __syncthreads();
-  value = threadIdx.x < blockDim.x / 32 ? shared[threadIdx.x] : 0.0f;
-  if (warp == 0)
-    for (int offset = 16; offset > 0; offset /= 2) value += __shfl_xor_sync(0xFFFFFFFF, value, offset);
-  if (threadIdx.x == 0) shared[0] = value;
-  __syncthreads();
-  value = shared[0];
-  __syncthreads();
-  return value;
-}
-
-__device__ float block_max(float value, float* shared) {
-  for (int offset = 16; offset > 0; offset /= 2) value = fmaxf(value, __shfl_xor_sync(0xFFFFFFFF, value, offset));
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0) shared[warp] = value;
-  __syncthreads();
-  value = threadIdx.x < blockDim.x / 32 ? shared[threadIdx.x] : 0.0f;
-  if (warp == 0)
-    for (int offset = 16; offset > 0; offset /= 2) value = fmaxf(value, __shfl_xor_sync(0xFFFFFFFF, value, offset));
-  if (threadIdx.x == 0) shared[0] = value;
-  __syncthreads();
-  value = shared[0];
-  __syncthreads();
-  return value;
-}
 
 // Per-row E4M3 codes of the row this thread block just wrote (each thread re-reads only the elements
 // it wrote, so no barrier is needed before), as quantize_rows_e4m3_kernel computes them.
@@ -176,6 +147,7 @@ void launch_embed_e4m3(const uint8_t* codes, const float* row_scales, const int3
 void launch_add_rmsnorm_quantize(float* residual, const float* delta, const float* weight, float eps, int64_t rows,
                                  int64_t cols, float* out, uint8_t* codes, float* row_scales, cudaStream_t s) {
   if (rows == 0) return;
+  if (try_launch_add_rmsnorm_quantize_in_registers(residual, delta, weight, eps, rows, cols, out, codes, row_scales, s)) return;
   // A decode batch has fewer rows than SMs: wider blocks shorten each row's three passes.
   const int threads = rows < 128 ? 1024 : kThreads;
   rmsnorm_kernel<<<static_cast<unsigned>(rows), threads, 0, s>>>(residual, delta, weight, eps, cols, out, codes, row_scales);
@@ -185,6 +157,7 @@ void launch_add_rmsnorm_quantize(float* residual, const float* delta, const floa
 void launch_swiglu_quantize(const float* gate, const float* up, int64_t rows, int64_t cols, float* out, uint8_t* codes,
                             float* row_scales, cudaStream_t s) {
   if (rows == 0) return;
+  if (try_launch_swiglu_quantize_in_registers(gate, up, rows, cols, out, codes, row_scales, s)) return;
   swiglu_quantize_kernel<<<static_cast<unsigned>(rows), 1024, 0, s>>>(gate, up, cols, out, codes, row_scales);
   OCTET_CUDA_LAUNCH_CHECK();
 }

@@ -251,19 +251,39 @@ __global__ void matmul_e4m3_simple_kernel(const uint8_t* x, const float* row_sca
 }  // namespace
 
 namespace {
-bool tensor_core_gemv() {
-  static const bool enabled = [] {
+// OCTET_CUDA_TENSOR_GEMV: unset, tensor cores for 2–16 rows and the CUDA-core kernel for one row
+// (faster there on Llama-3.1-8B: 3.788 vs 4.090 ms per decode step on the H200, docs/PERFORMANCE.md
+// version 4: the tensor-core blocks own only 16 weight rows and reduce 8 k-splits through shared
+// memory, which one token's work does not amortise); "all": tensor cores for one row too (the
+// previous dispatch, for comparison); "0": the CUDA-core kernel for every shape.
+enum class TensorGemv { off, from_two_rows, all };
+
+TensorGemv tensor_core_gemv() {
+  static const TensorGemv mode = [] {
     const char* value = std::getenv("OCTET_CUDA_TENSOR_GEMV");
-    return value == nullptr || std::string_view(value) != "0";
+    if (value == nullptr) return TensorGemv::from_two_rows;
+    if (std::string_view(value) == "0") return TensorGemv::off;
+    if (std::string_view(value) == "all") return TensorGemv::all;
+    return TensorGemv::from_two_rows;
   }();
-  return enabled;
+  return mode;
+}
+
+bool use_tensor_cores(int64_t rows, int64_t k) {
+  if (k % 64 != 0) return false;
+  switch (tensor_core_gemv()) {
+    case TensorGemv::off: return false;
+    case TensorGemv::from_two_rows: return rows >= 2;
+    case TensorGemv::all: return true;
+  }
+  return false;
 }
 }  // namespace
 
 // Up to 16 tokens: at 32 and 64, cuBLASLt was faster on the H200 (8B decode 7.57 vs 10.19 ms per
 // step at batch 32, docs/PERFORMANCE.md version 4), so the wider tiles are not dispatched.
 bool gemv_e4m3_fits(int64_t rows, int64_t k) {
-  if (k % 64 == 0 && tensor_core_gemv()) return rows <= 16;
+  if (k % 64 == 0 && tensor_core_gemv() != TensorGemv::off) return rows <= 16;
   return k % 16 == 0 && rows <= 8;
 }
 
@@ -282,7 +302,7 @@ void launch_gemv_e4m3_group(const uint8_t* x, const float* row_scales, int64_t r
                             cudaStream_t s) {
   if (rows < 1 || !gemv_e4m3_fits(rows, k)) fail("gemv_e4m3: {} rows of k = {} do not fit the GEMV", rows, k);
   if (group.count < 1 || group.count > GemvGroup::kMaxMembers) fail("gemv_e4m3: a group of {} weights", group.count);
-  if (k % 64 == 0 && tensor_core_gemv()) {
+  if (use_tensor_cores(rows, k)) {
     if (rows <= 8) launch_mma<1, 1, 4>(x, row_scales, rows, group, k, s);
     else launch_mma<1, 2, 4>(x, row_scales, rows, group, k, s);
     return;

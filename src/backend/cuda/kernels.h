@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <vector>
 
 namespace octet::backend::cuda {
 
@@ -21,12 +22,27 @@ void launch_add_rmsnorm_quantize(float* residual, const float* delta, const floa
                                  int64_t cols, float* out, uint8_t* codes, float* row_scales, cudaStream_t s);
 void launch_add(float* x, const float* y, int64_t count, cudaStream_t s);
 void launch_swiglu(const float* gate, const float* up, int64_t count, float* out, cudaStream_t s);
-// out = silu(gate) · up, rows × cols, and its per-row E4M3 codes / scales (one block per row).
+// out = silu(gate) · up, rows × cols, and its per-row E4M3 codes / scales (one block per row), as
+// launch_quantize_rows_e4m3 would compute them from out.
 void launch_swiglu_quantize(const float* gate, const float* up, int64_t rows, int64_t cols, float* out, uint8_t* codes,
                             float* row_scales, cudaStream_t s);
 void launch_rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const int64_t* positions,
                  const float* inverse_frequencies, cudaStream_t s);
 void launch_gather_rows(const float* x, const int64_t* rows, int64_t count, int64_t cols, float* out, cudaStream_t s);
+
+// sampling.cu: tokens_out[i] = the token drawn from logits row specs[i].row ([*, vocab]) as
+// backend::RowSampling says (one block per row; only the ids are written).
+struct SampleRowSpec {
+  int64_t row = 0;
+  float temperature = 0.0f;
+  int32_t top_k = 0;
+  float top_p = 1.0f;
+  float min_p = 0.0f;
+  uint64_t seed = 0;
+  uint64_t step = 0;
+};
+void launch_sample_rows(const float* logits, int64_t vocab, const SampleRowSpec* specs, int64_t count, int32_t* tokens_out,
+                        cudaStream_t s);
 
 // quantize.cu: per-row dynamic E4M3 (scale = amax / 448) or a static scale; float → bf16.
 void launch_quantize_rows_e4m3(const float* x, int64_t rows, int64_t cols, float static_scale, uint8_t* codes,
@@ -36,10 +52,26 @@ void launch_to_bf16(const float* x, int64_t count, uint16_t* out, cudaStream_t s
 void launch_scale_rows_cols(float* out, int64_t rows, int64_t cols, const float* row_scales, const float* col_scales,
                             cudaStream_t s);
 
+// row_kernels.cu: the per-row operations above (add + rmsnorm + quantize, SwiGLU + quantize,
+// quantize) with each row in registers, all its loads issued before use; rows of small batches are
+// split over a thread-block cluster of 2–8 blocks on sm_90. The same outputs (codes and scales
+// bit-exact to launch_quantize_rows_e4m3 of the float output). The launch_* functions call these
+// first; they launch nothing and return false where a row does not fit (cols not a multiple of 4,
+// a block's span of more than 32768 floats — 16384 for rmsnorm —, pointers not 16-byte aligned) or
+// OCTET_CUDA_ROW_KERNELS=0 keeps the loop kernels; =noclusters: one block per row (for comparison).
+bool try_launch_add_rmsnorm_quantize_in_registers(float* residual, const float* delta, const float* weight, float eps,
+                                                  int64_t rows, int64_t cols, float* out, uint8_t* codes,
+                                                  float* row_scales, cudaStream_t s);
+bool try_launch_swiglu_quantize_in_registers(const float* gate, const float* up, int64_t rows, int64_t cols, float* out,
+                                             uint8_t* codes, float* row_scales, cudaStream_t s);
+bool try_launch_quantize_rows_e4m3_in_registers(const float* x, int64_t rows, int64_t cols, float static_scale,
+                                                uint8_t* codes, float* row_scales, cudaStream_t s);
+
 // gemv_fp8.cu: y[m, n] = row_scales[m] · col_scales[n] · Σ_k x[m, k] · w[n, k] with E4M3 x and w for
 // the few rows of decode batches; w is [n, k] row-major. k a multiple of 64: FP8 tensor cores
-// (mma.sync), up to 16 rows; else k a multiple of 16: CUDA cores, up to 8 rows.
-// OCTET_CUDA_TENSOR_GEMV=0 keeps every shape on the CUDA-core kernel (for comparison).
+// (mma.sync), 2 to 16 rows; one row, or k a multiple of 16 only: CUDA cores, up to 8 rows.
+// OCTET_CUDA_TENSOR_GEMV=0 keeps every shape on the CUDA-core kernel, =all puts one row on the
+// tensor cores too (both for comparison).
 bool gemv_e4m3_fits(int64_t rows, int64_t k);
 void launch_gemv_e4m3(const uint8_t* x, const float* row_scales, int64_t rows, const uint8_t* w, const float* col_scales,
                       int64_t n, int64_t k, float* y, cudaStream_t s);
@@ -88,11 +120,36 @@ void launch_rope_kv_write(float* q, float* k, const float* v, int64_t tokens, in
 // The number of splits depends only on the shape (tokens, heads, max_context = the cache's positions
 // per slot), never on the positions themselves, so a recorded step replays with any positions; each
 // token divides its own positions among the splits. scratch holds attention_scratch_floats() floats.
+// token_list != nullptr: only the batch entries token_list[0 .. tokens) are computed (q and out are
+// still indexed by batch entry), the others being left to launch_prefill_attention.
 int attention_splits(int64_t tokens, int64_t heads, int64_t max_context);
 size_t attention_scratch_floats(int64_t tokens, int64_t heads, int64_t head_dim, int splits);
 void launch_attention(const float* q, int64_t tokens, int64_t heads, const int64_t* slots, const int64_t* positions,
                       int64_t max_context, const KvLayout& layout, const void* k_cache, const void* v_cache,
-                      const float* k_scales, const float* v_scales, float* scratch, float* out, cudaStream_t s);
+                      const float* k_scales, const float* v_scales, float* scratch, float* out, cudaStream_t s,
+                      const int32_t* token_list = nullptr);
+
+// attention_prefill.cu: the same attention on tensor cores (mma.sync, BF16 operands, float32
+// softmax and accumulators) for runs of a batch: entries of one slot at consecutive positions, in
+// batch order, at least min_run_tokens long. head_dim 64 or 128. A run's rows are its (token,
+// query head of the KV group) pairs, kPrefillTileRows per block; blocks [tiles, kv_heads].
+constexpr int kPrefillTileRows = 64;
+struct PrefillTile {
+  int32_t first_token = 0;  // the run's first batch entry
+  int32_t run_tokens = 0;
+  int32_t first_row = 0;  // of the tile, within the run's run_tokens · group rows
+};
+struct PrefillPlan {
+  std::vector<PrefillTile> tiles;     // the longest-running tiles first
+  std::vector<int32_t> other_tokens;  // batch entries outside every run, for launch_attention
+};
+bool prefill_attention_fits(int64_t head_dim);
+PrefillPlan plan_prefill_attention(const int64_t* slots, const int64_t* positions, int64_t tokens, int64_t group,
+                                   int64_t min_run_tokens);
+void launch_prefill_attention(const float* q, int64_t heads, const int64_t* slots, const int64_t* positions,
+                              const PrefillTile* tiles, int64_t tile_count, const KvLayout& layout, const void* k_cache,
+                              const void* v_cache, const float* k_scales, const float* v_scales, float* out,
+                              cudaStream_t s);
 
 // random_weights.cu: deterministic pseudo-random weights generated on the device.
 void launch_random_e4m3(uint8_t* codes, int64_t count, uint64_t seed, cudaStream_t s);  // codes of N(0,1)·(448/4)

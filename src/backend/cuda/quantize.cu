@@ -1,5 +1,6 @@
 // Activation quantization before FP8 linears: one block per row, amax reduction then encode.
 // Reads 4 bytes and writes 1 per element (plus a scale per row).
+#include "backend/cuda/block_reduce.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
 
@@ -12,22 +13,13 @@ namespace {
 constexpr int kThreads = 256;
 
 __global__ void quantize_rows_e4m3_kernel(const float* x, int64_t cols, float static_scale, uint8_t* codes, float* row_scales) {
-  __shared__ float warp_max[32];
   const float* row = x + blockIdx.x * cols;
   float scale = static_scale;
   if (scale <= 0.0f) {
     float amax = 0.0f;
     for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) amax = fmaxf(amax, fabsf(row[i]));
-    for (int offset = 16; offset > 0; offset /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFF, amax, offset));
-    if (threadIdx.x % 32 == 0) warp_max[threadIdx.x / 32] = amax;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-      amax = threadIdx.x < blockDim.x / 32 ? warp_max[threadIdx.x] : 0.0f;
-      for (int offset = 16; offset > 0; offset /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFF, amax, offset));
-      if (threadIdx.x == 0) warp_max[0] = amax;
-    }
-    __syncthreads();
-    amax = warp_max[0];
+    __shared__ float reduce_scratch[32];
+    amax = block_max(amax, reduce_scratch);
     scale = (amax > 0.0f && isfinite(amax)) ? amax / 448.0f : 1.0f;
   }
   if (threadIdx.x == 0) row_scales[blockIdx.x] = scale;
@@ -54,6 +46,7 @@ unsigned blocks_for(int64_t count) { return static_cast<unsigned>((count + kThre
 void launch_quantize_rows_e4m3(const float* x, int64_t rows, int64_t cols, float static_scale, uint8_t* codes,
                                float* row_scales, cudaStream_t s) {
   if (rows == 0) return;
+  if (try_launch_quantize_rows_e4m3_in_registers(x, rows, cols, static_scale, codes, row_scales, s)) return;
   quantize_rows_e4m3_kernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(x, cols, static_scale, codes, row_scales);
   OCTET_CUDA_LAUNCH_CHECK();
 }

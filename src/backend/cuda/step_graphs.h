@@ -76,6 +76,8 @@ class StepGraphs {
   void end(Action action, cudaStream_t stream);
 
   bool capturing() const { return capturing_; }
+  // Whether a step of this many tokens can be recorded (and later replayed with other positions).
+  bool may_record(int64_t tokens) const { return enabled_ && tokens <= kMaxTokens; }
   // While recording: what the ops touched, for the replay-time checks.
   void note_cache(const CudaKvCache* cache);
   void note_vocab(int64_t vocab) { recording_.vocab = vocab; }
