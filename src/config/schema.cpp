@@ -27,6 +27,14 @@ std::vector<KeyInfo> make_schema() {
        .seed_env = {"LLM_MODEL"}},
       {.name = "llm.precision", .type = T::choice, .default_yaml = "fp8", .allowed = {"fp8", "bf16", "f32"},
        .doc = "Arithmetic of the linear layers: fp8 (E4M3 weights and activations), bf16 or f32."},
+      {.name = "llm.lm_head_precision", .type = T::choice, .default_yaml = "auto", .allowed = {"auto", "bf16", "fp8"},
+       .doc = "LM head when llm.precision is fp8: fp8 (E4M3, a float scale per vocabulary row, dynamic per-token "
+              "activations) or bf16; auto: what a pre-quantized checkpoint stores (ModelOpt / compressed-tensors "
+              "exclude lm_head: bf16), else bf16 (an fp8 head raised SmolLM2's KL from BF16 by 55% over the FP8 "
+              "body's: docs/ACCURACY.md). Other precisions keep the head in theirs (fp8 is then an error)."},
+      {.name = "llm.embedding_precision", .type = T::choice, .default_yaml = "auto", .allowed = {"auto", "bf16", "fp8"},
+       .doc = "Embedding table when llm.precision is fp8: fp8 (E4M3 codes, a float scale per row) or bf16; auto: "
+              "as llm.lm_head_precision's auto. A tied table and an fp8 head share one copy."},
       {.name = "llm.use_fp8", .type = T::boolean, .default_yaml = "true",
        .doc = "The seed's switch for llm.precision: true is fp8, false is bf16 (f32 stays f32).",
        .alias_of = "llm.precision", .alias_kind = AliasKind::fp8_flag, .seed_env = {"USE_FP8"}},

@@ -50,7 +50,7 @@ class CudaVsCpu : public ::testing::Test {
   // Uploads through the backend's own API: a float32 embedding table whose rows are the values,
   // gathered in order.
   void upload(Activations& gpu, const std::vector<float>& values) {
-    auto table = gpu_->make_embedding(values.data(), gpu.rows, gpu.cols, /*bf16=*/false);
+    auto table = gpu_->make_embedding(values.data(), gpu.rows, gpu.cols, EmbeddingFormat::f32);
     TokenBatch batch;
     for (int64_t r = 0; r < gpu.rows; ++r) {
       batch.tokens.push_back(static_cast<int32_t>(r));

@@ -56,9 +56,14 @@ struct CudaVector final : VectorWeight {
 
 struct CudaEmbedding final : EmbeddingTable {
   EpochTicket ticket;
+  EmbeddingFormat format = EmbeddingFormat::bf16;
   DeviceBuffer<uint16_t> bf16;
   DeviceBuffer<float> f32;
-  uint64_t bytes() const override { return bf16.bytes() + f32.bytes(); }
+  DeviceBuffer<uint8_t> codes;  // fp8, owned: [vocab, hidden] E4M3
+  DeviceBuffer<float> scales;   // fp8, owned: per row
+  const uint8_t* fp8_codes = nullptr;  // fp8: codes.data(), or a tied LM head's codes
+  const float* fp8_scales = nullptr;
+  uint64_t bytes() const override { return bf16.bytes() + f32.bytes() + codes.bytes() + scales.bytes(); }
 };
 
 struct CudaLinear final : LinearWeight {
@@ -176,11 +181,20 @@ class CudaBackend final : public Backend {
     return w;
   }
 
-  std::unique_ptr<EmbeddingTable> make_embedding_from_stored(const StoredTensor& table, bool bf16) override {
-    if (table.dtype == StoredDtype::e4m3) return Backend::make_embedding_from_stored(table, bf16);
-    auto e = new_embedding(table.rows, table.cols, bf16);
-    if (bf16) convert_stored(table, e->bf16.data());
-    else convert_stored(table, e->f32.data());
+  std::unique_ptr<EmbeddingTable> make_embedding_from_stored(const StoredTensor& table, EmbeddingFormat format) override {
+    if (table.dtype == StoredDtype::e4m3) return Backend::make_embedding_from_stored(table, format);
+    auto e = new_embedding(table.rows, table.cols, format);
+    switch (format) {
+      case EmbeddingFormat::bf16: convert_stored(table, e->bf16.data()); break;
+      case EmbeddingFormat::f32: convert_stored(table, e->f32.data()); break;
+      case EmbeddingFormat::fp8: {  // per row, as an fp8 LM head of this table (make_linear_from_stored)
+        DeviceBuffer<uint8_t> scratch = upload_to_scratch(table);
+        launch_quantize_stored_e4m3(scratch.data(), table.dtype, table.rows, table.cols, e->codes.data(),
+                                    e->scales.data(), stream_);
+        check_row_scales(e->scales);  // synchronizes before the scratch is freed
+        break;
+      }
+    }
     return e;
   }
 
@@ -220,25 +234,63 @@ class CudaBackend final : public Backend {
     return v;
   }
 
-  std::unique_ptr<EmbeddingTable> make_embedding(const float* table, int64_t vocab, int64_t hidden, bool bf16) override {
-    auto e = new_embedding(vocab, hidden, bf16);
+  std::unique_ptr<EmbeddingTable> make_embedding(const float* table, int64_t vocab, int64_t hidden,
+                                                 EmbeddingFormat format) override {
+    auto e = new_embedding(vocab, hidden, format);
     const size_t count = static_cast<size_t>(vocab * hidden);
-    if (bf16) {
-      std::vector<uint16_t> values(count);
-      for (size_t i = 0; i < count; ++i) values[i] = float_to_bf16(table[i]);
-      e->bf16.upload(values.data(), count, stream_);
-      OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    } else {
-      e->f32.upload(table, count, stream_);
-      OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    switch (format) {
+      case EmbeddingFormat::bf16: {
+        std::vector<uint16_t> values(count);
+        for (size_t i = 0; i < count; ++i) values[i] = float_to_bf16(table[i]);
+        e->bf16.upload(values.data(), count, stream_);
+        OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));
+        break;
+      }
+      case EmbeddingFormat::f32:
+        e->f32.upload(table, count, stream_);
+        OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));
+        break;
+      case EmbeddingFormat::fp8: {  // per row = per output channel, as an fp8 LM head of this table
+        auto q = fp8::quantize(table, static_cast<size_t>(vocab), static_cast<size_t>(hidden),
+                               fp8::ScaleGranularity::per_output_channel);
+        e->codes.upload(q.codes.data(), count, stream_);
+        e->scales.upload(q.scales.data(), q.scales.size(), stream_);
+        OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));
+        break;
+      }
     }
     return e;
   }
 
-  std::unique_ptr<EmbeddingTable> make_random_embedding(int64_t vocab, int64_t hidden, bool bf16, uint64_t seed) override {
-    auto e = new_embedding(vocab, hidden, bf16);
-    if (bf16) launch_random_bf16(e->bf16.data(), vocab * hidden, kRandomWeightStddev, seed, stream_);
-    else launch_random_f32(e->f32.data(), vocab * hidden, 0.0f, kRandomWeightStddev, seed, stream_);
+  std::unique_ptr<EmbeddingTable> make_embedding_sharing(const LinearWeight& fp8_head) override {
+    const auto& head = static_cast<const CudaLinear&>(fp8_head);
+    if (head.format != LinearFormat::fp8) fail("cuda backend: an embedding can share only an fp8 LM head's storage");
+    auto e = std::make_unique<CudaEmbedding>();
+    e->ticket = EpochTicket(epoch_);
+    e->format = EmbeddingFormat::fp8;
+    e->vocab = head.out_features;
+    e->hidden = head.in_features;
+    e->fp8_codes = head.codes.data();
+    e->fp8_scales = head.scales.data();
+    return e;
+  }
+
+  std::unique_ptr<EmbeddingTable> make_random_embedding(int64_t vocab, int64_t hidden, EmbeddingFormat format,
+                                                        uint64_t seed) override {
+    auto e = new_embedding(vocab, hidden, format);
+    switch (format) {
+      case EmbeddingFormat::bf16: launch_random_bf16(e->bf16.data(), vocab * hidden, kRandomWeightStddev, seed, stream_); break;
+      case EmbeddingFormat::f32:
+        launch_random_f32(e->f32.data(), vocab * hidden, 0.0f, kRandomWeightStddev, seed, stream_);
+        break;
+      case EmbeddingFormat::fp8: {
+        launch_random_e4m3(e->codes.data(), vocab * hidden, seed, stream_);
+        std::vector<float> scales(static_cast<size_t>(vocab), kRandomWeightStddev / kRandomCodeStddev);
+        e->scales.upload(scales.data(), scales.size(), stream_);
+        OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));
+        break;
+      }
+    }
     return e;
   }
 
@@ -301,8 +353,12 @@ class CudaBackend final : public Backend {
     check_shape(out, static_cast<int64_t>(tokens.size()), t.hidden, "embedding output");
     graphs_.note_vocab(t.vocab);
     const auto n = static_cast<int64_t>(tokens.size());
-    if (t.bf16.size() > 0) launch_embed_bf16(t.bf16.data(), tokens_.data(), n, t.hidden, cast(out).data.data(), stream_);
-    else launch_embed_f32(t.f32.data(), tokens_.data(), n, t.hidden, cast(out).data.data(), stream_);
+    float* dst = cast(out).data.data();
+    switch (t.format) {
+      case EmbeddingFormat::bf16: launch_embed_bf16(t.bf16.data(), tokens_.data(), n, t.hidden, dst, stream_); break;
+      case EmbeddingFormat::f32: launch_embed_f32(t.f32.data(), tokens_.data(), n, t.hidden, dst, stream_); break;
+      case EmbeddingFormat::fp8: launch_embed_e4m3(t.fp8_codes, t.fp8_scales, tokens_.data(), n, t.hidden, dst, stream_); break;
+    }
   }
 
   void rmsnorm(const Activations& x, const VectorWeight& weight, float eps, Activations& out) override {
@@ -601,14 +657,23 @@ class CudaBackend final : public Backend {
     return w;
   }
 
-  std::unique_ptr<CudaEmbedding> new_embedding(int64_t vocab, int64_t hidden, bool bf16) {
+  std::unique_ptr<CudaEmbedding> new_embedding(int64_t vocab, int64_t hidden, EmbeddingFormat format) {
     auto e = std::make_unique<CudaEmbedding>();
     e->ticket = EpochTicket(epoch_);
+    e->format = format;
     e->vocab = vocab;
     e->hidden = hidden;
     const size_t count = static_cast<size_t>(vocab * hidden);
-    if (bf16) e->bf16 = DeviceBuffer<uint16_t>(count);
-    else e->f32 = DeviceBuffer<float>(count);
+    switch (format) {
+      case EmbeddingFormat::bf16: e->bf16 = DeviceBuffer<uint16_t>(count); break;
+      case EmbeddingFormat::f32: e->f32 = DeviceBuffer<float>(count); break;
+      case EmbeddingFormat::fp8:
+        e->codes = DeviceBuffer<uint8_t>(count);
+        e->scales = DeviceBuffer<float>(static_cast<size_t>(vocab));
+        e->fp8_codes = e->codes.data();
+        e->fp8_scales = e->scales.data();
+        break;
+    }
     return e;
   }
 

@@ -11,6 +11,9 @@ namespace octet::backend::cuda {
 // elementwise.cu
 void launch_embed_bf16(const uint16_t* table, const int32_t* tokens, int64_t count, int64_t hidden, float* out, cudaStream_t s);
 void launch_embed_f32(const float* table, const int32_t* tokens, int64_t count, int64_t hidden, float* out, cudaStream_t s);
+// out[t] = decode(codes[tokens[t]]) · row_scales[tokens[t]]: an fp8 table, E4M3 codes [vocab, hidden] with a scale per row.
+void launch_embed_e4m3(const uint8_t* codes, const float* row_scales, const int32_t* tokens, int64_t count, int64_t hidden,
+                       float* out, cudaStream_t s);
 // residual += delta (delta == nullptr: nothing added); out = rmsnorm(residual) — one pass instead of two.
 // With codes != nullptr, the normalised rows are also quantized to E4M3 per row (scale = amax / 448)
 // into codes / row_scales, exactly as launch_quantize_rows_e4m3 would from out: the next FP8 linear
