@@ -257,10 +257,11 @@ namespace {
 // memory, which one token's work does not amortise); "all": tensor cores for one row too (the
 // previous dispatch, for comparison); "0": the CUDA-core kernel for every shape.
 enum class TensorGemv { off, from_two_rows, all };
-// One row of k >= 8192 goes to the tensor cores as well: on Llama-3.3-70B (k 8192 and 28672) they
-// were faster at batch 1 (21.05 against 21.49 ms per step, H200, 2026-12-01), on Llama-3.1-8B's
-// k = 4096 slower (3.73 against 3.41 ms).
-constexpr int64_t kTensorCoresForOneRowFromK = 8192;
+// One row of a large matrix (n and k both >= 8192) goes to the tensor cores as well. H200, 2026-12-01:
+// on Llama-3.3-70B (every linear that large) they were faster at batch 1 (21.05 against 21.49 ms per
+// step); on Llama-3.1-8B slower for all linears (3.73 against 3.41 ms) and for its down projection
+// (4096 × 14336) alone (3.60 against 3.41 ms, with k >= 8192 as the only condition).
+constexpr int64_t kTensorCoresForOneRowFrom = 8192;
 
 TensorGemv tensor_core_gemv() {
   static const TensorGemv mode = [] {
@@ -273,11 +274,11 @@ TensorGemv tensor_core_gemv() {
   return mode;
 }
 
-bool use_tensor_cores(int64_t rows, int64_t k) {
+bool use_tensor_cores(int64_t rows, int64_t n, int64_t k) {
   if (k % 64 != 0) return false;
   switch (tensor_core_gemv()) {
     case TensorGemv::off: return false;
-    case TensorGemv::from_two_rows: return rows >= 2 || k >= kTensorCoresForOneRowFromK;
+    case TensorGemv::from_two_rows: return rows >= 2 || (n >= kTensorCoresForOneRowFrom && k >= kTensorCoresForOneRowFrom);
     case TensorGemv::all: return true;
   }
   return false;
@@ -306,7 +307,9 @@ void launch_gemv_e4m3_group(const uint8_t* x, const float* row_scales, int64_t r
                             cudaStream_t s) {
   if (rows < 1 || !gemv_e4m3_fits(rows, k)) fail("gemv_e4m3: {} rows of k = {} do not fit the GEMV", rows, k);
   if (group.count < 1 || group.count > GemvGroup::kMaxMembers) fail("gemv_e4m3: a group of {} weights", group.count);
-  if (use_tensor_cores(rows, k)) {
+  int64_t group_n = 0;  // the launch's matrix: the members' rows together
+  for (int i = 0; i < group.count; ++i) group_n += group.n[i];
+  if (use_tensor_cores(rows, group_n, k)) {
     if (rows <= 8) launch_mma<1, 1, 4>(x, row_scales, rows, group, k, s);
     else launch_mma<1, 2, 4>(x, row_scales, rows, group, k, s);
     return;
