@@ -92,6 +92,7 @@ stage_ab() {  # each fast path off in turn, against stage_bench8's figures
   OCTET_CUDA_TENSOR_GEMV=all bench "8B fp8, OCTET_CUDA_TENSOR_GEMV=all" 30 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json $b --batch 1
   OCTET_CUDA_GEMM_TUNE=0 bench "8B fp8, OCTET_CUDA_GEMM_TUNE=0" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json $b --batch 32,64,128
   OCTET_CUDA_GRAPHS=0 bench "8B fp8 eager (no graphs)" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json $b --batch 1,64
+  OCTET_CUDA_SKINNY_GEMM=1 bench "8B fp8, OCTET_CUDA_SKINNY_GEMM=1 (off by default)" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json $b --batch 17,32,64,128
 }
 stage_bench70() {
   bench "70B fp8" 110 --dummy-weights configs/models/Llama-3.3-70B-Instruct.json --precision fp8 --batch 1,8,32,64

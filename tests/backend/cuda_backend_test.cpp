@@ -67,16 +67,20 @@ class CudaVsCpu : public ::testing::Test {
     gpu_->copy_rows_to_host(gpu, rows, out.data());
     return out;
   }
-  // Replaces gpu_ (before the test allocates on it) by a backend whose attention runs every token
-  // on the CUDA-core kernel, for the tests of that kernel's tighter bounds.
-  void use_cuda_core_attention() {
-    const char* previous = std::getenv("OCTET_CUDA_TC_ATTENTION");
+  // Replaces gpu_ (before the test allocates on it) by a backend made with the environment
+  // variable set to value (restored afterwards).
+  void use_backend_with(const char* variable, const char* value) {
+    const char* previous = std::getenv(variable);
     const std::string saved = previous ? previous : "";
-    ASSERT_EQ(setenv("OCTET_CUDA_TC_ATTENTION", "0", 1), 0);
+    ASSERT_EQ(setenv(variable, value, 1), 0);
     gpu_ = make_cuda_backend(0);
-    if (previous) setenv("OCTET_CUDA_TC_ATTENTION", saved.c_str(), 1);
-    else unsetenv("OCTET_CUDA_TC_ATTENTION");
+    if (previous) setenv(variable, saved.c_str(), 1);
+    else unsetenv(variable);
   }
+  // Every token's attention on the CUDA-core kernel, for the tests of that kernel's tighter bounds.
+  void use_cuda_core_attention() { use_backend_with("OCTET_CUDA_TC_ATTENTION", "0"); }
+  // FP8 linears of 17–128 rows on the skinny GEMM instead of cuBLASLt.
+  void use_skinny_gemm() { use_backend_with("OCTET_CUDA_SKINNY_GEMM", "1"); }
   double error(const Pair& p) {
     std::vector<float> g = download(*p.gpu);
     const auto& c = host(*p.cpu);
@@ -600,6 +604,17 @@ TEST_F(CudaVsCpu, TinyLlamaLogitsMatchInEveryPrecision) {
 // relative at its output) widen the f32 bound to 1e-2.
 TEST_F(CudaVsCpu, TinyLlamaLongPrefillMatchesInEveryPrecision) {
   expect_tiny_llama_matches(*cpu_, *gpu_, rng_, 512, {300, 150}, 1e-2, 2e-2, 1e-2);
+}
+
+// The same model with OCTET_CUDA_SKINNY_GEMM=1: the 57-token prefill step's linears (single and
+// grouped) on the skinny GEMM; then 24 sequences, whose 24-token decode steps are recorded and
+// replayed as CUDA graphs with the skinny GEMM (and its split-k scratch) inside.
+TEST_F(CudaVsCpu, TinyLlamaLogitsMatchOnTheSkinnyGemm) {
+  use_skinny_gemm();
+  expect_tiny_llama_matches(*cpu_, *gpu_, rng_, 64, {37, 20}, 1e-4, 1e-2, 1e-3);
+  std::vector<int64_t> prompt_lengths;
+  for (int64_t slot = 0; slot < 24; ++slot) prompt_lengths.push_back(1 + slot % 5);
+  expect_tiny_llama_matches(*cpu_, *gpu_, rng_, 64, prompt_lengths, 1e-4, 1e-2, 1e-3);
 }
 
 // Decode steps replayed from CUDA graphs give bit-identical logits to the same steps run op by op

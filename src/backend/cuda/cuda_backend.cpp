@@ -5,6 +5,8 @@
 // Attention sends runs of >= kMinPrefillRunTokens prompt tokens of one slot to the tensor-core
 // kernel (attention_prefill.cu) in steps that are never recorded, the rest to the CUDA-core kernel;
 // OCTET_CUDA_TC_ATTENTION=0 keeps every token on the CUDA-core kernel (for comparison).
+// OCTET_CUDA_SKINNY_GEMM=1 sends FP8 linears of 17–128 rows to the skinny GEMM (skinny_gemm_fp8.cu)
+// instead of cuBLASLt; off by default until it is measured faster.
 #include "backend/cuda/cublaslt_gemm.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_kv_cache.h"
@@ -95,6 +97,12 @@ bool switched_on(const char* variable) {
   return value == nullptr || std::strcmp(value, "0") != 0;
 }
 
+// An off-by-default environment switch: "1" turns it on.
+bool switched_on_explicitly(const char* variable) {
+  const char* value = std::getenv(variable);
+  return value != nullptr && std::strcmp(value, "1") == 0;
+}
+
 // Shortest run that goes to the tensor-core kernel: 16 tokens fill a tile's 64 rows at GQA ratio 4
 // and a quarter of it at ratio 1; shorter runs are decode-like (few rows per K/V tile), where the
 // CUDA-core kernel's split over the positions keeps more of the GPU busy.
@@ -104,7 +112,7 @@ class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(int device)
       : device_(device), epoch_(std::make_shared<uint64_t>(0)), graphs_(epoch_, switched_on("OCTET_CUDA_GRAPHS")),
-        tc_attention_(switched_on("OCTET_CUDA_TC_ATTENTION")) {
+        tc_attention_(switched_on("OCTET_CUDA_TC_ATTENTION")), skinny_gemm_(switched_on_explicitly("OCTET_CUDA_SKINNY_GEMM")) {
     OCTET_CUDA_CHECK(cudaSetDevice(device));
     cudaDeviceProp props{};
     OCTET_CUDA_CHECK(cudaGetDeviceProperties(&props, device));
@@ -385,8 +393,9 @@ class CudaBackend final : public Backend {
   // One GEMV launch for FP8 weights that share the input at decode sizes; otherwise one linear each.
   void linear_group(const Activations& x, std::span<const LinearWeight* const> weights,
                     std::span<Activations* const> outs) override {
+    const bool skinny = use_skinny_gemm(x.rows, x.cols);
     bool fused = weights.size() <= GemvGroup::kMaxMembers && weights.size() == outs.size() &&
-                 gemv_e4m3_fits(x.rows, x.cols);
+                 (gemv_e4m3_fits(x.rows, x.cols) || skinny);
     for (const LinearWeight* weight : weights) {
       const auto& w = static_cast<const CudaLinear&>(*weight);
       fused = fused && w.format == LinearFormat::fp8 && w.static_input_scale <= 0.0f && w.in_features == x.cols;
@@ -406,7 +415,8 @@ class CudaBackend final : public Backend {
       group.n[i] = w.out_features;
     }
     const auto& input = quantized(x);
-    launch_gemv_e4m3_group(input.codes.data(), input.row_scales.data(), x.rows, group, x.cols, stream_);
+    if (skinny) launch_skinny_gemm(input.codes.data(), input.row_scales.data(), x.rows, group, x.cols);
+    else launch_gemv_e4m3_group(input.codes.data(), input.row_scales.data(), x.rows, group, x.cols, stream_);
   }
 
   void linear(const Activations& x, const LinearWeight& weight, Activations& out) override {
@@ -433,6 +443,14 @@ class CudaBackend final : public Backend {
         // Decode-sized batches read each weight once through the GEMV; larger ones go to tensor cores.
         if (gemv_e4m3_fits(m, k)) {
           launch_gemv_e4m3(codes, scales, m, w.codes.data(), w.scales.data(), n, k, y, stream_);
+        } else if (use_skinny_gemm(m, k)) {
+          GemvGroup group;
+          group.count = 1;
+          group.w[0] = w.codes.data();
+          group.col_scales[0] = w.scales.data();
+          group.y[0] = y;
+          group.n[0] = n;
+          launch_skinny_gemm(codes, scales, m, group, k);
         } else if (gemm_->run(GemmType::e4m3, codes, w.codes.data(), y, m, n, k, stream_)) {
           launch_scale_rows_cols(y, m, n, scales, w.scales.data(), stream_);
         } else {
@@ -686,6 +704,16 @@ class CudaBackend final : public Backend {
     ++*epoch_;
   }
 
+  // Rows 17–128 (the GEMV takes fewer) on the skinny GEMM when OCTET_CUDA_SKINNY_GEMM=1.
+  bool use_skinny_gemm(int64_t rows, int64_t k) const {
+    return skinny_gemm_ && rows > 16 && skinny_gemm_e4m3_fits(rows, k);
+  }
+  void launch_skinny_gemm(const uint8_t* codes, const float* row_scales, int64_t rows, const GemvGroup& group, int64_t k) {
+    const size_t scratch_floats = skinny_gemm_e4m3_scratch_floats(rows, group, k);
+    ensure_capacity(skinny_scratch_, std::max<size_t>(1, scratch_floats));
+    launch_skinny_gemm_e4m3_group(codes, row_scales, rows, group, k, skinny_scratch_.data(), skinny_scratch_.size(), stream_);
+  }
+
   // The device copy of the RoPE frequencies, uploaded when they change (eagerly: a recorded step
   // always sees the same model's frequencies, or the epoch has dropped it).
   void upload_frequencies(std::span<const float> inverse_frequencies) {
@@ -739,6 +767,7 @@ class CudaBackend final : public Backend {
   AllocationEpoch epoch_;
   StepGraphs graphs_;
   bool tc_attention_;
+  bool skinny_gemm_;
   StepGraphs::Action step_action_ = StepGraphs::Action::eager;
   bool in_step_ = false;
   bool fp8_linears_ = false;  // an FP8 weight exists: norms and SwiGLU also write E4M3 codes
@@ -764,6 +793,7 @@ class CudaBackend final : public Backend {
   DeviceBuffer<uint16_t> bf16_;
   DeviceBuffer<float> frequencies_;
   DeviceBuffer<float> attention_scratch_;
+  DeviceBuffer<float> skinny_scratch_;  // the skinny GEMM's split-k partial sums
   std::vector<float> frequencies_host_;
 };
 

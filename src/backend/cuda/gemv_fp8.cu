@@ -9,6 +9,7 @@
 // such as k and v (1024 rows: 128 blocks alone, fewer than the SMs) ride along with q.
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/mma_e4m3.cuh"
 
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
@@ -109,21 +110,6 @@ gemv_e4m3_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_sc
 // {t·4…t·4+3, 16+t·4…} of each. Tokens are re-read from L2 once per block; MT = 2 would halve that
 // traffic per weight byte (measured for 32 and 64 tokens, slower than cuBLASLt there, not used).
 constexpr int kMmaWarps = 8;
-
-__device__ __forceinline__ void mma_e4m3(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
-                                         uint32_t b1) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
-  asm volatile(
-      "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-#endif
-}
-
-__device__ __forceinline__ void mma_step(float c[4], const uint4& lo, const uint4& hi, const uint4& xv) {
-  mma_e4m3(c, lo.x, hi.x, lo.y, hi.y, xv.x, xv.y);
-  mma_e4m3(c, lo.z, hi.z, lo.w, hi.w, xv.z, xv.w);
-}
 
 template <int MT, int NT, int U>
 __global__ void __launch_bounds__(kMmaWarps * 32)
