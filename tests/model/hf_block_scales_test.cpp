@@ -52,7 +52,7 @@ std::vector<float> dir_logits(const fs::path& dir, bool stored_upload, Precision
   ::setenv("OCTET_STORED_UPLOAD", stored_upload ? "1" : "0", 1);
   ModelFiles files = open_model_files(dir.string());
   ::unsetenv("OCTET_STORED_UPLOAD");
-  return tw::tiny_logits(files.config, *files.weights, precision, on);
+  return tw::tiny_logits(files.config, *files.weights, precision, VocabPrecision::bf16, on);
 }
 
 std::string load_error(const fs::path& dir) {
