@@ -69,13 +69,15 @@ class CudaVsCpu : public ::testing::Test {
   }
   // Replaces gpu_ (before the test allocates on it) by a backend whose attention runs every token
   // on the CUDA-core kernel, for the tests of that kernel's tighter bounds.
-  void use_cuda_core_attention() {
-    const char* previous = std::getenv("OCTET_CUDA_TC_ATTENTION");
+  void use_cuda_core_attention() { use_backend_switched_off("OCTET_CUDA_TC_ATTENTION"); }
+  // Replaces gpu_ by a backend made with the environment switch `variable` set to "0".
+  void use_backend_switched_off(const char* variable) {
+    const char* previous = std::getenv(variable);
     const std::string saved = previous ? previous : "";
-    ASSERT_EQ(setenv("OCTET_CUDA_TC_ATTENTION", "0", 1), 0);
+    ASSERT_EQ(setenv(variable, "0", 1), 0);
     gpu_ = make_cuda_backend(0);
-    if (previous) setenv("OCTET_CUDA_TC_ATTENTION", saved.c_str(), 1);
-    else unsetenv("OCTET_CUDA_TC_ATTENTION");
+    if (previous) setenv(variable, saved.c_str(), 1);
+    else unsetenv(variable);
   }
   double error(const Pair& p) {
     std::vector<float> g = download(*p.gpu);
@@ -143,6 +145,63 @@ TEST_F(CudaVsCpu, PrequantizedFp8LinearMatchesCpu) {
         EXPECT_LT(error(out), 1e-3) << (per_tensor ? "per-tensor" : "per-channel") << " input scale " << input_scale
                                     << " rows " << s.rows << " in " << s.in << " out " << s.out;
       }
+}
+
+// FP8 linears above the GEMV's rows on cuBLASLt, the per-row and per-channel scales applied in its
+// epilogue (the default) and, with OCTET_CUDA_GEMM_EPILOGUE_SCALES=0, by a pass after it: both
+// against the CPU and against each other, within the FP8 linears' 1e-3 (the same codes meet the same
+// weights; only summation order and where the scales are multiplied in differ). Dynamic per-row
+// input scales and a checkpoint's static input scale; prefill-sized rows, odd output sizes, poisoned
+// outputs.
+TEST_F(CudaVsCpu, Fp8LinearsScaledInOrAfterTheGemmMatchCpu) {
+  struct Case {
+    int64_t rows, in, out;
+    float input_scale;
+    std::vector<uint8_t> codes;
+    std::vector<float> scales, x, expected;
+  };
+  std::vector<Case> cases;
+  std::uniform_int_distribution<int> code(0, 253);
+  std::uniform_real_distribution<float> scale(1e-4f, 4e-3f);
+  for (auto [rows, in, out] : {std::tuple<int64_t, int64_t, int64_t>{17, 1024, 1030}, {40, 1040, 257},
+                               {128, 4096, 1024}, {300, 1024, 2056}})
+    for (float input_scale : {0.0f, 0.02f}) {
+      Case c{rows, in, out, input_scale, std::vector<uint8_t>(static_cast<size_t>(out * in)),
+             std::vector<float>(static_cast<size_t>(out)), testing::random_normal(rng_, static_cast<size_t>(rows * in)), {}};
+      for (auto& v : c.codes) {
+        const int drawn = code(rng_);
+        v = static_cast<uint8_t>(drawn < 127 ? drawn : drawn + 1);  // no NaN codes 0x7F / 0xFF
+      }
+      for (auto& v : c.scales) v = scale(rng_);
+      auto w = cpu_->make_fp8_linear(c.codes.data(), c.scales.data(), out, in, LinearSpec{LinearFormat::fp8, input_scale});
+      auto x = cpu_->make_activations(rows, in), y = cpu_->make_activations(rows, out);
+      host(*x) = c.x;
+      cpu_->linear(*x, *w, *y);
+      c.expected = host(*y);
+      cases.push_back(std::move(c));
+    }
+  std::vector<std::vector<float>> in_epilogue;
+  for (bool epilogue : {true, false}) {
+    if (!epilogue) use_backend_switched_off("OCTET_CUDA_GEMM_EPILOGUE_SCALES");
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const Case& c = cases[i];
+      auto w = gpu_->make_fp8_linear(c.codes.data(), c.scales.data(), c.out, c.in, LinearSpec{LinearFormat::fp8, c.input_scale});
+      auto x = gpu_->make_activations(c.rows, c.in), y = gpu_->make_activations(c.rows, c.out);
+      upload(*x, c.x);
+      upload(*y, std::vector<float>(c.expected.size(), std::numeric_limits<float>::quiet_NaN()));
+      gpu_->linear(*x, *w, *y);
+      const auto got = download(*y);
+      const std::string where = std::string(epilogue ? "scales in the epilogue" : "scaling pass") + ", rows " +
+                                std::to_string(c.rows) + " in " + std::to_string(c.in) + " out " + std::to_string(c.out) +
+                                " input scale " + std::to_string(c.input_scale);
+      ASSERT_TRUE(std::none_of(got.begin(), got.end(), [](float v) { return std::isnan(v); })) << "unwritten output, " << where;
+      EXPECT_LT(testing::relative_error(got, std::vector<double>(c.expected.begin(), c.expected.end())), 1e-3) << where;
+      if (epilogue) in_epilogue.push_back(got);
+      else
+        EXPECT_LT(testing::relative_error(got, std::vector<double>(in_epilogue[i].begin(), in_epilogue[i].end())), 1e-3)
+            << "the two paths differ, " << where;
+    }
+  }
 }
 
 // q/k/v- and gate/up-like groups through linear_group (one GEMV launch for FP8 where it fits), fed by
