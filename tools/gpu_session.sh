@@ -7,7 +7,8 @@
 #   tools/gpu_session.sh budget_s stages STAGE...            (only the named stages, in this order)
 #
 # Stages: tests (GPU tests), model (real SmolLM2 CUDA vs CPU + its bench; needs the GGUF), bench8 (8B fp8),
-# ab (8B fp8 with each fast path switched off in turn), bench70 (70B fp8), bf16 (8B bf16), serve, load,
+# ab (8B fp8 with each fast path switched off in turn), bench70 (70B fp8), bf16 (8B bf16), vocab (8B with an FP8
+# LM head and table, and bf16 batch 1), serve, load,
 # sanitizer, profile (ncu). The build always runs first.
 #
 # load: after the tests, only load speed (issue 4 part 6): writes a Llama-3.1-8B-shaped checkpoint
@@ -91,11 +92,17 @@ stage_ab() {  # each fast path off in turn, against stage_bench8's figures
   OCTET_CUDA_TENSOR_GEMV=all bench "8B fp8, OCTET_CUDA_TENSOR_GEMV=all" 30 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json $b --batch 1
   OCTET_CUDA_GEMM_TUNE=0 bench "8B fp8, OCTET_CUDA_GEMM_TUNE=0" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json $b --batch 32,64,128
   OCTET_CUDA_GRAPHS=0 bench "8B fp8 eager (no graphs)" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json $b --batch 1,64
+  OCTET_CUDA_SKINNY_GEMM=1 bench "8B fp8, OCTET_CUDA_SKINNY_GEMM=1 (off by default)" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json $b --batch 17,32,64,128
 }
 stage_bench70() {
   bench "70B fp8" 110 --dummy-weights configs/models/Llama-3.3-70B-Instruct.json --precision fp8 --batch 1,8,32,64
   OCTET_CUDA_TENSOR_GEMV=all bench "70B fp8, OCTET_CUDA_TENSOR_GEMV=all" 80 \
     --dummy-weights configs/models/Llama-3.3-70B-Instruct.json --precision fp8 --prefill 128 --batch 1
+}
+stage_vocab() {  # issue 3's memory and FP8-vs-BF16 target: FP8 LM head and embedding table against bf16
+  bench "8B fp8, FP8 LM head and table" 60 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 \
+    --prefill 128 --batch 1,64 llm.lm_head_precision=fp8 llm.embedding_precision=fp8
+  bench "8B bf16, batch 1" 60 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision bf16 --prefill 128 --batch 1
 }
 stage_bf16() { bench "8B bf16" 70 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision bf16; }
 stage_serve() {
@@ -107,8 +114,10 @@ stage_serve() {
   timeout 120 build-gpu/octet --log-level debug bench serve --device cuda --dummy-weights configs/models/Llama-3.1-8B-Instruct.json \
     --clients 64 --requests 64 --input-tokens 16 --output-tokens 256 --max-context 1280 >>"$out/bench.txt" 2>&1
   note "bench serve 8B decode-bound: rc $? at ${SECONDS}s"
-  bench "8B fp8 batch 64, context 1024" 60 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 \
+  bench "8B fp8 batch 64, context 1024 and 144" 60 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 \
     --prefill 128 --batch 64 --context 1024
+  bench "8B fp8 batch 64, context 144 (the decode-bound run's mean)" 60 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json \
+    --precision fp8 --prefill 128 --batch 64 --context 144
 }
 stage_load() {
   layers="${LOAD_LAYERS:-16}"

@@ -17,6 +17,8 @@ namespace octet {
 struct LlmSettings {
   std::string model;  // empty: default_model_path() (engine_options fills it in)
   Precision precision = Precision::fp8;
+  VocabPrecision lm_head_precision = VocabPrecision::auto_select;
+  VocabPrecision embedding_precision = VocabPrecision::auto_select;
   Device device = Device::auto_select;
   int threads = 0;
   int max_tokens = 256;

@@ -12,10 +12,16 @@ namespace octet {
 
 enum class Precision { fp8, bf16, f32 };
 enum class Device { auto_select, cpu, cuda };
+// Storage of the vocabulary-sized tensors (the embedding table, the LM head) in fp8 precision:
+// auto (what a pre-quantized checkpoint stores, else the engine's default), bf16, or fp8 (E4M3 with
+// one float scale per vocabulary row). Other precisions keep them in that precision.
+enum class VocabPrecision { auto_select, bf16, fp8 };
 
 Precision parse_precision(std::string_view name);  // "fp8" | "bf16" | "f32"
 std::string_view precision_name(Precision precision);
 Device parse_device(std::string_view name);  // "auto" | "cpu" | "cuda"
+VocabPrecision parse_vocab_precision(std::string_view name);  // "auto" | "bf16" | "fp8"
+std::string_view vocab_precision_name(VocabPrecision precision);
 std::string_view device_name(Device device);
 
 struct EngineOptions {
@@ -28,6 +34,8 @@ struct EngineOptions {
   int threads = 0;            // 0: all cores
   int64_t max_context = 0;    // 0: min(model context, 8192)
   std::string kv_cache_dtype = "float8_e4m3fn";  // fp8 precision only; "float8_e5m2" selectable
+  VocabPrecision lm_head_precision = VocabPrecision::auto_select;    // fp8 only: bf16 or fp8 needs precision fp8
+  VocabPrecision embedding_precision = VocabPrecision::auto_select;
 };
 
 struct GenerationParams {
@@ -71,7 +79,7 @@ struct ModelInfo {
   int64_t context_length = 0;
   bool tied_embeddings = false;
   uint64_t weight_bytes_bf16 = 0;  // all weights stored as BF16
-  uint64_t weight_bytes_fp8 = 0;   // linear layers in FP8 (+ scales), embeddings/norms/head in BF16
+  uint64_t weight_bytes_fp8 = 0;   // linear layers in FP8 (+ scales), norms BF16, embedding/head as configured
   double savings_percentage = 0;   // 100 * (1 - fp8 / bf16)
   uint64_t kv_bytes_per_token = 0; // K and V of all layers for one position, as this engine stores them
   std::string format;               // "gguf", "safetensors", "modelopt FP8", "compressed-tensors ..."

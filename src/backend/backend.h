@@ -45,7 +45,14 @@ struct VectorWeight {  // norm weights: always float32
   int64_t size = 0;
 };
 
-struct EmbeddingTable {  // [vocab, hidden], float32 or bf16
+// How an embedding table is stored; each row is gathered and widened to float32 by embed().
+enum class EmbeddingFormat {
+  f32,
+  bf16,
+  fp8,  // E4M3 codes with one float scale per row (the row's amax / 448): row = decode(code) · scale
+};
+
+struct EmbeddingTable {  // [vocab, hidden]
   virtual ~EmbeddingTable() = default;
   int64_t vocab = 0;
   int64_t hidden = 0;
@@ -140,10 +147,14 @@ class Backend {
   virtual std::unique_ptr<LinearWeight> make_linear_from_stored(const StoredTensor& weights, const LinearSpec& spec);
   virtual std::unique_ptr<VectorWeight> make_vector(const float* values, int64_t size) = 0;
   virtual std::unique_ptr<EmbeddingTable> make_embedding(const float* table, int64_t vocab, int64_t hidden,
-                                                         bool bf16) = 0;
+                                                         EmbeddingFormat format) = 0;
+  // Tied embeddings with an fp8 LM head: a table that gathers the head's own E4M3 codes and
+  // per-output-channel (= per-row) scales, so the two share one copy. Its bytes() is 0 (the head
+  // counts them); the head must outlive it. nullptr: this backend cannot share (make a table instead).
+  virtual std::unique_ptr<EmbeddingTable> make_embedding_sharing(const LinearWeight& fp8_head) { return nullptr; }
   // An embedding table ([vocab, hidden], a float dtype) from a checkpoint's stored bytes: the same
   // table as make_embedding of their float32 widening; the default widens on the host.
-  virtual std::unique_ptr<EmbeddingTable> make_embedding_from_stored(const StoredTensor& table, bool bf16);
+  virtual std::unique_ptr<EmbeddingTable> make_embedding_from_stored(const StoredTensor& table, EmbeddingFormat format);
   virtual std::unique_ptr<Activations> make_activations(int64_t rows, int64_t cols) = 0;
   virtual std::unique_ptr<KvCache> make_kv_cache(const KvCacheSpec& spec) = 0;
   // How many blocks of spec's shape a new cache could hold now within spec.gpu_memory_utilization
@@ -155,7 +166,8 @@ class Backend {
   virtual std::unique_ptr<LinearWeight> make_random_linear(int64_t out_features, int64_t in_features,
                                                            const LinearSpec& spec, uint64_t seed);
   virtual std::unique_ptr<VectorWeight> make_random_vector(int64_t size, uint64_t seed);
-  virtual std::unique_ptr<EmbeddingTable> make_random_embedding(int64_t vocab, int64_t hidden, bool bf16, uint64_t seed);
+  virtual std::unique_ptr<EmbeddingTable> make_random_embedding(int64_t vocab, int64_t hidden, EmbeddingFormat format,
+                                                                uint64_t seed);
 
   // Called by the forward pass before the ops of a batch: backends that keep the batch's tokens,
   // positions and slots in device memory copy them once here.

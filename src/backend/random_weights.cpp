@@ -30,9 +30,10 @@ std::unique_ptr<VectorWeight> Backend::make_random_vector(int64_t size, uint64_t
   return make_vector(values.data(), size);
 }
 
-std::unique_ptr<EmbeddingTable> Backend::make_random_embedding(int64_t vocab, int64_t hidden, bool bf16, uint64_t seed) {
+std::unique_ptr<EmbeddingTable> Backend::make_random_embedding(int64_t vocab, int64_t hidden, EmbeddingFormat format,
+                                                              uint64_t seed) {
   auto values = normal_values(vocab * hidden, 0.0f, kWeightStddev, seed);
-  return make_embedding(values.data(), vocab, hidden, bf16);
+  return make_embedding(values.data(), vocab, hidden, format);
 }
 
 }  // namespace octet::backend

@@ -51,11 +51,11 @@ std::unique_ptr<LinearWeight> Backend::make_linear_from_stored(const StoredTenso
   return make_linear(values.data(), weights.rows, weights.cols, spec);
 }
 
-std::unique_ptr<EmbeddingTable> Backend::make_embedding_from_stored(const StoredTensor& table, bool bf16) {
+std::unique_ptr<EmbeddingTable> Backend::make_embedding_from_stored(const StoredTensor& table, EmbeddingFormat format) {
   if (table.dtype == StoredDtype::e4m3) fail("make_embedding_from_stored: an embedding table needs float values, not E4M3 codes");
   std::vector<float> values(static_cast<size_t>(table.rows * table.cols));
   widen_stored_rows(table, 0, table.rows, values.data());
-  return make_embedding(values.data(), table.rows, table.cols, bf16);
+  return make_embedding(values.data(), table.rows, table.cols, format);
 }
 
 }  // namespace octet::backend

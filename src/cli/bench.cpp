@@ -60,6 +60,8 @@ EngineOptions configured_options(const BenchFlags& flags) {
 BenchRow bench_precision(const BenchFlags& flags, const std::string& precision) {
   EngineOptions options = configured_options(flags);
   options.precision = parse_precision(precision);
+  if (options.precision != Precision::fp8)  // the vocabulary settings are fp8's; other precisions keep theirs
+    options.lm_head_precision = options.embedding_precision = VocabPrecision::auto_select;
   auto engine = Engine::create(options);
   GenerationParams params;
   params.temperature = 0;
@@ -93,7 +95,12 @@ void run_model_bench(const BenchFlags& flags) {
     engine::ModelBenchOptions o;
     o.config_json = flags.dummy_weights;
     o.precision = parse_precision(p);
-    o.device = configured_options(flags).device;
+    const EngineOptions configured = configured_options(flags);
+    o.device = configured.device;
+    if (o.precision == Precision::fp8) {
+      o.lm_head_precision = configured.lm_head_precision;
+      o.embedding_precision = configured.embedding_precision;
+    }
     o.prefill_tokens = flags.prefill_tokens;
     o.decode_batches = flags.batches;
     o.context = flags.context;

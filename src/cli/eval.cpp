@@ -19,6 +19,8 @@ struct EvalFlags {
   std::string text_file;
   std::string precision = "fp8";
   std::string baseline = "bf16";
+  std::string lm_head = "auto";
+  std::string embedding = "auto";
   int64_t window = 512;
   int threads = 0;
   bool json = false;
@@ -34,12 +36,15 @@ void run_eval(const EvalFlags& flags) {
   options.text = text.str();
   options.candidate = parse_precision(flags.precision);
   options.baseline = parse_precision(flags.baseline);
+  options.candidate_lm_head = parse_vocab_precision(flags.lm_head);
+  options.candidate_embedding = parse_vocab_precision(flags.embedding);
   options.window_tokens = flags.window;
   options.threads = flags.threads;
   const eval::TextComparison r = eval::compare_on_text(options);
   if (flags.json) {
     nlohmann::json out = {{"model", options.model_path}, {"text", flags.text_file}, {"positions", r.positions},
                           {"precision", flags.precision}, {"baseline", flags.baseline},
+                          {"lm_head_precision", flags.lm_head}, {"embedding_precision", flags.embedding},
                           {"perplexity", r.candidate_perplexity}, {"baseline_perplexity", r.baseline_perplexity},
                           {"top1_agreement", r.top1_agreement}, {"mean_kl", r.mean_kl}};
     fmt::print("{}\n", out.dump(2));
@@ -61,6 +66,10 @@ void register_eval(CLI::App& app, const std::vector<std::string>& overrides) {
   command->add_option("--model", flags->model, "Model file (GGUF); default: " + default_model_path());
   command->add_option("--precision", flags->precision, "Precision under test (default fp8)")->check(CLI::IsMember({"fp8", "bf16", "f32"}));
   command->add_option("--baseline", flags->baseline, "Reference precision (default bf16)")->check(CLI::IsMember({"fp8", "bf16", "f32"}));
+  command->add_option("--lm-head-precision", flags->lm_head, "fp8 candidate's LM head: auto (default), bf16 or fp8")
+      ->check(CLI::IsMember({"auto", "bf16", "fp8"}));
+  command->add_option("--embedding-precision", flags->embedding, "fp8 candidate's embedding table: auto (default), bf16 or fp8")
+      ->check(CLI::IsMember({"auto", "bf16", "fp8"}));
   command->add_option("--window", flags->window, "Tokens per scoring window (default 512)")->check(CLI::Range(2, 8192));
   command->add_option("--threads", flags->threads, "CPU threads (0: all cores)");
   command->add_flag("--json", flags->json, "Print JSON");

@@ -13,11 +13,13 @@ namespace {
 struct QuantizeFlags {
   quantize::QuantizeOptions options;
   double max_shard_gb = 5.0;
+  std::string lm_head = "bf16";
   bool quiet = false;
 };
 
 void run_quantize(QuantizeFlags& flags) {
   flags.options.max_shard_bytes = static_cast<uint64_t>(flags.max_shard_gb * 1e9);
+  flags.options.fp8_lm_head = flags.lm_head == "fp8";
   flags.options.show_progress = !flags.quiet;
   const quantize::QuantizeReport r = quantize::quantize_checkpoint(flags.options);
   fmt::print("{}: {} ({} FP8 layers, {} kept BF16{}), {} in {} file(s), {:.1f} s ({:.2f} GB/s)\n",
@@ -36,7 +38,8 @@ void register_quantize(CLI::App& app, const std::vector<std::string>& overrides)
   command->add_option("source", flags->options.source, "A Hugging Face directory (BF16/F16/F32) or a GGUF file")->required();
   command->add_option("destination", flags->options.destination, "The directory to create")->required();
   command->add_option("--exclude", flags->options.exclude,
-                      "Keep matching layers in BF16 (repeatable; wildcards, e.g. 'model.layers.0.*'); lm_head always is")
+                      "Keep matching layers in BF16 (repeatable; wildcards, e.g. 'model.layers.0.*'); lm_head is unless "
+                      "--lm-head-precision fp8")
       ->expected(1)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   command->add_option("--calib", flags->options.calibration_text_path,
@@ -48,6 +51,9 @@ void register_quantize(CLI::App& app, const std::vector<std::string>& overrides)
       ->check(CLI::PositiveNumber);
   command->add_option("--threads", flags->options.threads, "CPU threads for calibration (0: all cores)")
       ->check(CLI::NonNegativeNumber);
+  command->add_option("--lm-head-precision", flags->lm_head,
+                      "bf16 (default: lm_head excluded, as ModelOpt does) or fp8 (E4M3, a scale per vocabulary row)")
+      ->check(CLI::IsMember({"bf16", "fp8"}));
   command->add_flag("--quiet", flags->quiet, "No progress bar");
   (void)overrides;
   command->callback([flags] { run_quantize(*flags); });

@@ -27,6 +27,14 @@ std::vector<KeyInfo> make_schema() {
        .seed_env = {"LLM_MODEL"}},
       {.name = "llm.precision", .type = T::choice, .default_yaml = "fp8", .allowed = {"fp8", "bf16", "f32"},
        .doc = "Arithmetic of the linear layers: fp8 (E4M3 weights and activations), bf16 or f32."},
+      {.name = "llm.lm_head_precision", .type = T::choice, .default_yaml = "auto", .allowed = {"auto", "bf16", "fp8"},
+       .doc = "LM head when llm.precision is fp8: fp8 (E4M3, a float scale per vocabulary row, dynamic per-token "
+              "activations) or bf16; auto: what a pre-quantized checkpoint stores (ModelOpt / compressed-tensors "
+              "exclude lm_head: bf16), else bf16 (an fp8 head raised SmolLM2's KL from BF16 by 55% over the FP8 "
+              "body's: docs/ACCURACY.md). Other precisions keep the head in theirs (fp8 is then an error)."},
+      {.name = "llm.embedding_precision", .type = T::choice, .default_yaml = "auto", .allowed = {"auto", "bf16", "fp8"},
+       .doc = "Embedding table when llm.precision is fp8: fp8 (E4M3 codes, a float scale per row) or bf16; auto: "
+              "as llm.lm_head_precision's auto. A tied table and an fp8 head share one copy."},
       {.name = "llm.use_fp8", .type = T::boolean, .default_yaml = "true",
        .doc = "The seed's switch for llm.precision: true is fp8, false is bf16 (f32 stays f32).",
        .alias_of = "llm.precision", .alias_kind = AliasKind::fp8_flag, .seed_env = {"USE_FP8"}},
@@ -117,9 +125,10 @@ std::vector<KeyInfo> make_schema() {
        .doc = "KV-cache blocks (16 positions each) shared by the running requests; 0: max_concurrency full "
               "contexts; -1: no shared pool, each slot keeps its own context (backends without block tables). "
               "A request waits while its blocks are short and is refused when it can never fit."},
-      {.name = "server.max_batch_tokens", .type = T::integer, .default_yaml = "256", .min = 1,
+      {.name = "server.max_batch_tokens", .type = T::integer, .default_yaml = "0", .min = 0,
        .doc = "Tokens per forward step: one per running request, prompt chunks fill the rest (at least "
-              "max_concurrency)."},
+              "max_concurrency); 0: 2048 on a GPU, where long chunks prefill several times faster per token, "
+              "256 on the CPU, where they would stall the running streams for seconds."},
       {.name = "server.shutdown_timeout_s", .type = T::number, .default_yaml = "10", .min = 0,
        .doc = "On SIGINT/SIGTERM, seconds in-flight requests may run on before they are aborted."},
 

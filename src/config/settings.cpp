@@ -40,6 +40,8 @@ Config build(ResolvedConfig resolved) {
   Config c;
   c.llm.model = r.text("llm.model");
   c.llm.precision = parse_precision(r.text("llm.precision"));
+  c.llm.lm_head_precision = parse_vocab_precision(r.text("llm.lm_head_precision"));
+  c.llm.embedding_precision = parse_vocab_precision(r.text("llm.embedding_precision"));
   c.llm.device = parse_device(r.text("llm.device"));
   c.llm.threads = static_cast<int>(r.integer("llm.threads"));
   c.llm.max_tokens = static_cast<int>(r.integer("llm.max_tokens"));
@@ -111,6 +113,8 @@ EngineOptions engine_options(const Config& config) {
     options.prepared_engine = true;
   }
   options.precision = config.llm.precision;
+  options.lm_head_precision = config.llm.lm_head_precision;
+  options.embedding_precision = config.llm.embedding_precision;
   options.device = config.llm.device;
   options.threads = config.llm.threads;
   options.max_context = config.engine.max_context_length;

@@ -2,6 +2,7 @@
 
 #include "backend/device.h"
 #include "common/error.h"
+#include "engine/model_info.h"
 #include "model/llama_config.h"
 #include "model/llama_model.h"
 
@@ -58,11 +59,17 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
   const int64_t decode_context = options.context + options.decode_steps + 4;
   model::ModelOptions model_options;
   model_options.precision = options.precision;
+  model_options.lm_head_precision = options.lm_head_precision;
+  model_options.embedding_precision = options.embedding_precision;
   model_options.slots = 1;
   model_options.max_context = max_prefill;
   if (use_cuda) {
     // Say what does not fit before allocating it.
-    const uint64_t weight_bytes = static_cast<uint64_t>(config.parameter_count()) * (options.precision == Precision::fp8 ? 1 : 2);
+    const bool fp8 = options.precision == Precision::fp8;
+    const ModelInfo shape_info = describe_model(
+        config, options.precision, "", "",
+        fp8 ? vocab_storage(options.embedding_precision, options.lm_head_precision) : VocabStorage{});
+    const uint64_t weight_bytes = fp8 ? shape_info.weight_bytes_fp8 : shape_info.weight_bytes_bf16;
     const uint64_t kv_per_position = 2ull * config.layers * config.kv_dim() * (options.precision == Precision::fp8 ? 1 : 2);
     const uint64_t kv = kv_per_position * static_cast<uint64_t>(std::max(max_prefill, max_batch * decode_context));
     const uint64_t free_bytes = cuda.gpus.at(0).free_memory_bytes;

@@ -11,6 +11,8 @@ namespace octet::engine {
 struct ModelBenchOptions {
   std::string config_json;  // Hugging Face config.json of the shape
   Precision precision = Precision::fp8;
+  VocabPrecision lm_head_precision = VocabPrecision::auto_select;  // fp8 precision: embedding table, LM head
+  VocabPrecision embedding_precision = VocabPrecision::auto_select;
   Device device = Device::auto_select;
   std::vector<int64_t> prefill_tokens = {128, 1024, 4096};
   std::vector<int64_t> decode_batches = {1, 8, 32, 64, 128};

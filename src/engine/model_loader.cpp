@@ -42,6 +42,8 @@ model::ModelOptions model_options_for(const EngineOptions& options, const model:
                                       const KvPoolRequest& kv) {
   model::ModelOptions model_options;
   model_options.precision = options.precision;
+  model_options.lm_head_precision = options.lm_head_precision;
+  model_options.embedding_precision = options.embedding_precision;
   model_options.max_context = options.max_context > 0 ? std::min(options.max_context, config.context_length)
                                                        : std::min<int64_t>(config.context_length, 8192);
   model_options.kv_fp8_format = fp8::parse_format(options.kv_cache_dtype);

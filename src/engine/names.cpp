@@ -37,6 +37,22 @@ std::string_view device_name(Device device) {
   return "?";
 }
 
+VocabPrecision parse_vocab_precision(std::string_view name) {
+  if (name == "auto") return VocabPrecision::auto_select;
+  if (name == "bf16") return VocabPrecision::bf16;
+  if (name == "fp8") return VocabPrecision::fp8;
+  fail("unknown LM head / embedding precision '{}': expected one of auto, bf16, fp8", name);
+}
+
+std::string_view vocab_precision_name(VocabPrecision precision) {
+  switch (precision) {
+    case VocabPrecision::auto_select: return "auto";
+    case VocabPrecision::bf16: return "bf16";
+    case VocabPrecision::fp8: return "fp8";
+  }
+  return "?";
+}
+
 std::string default_model_path() {
   const char* dir = std::getenv("OCTET_MODELS");
   std::string models = dir && *dir ? dir : "models";

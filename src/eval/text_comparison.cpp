@@ -27,9 +27,19 @@ std::vector<double> log_softmax(const float* logits, int64_t vocab) {
 // One precision of the model, loaded once and run over many windows.
 class ScoredModel {
  public:
-  ScoredModel(const model::WeightSource& weights, const model::LlamaConfig& config, Precision precision,
-              int64_t window, int threads)
-      : backend_(backend::make_cpu_backend(threads)), model_(config, &weights, *backend_, options(precision, window)) {}
+  ScoredModel(const model::WeightSource& weights, const model::LlamaConfig& config, const model::ModelOptions& options,
+              int threads)
+      : backend_(backend::make_cpu_backend(threads)), model_(config, &weights, *backend_, options) {}
+
+  static model::ModelOptions options(Precision precision, int64_t window, VocabPrecision lm_head = VocabPrecision::auto_select,
+                                     VocabPrecision embedding = VocabPrecision::auto_select) {
+    model::ModelOptions o;
+    o.precision = precision;
+    o.max_context = window;
+    o.lm_head_precision = lm_head;
+    o.embedding_precision = embedding;
+    return o;
+  }
 
   // Logits of every position of ids[begin, begin + count): [count, vocab].
   std::vector<float> logits(const std::vector<int32_t>& ids, int64_t begin, int64_t count) {
@@ -48,12 +58,6 @@ class ScoredModel {
   }
 
  private:
-  static model::ModelOptions options(Precision precision, int64_t window) {
-    model::ModelOptions o;
-    o.precision = precision;
-    o.max_context = window;
-    return o;
-  }
   std::unique_ptr<backend::Backend> backend_;
   model::LlamaModel model_;
 };
@@ -71,8 +75,12 @@ TextComparison compare_on_text(const TextComparisonOptions& options) {
   int64_t agree = 0;
   const int64_t vocab = config.vocab;
   const auto& weights = files.weights;
-  ScoredModel candidate_model(*weights, config, options.candidate, options.window_tokens, options.threads);
-  ScoredModel baseline_model(*weights, config, options.baseline, options.window_tokens, options.threads);
+  ScoredModel candidate_model(*weights, config,
+                              ScoredModel::options(options.candidate, options.window_tokens, options.candidate_lm_head,
+                                                   options.candidate_embedding),
+                              options.threads);
+  ScoredModel baseline_model(*weights, config, ScoredModel::options(options.baseline, options.window_tokens),
+                             options.threads);
   for (int64_t begin = 0; begin + 1 < static_cast<int64_t>(ids.size()); begin += options.window_tokens) {
     const int64_t count = std::min<int64_t>(options.window_tokens, static_cast<int64_t>(ids.size()) - begin);
     if (count < 2) break;

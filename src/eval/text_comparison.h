@@ -12,6 +12,9 @@ struct TextComparisonOptions {
   std::string text;
   Precision candidate = Precision::fp8;
   Precision baseline = Precision::bf16;
+  // The candidate's embedding table and LM head when it is fp8 (the baseline keeps its precision's).
+  VocabPrecision candidate_lm_head = VocabPrecision::auto_select;
+  VocabPrecision candidate_embedding = VocabPrecision::auto_select;
   int64_t window_tokens = 512;  // the text is scored in independent windows of this many tokens
   int threads = 0;
 };

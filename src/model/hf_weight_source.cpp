@@ -71,7 +71,7 @@ class HfWeightSource final : public WeightSource {
     const bool excluded = quantization_.quantized() && quantization_.is_excluded(module);
     LinearWeights result;
     if (weight.info->dtype != Dtype::F8_E4M3) {
-      // The head is 16-bit in Octet whatever the config says, so only the body is held to it.
+      // A 16-bit head is accepted whatever the config says (llm.lm_head_precision decides its storage).
       if (quantization_.quantized() && !excluded && module != "lm_head")
         fail("{}: tensor '{}' is {}, but {} quantizes '{}' to FP8 (it is not excluded)", weight.file->path(),
              weight.info->name, safetensors::dtype_name(weight.info->dtype), quantization_.source, module);
@@ -98,6 +98,13 @@ class HfWeightSource final : public WeightSource {
     if (quantization_.static_activations || (!quantization_.quantized() && checkpoint_->has(input_scale)))
       result.input_scale = scalar(input_scale, "static activation scale");
     return result;
+  }
+
+  bool prequantized() const override { return quantization_.quantized(); }
+
+  bool stores_fp8(const std::string& module) const override {
+    const CheckpointTensor* weight = checkpoint_->find(module + ".weight");
+    return weight && weight->info->dtype == Dtype::F8_E4M3;
   }
 
   std::optional<KvScales> kv_scales(int64_t layer) const override {

@@ -31,24 +31,48 @@ backend::KvCacheSpec::Storage kv_storage(Precision precision) {
 
 }  // namespace
 
+bool vocab_tensor_fp8(Precision precision, VocabPrecision requested, std::optional<bool> checkpoint_fp8,
+                      const char* setting) {
+  if (precision != Precision::fp8) {
+    if (requested == VocabPrecision::fp8)
+      fail("{} = fp8 needs llm.precision = fp8 (it is {}); use auto or bf16", setting, precision_name(precision));
+    return false;
+  }
+  if (requested != VocabPrecision::auto_select) return requested == VocabPrecision::fp8;
+  return checkpoint_fp8 ? *checkpoint_fp8 : kAutoVocabPrecision == VocabPrecision::fp8;
+}
+
 LlamaModel::LlamaModel(const LlamaConfig& config, const WeightSource* weights, backend::Backend& backend,
                        const ModelOptions& options)
     : config_(config), options_(options), backend_(backend) {
   const int64_t hidden = config.hidden, ffn = config.ffn;
-  // Linear layers take the requested precision; embeddings and the LM head stay 16-bit in fp8 mode,
-  // as in published FP8 checkpoints (they are a small share of the bytes and sensitive to rounding).
+  // Linear layers take the requested precision. In fp8 mode the embedding table and the LM head are
+  // fp8 or bf16 by options (vocab_tensor_fp8): a pre-quantized checkpoint decides auto by what it
+  // stores (published FP8 checkpoints keep lm_head 16-bit).
   const LinearFormat body = linear_format(options.precision);
-  const LinearFormat head = options.precision == Precision::f32 ? LinearFormat::f32 : LinearFormat::bf16;
-  const bool table_bf16 = options.precision != Precision::f32;
+  std::optional<bool> checkpoint_head_fp8;
+  if (weights && weights->prequantized()) checkpoint_head_fp8 = !config.tied_embeddings && weights->stores_fp8("lm_head");
+  const bool head_fp8 = vocab_tensor_fp8(options.precision, options.lm_head_precision, checkpoint_head_fp8,
+                                         "llm.lm_head_precision");
+  const bool table_fp8 = vocab_tensor_fp8(options.precision, options.embedding_precision, checkpoint_head_fp8,
+                                          "llm.embedding_precision");
+  embedding_fp8_ = table_fp8;
+  lm_head_fp8_ = head_fp8;
+  const LinearFormat head = head_fp8 ? LinearFormat::fp8
+                                     : (options.precision == Precision::f32 ? LinearFormat::f32 : LinearFormat::bf16);
+  const backend::EmbeddingFormat table_format =
+      table_fp8 ? backend::EmbeddingFormat::fp8
+                : (options.precision == Precision::f32 ? backend::EmbeddingFormat::f32 : backend::EmbeddingFormat::bf16);
 
   uint64_t seed = 1;  // random weights: a distinct stream per tensor
   // Linear layers come as the checkpoint stores them: float weights are quantized here, FP8 codes
-  // are kept with their scales, and layers the checkpoint excludes from quantization stay 16-bit.
-  auto linear = [&](const std::string& module, int64_t out, int64_t in, LinearFormat format) {
+  // are kept with their scales, and layers the checkpoint excludes from quantization stay 16-bit
+  // (unless honour_exclusion is false: the LM head's format is settled above).
+  auto linear = [&](const std::string& module, int64_t out, int64_t in, LinearFormat format, bool honour_exclusion = true) {
     std::unique_ptr<backend::LinearWeight> w;
     if (weights) {
       LinearWeights stored = weights->load_linear(module, out, in);
-      if (stored.keep_16bit && format == LinearFormat::fp8) format = LinearFormat::bf16;
+      if (honour_exclusion && stored.keep_16bit && format == LinearFormat::fp8) format = LinearFormat::bf16;
       backend::LinearSpec spec{format, format == LinearFormat::fp8 ? stored.input_scale : 0.0f};
       if (stored.stored) {  // the stored bytes, converted by the backend
         if (stored.prequantized()) spec.weight_scales = stored.channel_scales;
@@ -73,21 +97,30 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const WeightSource* weights, b
     return backend.make_vector(values.data(), size);
   };
 
+  // Tied embeddings: the LM head is the table. An fp8 head's per-row codes and scales are what an
+  // fp8 table holds, so the table shares them where the backend can.
+  const backend::LinearSpec head_spec{head, 0.0f};
   if (weights) {
     const std::string embed = "model.embed_tokens.weight";
-    if (const MappedTensor stored = weights->load_stored(embed, {config.vocab, hidden})) {  // converted by the backend
-      embedding_ = backend.make_embedding_from_stored(*stored, table_bf16);
-      if (config.tied_embeddings) lm_head_ = backend.make_linear_from_stored(*stored, backend::LinearSpec{head, 0.0f});
-    } else {
-      std::vector<float> table = weights->load(embed, {config.vocab, hidden});
-      embedding_ = backend.make_embedding(table.data(), config.vocab, hidden, table_bf16);
-      if (config.tied_embeddings)
-        lm_head_ = backend.make_linear(table.data(), config.vocab, hidden, backend::LinearSpec{head, 0.0f});
+    // The stored bytes, converted by the backend; float32 where the source has only that to give.
+    const MappedTensor stored = weights->load_stored(embed, {config.vocab, hidden});
+    std::vector<float> table;
+    if (!stored) table = weights->load(embed, {config.vocab, hidden});
+    if (config.tied_embeddings) {
+      lm_head_ = stored ? backend.make_linear_from_stored(*stored, head_spec)
+                        : backend.make_linear(table.data(), config.vocab, hidden, head_spec);
+      linear_layers_.emplace_back("lm_head", lm_head_.get());
+      if (head_fp8 && table_fp8) embedding_ = backend.make_embedding_sharing(*lm_head_);
     }
-    if (lm_head_) linear_layers_.emplace_back("lm_head", lm_head_.get());
+    if (!embedding_)
+      embedding_ = stored ? backend.make_embedding_from_stored(*stored, table_format)
+                          : backend.make_embedding(table.data(), config.vocab, hidden, table_format);
   } else {
-    embedding_ = backend.make_random_embedding(config.vocab, hidden, table_bf16, seed++);
-    if (config.tied_embeddings) lm_head_ = backend.make_random_linear(config.vocab, hidden, backend::LinearSpec{head, 0.0f}, seed++);
+    if (config.tied_embeddings) {
+      lm_head_ = backend.make_random_linear(config.vocab, hidden, head_spec, seed++);
+      if (head_fp8 && table_fp8) embedding_ = backend.make_embedding_sharing(*lm_head_);
+    }
+    if (!embedding_) embedding_ = backend.make_random_embedding(config.vocab, hidden, table_format, seed++);
   }
   weight_bytes_ += embedding_->bytes() + (lm_head_ ? lm_head_->bytes() : 0);
   for (int64_t i = 0; i < config.layers; ++i) {
@@ -105,7 +138,7 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const WeightSource* weights, b
     layers_.push_back(std::move(layer));
   }
   final_norm_ = vector("model.norm.weight", hidden);
-  if (!config.tied_embeddings) lm_head_ = linear("lm_head", config.vocab, hidden, head);
+  if (!config.tied_embeddings) lm_head_ = linear("lm_head", config.vocab, hidden, head, /*honour_exclusion=*/false);
 
   for (double f : config.rope_inverse_frequencies()) rope_inverse_frequencies_.push_back(static_cast<float>(f));
 

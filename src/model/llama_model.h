@@ -5,6 +5,7 @@
 #include "octet/engine.h"
 
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -23,7 +24,20 @@ struct ModelOptions {
   // block tables). A scheduler asks for a smaller pool and maps blocks to slots with set_block_table.
   int64_t kv_blocks = 0;
   int64_t kv_block_size = 16;
+  // The embedding table and the LM head in fp8 precision (docs/CONFIG.md, llm.lm_head_precision).
+  VocabPrecision lm_head_precision = VocabPrecision::auto_select;
+  VocabPrecision embedding_precision = VocabPrecision::auto_select;
 };
+
+// What auto means for the vocabulary tensors where the checkpoint does not decide (weights quantized
+// at load, random weights): chosen from the measurements in docs/ACCURACY.md.
+inline constexpr VocabPrecision kAutoVocabPrecision = VocabPrecision::bf16;
+
+// Whether a vocabulary tensor is stored fp8: requested (auto resolved to the checkpoint's choice
+// where it made one, else kAutoVocabPrecision) under the model's precision. fp8 requested for a
+// precision other than fp8 is an error naming `setting`.
+bool vocab_tensor_fp8(Precision precision, VocabPrecision requested, std::optional<bool> checkpoint_fp8,
+                      const char* setting);
 
 class LlamaModel {
  public:
@@ -51,6 +65,9 @@ class LlamaModel {
   const LlamaConfig& config() const { return config_; }
   const ModelOptions& options() const { return options_; }
   uint64_t weight_bytes() const { return weight_bytes_; }
+  // Whether the embedding table / LM head are stored fp8 (the resolved llm.*_precision settings).
+  bool embedding_fp8() const { return embedding_fp8_; }
+  bool lm_head_fp8() const { return lm_head_fp8_; }
   // Bytes a forward pass reads from the weights whatever the batch: all but the embedding table.
   uint64_t streamed_weight_bytes() const { return weight_bytes_ - embedding_->bytes(); }
   backend::Backend& backend() { return backend_; }
@@ -88,6 +105,8 @@ class LlamaModel {
   Buffers buffers_;
   int64_t logit_capacity_ = 0;
   uint64_t weight_bytes_ = 0;
+  bool embedding_fp8_ = false;
+  bool lm_head_fp8_ = false;
   std::vector<std::pair<std::string, const backend::LinearWeight*>> linear_layers_;
 };
 

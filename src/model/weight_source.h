@@ -57,6 +57,11 @@ class WeightSource {
   // The linear layer `module` ("model.layers.0.self_attn.q_proj"), weight [out, in]. The default
   // loads module.weight as float values.
   virtual LinearWeights load_linear(const std::string& module, int64_t out_features, int64_t in_features) const;
+  // Whether the checkpoint is a pre-quantized FP8 export (ModelOpt, compressed-tensors): its choices
+  // (which layers it stores in FP8) then decide the auto settings.
+  virtual bool prequantized() const { return false; }
+  // Whether the linear layer `module` is stored as FP8 codes (without loading it).
+  virtual bool stores_fp8(const std::string& module) const { return false; }
   // The tensor's stored bytes (shape checked, as load()), for backends to convert themselves; nullptr
   // where the source has only float32 to give (GGUF, a non-float dtype, OCTET_STORED_UPLOAD=0).
   virtual MappedTensor load_stored(const std::string& name, const std::vector<int64_t>& shape) const { return nullptr; }

@@ -31,8 +31,11 @@ class CalibrationBackend final : public backend::Backend {
     return inner_.make_vector(values, size);
   }
   std::unique_ptr<backend::EmbeddingTable> make_embedding(const float* table, int64_t vocab, int64_t hidden,
-                                                          bool bf16) override {
-    return inner_.make_embedding(table, vocab, hidden, bf16);
+                                                          backend::EmbeddingFormat format) override {
+    return inner_.make_embedding(table, vocab, hidden, format);
+  }
+  std::unique_ptr<backend::EmbeddingTable> make_embedding_sharing(const backend::LinearWeight& fp8_head) override {
+    return inner_.make_embedding_sharing(fp8_head);
   }
   std::unique_ptr<backend::Activations> make_activations(int64_t rows, int64_t cols) override {
     return inner_.make_activations(rows, cols);

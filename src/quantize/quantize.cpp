@@ -79,7 +79,11 @@ Calibration calibrate(const model::ModelFiles& files, const QuantizeOptions& opt
         batch.positions.push_back(i - sequence);
         batch.slots.push_back(0);
       }
-      model.forward(batch, {}, nullptr);
+      // An FP8 head needs its input's amax too: then every row goes through the final norm and the head.
+      std::vector<int64_t> logit_rows;
+      if (options.fp8_lm_head)
+        for (int64_t r = 0; r < static_cast<int64_t>(batch.size()); ++r) logit_rows.push_back(r);
+      model.forward(batch, logit_rows, nullptr);
     }
   }
   Calibration calibration;
@@ -220,13 +224,15 @@ class CheckpointPlan {
 
   // An FP8 layer: the weight's codes, then its scales (computed with the codes, kept until written).
   void linear(const std::string& module, int64_t out, int64_t in) {
-    if (excluded_from_quantization(module, options_.exclude)) {
+    if (excluded_from_quantization(module, options_.exclude, options_.fp8_lm_head)) {
       add(bf16(module + ".weight", {out, in}));
       ++bf16_layers;
       return;
     }
     ++fp8_layers;
-    const bool per_tensor = calibration_ != nullptr;
+    // The LM head keeps a scale per vocabulary row: one scale over all rows would flatten the logits
+    // of rows far below the largest.
+    const bool per_tensor = calibration_ != nullptr && module != "lm_head";
     add({{module + ".weight", Dtype::F8_E4M3, {out, in}}, [this, module, out, in, per_tensor](std::span<uint8_t> bytes) {
            const std::vector<float> values = files_.weights->load(module + ".weight", {out, in});
            auto q = fp8::quantize(values.data(), static_cast<size_t>(out), static_cast<size_t>(in),
@@ -271,8 +277,8 @@ void write_tokenizer(const model::ModelFiles& files, const fs::path& destination
 
 }  // namespace
 
-bool excluded_from_quantization(const std::string& module, const std::vector<std::string>& patterns) {
-  if (module == "lm_head") return true;
+bool excluded_from_quantization(const std::string& module, const std::vector<std::string>& patterns, bool fp8_lm_head) {
+  if (module == "lm_head" && !fp8_lm_head) return true;
   for (const auto& pattern : patterns)
     if (pattern == module || ::fnmatch(pattern.c_str(), module.c_str(), 0) == 0) return true;
   return false;
@@ -285,6 +291,10 @@ QuantizeReport quantize_checkpoint(const QuantizeOptions& options) {
   if (files.quantization.quantized())
     fail("{}: already quantized ({}); octet quantize takes BF16/F16/F32 checkpoints or GGUF files", options.source,
          files.format);
+  if (options.fp8_lm_head && files.config.tied_embeddings)
+    fail("{}: the LM head is tied to the embedding table, so there is no lm_head tensor to write in FP8 (the engine "
+         "quantizes a tied head at load with llm.lm_head_precision=fp8)",
+         options.source);
   check_destination(destination);
 
   QuantizeReport report;
@@ -311,7 +321,7 @@ QuantizeReport quantize_checkpoint(const QuantizeOptions& options) {
   report.shard_files = shards.files;
   report.bytes_written = shards.tensor_bytes;
 
-  ordered_json excluded = ordered_json::array({"lm_head"});
+  ordered_json excluded = options.fp8_lm_head ? ordered_json::array() : ordered_json::array({"lm_head"});
   for (const auto& p : options.exclude) excluded.push_back(p);
   const ordered_json kv_algorithm = calibration ? ordered_json("FP8") : ordered_json(nullptr);
   const ordered_json producer = {{"name", "octet"}, {"version", "0.1.0"}};

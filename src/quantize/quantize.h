@@ -5,7 +5,8 @@
 //     no input_scale (activations quantized per token at run time), no KV scales;
 //   with calibration text: quant_algo FP8 — scalar weight_scale per tensor, static scalar input_scale
 //     (activation amax / 448 over the text, the model run in BF16) and k_scale / v_scale per layer.
-// Layers matching an exclusion pattern (always lm_head) stay BF16. Tensors are converted and written
+// Layers matching an exclusion pattern stay BF16, and so does lm_head unless fp8_lm_head (then E4M3
+// with a weight_scale [vocab] per output channel, whatever the algorithm, and not in the exclude list). Tensors are converted and written
 // one at a time, so memory stays near the largest tensor (calibration holds a BF16 model in memory).
 #include <cstdint>
 #include <functional>
@@ -18,6 +19,7 @@ struct QuantizeOptions {
   std::string source;       // GGUF file or Hugging Face directory
   std::string destination;  // created; must not exist or be an empty directory
   std::vector<std::string> exclude;  // module patterns kept BF16 (fnmatch wildcards), besides lm_head
+  bool fp8_lm_head = false;          // write lm_head in FP8 (untied models only: a tied head is the embedding)
   std::string calibration_text_path;  // empty: weight-only scales, dynamic activations
   int64_t calibration_max_tokens = 4096;
   uint64_t max_shard_bytes = 5'000'000'000;
@@ -37,7 +39,8 @@ struct QuantizeReport {
 
 QuantizeReport quantize_checkpoint(const QuantizeOptions& options);
 
-// The exclusion test of the written checkpoint: lm_head always, then the patterns (fnmatch).
-bool excluded_from_quantization(const std::string& module, const std::vector<std::string>& patterns);
+// The exclusion test of the written checkpoint: lm_head unless fp8_lm_head, then the patterns (fnmatch).
+bool excluded_from_quantization(const std::string& module, const std::vector<std::string>& patterns,
+                                bool fp8_lm_head = false);
 
 }  // namespace octet::quantize

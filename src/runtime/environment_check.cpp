@@ -99,7 +99,10 @@ EnvironmentReport validate_fp8_environment(const Config& config) {
     const int64_t context = config.engine.max_context_length > 0 ? config.engine.max_context_length : std::min<int64_t>(c.context_length, 8192);
     const int kv_element = precision == Precision::fp8 && config.quantization.quantize_kv_cache ? 1 : precision == Precision::f32 ? 4 : 2;
     const uint64_t weights = precision == Precision::f32 ? static_cast<uint64_t>(c.parameter_count()) * 4
-                                                         : runtime::weight_bytes(c, precision == Precision::fp8);
+                                                         : runtime::weight_bytes(c, precision == Precision::fp8,
+                                                                                 engine::vocab_storage(config.llm.embedding_precision,
+                                                                                                       config.llm.lm_head_precision,
+                                                                                                       shape->checkpoint_vocab_fp8));
     const uint64_t kv_per_token = runtime::kv_bytes_per_token(c, kv_element);
     r.model_bytes_needed = weights + kv_per_token * static_cast<uint64_t>(context);
     const bool runs_on_gpu = gpu_usable && (precision != Precision::fp8 || cuda.gpus.front().fp8_tensor_cores());

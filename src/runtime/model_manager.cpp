@@ -131,8 +131,10 @@ MemorySavings FP8ModelManager::estimate_memory_savings() const {
   const Config& c = state_->config;
   MemorySavings m;
   m.context_tokens = c.engine.max_context_length > 0 ? c.engine.max_context_length : std::min<int64_t>(s.context_length, 8192);
-  m.weights_bf16_bytes = runtime::weight_bytes(s, false);
-  m.weights_fp8_bytes = runtime::weight_bytes(s, true);
+  const engine::VocabStorage vocab = engine::vocab_storage(c.llm.embedding_precision, c.llm.lm_head_precision,
+                                                           state_->shape->checkpoint_vocab_fp8);
+  m.weights_bf16_bytes = runtime::weight_bytes(s, false, vocab);
+  m.weights_fp8_bytes = runtime::weight_bytes(s, true, vocab);
   m.kv_cache_bf16_bytes = runtime::kv_bytes_per_token(s, 2) * static_cast<uint64_t>(m.context_tokens);
   m.kv_cache_fp8_bytes = runtime::kv_bytes_per_token(s, 1) * static_cast<uint64_t>(m.context_tokens);
   m.total_bf16_bytes = m.weights_bf16_bytes + m.kv_cache_bf16_bytes;

@@ -19,18 +19,23 @@ std::optional<ModelShape> find_model_shape(const std::string& model) {
   }
   // "owner/Name-FP8" → configs/models/Name.json (the FP8 export has the shape of its base model).
   std::string name = fs::path(path).filename().string();
+  bool fp8_export = false;
   for (const char* suffix : {"-FP8-dynamic", "-FP8"})
-    if (name.size() > std::string(suffix).size() && name.ends_with(suffix)) name.resize(name.size() - std::string(suffix).size());
+    if (name.size() > std::string(suffix).size() && name.ends_with(suffix)) {
+      name.resize(name.size() - std::string(suffix).size());
+      fp8_export = true;
+    }
   const std::string config_json = std::string(OCTET_SOURCE_DIR) + "/configs/models/" + name + ".json";
   if (!fs::is_regular_file(config_json)) return std::nullopt;
   ModelShape shape;
+  if (fp8_export) shape.checkpoint_vocab_fp8 = false;
   shape.config = model::config_from_hf_file(config_json);
   shape.source = config_json;
   return shape;
 }
 
-uint64_t weight_bytes(const model::LlamaConfig& c, bool fp8) {
-  ModelInfo info = engine::describe_model(c, fp8 ? Precision::fp8 : Precision::bf16, "", "");
+uint64_t weight_bytes(const model::LlamaConfig& c, bool fp8, engine::VocabStorage vocab) {
+  ModelInfo info = engine::describe_model(c, fp8 ? Precision::fp8 : Precision::bf16, "", "", vocab);
   return fp8 ? info.weight_bytes_fp8 : info.weight_bytes_bf16;
 }
 

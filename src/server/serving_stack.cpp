@@ -4,6 +4,11 @@
 
 namespace octet::server {
 
+int64_t step_token_budget(int64_t configured, const std::string& backend_name) {
+  if (configured > 0) return configured;
+  return backend_name == "cuda" ? kGpuStepTokens : kCpuStepTokens;
+}
+
 std::unique_ptr<ServingStack> build_serving_stack(const EngineOptions& engine, const ServerSettings& server,
                                                   const GenerationParams& defaults, const std::string& served_model_name,
                                                   const std::string& configured_model, const std::string& dummy_config) {
@@ -19,7 +24,8 @@ std::unique_ptr<ServingStack> build_serving_stack(const EngineOptions& engine, c
   stack->kv_block_size = kv.block_size;
 
   engine::SchedulerOptions scheduler_options;
-  scheduler_options.step_token_budget = std::max<int64_t>(server.max_batch_tokens, server.max_concurrency);
+  scheduler_options.step_token_budget =
+      std::max<int64_t>(step_token_budget(server.max_batch_tokens, stack->model.backend->name()), server.max_concurrency);
   scheduler_options.stop_ids = stack->model.stop_ids;
   stack->scheduler = std::make_unique<engine::Scheduler>(*stack->model.model, *stack->model.tokenizer, stack->metrics,
                                                          scheduler_options);

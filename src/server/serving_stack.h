@@ -22,6 +22,12 @@ struct ServingStack {
   int64_t kv_blocks = 0, kv_block_size = 0, context = 0;
 };
 
+// server.max_batch_tokens 0 ("auto"): the step budget for the backend. On the H200 a 1024-token
+// prefill ran at 39.8k tok/s against 15.5k tok/s in the server's 256-token steps (docs/PERFORMANCE.md),
+// while a CPU step of 2048 tokens would stall every running stream for seconds.
+constexpr int64_t kGpuStepTokens = 2048, kCpuStepTokens = 256;
+int64_t step_token_budget(int64_t configured, const std::string& backend_name);
+
 // served_model_name "": the model file's name without its extension. dummy_config: a Hugging Face
 // config.json served with random weights and a stand-in tokenizer (benchmarks), instead of the model file.
 std::unique_ptr<ServingStack> build_serving_stack(const EngineOptions& engine, const ServerSettings& server,

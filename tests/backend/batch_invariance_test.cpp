@@ -37,7 +37,7 @@ TEST(BatchInvariance, LinearRowsMatchTheirSingleRowResultInEveryFormat) {
     auto x = backend->make_activations(rows, in);
     auto y = backend->make_activations(rows, out);
     // Activations are filled through a one-row embedding table per row.
-    auto table = backend->make_embedding(input.data(), rows, in, /*bf16=*/false);
+    auto table = backend->make_embedding(input.data(), rows, in, EmbeddingFormat::f32);
     std::vector<int32_t> ids(static_cast<size_t>(rows));
     for (int32_t i = 0; i < rows; ++i) ids[static_cast<size_t>(i)] = i;
     backend->embed(*table, ids, *x);

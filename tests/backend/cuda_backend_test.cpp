@@ -50,7 +50,7 @@ class CudaVsCpu : public ::testing::Test {
   // Uploads through the backend's own API: a float32 embedding table whose rows are the values,
   // gathered in order.
   void upload(Activations& gpu, const std::vector<float>& values) {
-    auto table = gpu_->make_embedding(values.data(), gpu.rows, gpu.cols, /*bf16=*/false);
+    auto table = gpu_->make_embedding(values.data(), gpu.rows, gpu.cols, EmbeddingFormat::f32);
     TokenBatch batch;
     for (int64_t r = 0; r < gpu.rows; ++r) {
       batch.tokens.push_back(static_cast<int32_t>(r));
@@ -67,18 +67,20 @@ class CudaVsCpu : public ::testing::Test {
     gpu_->copy_rows_to_host(gpu, rows, out.data());
     return out;
   }
-  // Replaces gpu_ (before the test allocates on it) by a backend whose attention runs every token
-  // on the CUDA-core kernel, for the tests of that kernel's tighter bounds.
-  void use_cuda_core_attention() { use_backend_switched_off("OCTET_CUDA_TC_ATTENTION"); }
-  // Replaces gpu_ by a backend made with the environment switch `variable` set to "0".
-  void use_backend_switched_off(const char* variable) {
+  // Replaces gpu_ (before the test allocates on it) by a backend made with the environment
+  // variable set to value (restored afterwards).
+  void use_backend_with(const char* variable, const char* value) {
     const char* previous = std::getenv(variable);
     const std::string saved = previous ? previous : "";
-    ASSERT_EQ(setenv(variable, "0", 1), 0);
+    ASSERT_EQ(setenv(variable, value, 1), 0);
     gpu_ = make_cuda_backend(0);
     if (previous) setenv(variable, saved.c_str(), 1);
     else unsetenv(variable);
   }
+  // Every token's attention on the CUDA-core kernel, for the tests of that kernel's tighter bounds.
+  void use_cuda_core_attention() { use_backend_with("OCTET_CUDA_TC_ATTENTION", "0"); }
+  // FP8 linears of 17–128 rows on the skinny GEMM instead of cuBLASLt.
+  void use_skinny_gemm() { use_backend_with("OCTET_CUDA_SKINNY_GEMM", "1"); }
   double error(const Pair& p) {
     std::vector<float> g = download(*p.gpu);
     const auto& c = host(*p.cpu);
@@ -151,7 +153,7 @@ TEST_F(CudaVsCpu, PrequantizedFp8LinearMatchesCpu) {
 // epilogue (the default) and, with OCTET_CUDA_GEMM_EPILOGUE_SCALES=0, by a pass after it: both
 // against the CPU and against each other, within the FP8 linears' 1e-3 (the same codes meet the same
 // weights; only summation order and where the scales are multiplied in differ). Dynamic per-row
-// input scales and a checkpoint's static input scale; prefill-sized rows, odd output sizes, poisoned
+// input scales and a checkpoint's static input scale; prefill-sized rows, output sizes off the tiles, poisoned
 // outputs.
 TEST_F(CudaVsCpu, Fp8LinearsScaledInOrAfterTheGemmMatchCpu) {
   struct Case {
@@ -163,7 +165,7 @@ TEST_F(CudaVsCpu, Fp8LinearsScaledInOrAfterTheGemmMatchCpu) {
   std::vector<Case> cases;
   std::uniform_int_distribution<int> code(0, 253);
   std::uniform_real_distribution<float> scale(1e-4f, 4e-3f);
-  for (auto [rows, in, out] : {std::tuple<int64_t, int64_t, int64_t>{17, 1024, 1030}, {40, 1040, 257},
+  for (auto [rows, in, out] : {std::tuple<int64_t, int64_t, int64_t>{17, 1024, 1036}, {40, 1040, 260},
                                {128, 4096, 1024}, {300, 1024, 2056}})
     for (float input_scale : {0.0f, 0.02f}) {
       Case c{rows, in, out, input_scale, std::vector<uint8_t>(static_cast<size_t>(out * in)),
@@ -182,7 +184,7 @@ TEST_F(CudaVsCpu, Fp8LinearsScaledInOrAfterTheGemmMatchCpu) {
     }
   std::vector<std::vector<float>> in_epilogue;
   for (bool epilogue : {true, false}) {
-    if (!epilogue) use_backend_switched_off("OCTET_CUDA_GEMM_EPILOGUE_SCALES");
+    if (!epilogue) use_backend_with("OCTET_CUDA_GEMM_EPILOGUE_SCALES", "0");
     for (size_t i = 0; i < cases.size(); ++i) {
       const Case& c = cases[i];
       auto w = gpu_->make_fp8_linear(c.codes.data(), c.scales.data(), c.out, c.in, LinearSpec{LinearFormat::fp8, c.input_scale});
@@ -659,6 +661,17 @@ TEST_F(CudaVsCpu, TinyLlamaLogitsMatchInEveryPrecision) {
 // relative at its output) widen the f32 bound to 1e-2.
 TEST_F(CudaVsCpu, TinyLlamaLongPrefillMatchesInEveryPrecision) {
   expect_tiny_llama_matches(*cpu_, *gpu_, rng_, 512, {300, 150}, 1e-2, 2e-2, 1e-2);
+}
+
+// The same model with OCTET_CUDA_SKINNY_GEMM=1: the 57-token prefill step's linears (single and
+// grouped) on the skinny GEMM; then 24 sequences, whose 24-token decode steps are recorded and
+// replayed as CUDA graphs with the skinny GEMM (and its split-k scratch) inside.
+TEST_F(CudaVsCpu, TinyLlamaLogitsMatchOnTheSkinnyGemm) {
+  use_skinny_gemm();
+  expect_tiny_llama_matches(*cpu_, *gpu_, rng_, 64, {37, 20}, 1e-4, 1e-2, 1e-3);
+  std::vector<int64_t> prompt_lengths;
+  for (int64_t slot = 0; slot < 24; ++slot) prompt_lengths.push_back(1 + slot % 5);
+  expect_tiny_llama_matches(*cpu_, *gpu_, rng_, 64, prompt_lengths, 1e-4, 1e-2, 1e-3);
 }
 
 // Decode steps replayed from CUDA graphs give bit-identical logits to the same steps run op by op

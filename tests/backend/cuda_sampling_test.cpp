@@ -31,7 +31,7 @@ class CudaSampling : public ::testing::Test {
   // Device logits holding values, uploaded through the backend's API (a float32 embedding gathered in order).
   std::unique_ptr<Activations> device_logits(int64_t rows, int64_t cols, const std::vector<float>& values) {
     auto a = gpu_->make_activations(rows, cols);
-    auto table = gpu_->make_embedding(values.data(), rows, cols, /*bf16=*/false);
+    auto table = gpu_->make_embedding(values.data(), rows, cols, EmbeddingFormat::f32);
     TokenBatch batch;
     for (int64_t r = 0; r < rows; ++r) {
       batch.tokens.push_back(static_cast<int32_t>(r));

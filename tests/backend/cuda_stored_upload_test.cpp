@@ -83,7 +83,7 @@ class CudaStoredUploadBackend : public ::testing::Test {
   }
   // Uploads values as the rows of a float32 table, gathered in order.
   std::unique_ptr<Activations> activations(const std::vector<float>& values, int64_t rows, int64_t cols) {
-    auto table = gpu_->make_embedding(values.data(), rows, cols, /*bf16=*/false);
+    auto table = gpu_->make_embedding(values.data(), rows, cols, EmbeddingFormat::f32);
     auto out = gpu_->make_activations(rows, cols);
     embed_all(*table, rows, *out);
     return out;
@@ -139,13 +139,14 @@ TEST_F(CudaStoredUploadBackend, FloatDtypesGiveTheCodesAndValuesOfTheHostPath) {
         EXPECT_EQ(apply(*from_stored, x, 5), apply(*from_floats, x, 5))
             << "dtype " << int(dtype) << " format " << int(format) << " " << out << "×" << in;
       }
-      for (bool bf16 : {true, false}) {
-        const auto a = gpu_->make_embedding_from_stored(stored, bf16);
-        const auto b = gpu_->make_embedding(widened.data(), out, in, bf16);
+      for (EmbeddingFormat format : {EmbeddingFormat::fp8, EmbeddingFormat::bf16, EmbeddingFormat::f32}) {
+        const auto a = gpu_->make_embedding_from_stored(stored, format);
+        const auto b = gpu_->make_embedding(widened.data(), out, in, format);
+        EXPECT_EQ(a->bytes(), b->bytes()) << "embedding dtype " << int(dtype) << " format " << int(format);
         auto ra = gpu_->make_activations(out, in), rb = gpu_->make_activations(out, in);
         embed_all(*a, out, *ra);
         embed_all(*b, out, *rb);
-        EXPECT_EQ(download(*ra), download(*rb)) << "embedding dtype " << int(dtype) << " bf16 " << bf16;
+        EXPECT_EQ(download(*ra), download(*rb)) << "embedding dtype " << int(dtype) << " format " << int(format);
       }
     }
   }
@@ -175,6 +176,12 @@ TEST_F(CudaStoredUploadBackend, E4m3CodesUploadAsTheyAreAndInfiniteRowsAreRefuse
   try {
     gpu_->make_linear_from_stored(StoredTensor{bytes.data(), StoredDtype::bf16, out, in}, LinearSpec{LinearFormat::fp8});
     ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("amax is inf"), std::string::npos) << e.what();
+  }
+  try {
+    gpu_->make_embedding_from_stored(StoredTensor{bytes.data(), StoredDtype::bf16, out, in}, EmbeddingFormat::fp8);
+    ADD_FAILURE() << "no error for the fp8 embedding table";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("amax is inf"), std::string::npos) << e.what();
   }

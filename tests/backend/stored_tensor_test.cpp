@@ -78,15 +78,23 @@ TEST(StoredTensorCpu, FloatDtypesGiveTheWeightsOfTheFloat32Interface) {
         expect_same(*backend->make_linear_from_stored(s.tensor, spec), *backend->make_linear(s.widened.data(), rows, cols, spec),
                     what);
       }
-      for (bool bf16 : {true, false}) {
-        const auto a = backend->make_embedding_from_stored(s.tensor, bf16);
-        const auto b = backend->make_embedding(s.widened.data(), rows, cols, bf16);
+      for (EmbeddingFormat format : {EmbeddingFormat::fp8, EmbeddingFormat::bf16, EmbeddingFormat::f32}) {
+        const auto a = backend->make_embedding_from_stored(s.tensor, format);
+        const auto b = backend->make_embedding(s.widened.data(), rows, cols, format);
         const auto& x = static_cast<const cpu::CpuEmbedding&>(*a);
         const auto& y = static_cast<const cpu::CpuEmbedding&>(*b);
-        EXPECT_EQ(x.vocab, rows);
-        EXPECT_EQ(x.hidden, cols);
-        EXPECT_EQ(x.bf16, y.bf16) << dtype_name(dtype);
-        EXPECT_EQ(x.f32, y.f32) << dtype_name(dtype);
+        const std::string what = fmt::format("{} → embedding format {}, {}×{}", dtype_name(dtype), int(format), rows, cols);
+        EXPECT_EQ(x.vocab, rows) << what;
+        EXPECT_EQ(x.hidden, cols) << what;
+        EXPECT_EQ(x.format, format) << what;
+        EXPECT_EQ(x.bf16, y.bf16) << what;
+        EXPECT_EQ(x.f32, y.f32) << what;
+        EXPECT_EQ(x.codes, y.codes) << what;
+        EXPECT_EQ(x.scales, y.scales) << what;
+        if (format == EmbeddingFormat::fp8) {  // the gather reads the table's own codes and scales
+          EXPECT_EQ(x.fp8_codes, x.codes.data()) << what;
+          EXPECT_EQ(x.fp8_scales, x.scales.data()) << what;
+        }
       }
     }
   }
@@ -118,7 +126,7 @@ TEST(StoredTensorCpu, E4m3CodesAreKeptOrDequantizedWithTheirScales) {
   expect_same(*backend->make_linear_from_stored(stored, bf16),
               *backend->make_linear(dequantized.data(), rows, cols, LinearSpec{LinearFormat::bf16}), "e4m3 → bf16");
   EXPECT_THROW(backend->make_linear_from_stored(stored, LinearSpec{LinearFormat::fp8}), Error);  // no scales
-  EXPECT_THROW(backend->make_embedding_from_stored(stored, true), Error);
+  EXPECT_THROW(backend->make_embedding_from_stored(stored, EmbeddingFormat::bf16), Error);
 }
 
 TEST(StoredTensorCpu, AnInfiniteRowIsAnErrorFromAnyThread) {
@@ -130,6 +138,12 @@ TEST(StoredTensorCpu, AnInfiniteRowIsAnErrorFromAnyThread) {
   try {
     backend->make_linear_from_stored(s.tensor, LinearSpec{LinearFormat::fp8});
     ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("amax is inf"), std::string::npos) << e.what();
+  }
+  try {
+    backend->make_embedding_from_stored(s.tensor, EmbeddingFormat::fp8);
+    ADD_FAILURE() << "no error for the fp8 embedding table";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("amax is inf"), std::string::npos) << e.what();
   }

@@ -448,13 +448,23 @@ TEST_F(HfCheckpointDamaged, WrongShapeScaleAndInconsistentConfig) {
 }
 
 // Loads dir with the weights handed to the backend as their stored bytes (the default) or widened to
-// float32 on the host (OCTET_STORED_UPLOAD=0, read when the directory opens), and runs it on `on`.
-std::vector<float> dir_logits_via(const fs::path& dir, bool stored_upload, Precision precision, backend::Backend& on) {
+// float32 on the host (OCTET_STORED_UPLOAD=0, read when the directory opens), and runs it on `on`
+// with the embedding table and LM head in `vocab` precision (fp8 precision only).
+std::vector<float> dir_logits_via(const fs::path& dir, bool stored_upload, Precision precision, VocabPrecision vocab,
+                                  backend::Backend& on) {
   ::setenv("OCTET_STORED_UPLOAD", stored_upload ? "1" : "0", 1);
   ModelFiles files = open_model_files(dir.string());
   ::unsetenv("OCTET_STORED_UPLOAD");
-  return tw::tiny_logits(files.config, *files.weights, precision, &on);
+  return tw::tiny_logits(files.config, *files.weights, precision, vocab, &on);
 }
+
+// The precisions the stored-upload tests load with: each model precision, and fp8 with an fp8
+// embedding table and LM head (shared by a tied table).
+const std::vector<std::pair<Precision, VocabPrecision>> kStoredUploadCases = {
+    {Precision::fp8, VocabPrecision::bf16},
+    {Precision::fp8, VocabPrecision::fp8},
+    {Precision::bf16, VocabPrecision::bf16},
+    {Precision::f32, VocabPrecision::bf16}};
 
 // Checkpoints of every float dtype (tied and untied, sharded) and ModelOpt FP8 (per-tensor and
 // per-channel, a layer kept BF16) written for the stored-upload tests; removed on destruction.
@@ -485,9 +495,9 @@ TEST(HfCheckpoint, StoredUploadGivesTheLogitsOfTheFloat32Path) {
   const StoredUploadDirs checkpoints("HfCheckpoint.StoredUploadGivesTheLogitsOfTheFloat32Path");
   auto cpu = backend::make_cpu_backend(3);
   for (const auto& dir : checkpoints.dirs)
-    for (Precision precision : {Precision::fp8, Precision::bf16, Precision::f32})
-      EXPECT_EQ(dir_logits_via(dir, true, precision, *cpu), dir_logits_via(dir, false, precision, *cpu))
-          << dir.filename() << " precision " << int(precision);
+    for (auto [precision, vocab] : kStoredUploadCases)
+      EXPECT_EQ(dir_logits_via(dir, true, precision, vocab, *cpu), dir_logits_via(dir, false, precision, vocab, *cpu))
+          << dir.filename() << " precision " << int(precision) << " vocab " << int(vocab);
 }
 
 // On the GPU: the stored bytes converted there give what the host conversion gives (bit for bit),
@@ -501,13 +511,15 @@ TEST(CudaStoredUpload, TinyCheckpointsLoadAsThroughTheHostAndCloseToTheCpu) {
   ::unsetenv("OCTET_CUDA_STAGING_BYTES");
   auto cpu = backend::make_cpu_backend(2);
   for (const auto& dir : checkpoints.dirs) {
-    const auto exact = dir_logits_via(dir, true, Precision::f32, *cpu);
-    for (Precision precision : {Precision::fp8, Precision::bf16, Precision::f32}) {
-      const auto on_gpu = dir_logits_via(dir, true, precision, *gpu);
-      const auto on_cpu = dir_logits_via(dir, true, precision, *cpu);
-      EXPECT_EQ(on_gpu, dir_logits_via(dir, false, precision, *gpu)) << dir.filename() << " precision " << int(precision);
+    const auto exact = dir_logits_via(dir, true, Precision::f32, VocabPrecision::bf16, *cpu);
+    for (auto [precision, vocab] : kStoredUploadCases) {
+      const auto on_gpu = dir_logits_via(dir, true, precision, vocab, *gpu);
+      const auto on_cpu = dir_logits_via(dir, true, precision, vocab, *cpu);
+      EXPECT_EQ(on_gpu, dir_logits_via(dir, false, precision, vocab, *gpu))
+          << dir.filename() << " precision " << int(precision) << " vocab " << int(vocab);
       if (precision == Precision::fp8)  // activation codes may round apart: judged by the error against float32
-        EXPECT_LT(relative_difference(on_gpu, exact), 1.5 * relative_difference(on_cpu, exact) + 1e-3) << dir.filename();
+        EXPECT_LT(relative_difference(on_gpu, exact), 1.5 * relative_difference(on_cpu, exact) + 1e-3)
+            << dir.filename() << " vocab " << int(vocab);
       else
         EXPECT_LT(relative_difference(on_gpu, on_cpu), precision == Precision::f32 ? 1e-4 : 1e-2)
             << dir.filename() << " precision " << int(precision);

@@ -4,6 +4,7 @@
 // stated tolerance; GGUF SmolLM2 → FP8 directory → engine gives the in-memory FP8 greedy output.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -222,6 +223,84 @@ TEST(Quantize, CalibratedTinyModelHasStaticScalesAndExcludedLayers) {
 
 // GGUF SmolLM2 → FP8 directory (weight-only: Octet's own scheme) → the engine, run as a prepared
 // engine directory: the greedy output of 5 fixed prompts equals the in-memory FP8 path's.
+// --lm-head-precision fp8: lm_head.weight F8_E4M3 with weight_scale [vocab] (one per row, whatever
+// the algorithm) and no longer in the exclude list; auto then loads it as stored and quantizes the
+// embedding table at load, giving the in-memory fp8 head + table path bit for bit. The default
+// output (lm_head excluded) keeps both BF16 under auto, unless asked otherwise.
+TEST(Quantize, Fp8LmHeadIsWrittenInTheModelOptLayoutAndLoads) {
+  std::mt19937_64 rng(tw::test_seed("Quantize.Fp8LmHeadIsWrittenInTheModelOptLayoutAndLoads"));
+  const tw::TinyLlama m = tw::TinyLlama::random(rng);
+  const auto source = tiny_bf16_dir(m, "qh_source");
+  const fs::path destination = source.string() + "_fp8", plain = source.string() + "_plain";
+  fs::remove_all(destination);
+  fs::remove_all(plain);
+  QuantizeOptions options{.source = source.string(), .destination = destination.string()};
+  options.fp8_lm_head = true;
+  const QuantizeReport report = quantize_checkpoint(options);
+  EXPECT_EQ(report.fp8_layers, 15);
+  EXPECT_EQ(report.bf16_layers, 0);
+  EXPECT_EQ(read_json(destination / "hf_quant_config.json").at("quantization").at("exclude_modules"), json::array());
+  EXPECT_EQ(read_json(destination / "config.json").at("quantization_config").at("ignore"), json::array());
+  const RawFile raw = split(destination / "model.safetensors");
+  EXPECT_EQ(raw.header.at("lm_head.weight").at("dtype"), "F8_E4M3");
+  EXPECT_EQ(raw.header.at("lm_head.weight").at("shape"), (json{m.vocab, m.hidden}));
+  EXPECT_EQ(raw.header.at("lm_head.weight_scale").at("shape"), (json{m.vocab}));
+  EXPECT_EQ(raw.header.at("model.embed_tokens.weight").at("dtype"), "BF16");
+  const tw::ReferenceFp8 expected = tw::reference_quantize(m.weights.at("lm_head.weight"), m.vocab, m.hidden, true);
+  EXPECT_EQ(tensor_data(raw, "lm_head.weight"), expected.codes);
+  EXPECT_EQ(floats(tensor_data(raw, "lm_head.weight_scale")), expected.scales);
+
+  auto vocab_storage = [](const model::ModelFiles& files, VocabPrecision requested) {
+    auto backend = backend::make_cpu_backend(1);
+    model::ModelOptions o;
+    o.max_context = 16;
+    o.lm_head_precision = o.embedding_precision = requested;
+    model::LlamaModel model(files.config, files.weights.get(), *backend, o);
+    return std::pair{model.embedding_fp8(), model.lm_head_fp8()};
+  };
+  model::ModelFiles loaded = model::open_model_files(destination.string());
+  EXPECT_EQ(vocab_storage(loaded, VocabPrecision::auto_select), (std::pair{true, true}));
+  tw::TestWeightSource in_memory;
+  in_memory.weights = m.weights;
+  EXPECT_EQ(tw::tiny_logits(loaded.config, *loaded.weights, Precision::fp8, VocabPrecision::auto_select),
+            tw::tiny_logits(loaded.config, in_memory, Precision::fp8, VocabPrecision::fp8));
+  EXPECT_EQ(vocab_storage(loaded, VocabPrecision::bf16), (std::pair{false, false}));  // dequantized on request
+
+  quantize_checkpoint({.source = source.string(), .destination = plain.string()});
+  model::ModelFiles excluded = model::open_model_files(plain.string());
+  EXPECT_EQ(vocab_storage(excluded, VocabPrecision::auto_select), (std::pair{false, false}));
+  EXPECT_EQ(vocab_storage(excluded, VocabPrecision::fp8), (std::pair{true, true}));
+
+  // Calibrated: the head still has a scale per row, and its static input scale.
+  fs::remove_all(destination);
+  tw::write_text(source / "calib.txt", "The quick brown fox jumps over the lazy dog.");
+  options.calibration_text_path = (source / "calib.txt").string();
+  quantize_checkpoint(options);
+  const RawFile calibrated = split(destination / "model.safetensors");
+  EXPECT_EQ(calibrated.header.at("lm_head.weight_scale").at("shape"), (json{m.vocab}));
+  EXPECT_EQ(calibrated.header.at("model.layers.0.mlp.up_proj.weight_scale").at("shape"), json::array());
+  const float head_input_scale = floats(tensor_data(calibrated, "lm_head.input_scale"))[0];
+  EXPECT_GT(head_input_scale, 0.0f);
+  EXPECT_NE(head_input_scale, 1.0f);  // observed (1.0 is the scale of an amax never seen)
+  model::ModelFiles calibrated_files = model::open_model_files(destination.string());
+  EXPECT_EQ(vocab_storage(calibrated_files, VocabPrecision::auto_select), (std::pair{true, true}));
+  for (float v : tw::tiny_logits(calibrated_files.config, *calibrated_files.weights, Precision::fp8, VocabPrecision::auto_select))
+    ASSERT_TRUE(std::isfinite(v));
+
+  // A tied head has no tensor of its own to write.
+  const tw::TinyLlama tied = tw::TinyLlama::random(rng, /*tied=*/true);
+  const auto tied_source = tiny_bf16_dir(tied, "qh_tied");
+  QuantizeOptions tied_options{.source = tied_source.string(), .destination = tied_source.string() + "_fp8"};
+  tied_options.fp8_lm_head = true;
+  try {
+    quantize_checkpoint(tied_options);
+    ADD_FAILURE() << "a tied model's FP8 lm_head was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tied to the embedding table"), std::string::npos) << e.what();
+  }
+  for (const fs::path& dir : {source, destination, plain, tied_source}) fs::remove_all(dir);
+}
+
 TEST(Quantize, SmolLM2GgufRoundTripGivesTheInMemoryGreedyOutput) {
   OCTET_REQUIRE_SMOLLM2(gguf);
   const fs::path destination = tw::fresh_directory("smollm2_fp8");

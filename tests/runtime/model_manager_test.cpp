@@ -65,6 +65,21 @@ TEST(ModelManager, MemorySavingsOfLlama31_8BByHand) {
   EXPECT_EQ(m.kv_cache_bf16_bytes, 65'536ull * 2 * 8192);
 }
 
+// The same with llm.lm_head_precision=fp8 and llm.embedding_precision=fp8: each of the two
+// vocabulary tensors (128256 · 4096 = 525,336,576 values) drops from 2 bytes a value to 1 plus a float
+// per row: 2 · (1,050,673,152 − 525,849,600) = 1,049,647,104 bytes fewer → 8,037,058,560 (50.04% of BF16).
+TEST(ModelManager, MemorySavingsOfLlama31_8BWithFp8HeadAndTable) {
+  auto manager = create_fp8_manager(config_with(
+      {"llm.model=meta-llama/Llama-3.1-8B-Instruct", "llm.lm_head_precision=fp8", "llm.embedding_precision=fp8"}));
+  const MemorySavings m = manager->estimate_memory_savings();
+  EXPECT_EQ(m.weights_fp8_bytes, 8'037'058'560ull);
+  EXPECT_EQ(m.weights_bf16_bytes, 16'060'522'496ull);
+  EXPECT_LE(static_cast<double>(m.weights_fp8_bytes) / static_cast<double>(m.weights_bf16_bytes), 0.52);
+  // A published FP8 export excludes lm_head: auto keeps both BF16 there.
+  auto published = create_fp8_manager(config_with({"llm.model=nvidia/Llama-3.1-8B-Instruct-FP8"}));
+  EXPECT_EQ(published->estimate_memory_savings().weights_fp8_bytes, 9'086'705'664ull);
+}
+
 // A GGUF whose metadata describes a model far larger than this machine (two thousand layers of
 // hidden size 16384: ~6.4 T parameters) is not loaded at all: the environment check says it cannot fit.
 TEST(ModelManager, ModelTheEnvironmentCheckRejectsIsNotLoaded) {

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <random>
 #include <string>
@@ -192,6 +193,9 @@ class TestWeightSource final : public model::WeightSource {
     (void)in;
     return w;
   }
+  // With FP8 layers it stands for a pre-quantized checkpoint, which decides the auto vocabulary settings.
+  bool prequantized() const override { return !fp8.empty(); }
+  bool stores_fp8(const std::string& module) const override { return fp8.count(module) != 0; }
   std::optional<model::KvScales> kv_scales(int64_t layer) const override {
     if (kv.empty()) return std::nullopt;
     return kv[static_cast<size_t>(layer)];
@@ -199,15 +203,21 @@ class TestWeightSource final : public model::WeightSource {
 };
 
 // Logits of every position of a fixed token sequence (bytes and specials of the tiny vocabulary).
-// On the given backend, or a one-thread CPU backend.
+// The embedding table and LM head take `vocab` in fp8 precision (bf16 by default: the layouts'
+// tests compare the body's linears; the vocabulary settings have tests of their own).
 inline std::vector<float> tiny_logits(const model::LlamaConfig& config, const model::WeightSource& weights,
-                                      Precision precision = Precision::fp8, backend::Backend* on = nullptr) {
+                                      Precision precision = Precision::fp8, VocabPrecision vocab = VocabPrecision::bf16,
+                                      backend::Backend* on = nullptr) {  // nullptr: a one-thread CPU backend
   static const std::vector<int32_t> kTokens = {256, 72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100, 33, 257, 10};
   std::unique_ptr<backend::Backend> cpu;
-  if (!on) on = (cpu = backend::make_cpu_backend(1)).get();
+  if (!on) {
+    cpu = backend::make_cpu_backend(1);
+    on = cpu.get();
+  }
   model::ModelOptions options;
   options.precision = precision;
   options.max_context = 64;
+  if (precision == Precision::fp8) options.lm_head_precision = options.embedding_precision = vocab;
   model::LlamaModel model(config, &weights, *on, options);
   backend::TokenBatch batch;
   std::vector<int64_t> rows;

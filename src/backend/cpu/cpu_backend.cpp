@@ -47,8 +47,8 @@ class CpuBackend final : public Backend {
     return std::make_unique<CpuLinear>(weights, spec, pool_);
   }
 
-  std::unique_ptr<EmbeddingTable> make_embedding_from_stored(const StoredTensor& table, bool bf16) override {
-    return std::make_unique<CpuEmbedding>(table, bf16, pool_);
+  std::unique_ptr<EmbeddingTable> make_embedding_from_stored(const StoredTensor& table, EmbeddingFormat format) override {
+    return std::make_unique<CpuEmbedding>(table, format, pool_);
   }
 
   std::unique_ptr<VectorWeight> make_vector(const float* values, int64_t size) override {
@@ -59,8 +59,12 @@ class CpuBackend final : public Backend {
   }
 
   std::unique_ptr<EmbeddingTable> make_embedding(const float* table, int64_t vocab, int64_t hidden,
-                                                 bool bf16) override {
-    return std::make_unique<CpuEmbedding>(table, vocab, hidden, bf16);
+                                                 EmbeddingFormat format) override {
+    return std::make_unique<CpuEmbedding>(table, vocab, hidden, format);
+  }
+
+  std::unique_ptr<EmbeddingTable> make_embedding_sharing(const LinearWeight& fp8_head) override {
+    return std::make_unique<CpuEmbedding>(static_cast<const CpuLinear&>(fp8_head));
   }
 
   std::unique_ptr<Activations> make_activations(int64_t rows, int64_t cols) override {

@@ -102,6 +102,17 @@ void widen_rows_to_f32(const StoredTensor& t, ThreadPool& pool, std::vector<floa
       min_rows_per_chunk(t.cols));
 }
 
+// Row by row as fp8::quantize does for per-output-channel scales, so the codes are the same; the
+// scales come times kE4M3WidenFactor (as CpuLinear and CpuEmbedding keep them).
+void quantize_rows_to_e4m3(const StoredTensor& t, ThreadPool& pool, std::vector<uint8_t>& codes, std::vector<float>& scales) {
+  const auto cols = static_cast<size_t>(t.cols);
+  codes.resize(static_cast<size_t>(t.rows) * cols);
+  scales.resize(static_cast<size_t>(t.rows));
+  for_each_widened_row(t, pool, [&](size_t r, const float* row) {
+    scales[r] = fp8::quantize_row(row, cols, codes.data() + r * cols) * kE4M3WidenFactor;
+  });
+}
+
 }  // namespace
 
 CpuLinear::CpuLinear(const StoredTensor& weights, const LinearSpec& spec, ThreadPool& pool)
@@ -113,16 +124,7 @@ CpuLinear::CpuLinear(const StoredTensor& weights, const LinearSpec& spec, Thread
   switch (format) {
     case LinearFormat::f32: widen_rows_to_f32(weights, pool, f32); break;
     case LinearFormat::bf16: round_rows_to_bf16(weights, pool, bf16); break;
-    case LinearFormat::fp8: {
-      // Row by row as fp8::quantize does for per-output-channel scales, so the codes are the same.
-      const auto cols = static_cast<size_t>(in_features);
-      codes.resize(static_cast<size_t>(out_features) * cols);
-      scales.resize(static_cast<size_t>(out_features));
-      for_each_widened_row(weights, pool, [&](size_t r, const float* row) {
-        scales[r] = fp8::quantize_row(row, cols, codes.data() + r * cols) * kE4M3WidenFactor;
-      });
-      break;
-    }
+    case LinearFormat::fp8: quantize_rows_to_e4m3(weights, pool, codes, scales); break;
   }
 }
 
@@ -139,33 +141,68 @@ const float* CpuLinear::widen_row(int64_t row, float* scratch) const {
   return nullptr;
 }
 
-CpuEmbedding::CpuEmbedding(const float* table, int64_t v, int64_t h, bool as_bf16) {
+CpuEmbedding::CpuEmbedding(const float* table, int64_t v, int64_t h, EmbeddingFormat f) : format(f) {
   vocab = v;
   hidden = h;
   const size_t count = static_cast<size_t>(v * h);
-  if (as_bf16) {
-    bf16.resize(count);
-    for (size_t i = 0; i < count; ++i) bf16[i] = float_to_bf16(table[i]);
-  } else {
-    f32.assign(table, table + count);
+  switch (format) {
+    case EmbeddingFormat::f32: f32.assign(table, table + count); break;
+    case EmbeddingFormat::bf16:
+      bf16.resize(count);
+      for (size_t i = 0; i < count; ++i) bf16[i] = float_to_bf16(table[i]);
+      break;
+    case EmbeddingFormat::fp8: {
+      // Per row = per output channel: the codes and scales an fp8 LM head of the same table holds.
+      auto q = fp8::quantize(table, static_cast<size_t>(v), static_cast<size_t>(h),
+                             fp8::ScaleGranularity::per_output_channel);
+      codes = std::move(q.codes);
+      scales = std::move(q.scales);
+      for (float& s : scales) s *= kE4M3WidenFactor;
+      fp8_codes = codes.data();
+      fp8_scales = scales.data();
+      break;
+    }
   }
 }
 
-CpuEmbedding::CpuEmbedding(const StoredTensor& table, bool as_bf16, ThreadPool& pool) {
+CpuEmbedding::CpuEmbedding(const StoredTensor& table, EmbeddingFormat f, ThreadPool& pool) : format(f) {
   if (table.dtype == StoredDtype::e4m3) fail("cpu backend: an embedding table needs float values, not E4M3 codes");
   vocab = table.rows;
   hidden = table.cols;
-  if (as_bf16) round_rows_to_bf16(table, pool, bf16);
-  else widen_rows_to_f32(table, pool, f32);
+  switch (format) {
+    case EmbeddingFormat::f32: widen_rows_to_f32(table, pool, f32); break;
+    case EmbeddingFormat::bf16: round_rows_to_bf16(table, pool, bf16); break;
+    case EmbeddingFormat::fp8:
+      quantize_rows_to_e4m3(table, pool, codes, scales);
+      fp8_codes = codes.data();
+      fp8_scales = scales.data();
+      break;
+  }
 }
 
-uint64_t CpuEmbedding::bytes() const { return f32.size() * 4 + bf16.size() * 2; }
+CpuEmbedding::CpuEmbedding(const CpuLinear& head) : format(EmbeddingFormat::fp8) {
+  if (head.format != LinearFormat::fp8) fail("cpu backend: an embedding can share only an fp8 LM head's storage");
+  vocab = head.out_features;
+  hidden = head.in_features;
+  fp8_codes = head.codes.data();
+  fp8_scales = head.scales.data();
+}
+
+uint64_t CpuEmbedding::bytes() const { return f32.size() * 4 + bf16.size() * 2 + codes.size() + scales.size() * 4; }
 
 void CpuEmbedding::row(int32_t token, float* out) const {
-  if (!f32.empty()) {
-    std::copy_n(f32.data() + static_cast<int64_t>(token) * hidden, hidden, out);
-  } else {
-    widen_bf16_row(bf16.data() + static_cast<int64_t>(token) * hidden, hidden, out);
+  const int64_t offset = static_cast<int64_t>(token) * hidden;
+  switch (format) {
+    case EmbeddingFormat::f32: std::copy_n(f32.data() + offset, hidden, out); break;
+    case EmbeddingFormat::bf16: widen_bf16_row(bf16.data() + offset, hidden, out); break;
+    case EmbeddingFormat::fp8: {
+      // decode / kE4M3WidenFactor times scale · kE4M3WidenFactor: both factors are powers of two, so
+      // this is decode(code) · scale exactly.
+      widen_e4m3_row(fp8_codes + offset, hidden, out);
+      const float scale = fp8_scales[token];
+      for (int64_t i = 0; i < hidden; ++i) out[i] *= scale;
+      break;
+    }
   }
 }
 

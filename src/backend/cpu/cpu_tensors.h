@@ -44,13 +44,20 @@ struct CpuLinear final : LinearWeight {
 };
 
 struct CpuEmbedding final : EmbeddingTable {
-  CpuEmbedding(const float* table, int64_t vocab, int64_t hidden, bool bf16);
-  CpuEmbedding(const StoredTensor& table, bool bf16, ThreadPool& pool);  // float dtypes, row-parallel
+  CpuEmbedding(const float* table, int64_t vocab, int64_t hidden, EmbeddingFormat format);
+  CpuEmbedding(const StoredTensor& table, EmbeddingFormat format, ThreadPool& pool);  // float dtypes, row-parallel
+  // fp8: gathers the codes and scales of an fp8 linear (tied LM head) without a copy.
+  explicit CpuEmbedding(const CpuLinear& fp8_head);
   uint64_t bytes() const override;
   void row(int32_t token, float* out) const;
 
+  EmbeddingFormat format;
   std::vector<float> f32;
   std::vector<uint16_t> bf16;
+  std::vector<uint8_t> codes;        // fp8, owned: [vocab, hidden]
+  std::vector<float> scales;         // fp8, owned: per row, times kE4M3WidenFactor (as CpuLinear's)
+  const uint8_t* fp8_codes = nullptr;  // fp8: codes, or a tied head's
+  const float* fp8_scales = nullptr;   // fp8: scales, or a tied head's
 };
 
 // A pool of position blocks per (K or V, layer), mapped to slots by block tables (backend.h).

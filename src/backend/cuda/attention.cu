@@ -21,6 +21,9 @@ constexpr int kWarps = 8;
 constexpr int kMaxHeadDim = 256;
 constexpr int64_t kPositionsPerSplit = 256;
 constexpr int64_t kTargetBlocks = 1024;
+// The merge kernel keeps a weight per split in shared memory (a static array: the dynamic-size one
+// read out of bounds under compute-sanitizer); one item at a full 131,072-position context needs 512.
+constexpr int kMaxSplits = 1024;
 
 // q · k for one cached row, read in 16-byte pieces (head_dim is a multiple of 16), all loads of the
 // row issued before the arithmetic that needs them.
@@ -186,8 +189,8 @@ attention_kernel(const float* q, int64_t heads, const int64_t* slots, const int6
 }
 
 // Merges the splits of each (token, head): softmax statistics rescaled to the common maximum. The
-// per-split weights are computed once, by a thread per split, into shared memory (splits floats,
-// dynamic), so the loops over the splits are independent loads rather than three dependent chains.
+// per-split weights are computed once, by a thread per split, into shared memory, so the loops over
+// the splits are independent loads rather than three dependent chains.
 constexpr int kCombineThreads = 128;
 
 __device__ __forceinline__ float combine_reduce(float value, bool take_max, float* shared) {
@@ -206,7 +209,7 @@ __device__ __forceinline__ float combine_reduce(float value, bool take_max, floa
 __global__ void __launch_bounds__(kCombineThreads)
 attention_combine_kernel(const float* partial, int splits, int64_t heads, int64_t head_dim, const int32_t* token_list,
                          float* out) {
-  extern __shared__ float split_weight[];  // [splits]
+  __shared__ float split_weight[kMaxSplits];
   __shared__ float reduce[kCombineThreads / 32];
   const int64_t item = blockIdx.x, stride = head_dim + 2;
   const int64_t q_row = token_list ? token_list[item / heads] * heads + item % heads : item;
@@ -246,7 +249,7 @@ int attention_splits(int64_t tokens, int64_t heads, int64_t max_context) {
   const int64_t items = tokens * heads;
   const int64_t by_length = (max_context + kPositionsPerSplit - 1) / kPositionsPerSplit;
   const int64_t by_occupancy = (kTargetBlocks + items - 1) / items;
-  return static_cast<int>(std::max<int64_t>(1, std::min(by_length, by_occupancy)));
+  return static_cast<int>(std::clamp<int64_t>(std::min(by_length, by_occupancy), 1, kMaxSplits));
 }
 
 size_t attention_scratch_floats(int64_t tokens, int64_t heads, int64_t head_dim, int splits) {
@@ -272,8 +275,8 @@ void launch_attention(const float* q, int64_t tokens, int64_t heads, const int64
   }
   OCTET_CUDA_LAUNCH_CHECK();
   if (splits > 1) {
-    attention_combine_kernel<<<static_cast<unsigned>(tokens * heads), kCombineThreads, splits * sizeof(float), s>>>(
-        scratch, splits, heads, head_dim, token_list, out);
+    attention_combine_kernel<<<static_cast<unsigned>(tokens * heads), kCombineThreads, 0, s>>>(scratch, splits, heads,
+                                                                                              head_dim, token_list, out);
     OCTET_CUDA_LAUNCH_CHECK();
   }
 }

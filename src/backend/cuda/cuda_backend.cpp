@@ -5,6 +5,8 @@
 // Attention sends runs of >= kMinPrefillRunTokens prompt tokens of one slot to the tensor-core
 // kernel (attention_prefill.cu) in steps that are never recorded, the rest to the CUDA-core kernel;
 // OCTET_CUDA_TC_ATTENTION=0 keeps every token on the CUDA-core kernel (for comparison).
+// OCTET_CUDA_SKINNY_GEMM=1 sends FP8 linears of 17–128 rows to the skinny GEMM (skinny_gemm_fp8.cu)
+// instead of cuBLASLt; off by default until it is measured faster.
 #include "backend/cuda/cublaslt_gemm.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_kv_cache.h"
@@ -56,9 +58,14 @@ struct CudaVector final : VectorWeight {
 
 struct CudaEmbedding final : EmbeddingTable {
   EpochTicket ticket;
+  EmbeddingFormat format = EmbeddingFormat::bf16;
   DeviceBuffer<uint16_t> bf16;
   DeviceBuffer<float> f32;
-  uint64_t bytes() const override { return bf16.bytes() + f32.bytes(); }
+  DeviceBuffer<uint8_t> codes;  // fp8, owned: [vocab, hidden] E4M3
+  DeviceBuffer<float> scales;   // fp8, owned: per row
+  const uint8_t* fp8_codes = nullptr;  // fp8: codes.data(), or a tied LM head's codes
+  const float* fp8_scales = nullptr;
+  uint64_t bytes() const override { return bf16.bytes() + f32.bytes() + codes.bytes() + scales.bytes(); }
 };
 
 struct CudaLinear final : LinearWeight {
@@ -90,6 +97,12 @@ bool switched_on(const char* variable) {
   return value == nullptr || std::strcmp(value, "0") != 0;
 }
 
+// An off-by-default environment switch: "1" turns it on.
+bool switched_on_explicitly(const char* variable) {
+  const char* value = std::getenv(variable);
+  return value != nullptr && std::strcmp(value, "1") == 0;
+}
+
 // Shortest run that goes to the tensor-core kernel: 16 tokens fill a tile's 64 rows at GQA ratio 4
 // and a quarter of it at ratio 1; shorter runs are decode-like (few rows per K/V tile), where the
 // CUDA-core kernel's split over the positions keeps more of the GPU busy.
@@ -99,7 +112,7 @@ class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(int device)
       : device_(device), epoch_(std::make_shared<uint64_t>(0)), graphs_(epoch_, switched_on("OCTET_CUDA_GRAPHS")),
-        tc_attention_(switched_on("OCTET_CUDA_TC_ATTENTION")) {
+        tc_attention_(switched_on("OCTET_CUDA_TC_ATTENTION")), skinny_gemm_(switched_on_explicitly("OCTET_CUDA_SKINNY_GEMM")) {
     OCTET_CUDA_CHECK(cudaSetDevice(device));
     cudaDeviceProp props{};
     OCTET_CUDA_CHECK(cudaGetDeviceProperties(&props, device));
@@ -176,11 +189,20 @@ class CudaBackend final : public Backend {
     return w;
   }
 
-  std::unique_ptr<EmbeddingTable> make_embedding_from_stored(const StoredTensor& table, bool bf16) override {
-    if (table.dtype == StoredDtype::e4m3) return Backend::make_embedding_from_stored(table, bf16);
-    auto e = new_embedding(table.rows, table.cols, bf16);
-    if (bf16) convert_stored(table, e->bf16.data());
-    else convert_stored(table, e->f32.data());
+  std::unique_ptr<EmbeddingTable> make_embedding_from_stored(const StoredTensor& table, EmbeddingFormat format) override {
+    if (table.dtype == StoredDtype::e4m3) return Backend::make_embedding_from_stored(table, format);
+    auto e = new_embedding(table.rows, table.cols, format);
+    switch (format) {
+      case EmbeddingFormat::bf16: convert_stored(table, e->bf16.data()); break;
+      case EmbeddingFormat::f32: convert_stored(table, e->f32.data()); break;
+      case EmbeddingFormat::fp8: {  // per row, as an fp8 LM head of this table (make_linear_from_stored)
+        DeviceBuffer<uint8_t> scratch = upload_to_scratch(table);
+        launch_quantize_stored_e4m3(scratch.data(), table.dtype, table.rows, table.cols, e->codes.data(),
+                                    e->scales.data(), stream_);
+        check_row_scales(e->scales);  // synchronizes before the scratch is freed
+        break;
+      }
+    }
     return e;
   }
 
@@ -220,25 +242,63 @@ class CudaBackend final : public Backend {
     return v;
   }
 
-  std::unique_ptr<EmbeddingTable> make_embedding(const float* table, int64_t vocab, int64_t hidden, bool bf16) override {
-    auto e = new_embedding(vocab, hidden, bf16);
+  std::unique_ptr<EmbeddingTable> make_embedding(const float* table, int64_t vocab, int64_t hidden,
+                                                 EmbeddingFormat format) override {
+    auto e = new_embedding(vocab, hidden, format);
     const size_t count = static_cast<size_t>(vocab * hidden);
-    if (bf16) {
-      std::vector<uint16_t> values(count);
-      for (size_t i = 0; i < count; ++i) values[i] = float_to_bf16(table[i]);
-      e->bf16.upload(values.data(), count, stream_);
-      OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    } else {
-      e->f32.upload(table, count, stream_);
-      OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    switch (format) {
+      case EmbeddingFormat::bf16: {
+        std::vector<uint16_t> values(count);
+        for (size_t i = 0; i < count; ++i) values[i] = float_to_bf16(table[i]);
+        e->bf16.upload(values.data(), count, stream_);
+        OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));
+        break;
+      }
+      case EmbeddingFormat::f32:
+        e->f32.upload(table, count, stream_);
+        OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));
+        break;
+      case EmbeddingFormat::fp8: {  // per row = per output channel, as an fp8 LM head of this table
+        auto q = fp8::quantize(table, static_cast<size_t>(vocab), static_cast<size_t>(hidden),
+                               fp8::ScaleGranularity::per_output_channel);
+        e->codes.upload(q.codes.data(), count, stream_);
+        e->scales.upload(q.scales.data(), q.scales.size(), stream_);
+        OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));
+        break;
+      }
     }
     return e;
   }
 
-  std::unique_ptr<EmbeddingTable> make_random_embedding(int64_t vocab, int64_t hidden, bool bf16, uint64_t seed) override {
-    auto e = new_embedding(vocab, hidden, bf16);
-    if (bf16) launch_random_bf16(e->bf16.data(), vocab * hidden, kRandomWeightStddev, seed, stream_);
-    else launch_random_f32(e->f32.data(), vocab * hidden, 0.0f, kRandomWeightStddev, seed, stream_);
+  std::unique_ptr<EmbeddingTable> make_embedding_sharing(const LinearWeight& fp8_head) override {
+    const auto& head = static_cast<const CudaLinear&>(fp8_head);
+    if (head.format != LinearFormat::fp8) fail("cuda backend: an embedding can share only an fp8 LM head's storage");
+    auto e = std::make_unique<CudaEmbedding>();
+    e->ticket = EpochTicket(epoch_);
+    e->format = EmbeddingFormat::fp8;
+    e->vocab = head.out_features;
+    e->hidden = head.in_features;
+    e->fp8_codes = head.codes.data();
+    e->fp8_scales = head.scales.data();
+    return e;
+  }
+
+  std::unique_ptr<EmbeddingTable> make_random_embedding(int64_t vocab, int64_t hidden, EmbeddingFormat format,
+                                                        uint64_t seed) override {
+    auto e = new_embedding(vocab, hidden, format);
+    switch (format) {
+      case EmbeddingFormat::bf16: launch_random_bf16(e->bf16.data(), vocab * hidden, kRandomWeightStddev, seed, stream_); break;
+      case EmbeddingFormat::f32:
+        launch_random_f32(e->f32.data(), vocab * hidden, 0.0f, kRandomWeightStddev, seed, stream_);
+        break;
+      case EmbeddingFormat::fp8: {
+        launch_random_e4m3(e->codes.data(), vocab * hidden, seed, stream_);
+        std::vector<float> scales(static_cast<size_t>(vocab), kRandomWeightStddev / kRandomCodeStddev);
+        e->scales.upload(scales.data(), scales.size(), stream_);
+        OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));
+        break;
+      }
+    }
     return e;
   }
 
@@ -301,8 +361,12 @@ class CudaBackend final : public Backend {
     check_shape(out, static_cast<int64_t>(tokens.size()), t.hidden, "embedding output");
     graphs_.note_vocab(t.vocab);
     const auto n = static_cast<int64_t>(tokens.size());
-    if (t.bf16.size() > 0) launch_embed_bf16(t.bf16.data(), tokens_.data(), n, t.hidden, cast(out).data.data(), stream_);
-    else launch_embed_f32(t.f32.data(), tokens_.data(), n, t.hidden, cast(out).data.data(), stream_);
+    float* dst = cast(out).data.data();
+    switch (t.format) {
+      case EmbeddingFormat::bf16: launch_embed_bf16(t.bf16.data(), tokens_.data(), n, t.hidden, dst, stream_); break;
+      case EmbeddingFormat::f32: launch_embed_f32(t.f32.data(), tokens_.data(), n, t.hidden, dst, stream_); break;
+      case EmbeddingFormat::fp8: launch_embed_e4m3(t.fp8_codes, t.fp8_scales, tokens_.data(), n, t.hidden, dst, stream_); break;
+    }
   }
 
   void rmsnorm(const Activations& x, const VectorWeight& weight, float eps, Activations& out) override {
@@ -329,8 +393,9 @@ class CudaBackend final : public Backend {
   // One GEMV launch for FP8 weights that share the input at decode sizes; otherwise one linear each.
   void linear_group(const Activations& x, std::span<const LinearWeight* const> weights,
                     std::span<Activations* const> outs) override {
+    const bool skinny = use_skinny_gemm(x.rows, x.cols);
     bool fused = weights.size() <= GemvGroup::kMaxMembers && weights.size() == outs.size() &&
-                 gemv_e4m3_fits(x.rows, x.cols);
+                 (gemv_e4m3_fits(x.rows, x.cols) || skinny);
     for (const LinearWeight* weight : weights) {
       const auto& w = static_cast<const CudaLinear&>(*weight);
       fused = fused && w.format == LinearFormat::fp8 && w.static_input_scale <= 0.0f && w.in_features == x.cols;
@@ -350,7 +415,8 @@ class CudaBackend final : public Backend {
       group.n[i] = w.out_features;
     }
     const auto& input = quantized(x);
-    launch_gemv_e4m3_group(input.codes.data(), input.row_scales.data(), x.rows, group, x.cols, stream_);
+    if (skinny) launch_skinny_gemm(input.codes.data(), input.row_scales.data(), x.rows, group, x.cols);
+    else launch_gemv_e4m3_group(input.codes.data(), input.row_scales.data(), x.rows, group, x.cols, stream_);
   }
 
   void linear(const Activations& x, const LinearWeight& weight, Activations& out) override {
@@ -377,6 +443,14 @@ class CudaBackend final : public Backend {
         // Decode-sized batches read each weight once through the GEMV; larger ones go to tensor cores.
         if (gemv_e4m3_fits(m, k)) {
           launch_gemv_e4m3(codes, scales, m, w.codes.data(), w.scales.data(), n, k, y, stream_);
+        } else if (use_skinny_gemm(m, k)) {
+          GemvGroup group;
+          group.count = 1;
+          group.w[0] = w.codes.data();
+          group.col_scales[0] = w.scales.data();
+          group.y[0] = y;
+          group.n[0] = n;
+          launch_skinny_gemm(codes, scales, m, group, k);
         } else if (!gemm_e4m3(codes, scales, w, m, y)) {
           launch_matmul_e4m3_simple(codes, scales, m, w.codes.data(), w.scales.data(), n, k, y, stream_);
         }
@@ -611,14 +685,23 @@ class CudaBackend final : public Backend {
     return w;
   }
 
-  std::unique_ptr<CudaEmbedding> new_embedding(int64_t vocab, int64_t hidden, bool bf16) {
+  std::unique_ptr<CudaEmbedding> new_embedding(int64_t vocab, int64_t hidden, EmbeddingFormat format) {
     auto e = std::make_unique<CudaEmbedding>();
     e->ticket = EpochTicket(epoch_);
+    e->format = format;
     e->vocab = vocab;
     e->hidden = hidden;
     const size_t count = static_cast<size_t>(vocab * hidden);
-    if (bf16) e->bf16 = DeviceBuffer<uint16_t>(count);
-    else e->f32 = DeviceBuffer<float>(count);
+    switch (format) {
+      case EmbeddingFormat::bf16: e->bf16 = DeviceBuffer<uint16_t>(count); break;
+      case EmbeddingFormat::f32: e->f32 = DeviceBuffer<float>(count); break;
+      case EmbeddingFormat::fp8:
+        e->codes = DeviceBuffer<uint8_t>(count);
+        e->scales = DeviceBuffer<float>(static_cast<size_t>(vocab));
+        e->fp8_codes = e->codes.data();
+        e->fp8_scales = e->scales.data();
+        break;
+    }
     return e;
   }
 
@@ -629,6 +712,16 @@ class CudaBackend final : public Backend {
     if (graphs_.capturing()) fail("cuda backend: scratch of {} elements grew while recording a step", count);
     buffer = DeviceBuffer<T>(std::max(count, buffer.size() * 2));
     ++*epoch_;
+  }
+
+  // Rows 17–128 (the GEMV takes fewer) on the skinny GEMM when OCTET_CUDA_SKINNY_GEMM=1.
+  bool use_skinny_gemm(int64_t rows, int64_t k) const {
+    return skinny_gemm_ && rows > 16 && skinny_gemm_e4m3_fits(rows, k);
+  }
+  void launch_skinny_gemm(const uint8_t* codes, const float* row_scales, int64_t rows, const GemvGroup& group, int64_t k) {
+    const size_t scratch_floats = skinny_gemm_e4m3_scratch_floats(rows, group, k);
+    ensure_capacity(skinny_scratch_, std::max<size_t>(1, scratch_floats));
+    launch_skinny_gemm_e4m3_group(codes, row_scales, rows, group, k, skinny_scratch_.data(), skinny_scratch_.size(), stream_);
   }
 
   // The device copy of the RoPE frequencies, uploaded when they change (eagerly: a recorded step
@@ -685,6 +778,7 @@ class CudaBackend final : public Backend {
   AllocationEpoch epoch_;
   StepGraphs graphs_;
   bool tc_attention_;
+  bool skinny_gemm_;
   StepGraphs::Action step_action_ = StepGraphs::Action::eager;
   bool in_step_ = false;
   bool fp8_linears_ = false;  // an FP8 weight exists: norms and SwiGLU also write E4M3 codes
@@ -710,6 +804,7 @@ class CudaBackend final : public Backend {
   DeviceBuffer<uint16_t> bf16_;
   DeviceBuffer<float> frequencies_;
   DeviceBuffer<float> attention_scratch_;
+  DeviceBuffer<float> skinny_scratch_;  // the skinny GEMM's split-k partial sums
   std::vector<float> frequencies_host_;
 };
 

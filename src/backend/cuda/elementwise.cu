@@ -36,6 +36,19 @@ __global__ void embed_f32_kernel(const float* table, const int32_t* tokens, int6
   for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) out[row * hidden + i] = src[i];
 }
 
+// The fp8 table's row times its scale: decode(code) · scale, the same product the CPU backend forms.
+__global__ void embed_e4m3_kernel(const uint8_t* codes, const float* row_scales, const int32_t* tokens, int64_t hidden,
+                                  float* out) {
+  const int64_t row = blockIdx.x;
+  const int64_t token = tokens[row];
+  const uint8_t* src = codes + token * hidden;
+  const float scale = row_scales[token];
+  for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
+    const __half value(__nv_cvt_fp8_to_halfraw(static_cast<__nv_fp8_storage_t>(src[i]), __NV_E4M3));
+    out[row * hidden + i] = __half2float(value) * scale;
+  }
+}
+
 __global__ void rmsnorm_kernel(float* residual, const float* delta, const float* weight, float eps, int64_t cols,
                                float* out, uint8_t* codes, float* row_scales) {
   __shared__ float shared[32];
@@ -121,6 +134,13 @@ void launch_embed_bf16(const uint16_t* table, const int32_t* tokens, int64_t cou
 void launch_embed_f32(const float* table, const int32_t* tokens, int64_t count, int64_t hidden, float* out, cudaStream_t s) {
   if (count == 0) return;
   embed_f32_kernel<<<static_cast<unsigned>(count), kThreads, 0, s>>>(table, tokens, hidden, out);
+  OCTET_CUDA_LAUNCH_CHECK();
+}
+
+void launch_embed_e4m3(const uint8_t* codes, const float* row_scales, const int32_t* tokens, int64_t count, int64_t hidden,
+                       float* out, cudaStream_t s) {
+  if (count == 0) return;
+  embed_e4m3_kernel<<<static_cast<unsigned>(count), kThreads, 0, s>>>(codes, row_scales, tokens, hidden, out);
   OCTET_CUDA_LAUNCH_CHECK();
 }
 

@@ -9,6 +9,7 @@
 // such as k and v (1024 rows: 128 blocks alone, fewer than the SMs) ride along with q.
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/mma_e4m3.cuh"
 
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
@@ -109,21 +110,6 @@ gemv_e4m3_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_sc
 // {t·4…t·4+3, 16+t·4…} of each. Tokens are re-read from L2 once per block; MT = 2 would halve that
 // traffic per weight byte (measured for 32 and 64 tokens, slower than cuBLASLt there, not used).
 constexpr int kMmaWarps = 8;
-
-__device__ __forceinline__ void mma_e4m3(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
-                                         uint32_t b1) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
-  asm volatile(
-      "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-#endif
-}
-
-__device__ __forceinline__ void mma_step(float c[4], const uint4& lo, const uint4& hi, const uint4& xv) {
-  mma_e4m3(c, lo.x, hi.x, lo.y, hi.y, xv.x, xv.y);
-  mma_e4m3(c, lo.z, hi.z, lo.w, hi.w, xv.z, xv.w);
-}
 
 template <int MT, int NT, int U>
 __global__ void __launch_bounds__(kMmaWarps * 32)
@@ -257,6 +243,11 @@ namespace {
 // memory, which one token's work does not amortise); "all": tensor cores for one row too (the
 // previous dispatch, for comparison); "0": the CUDA-core kernel for every shape.
 enum class TensorGemv { off, from_two_rows, all };
+// One row of a large matrix (n and k both >= 8192) goes to the tensor cores as well. H200, 2026-12-01:
+// on Llama-3.3-70B (every linear that large) they were faster at batch 1 (21.05 against 21.49 ms per
+// step); on Llama-3.1-8B slower for all linears (3.73 against 3.41 ms) and for its down projection
+// (4096 × 14336) alone (3.60 against 3.41 ms, with k >= 8192 as the only condition).
+constexpr int64_t kTensorCoresForOneRowFrom = 8192;
 
 TensorGemv tensor_core_gemv() {
   static const TensorGemv mode = [] {
@@ -269,11 +260,11 @@ TensorGemv tensor_core_gemv() {
   return mode;
 }
 
-bool use_tensor_cores(int64_t rows, int64_t k) {
+bool use_tensor_cores(int64_t rows, int64_t n, int64_t k) {
   if (k % 64 != 0) return false;
   switch (tensor_core_gemv()) {
     case TensorGemv::off: return false;
-    case TensorGemv::from_two_rows: return rows >= 2;
+    case TensorGemv::from_two_rows: return rows >= 2 || (n >= kTensorCoresForOneRowFrom && k >= kTensorCoresForOneRowFrom);
     case TensorGemv::all: return true;
   }
   return false;
@@ -302,7 +293,9 @@ void launch_gemv_e4m3_group(const uint8_t* x, const float* row_scales, int64_t r
                             cudaStream_t s) {
   if (rows < 1 || !gemv_e4m3_fits(rows, k)) fail("gemv_e4m3: {} rows of k = {} do not fit the GEMV", rows, k);
   if (group.count < 1 || group.count > GemvGroup::kMaxMembers) fail("gemv_e4m3: a group of {} weights", group.count);
-  if (use_tensor_cores(rows, k)) {
+  int64_t group_n = 0;  // the launch's matrix: the members' rows together
+  for (int i = 0; i < group.count; ++i) group_n += group.n[i];
+  if (use_tensor_cores(rows, group_n, k)) {
     if (rows <= 8) launch_mma<1, 1, 4>(x, row_scales, rows, group, k, s);
     else launch_mma<1, 2, 4>(x, row_scales, rows, group, k, s);
     return;

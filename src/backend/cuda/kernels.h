@@ -11,6 +11,9 @@ namespace octet::backend::cuda {
 // elementwise.cu
 void launch_embed_bf16(const uint16_t* table, const int32_t* tokens, int64_t count, int64_t hidden, float* out, cudaStream_t s);
 void launch_embed_f32(const float* table, const int32_t* tokens, int64_t count, int64_t hidden, float* out, cudaStream_t s);
+// out[t] = decode(codes[tokens[t]]) · row_scales[tokens[t]]: an fp8 table, E4M3 codes [vocab, hidden] with a scale per row.
+void launch_embed_e4m3(const uint8_t* codes, const float* row_scales, const int32_t* tokens, int64_t count, int64_t hidden,
+                       float* out, cudaStream_t s);
 // residual += delta (delta == nullptr: nothing added); out = rmsnorm(residual) — one pass instead of two.
 // With codes != nullptr, the normalised rows are also quantized to E4M3 per row (scale = amax / 448)
 // into codes / row_scales, exactly as launch_quantize_rows_e4m3 would from out: the next FP8 linear
@@ -86,6 +89,18 @@ void launch_gemv_e4m3_group(const uint8_t* x, const float* row_scales, int64_t r
 // Any shape, plain loops: the fallback and the reference the fast paths are tested against.
 void launch_matmul_e4m3_simple(const uint8_t* x, const float* row_scales, int64_t rows, const uint8_t* w,
                                const float* col_scales, int64_t n, int64_t k, float* y, cudaStream_t s);
+
+// skinny_gemm_fp8.cu: the same product (one weight or a GemvGroup) for 1–128 rows, k a multiple of
+// 64, any n: each block streams 128 weight rows through shared memory (cp.async) with the batch's
+// rows staged beside them, on FP8 tensor cores (mma.sync); k is split over blocks where the tiles
+// alone would leave the GPU idle, the splits' raw sums kept in scratch (scratch_floats() floats,
+// 0 when unsplit) and added in a fixed order: results are deterministic. No allocation or host
+// synchronization: capturable in CUDA graphs.
+bool skinny_gemm_e4m3_fits(int64_t rows, int64_t k);
+int skinny_gemm_e4m3_splits(int64_t rows, const GemvGroup& group, int64_t k);
+size_t skinny_gemm_e4m3_scratch_floats(int64_t rows, const GemvGroup& group, int64_t k);
+void launch_skinny_gemm_e4m3_group(const uint8_t* x, const float* row_scales, int64_t rows, const GemvGroup& group,
+                                   int64_t k, float* scratch, size_t scratch_floats, cudaStream_t s);
 
 // kv_cache.cu: K/V rows of a batch into the paged cache. The cache of a layer is a pool of blocks
 // [pool_blocks, block_size, kv_heads, head_dim]; position p of slot s lives in block
