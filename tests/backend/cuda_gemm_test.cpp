@@ -103,9 +103,9 @@ TEST(CudaGemmEpilogueScales, ScaledFp8ProductsMatchThePlainKernelAndTheScalingPa
                                                         << props.major << "." << props.minor;
   cuda::CublasLtGemm gemm, other;
   struct Shape { int64_t m, n, k; };
+  // About 5 G multiply-adds on the plain kernel in all: the suite also runs under compute-sanitizer.
   for (Shape s : {Shape{17, 4104, 4096}, Shape{17, 1024, 1024}, Shape{128, 1024, 4096}, Shape{128, 4104, 1024},
-                  Shape{300, 4104, 1024}, Shape{300, 1024, 4096}, Shape{1024, 1024, 4096}, Shape{1024, 4104, 1024},
-                  Shape{64, 1036, 1040}}) {
+                  Shape{300, 4104, 1024}, Shape{300, 1024, 4096}, Shape{1024, 1024, 1024}, Shape{64, 1036, 1040}}) {
     const std::string shape = std::to_string(s.m) + " × " + std::to_string(s.n) + " × " + std::to_string(s.k);
     const auto m = static_cast<size_t>(s.m), n = static_cast<size_t>(s.n);
     const auto x = random_codes(rng, m * static_cast<size_t>(s.k)), w = random_codes(rng, n * static_cast<size_t>(s.k));
