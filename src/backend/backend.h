@@ -24,6 +24,11 @@ enum class LinearFormat {
   fp8,   // E4M3 weights with per-output-channel scales, activations quantized to E4M3 per token
 };
 
+// Rows and columns of the weight that share one scale in a block-scaled FP8 layer (make_fp8_block_linear).
+inline constexpr int64_t kFp8ScaleBlock = 128;
+// Scale blocks along a dimension of `features` (the last one partial where it is not a multiple).
+inline constexpr int64_t fp8_scale_blocks(int64_t features) { return (features + kFp8ScaleBlock - 1) / kFp8ScaleBlock; }
+
 // Static activation scale (from a calibrated checkpoint's input_scale); absent: dynamic per token.
 struct LinearSpec {
   LinearFormat format = LinearFormat::fp8;
@@ -139,6 +144,15 @@ class Backend {
   virtual std::unique_ptr<LinearWeight> make_fp8_linear(const uint8_t* e4m3_codes, const float* channel_scales,
                                                         int64_t out_features, int64_t in_features,
                                                         const LinearSpec& spec);
+  // An FP8 layer with one scale per 128×128 block of the weight (compressed-tensors strategy "block",
+  // DeepSeek-style exports): w[o][i] = decode(e4m3_codes[o·in + i]) · block_scales[(o / 128) · ceil(in / 128)
+  // + i / 128]; the last block row and column may be partial. Activations are quantized per token as for
+  // the other FP8 layers, and each 128-wide run of in-features is summed in float32 and multiplied by its
+  // block's scale, so no weight is re-rounded. The default refuses: folding the blocks into one scale
+  // per row would silently change the weights.
+  virtual std::unique_ptr<LinearWeight> make_fp8_block_linear(const uint8_t* e4m3_codes, const float* block_scales,
+                                                              int64_t out_features, int64_t in_features,
+                                                              const LinearSpec& spec);
   // A linear layer from a checkpoint's stored bytes ([out, in]), converted where the backend keeps its
   // weights. Float dtypes give the same weights as make_linear of their float32 widening (the same
   // bf16 rounding, per-channel scales and E4M3 codes); E4M3 codes need spec.weight_scales (one per

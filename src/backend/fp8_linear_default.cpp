@@ -1,5 +1,6 @@
 // The host-side default of Backend::make_fp8_linear: widen the checkpoint's codes and hand them to
-// make_linear with the checkpoint's scales, which re-encodes exactly the same codes.
+// make_linear with the checkpoint's scales, which re-encodes exactly the same codes. Block-scaled
+// layers have no such exact route through make_linear, so their default refuses.
 #include "backend/backend.h"
 #include "common/error.h"
 
@@ -18,6 +19,12 @@ std::unique_ptr<LinearWeight> Backend::make_fp8_linear(const uint8_t* e4m3_codes
   LinearSpec with_scales = spec;
   with_scales.weight_scales = std::span<const float>(channel_scales, rows);
   return make_linear(values.data(), out_features, in_features, with_scales);
+}
+
+std::unique_ptr<LinearWeight> Backend::make_fp8_block_linear(const uint8_t*, const float*, int64_t out_features,
+                                                             int64_t in_features, const LinearSpec&) {
+  fail("backend '{}' cannot multiply FP8 weights with 128x128 block scales ([{}, {}] layer); use the cpu or cuda backend",
+       name(), out_features, in_features);
 }
 
 }  // namespace octet::backend

@@ -7,7 +7,9 @@
 //     {"quant_method": "modelopt", "quantization": {...}} form;
 //   compressed-tensors: {"quant_method": "compressed-tensors", "format": "float-quantized",
 //     "config_groups": {"group_0": {"targets": ["Linear"], "weights": {...}, "input_activations": {...}}},
-//     "ignore": ["lm_head", "re:..."], "kv_cache_scheme": {...} | null}.
+//     "ignore": ["lm_head", "re:..."], "kv_cache_scheme": {...} | null}; the FP8_BLOCK scheme has
+//     weights {"strategy": "block", "block_structure": [128, 128]} and input_activations
+//     {"strategy": "group", "group_size": 128, "dynamic": true}.
 #include "formats/quantization_config.h"
 
 #include <fnmatch.h>
@@ -125,6 +127,16 @@ struct CtArgs {
   bool dynamic = false;
 };
 
+// A "block" weight strategy's block_structure, which must be [128, 128] (the blocks Octet multiplies).
+void check_block_structure(const json& args, const std::string& where) {
+  const json* structure = member(args, "block_structure");
+  const bool ok = structure && structure->is_array() && structure->size() == 2 && (*structure)[0] == 128 &&
+                  (*structure)[1] == 128;
+  if (!ok)
+    fail("{}: block_structure {} is not supported (strategy 'block' needs block_structure [128, 128])", where,
+         structure ? structure->dump() : "missing");
+}
+
 CtArgs ct_args(const json& args, const std::string& where) {
   if (!args.is_object()) fail("{}: expected an object, found {}", where, args.type_name());
   const json* bits = member(args, "num_bits");
@@ -159,28 +171,38 @@ QuantizationConfig compressed_tensors(const json& settings, const std::string& w
     if (!weights) fail("{}: missing 'weights'", group_where);
     const CtArgs w = ct_args(*weights, group_where + ".weights");
     if (w.dynamic) fail("{}.weights: dynamic weight quantization is not a stored checkpoint", group_where);
-    if (w.strategy != "tensor" && w.strategy != "channel")
-      fail("{}.weights: strategy '{}' is not supported (tensor or channel; block and group scales are not)", group_where,
-           w.strategy);
+    if (w.strategy != "tensor" && w.strategy != "channel" && w.strategy != "block")
+      fail("{}.weights: strategy '{}' is not supported (tensor, channel, or block with block_structure [128, 128]; "
+           "group scales are not)",
+           group_where, w.strategy);
+    if (w.strategy == "block") check_block_structure(*weights, group_where + ".weights");
     bool static_activations = false;
     if (const json* inputs = member(group, "input_activations")) {
       const CtArgs a = ct_args(*inputs, group_where + ".input_activations");
       if (!a.dynamic && a.strategy != "tensor")
         fail("{}.input_activations: static strategy '{}' is not supported (tensor)", group_where, a.strategy);
-      if (a.dynamic && a.strategy != "token" && a.strategy != "tensor")
-        fail("{}.input_activations: dynamic strategy '{}' is not supported (token)", group_where, a.strategy);
+      // FP8_BLOCK's dynamic 1x128 groups: Octet quantizes the whole token with one scale (as for
+      // its other FP8 layers), a coarser choice that no weight depends on.
+      const bool block_groups = w.strategy == "block" && a.strategy == "group";
+      if (a.dynamic && a.strategy != "token" && a.strategy != "tensor" && !block_groups)
+        fail("{}.input_activations: dynamic strategy '{}' is not supported (token; group with block weights)", group_where,
+             a.strategy);
+      if (block_groups) spdlog::info("{}: activations in 1x128 groups; Octet quantizes them per token", group_where);
       static_activations = !a.dynamic;
     } else {
       spdlog::info("{}: weight-only FP8; Octet quantizes the activations per token (W8A8)", group_where);
     }
-    const bool per_channel = w.strategy == "channel";
-    if (!first && (per_channel != config.per_channel_weights || static_activations != config.static_activations))
+    const bool per_channel = w.strategy == "channel", block = w.strategy == "block";
+    if (!first && (per_channel != config.per_channel_weights || block != config.block_weights ||
+                   static_activations != config.static_activations))
       fail("{}: groups with different schemes are not supported", where);
     config.per_channel_weights = per_channel;
+    config.block_weights = block;
     config.static_activations = static_activations;
     first = false;
   }
-  config.algorithm = fmt::format("FP8 weights per {}, {} activations", config.per_channel_weights ? "channel" : "tensor",
+  config.algorithm = fmt::format("FP8 weights per {}, {} activations",
+                                 config.block_weights ? "128x128 block" : config.per_channel_weights ? "channel" : "tensor",
                                  config.static_activations ? "static" : "dynamic");
   config.fp8_kv_cache = fp8_kv_scheme(settings, where);
   config.excluded = string_list(settings, "ignore", where);

@@ -1,7 +1,10 @@
 // Weights of a Hugging Face safetensors checkpoint: float tensors in any floating dtype, and FP8
 // layers as ModelOpt and compressed-tensors export them, per linear module M:
 //   M.weight        F8_E4M3 [out, in]              w = code · weight_scale
-//   M.weight_scale  float [] or [1] (per tensor), [out] or [out, 1] (per output channel)
+//   M.weight_scale  float [] or [1] (per tensor), [out] or [out, 1] (per output channel), or with
+//                   compressed-tensors strategy "block" [ceil(out/128), ceil(in/128)] (one per 128×128
+//                   block, w = code · weight_scale[o/128][i/128]; DeepSeek-style exports name the same
+//                   multiplier weight_scale_inv, read where weight_scale is absent)
 //   M.input_scale   float [] or [1]: static activations, x_q = x / input_scale
 // and per layer the KV-cache scales under the names the exporters have used: self_attn.k_proj.k_scale
 // (ModelOpt), self_attn.k_scale (compressed-tensors), self_attn.k_proj.output_scale (older exports),
@@ -13,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "backend/backend.h"
 #include "common/error.h"
 #include "formats/quantization_config.h"
 #include "formats/safetensors_checkpoint.h"
@@ -51,7 +55,7 @@ class HfWeightSource final : public WeightSource {
     const CheckpointTensor& t = checkpoint_->tensor(name);
     check_shape(t, shape);
     if (t.info->dtype == Dtype::F8_E4M3 && name.ends_with(".weight") && shape.size() == 2)
-      return load_linear(name.substr(0, name.size() - 7), shape[0], shape[1]).dequantized();
+      return load_linear(name.substr(0, name.size() - 7), shape[0], shape[1]).dequantized(shape[1]);
     std::vector<float> values = t.file->to_float(*t.info);
     t.file->release(*t.info);
     report_read(t.info->byte_size());
@@ -93,7 +97,8 @@ class HfWeightSource final : public WeightSource {
       weight.file->release(*weight.info);
       report_read(weight.info->byte_size());
     }
-    result.channel_scales = weight_scales(module, out);
+    if (quantization_.block_weights) result.block_scales = block_scales(module, out, in);
+    else result.channel_scales = weight_scales(module, out);
     const std::string input_scale = module + ".input_scale";
     if (quantization_.static_activations || (!quantization_.quantized() && checkpoint_->has(input_scale)))
       result.input_scale = scalar(input_scale, "static activation scale");
@@ -187,6 +192,22 @@ class HfWeightSource final : public WeightSource {
     std::vector<float> values = checked_values(*t, "weight scale");
     if (per_tensor) values.assign(static_cast<size_t>(out), values[0]);
     return values;
+  }
+
+  // One scale per 128×128 block, [ceil(out/128), ceil(in/128)] row-major (partial last blocks included).
+  std::vector<float> block_scales(const std::string& module, int64_t out, int64_t in) const {
+    const std::string name = checkpoint_->has(module + ".weight_scale") || !checkpoint_->has(module + ".weight_scale_inv")
+                                 ? module + ".weight_scale"
+                                 : module + ".weight_scale_inv";
+    const CheckpointTensor* t = checkpoint_->find(name);
+    if (!t)
+      fail("{}: missing scale: tensor '{}' is missing for the F8_E4M3 weight of '{}' ({} has 128x128 block scales)",
+           checkpoint_->directory(), name, module, quantization_.source);
+    const std::vector<int64_t> expected{backend::fp8_scale_blocks(out), backend::fp8_scale_blocks(in)};
+    if (t->info->shape != expected)
+      fail("{}: weight scale '{}' has shape [{}], expected [{}] (one per 128x128 block of the [{}, {}] weight)",
+           t->file->path(), name, fmt::join(t->info->shape, ", "), fmt::join(expected, ", "), out, in);
+    return checked_values(*t, "weight scale");
   }
 
   std::shared_ptr<const formats::SafetensorsCheckpoint> checkpoint_;

@@ -74,13 +74,19 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const WeightSource* weights, b
       LinearWeights stored = weights->load_linear(module, out, in);
       if (honour_exclusion && stored.keep_16bit && format == LinearFormat::fp8) format = LinearFormat::bf16;
       backend::LinearSpec spec{format, format == LinearFormat::fp8 ? stored.input_scale : 0.0f};
-      if (stored.stored) {  // the stored bytes, converted by the backend
+      if (!stored.block_scales.empty() && format == LinearFormat::fp8) {  // 128×128 block scales, multiplied as stored
+        const uint8_t* codes = stored.stored ? static_cast<const uint8_t*>(stored.stored->data) : stored.e4m3_codes.data();
+        w = backend.make_fp8_block_linear(codes, stored.block_scales.data(), out, in, spec);
+      } else if (!stored.block_scales.empty()) {
+        const std::vector<float> values = stored.dequantized(in);
+        w = backend.make_linear(values.data(), out, in, spec);
+      } else if (stored.stored) {  // the stored bytes, converted by the backend
         if (stored.prequantized()) spec.weight_scales = stored.channel_scales;
         w = backend.make_linear_from_stored(*stored.stored, spec);
       } else if (stored.prequantized() && format == LinearFormat::fp8) {
         w = backend.make_fp8_linear(stored.e4m3_codes.data(), stored.channel_scales.data(), out, in, spec);
       } else {
-        const std::vector<float> values = stored.prequantized() ? stored.dequantized() : std::move(stored.values);
+        const std::vector<float> values = stored.prequantized() ? stored.dequantized(in) : std::move(stored.values);
         w = backend.make_linear(values.data(), out, in, spec);
       }
     } else {

@@ -33,12 +33,14 @@ struct LinearWeights {
   std::vector<uint8_t> e4m3_codes;    // [out, in] codes (copied out of the file, whose pages are then released)
   MappedTensor stored;                // or: the weight's stored bytes (a float dtype, or E4M3 codes), uncopied
   std::vector<float> channel_scales;  // [out]: w = decode(code) · scale (a per-tensor scale repeated)
+  // or, for 128×128 block scales: [ceil(out/128), ceil(in/128)], w[o][i] = decode(code) · block_scales[o/128][i/128]
+  std::vector<float> block_scales;
   float input_scale = 0.0f;           // static activation scale (x_q = x / input_scale); 0: dynamic
   bool keep_16bit = false;            // the checkpoint's config excludes this layer from quantization
 
   bool prequantized() const { return !e4m3_codes.empty() || (stored && stored->dtype == backend::StoredDtype::e4m3); }
-  // code · scale as float32 (for precisions other than fp8).
-  std::vector<float> dequantized() const;
+  // code · scale as float32 (for precisions other than fp8), in_features columns.
+  std::vector<float> dequantized(int64_t in_features) const;
 };
 
 // Static FP8 KV-cache scales of one layer (k_fp8 = k / k_scale).

@@ -27,6 +27,10 @@ class CalibrationBackend final : public backend::Backend {
                                                          int64_t in, const backend::LinearSpec& spec) override {
     return inner_.make_fp8_linear(codes, scales, out, in, spec);
   }
+  std::unique_ptr<backend::LinearWeight> make_fp8_block_linear(const uint8_t* codes, const float* block_scales, int64_t out,
+                                                               int64_t in, const backend::LinearSpec& spec) override {
+    return inner_.make_fp8_block_linear(codes, block_scales, out, in, spec);
+  }
   std::unique_ptr<backend::VectorWeight> make_vector(const float* values, int64_t size) override {
     return inner_.make_vector(values, size);
   }

@@ -206,6 +206,45 @@ TEST_F(CudaVsCpu, Fp8LinearsScaledInOrAfterTheGemmMatchCpu) {
   }
 }
 
+// FP8 layers with 128×128 block scales (make_fp8_block_linear) against the CPU backend (itself checked
+// against a double reference, block_scaled_linear_test.cpp): both keep the codes and block scales as
+// given and sum exact code products in float32, so the bound is the FP8 linears' 1e-3 (summation
+// order and activation codes that round apart). Rows 1, 5, 16, 17, 64; k not a multiple of 16 (the
+// kernel's byte loads) and of 16 (its 16-byte loads); partial last blocks; poisoned outputs; a
+// static input scale; and linear_group, which must not take block layers into the fused GEMV.
+TEST_F(CudaVsCpu, BlockScaledFp8LinearMatchesCpu) {
+  struct Shape { int64_t in, out; };
+  const Shape shapes[] = {{300, 200}, {256, 384}, {520, 130}, {1000, 257}, {64, 33}};
+  std::uniform_int_distribution<int> code(0, 253);
+  std::uniform_real_distribution<float> scale(1e-4f, 4e-3f);
+  for (float input_scale : {0.0f, 0.05f})
+    for (int64_t rows : {1, 5, 16, 17, 64})
+      for (Shape s : shapes) {
+        std::vector<uint8_t> codes(static_cast<size_t>(s.out * s.in));
+        for (auto& c : codes) {
+          const int v = code(rng_);
+          c = static_cast<uint8_t>(v < 127 ? v : v + 1);  // skip 0x7F; 254 → 0xFF never drawn
+        }
+        std::vector<float> scales(static_cast<size_t>(fp8_scale_blocks(s.out) * fp8_scale_blocks(s.in)));
+        for (auto& v : scales) v = scale(rng_);
+        const LinearSpec spec{LinearFormat::fp8, input_scale};
+        auto wc = cpu_->make_fp8_block_linear(codes.data(), scales.data(), s.out, s.in, spec);
+        auto wg = gpu_->make_fp8_block_linear(codes.data(), scales.data(), s.out, s.in, spec);
+        EXPECT_EQ(wg->bytes(), codes.size() + scales.size() * 4);
+        Pair in = pair(rows, s.in, testing::random_normal(rng_, static_cast<size_t>(rows * s.in))),
+             out = poisoned(rows, s.out), grouped = poisoned(rows, s.out);
+        cpu_->linear(*in.cpu, *wc, *out.cpu);
+        gpu_->linear(*in.gpu, *wg, *out.gpu);
+        EXPECT_LT(error(out), 1e-3) << "input scale " << input_scale << " rows " << rows << " in " << s.in << " out "
+                                    << s.out;
+        cpu_->linear(*in.cpu, *wc, *grouped.cpu);
+        const LinearWeight* members[] = {wg.get()};
+        Activations* outs[] = {grouped.gpu.get()};
+        gpu_->linear_group(*in.gpu, members, outs);
+        EXPECT_LT(error(grouped), 1e-3) << "linear_group rows " << rows << " in " << s.in << " out " << s.out;
+      }
+}
+
 // q/k/v- and gate/up-like groups through linear_group (one GEMV launch for FP8 where it fits), fed by
 // the fused norm + quantize and SwiGLU + quantize kernels, against the CPU's separate ops. Odd
 // output sizes (blocks split unevenly between members), 1 to 64 rows (both tiles of the tensor-core

@@ -125,9 +125,27 @@ TEST_F(QuantizationConfigTest, CompressedTensorsSchemes) {
   EXPECT_TRUE(statics.fp8_kv_cache);
   EXPECT_FALSE(read(compressed_tensors(tensor, nullptr)).static_activations);  // weight-only: dynamic in Octet
 
+  // FP8_BLOCK (RedHatAI *-FP8-block): 128×128 weight blocks, dynamic activations in 1x128 groups.
   json block = channel;
   block["strategy"] = "block";
-  EXPECT_NE(error(compressed_tensors(block, token)).find("strategy 'block' is not supported"), std::string::npos);
+  block["block_structure"] = {128, 128};
+  const json groups = {{"num_bits", 8}, {"type", "float"}, {"strategy", "group"}, {"group_size", 128}, {"dynamic", true}};
+  const auto blocks = read(compressed_tensors(block, groups));
+  EXPECT_TRUE(blocks.block_weights);
+  EXPECT_FALSE(blocks.per_channel_weights);
+  EXPECT_FALSE(blocks.static_activations);
+  EXPECT_EQ(blocks.algorithm, "FP8 weights per 128x128 block, dynamic activations");
+  EXPECT_NE(error(compressed_tensors(channel, groups)).find("dynamic strategy 'group' is not supported"), std::string::npos);
+  for (const json& structure : {json{64, 64}, json{128}, json(nullptr)}) {
+    json other = block;
+    other["block_structure"] = structure;
+    const std::string message = error(compressed_tensors(other, groups));
+    EXPECT_NE(message.find("group_0.weights: block_structure"), std::string::npos) << message;
+    EXPECT_NE(message.find("needs block_structure [128, 128]"), std::string::npos) << message;
+  }
+  json grouped = channel;
+  grouped["strategy"] = "group";
+  EXPECT_NE(error(compressed_tensors(grouped, token)).find("strategy 'group' is not supported"), std::string::npos);
   json int8 = channel;
   int8["type"] = "int";
   EXPECT_NE(error(compressed_tensors(int8, token)).find("type 'int'"), std::string::npos);

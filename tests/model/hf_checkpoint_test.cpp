@@ -15,6 +15,7 @@
 #include "common/error.h"
 #include "model/llama_model.h"
 #include "model/model_files.h"
+#include "support/error_text.h"
 #include "support/random.h"
 #include "support/tiny_checkpoint.h"
 
@@ -176,20 +177,8 @@ void write_compressed_tensors_dir(const fs::path& dir, const tw::TinyLlama& m, c
   tw::write_weights(dir, tensors);
 }
 
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    if (std::getenv("OCTET_PRINT_ERRORS")) std::printf("%s\n", e.what());
-    return e.what();
-  }
-  return "<no error>";
-}
-
-void expect_parts(const std::string& message, std::initializer_list<std::string> parts) {
-  EXPECT_NE(message, "<no error>");
-  for (const auto& part : parts) EXPECT_NE(message.find(part), std::string::npos) << "'" << part << "' not in: " << message;
-}
+using tw::error_of;
+using tw::expect_parts;
 
 // Loads a directory and runs it (the whole loading path: config, tokenizer, weights, model).
 std::vector<float> dir_logits(const fs::path& dir, Precision precision = Precision::fp8) {

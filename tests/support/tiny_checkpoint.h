@@ -1,7 +1,8 @@
 #pragma once
 // A tiny Llama (2 layers, GQA 4 query / 2 KV heads, hidden 64, vocab 260) with random weights, and
 // writers for it as a Hugging Face directory in the published layouts: BF16/F16/F32, ModelOpt FP8,
-// compressed-tensors FP8. The quantized layouts are made here by the tests' own reference code
+// compressed-tensors FP8 (per tensor / channel here, 128×128 blocks: write_compressed_tensors_block_dir).
+// The quantized layouts are made here by the tests' own reference code
 // (exhaustive-search E4M3 rounding, scales = amax / 448), independent of src/.
 #include "backend/backend.h"
 #include "model/llama_config.h"
@@ -43,9 +44,9 @@ struct TinyLlama {
     return out;
   }
 
-  // Weights rounded to BF16 already, so every 16-bit layout stores them exactly.
-  static TinyLlama random(std::mt19937_64& rng, bool tied_embeddings = false) {
-    TinyLlama m;
+  // Weights rounded to BF16 already, so every 16-bit layout stores them exactly. `m` gives the sizes.
+  static TinyLlama random(std::mt19937_64& rng, bool tied_embeddings = false) { return random(rng, tied_embeddings, TinyLlama()); }
+  static TinyLlama random(std::mt19937_64& rng, bool tied_embeddings, TinyLlama m) {
     m.tied = tied_embeddings;
     std::normal_distribution<float> normal(0.0f, 1.0f);
     auto add = [&](const std::string& name, std::vector<int64_t> shape, float mean, float stddev) {
@@ -166,12 +167,37 @@ inline ReferenceFp8 reference_quantize(const std::vector<float>& w, int64_t rows
   return q;
 }
 
+// One scale per 128×128 block ([ceil(rows/128), ceil(cols/128)], row-major; the last blocks partial),
+// amax / 448 rounded to BF16 first where the checkpoint stores BF16 scales (the codes are those of the
+// stored scale, as compressed-tensors quantizes with the scale it saves).
+inline ReferenceFp8 reference_quantize_blocks(const std::vector<float>& w, int64_t rows, int64_t cols, bool bf16_scales) {
+  constexpr int64_t kBlock = 128;
+  const int64_t row_blocks = (rows + kBlock - 1) / kBlock, col_blocks = (cols + kBlock - 1) / kBlock;
+  ReferenceFp8 q;
+  q.codes.resize(w.size());
+  for (int64_t rb = 0; rb < row_blocks; ++rb)
+    for (int64_t cb = 0; cb < col_blocks; ++cb) {
+      const int64_t r_end = std::min(rows, (rb + 1) * kBlock), c_end = std::min(cols, (cb + 1) * kBlock);
+      float amax = 0;
+      for (int64_t r = rb * kBlock; r < r_end; ++r)
+        for (int64_t c = cb * kBlock; c < c_end; ++c) amax = std::max(amax, std::fabs(w[r * cols + c]));
+      float scale = amax > 0 ? amax / 448.0f : 1.0f;
+      if (bf16_scales) scale = bf16_value(bf16_bits(scale));
+      q.scales.push_back(scale);
+      const float inverse = 1.0f / scale;
+      for (int64_t r = rb * kBlock; r < r_end; ++r)
+        for (int64_t c = cb * kBlock; c < c_end; ++c) q.codes[r * cols + c] = e4m3_code(w[r * cols + c] * inverse);
+    }
+  return q;
+}
+
 // A WeightSource written here: float weights, and optionally the tests' own FP8 codes for linears
 // (with static input scales and KV scales), handed to LlamaModel through the interface.
 class TestWeightSource final : public model::WeightSource {
  public:
   std::map<std::string, std::vector<float>> weights;
   std::map<std::string, ReferenceFp8> fp8;  // by module
+  std::map<std::string, ReferenceFp8> fp8_blocks;  // by module, scales per 128×128 block
   std::map<std::string, float> input_scales;
   std::vector<model::KvScales> kv;
   std::vector<std::string> keep_16bit;
@@ -182,6 +208,11 @@ class TestWeightSource final : public model::WeightSource {
     model::LinearWeights w;
     w.keep_16bit = std::find(keep_16bit.begin(), keep_16bit.end(), module) != keep_16bit.end();
     if (const auto it = input_scales.find(module); it != input_scales.end()) w.input_scale = it->second;
+    if (const auto b = fp8_blocks.find(module); b != fp8_blocks.end()) {
+      w.e4m3_codes = b->second.codes;
+      w.block_scales = b->second.scales;
+      return w;
+    }
     const auto q = fp8.find(module);
     if (q == fp8.end()) {
       w.values = weights.at(module + ".weight");
@@ -201,6 +232,60 @@ class TestWeightSource final : public model::WeightSource {
     return kv[static_cast<size_t>(layer)];
   }
 };
+
+// compressed-tensors FP8_BLOCK (llm-compressor's preset, as RedHatAI/*-FP8-block publish it): every
+// body linear F8_E4M3 with weight_scale [ceil(out/128), ceil(in/128)] in scale_dtype ("BF16", the
+// checkpoint dtype llm-compressor saves scales in, or "F32"), dynamic activations in 1x128 groups, no
+// input_scale; embeddings, norms and lm_head BF16 (lm_head ignored). Returns the tests' reference
+// source: float weights, with the same codes and block scales for the linears.
+inline TestWeightSource write_compressed_tensors_block_dir(const fs::path& dir, const TinyLlama& m,
+                                                           const std::string& scale_dtype = "BF16") {
+  TestWeightSource source;
+  source.weights = m.weights;
+  std::vector<StTensor> tensors;
+  const auto modules = TinyLlama::linear_modules(m.layers);
+  for (const auto& name : m.order) {
+    const std::string module = name.substr(0, name.size() - 7);  // without ".weight"
+    if (std::find(modules.begin(), modules.end(), module) == modules.end()) {
+      tensors.push_back({name, "BF16", m.shapes.at(name), bf16_bytes(m.weights.at(name))});
+      continue;
+    }
+    const auto& shape = m.shapes.at(name);
+    ReferenceFp8 q = reference_quantize_blocks(m.weights.at(name), shape[0], shape[1], scale_dtype == "BF16");
+    tensors.push_back({name, "F8_E4M3", shape, q.codes});
+    const std::vector<int64_t> scale_shape{(shape[0] + 127) / 128, (shape[1] + 127) / 128};
+    tensors.push_back({module + ".weight_scale", scale_dtype, scale_shape,
+                       scale_dtype == "BF16" ? bf16_bytes(q.scales) : f32_bytes(q.scales)});
+    source.fp8_blocks[module] = std::move(q);
+  }
+  const nlohmann::json weights = {{"actorder", nullptr}, {"block_structure", {128, 128}}, {"dynamic", false},
+                                  {"group_size", nullptr}, {"num_bits", 8}, {"observer", "minmax"},
+                                  {"observer_kwargs", nlohmann::json::object()}, {"strategy", "block"},
+                                  {"symmetric", true}, {"type", "float"}};
+  const nlohmann::json inputs = {{"actorder", nullptr}, {"block_structure", nullptr}, {"dynamic", true},
+                                 {"group_size", 128}, {"num_bits", 8}, {"observer", nullptr},
+                                 {"observer_kwargs", nlohmann::json::object()}, {"strategy", "group"},
+                                 {"symmetric", true}, {"type", "float"}};
+  nlohmann::json config = m.config_json();
+  config["quantization_config"] = {
+      {"config_groups",
+       {{"group_0",
+         {{"format", "float-quantized"}, {"input_activations", inputs}, {"output_activations", nullptr},
+          {"targets", {"Linear"}}, {"weights", weights}}}}},
+      {"format", "float-quantized"},
+      {"global_compression_ratio", nullptr},
+      {"ignore", {"lm_head"}},
+      {"kv_cache_scheme", nullptr},
+      {"quant_method", "compressed-tensors"},
+      {"quantization_status", "compressed"},
+      {"sparsity_config", nlohmann::json::object()},
+      {"transform_config", nlohmann::json::object()},
+      {"version", "0.11.0"}};
+  write_text(dir / "config.json", config.dump(2));
+  write_tiny_tokenizer(dir);
+  write_weights(dir, tensors);
+  return source;
+}
 
 // Logits of every position of a fixed token sequence (bytes and specials of the tiny vocabulary).
 // The embedding table and LM head take `vocab` in fp8 precision (bf16 by default: the layouts'

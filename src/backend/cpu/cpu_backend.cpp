@@ -42,6 +42,14 @@ class CpuBackend final : public Backend {
     return std::make_unique<CpuLinear>(e4m3_codes, channel_scales, out_features, in_features, spec);
   }
 
+  std::unique_ptr<LinearWeight> make_fp8_block_linear(const uint8_t* e4m3_codes, const float* block_scales,
+                                                      int64_t out_features, int64_t in_features,
+                                                      const LinearSpec& spec) override {
+    const auto count = static_cast<size_t>(fp8_scale_blocks(out_features) * fp8_scale_blocks(in_features));
+    return std::make_unique<CpuLinear>(e4m3_codes, std::span<const float>(block_scales, count), out_features,
+                                       in_features, spec);
+  }
+
   std::unique_ptr<LinearWeight> make_linear_from_stored(const StoredTensor& weights, const LinearSpec& spec) override {
     if (weights.dtype == StoredDtype::e4m3 || !spec.weight_scales.empty()) return Backend::make_linear_from_stored(weights, spec);
     return std::make_unique<CpuLinear>(weights, spec, pool_);
@@ -111,6 +119,10 @@ class CpuBackend final : public Backend {
     // decoded exactly, with per-row scales applied after the dot products).
     const float* x_ready = prepare_input(cast(x), w);
     float* dst = cast(out).data.data();
+    if (!w.block_scales.empty()) {
+      linear_block_scaled(x_ready, rows, w, dst);
+      return;
+    }
     pool_.parallel_for(static_cast<size_t>(n_out), [&](size_t begin, size_t end) {
       thread_local std::vector<float> widened;
       widened.resize(static_cast<size_t>(in));
@@ -221,6 +233,28 @@ class CpuBackend final : public Backend {
       widen_e4m3_row(codes, cols, scratch_.data() + r * cols);
     }
     return scratch_.data();
+  }
+
+  // Block-scaled FP8: each 128-wide run of in-features is a float32 sum of exact code products, scaled
+  // by its block's scale; the runs' sum is then scaled by the token's activation scale.
+  void linear_block_scaled(const float* x_ready, int64_t rows, const CpuLinear& w, float* dst) {
+    const int64_t in = w.in_features, n_out = w.out_features, k_blocks = fp8_scale_blocks(in);
+    pool_.parallel_for(static_cast<size_t>(n_out), [&](size_t begin, size_t end) {
+      thread_local std::vector<float> widened, block_sums;
+      widened.resize(static_cast<size_t>(in));
+      block_sums.resize(static_cast<size_t>(rows));
+      for (size_t o = begin; o < end; ++o) {
+        const float* wrow = w.widen_row(static_cast<int64_t>(o), widened.data());
+        const float* scales = w.block_scales.data() + static_cast<int64_t>(o) / kFp8ScaleBlock * k_blocks;
+        for (int64_t t = 0; t < rows; ++t) dst[t * n_out + o] = 0.0f;
+        for (int64_t b = 0; b < k_blocks; ++b) {
+          const int64_t first = b * kFp8ScaleBlock, count = std::min(kFp8ScaleBlock, in - first);
+          dot_rows(x_ready + first, in, rows, wrow + first, count, block_sums.data(), 1);
+          for (int64_t t = 0; t < rows; ++t) dst[t * n_out + o] += block_sums[t] * scales[b];
+        }
+        for (int64_t t = 0; t < rows; ++t) dst[t * n_out + o] *= row_scales_[t];
+      }
+    }, 8);
   }
 
   ThreadPool pool_;

@@ -54,6 +54,21 @@ CpuLinear::CpuLinear(const uint8_t* e4m3_codes, const float* channel_scales, int
   for (float& s : scales) s *= kE4M3WidenFactor;
 }
 
+CpuLinear::CpuLinear(const uint8_t* e4m3_codes, std::span<const float> block_scales_128, int64_t out, int64_t in,
+                     const LinearSpec& spec)
+    : format(LinearFormat::fp8), static_input_scale(spec.static_input_scale) {
+  if (spec.format != LinearFormat::fp8) fail("cpu backend: block-scaled FP8 weights need the fp8 layer format");
+  const auto expected = static_cast<size_t>(fp8_scale_blocks(out) * fp8_scale_blocks(in));
+  if (block_scales_128.size() != expected)
+    fail("cpu backend: a [{}, {}] block-scaled FP8 weight needs {} x {} block scales, got {}", out, in,
+         fp8_scale_blocks(out), fp8_scale_blocks(in), block_scales_128.size());
+  out_features = out;
+  in_features = in;
+  codes.assign(e4m3_codes, e4m3_codes + out * in);
+  block_scales.assign(block_scales_128.begin(), block_scales_128.end());
+  for (float& s : block_scales) s *= kE4M3WidenFactor;
+}
+
 namespace {
 
 // Rows per parallel_for chunk: enough work per chunk (~256 K elements) to amortize the hand-off.
@@ -129,7 +144,7 @@ CpuLinear::CpuLinear(const StoredTensor& weights, const LinearSpec& spec, Thread
 }
 
 uint64_t CpuLinear::bytes() const {
-  return f32.size() * 4 + bf16.size() * 2 + codes.size() + scales.size() * 4;
+  return f32.size() * 4 + bf16.size() * 2 + codes.size() + (scales.size() + block_scales.size()) * 4;
 }
 
 const float* CpuLinear::widen_row(int64_t row, float* scratch) const {

@@ -27,6 +27,9 @@ struct CpuLinear final : LinearWeight {
   CpuLinear(const float* weights, int64_t out, int64_t in, const LinearSpec& spec);
   // fp8 codes and per-output-channel scales taken as they are (a pre-quantized checkpoint).
   CpuLinear(const uint8_t* e4m3_codes, const float* channel_scales, int64_t out, int64_t in, const LinearSpec& spec);
+  // fp8 codes with one scale per 128×128 block ([ceil(out/128), ceil(in/128)], make_fp8_block_linear).
+  CpuLinear(const uint8_t* e4m3_codes, std::span<const float> block_scales_128, int64_t out, int64_t in,
+            const LinearSpec& spec);
   // Float values as a checkpoint stores them, converted row-parallel on pool (no float32 copy of the
   // whole tensor): the same weights as the float32 constructor given their widening.
   CpuLinear(const StoredTensor& weights, const LinearSpec& spec, ThreadPool& pool);
@@ -40,7 +43,8 @@ struct CpuLinear final : LinearWeight {
   std::vector<float> f32;
   std::vector<uint16_t> bf16;
   std::vector<uint8_t> codes;
-  std::vector<float> scales;  // per output channel, times kE4M3WidenFactor
+  std::vector<float> scales;  // per output channel, times kE4M3WidenFactor (empty for block scales)
+  std::vector<float> block_scales;  // block-scaled fp8: [ceil(out/128), ceil(in/128)], times kE4M3WidenFactor
 };
 
 struct CpuEmbedding final : EmbeddingTable {

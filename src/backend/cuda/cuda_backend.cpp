@@ -73,10 +73,13 @@ struct CudaLinear final : LinearWeight {
   LinearFormat format = LinearFormat::fp8;
   float static_input_scale = 0.0f;
   DeviceBuffer<uint8_t> codes;  // fp8: [out, in] E4M3
-  DeviceBuffer<float> scales;   // fp8: per output channel
+  DeviceBuffer<float> scales;   // fp8: per output channel (empty for block scales)
+  DeviceBuffer<float> block_scales;  // block-scaled fp8: [ceil(out/128), ceil(in/128)]
   DeviceBuffer<uint16_t> bf16;
   DeviceBuffer<float> f32;
-  uint64_t bytes() const override { return codes.bytes() + scales.bytes() + bf16.bytes() + f32.bytes(); }
+  uint64_t bytes() const override {
+    return codes.bytes() + scales.bytes() + block_scales.bytes() + bf16.bytes() + f32.bytes();
+  }
 };
 
 const CudaActivations& cast(const Activations& a) { return static_cast<const CudaActivations&>(a); }
@@ -186,6 +189,19 @@ class CudaBackend final : public Backend {
       case LinearFormat::f32: convert_stored(stored, w->f32.data()); break;
     }
     OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the scratch and the host scales die with this call
+    return w;
+  }
+
+  std::unique_ptr<LinearWeight> make_fp8_block_linear(const uint8_t* e4m3_codes, const float* block_scales, int64_t out,
+                                                      int64_t in, const LinearSpec& spec) override {
+    if (spec.format != LinearFormat::fp8) fail("cuda backend: block-scaled FP8 weights need the fp8 layer format");
+    auto w = new_linear(out, in, spec);
+    w->scales = DeviceBuffer<float>();
+    const auto scale_count = static_cast<size_t>(fp8_scale_blocks(out) * fp8_scale_blocks(in));
+    w->block_scales = DeviceBuffer<float>(scale_count);
+    staging().copy(e4m3_codes, static_cast<uint64_t>(out * in), w->codes.data(), stream_);
+    w->block_scales.upload(block_scales, scale_count, stream_);
+    OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the host scales die with this call
     return w;
   }
 
@@ -398,7 +414,8 @@ class CudaBackend final : public Backend {
                  (gemv_e4m3_fits(x.rows, x.cols) || skinny);
     for (const LinearWeight* weight : weights) {
       const auto& w = static_cast<const CudaLinear&>(*weight);
-      fused = fused && w.format == LinearFormat::fp8 && w.static_input_scale <= 0.0f && w.in_features == x.cols;
+      fused = fused && w.format == LinearFormat::fp8 && w.block_scales.size() == 0 && w.static_input_scale <= 0.0f &&
+              w.in_features == x.cols;
     }
     if (!fused) {
       Backend::linear_group(x, weights, outs);
@@ -439,6 +456,10 @@ class CudaBackend final : public Backend {
           const auto& input = quantized(x);
           codes = input.codes.data();
           scales = input.row_scales.data();
+        }
+        if (w.block_scales.size() > 0) {  // 128×128 block scales: their own kernel, every batch size
+          launch_linear_e4m3_block128(codes, scales, m, w.codes.data(), w.block_scales.data(), n, k, y, stream_);
+          return;
         }
         // Decode-sized batches read each weight once through the GEMV; larger ones go to tensor cores.
         if (gemv_e4m3_fits(m, k)) {

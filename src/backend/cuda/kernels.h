@@ -102,6 +102,12 @@ size_t skinny_gemm_e4m3_scratch_floats(int64_t rows, const GemvGroup& group, int
 void launch_skinny_gemm_e4m3_group(const uint8_t* x, const float* row_scales, int64_t rows, const GemvGroup& group,
                                    int64_t k, float* scratch, size_t scratch_floats, cudaStream_t s);
 
+// linear_fp8_block.cu: y[m, n] = row_scales[m] · Σ_b block_scales[n/128][b] · Σ_{k in 128-wide block b}
+// x[m, k] · w[n, k], for weights with one scale per 128×128 block (block_scales [ceil(n/128),
+// ceil(k/128)]); any shape (partial last blocks), CUDA cores, fast only for decode-sized batches.
+void launch_linear_e4m3_block128(const uint8_t* x, const float* row_scales, int64_t rows, const uint8_t* w,
+                                 const float* block_scales, int64_t n, int64_t k, float* y, cudaStream_t s);
+
 // kv_cache.cu: K/V rows of a batch into the paged cache. The cache of a layer is a pool of blocks
 // [pool_blocks, block_size, kv_heads, head_dim]; position p of slot s lives in block
 // block_table[s * blocks_per_slot + p / block_size] at row p % block_size (KvCacheSpec).
