@@ -93,6 +93,9 @@ stage_ab() {  # each fast path off in turn, against stage_bench8's figures
   OCTET_CUDA_GEMM_TUNE=0 bench "8B fp8, OCTET_CUDA_GEMM_TUNE=0" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json $b --batch 32,64,128
   OCTET_CUDA_GRAPHS=0 bench "8B fp8 eager (no graphs)" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json $b --batch 1,64
   OCTET_CUDA_SKINNY_GEMM=1 bench "8B fp8, OCTET_CUDA_SKINNY_GEMM=1 (off by default)" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json $b --batch 17,32,64,128
+  OCTET_CUDA_GEMM_EPILOGUE_SCALES=0 bench "8B fp8, OCTET_CUDA_GEMM_EPILOGUE_SCALES=0" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 1024,4096 --batch 32,64
+  OCTET_CUDA_GEMM_TUNE_ROWS=4096 bench "8B fp8, OCTET_CUDA_GEMM_TUNE_ROWS=4096 (off by default)" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 1024,4096 --batch 1
+  OCTET_CUDA_GEMM_FAST_ACCUM=1 bench "8B fp8, OCTET_CUDA_GEMM_FAST_ACCUM=1 (off by default)" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 1024,4096 --batch 1
 }
 stage_ab2() {  # the second round's switches: skinny GEMM on (off by default), GEMM epilogue scales off
   local m8="--dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8"
@@ -113,6 +116,8 @@ stage_ab2() {  # the second round's switches: skinny GEMM on (off by default), G
 }
 stage_bench70() {
   bench "70B fp8" 110 --dummy-weights configs/models/Llama-3.3-70B-Instruct.json --precision fp8 --batch 1,8,32,64
+  OCTET_CUDA_GEMM_EPILOGUE_SCALES=0 bench "70B fp8, OCTET_CUDA_GEMM_EPILOGUE_SCALES=0" 80 \
+    --dummy-weights configs/models/Llama-3.3-70B-Instruct.json --precision fp8 --prefill 1024,4096 --batch 1
   OCTET_CUDA_TENSOR_GEMV=all bench "70B fp8, OCTET_CUDA_TENSOR_GEMV=all" 80 \
     --dummy-weights configs/models/Llama-3.3-70B-Instruct.json --precision fp8 --prefill 128 --batch 1
 }

@@ -149,6 +149,63 @@ TEST_F(CudaVsCpu, PrequantizedFp8LinearMatchesCpu) {
       }
 }
 
+// FP8 linears above the GEMV's rows on cuBLASLt, the per-row and per-channel scales applied in its
+// epilogue (the default) and, with OCTET_CUDA_GEMM_EPILOGUE_SCALES=0, by a pass after it: both
+// against the CPU and against each other, within the FP8 linears' 1e-3 (the same codes meet the same
+// weights; only summation order and where the scales are multiplied in differ). Dynamic per-row
+// input scales and a checkpoint's static input scale; prefill-sized rows, output sizes off the tiles, poisoned
+// outputs.
+TEST_F(CudaVsCpu, Fp8LinearsScaledInOrAfterTheGemmMatchCpu) {
+  struct Case {
+    int64_t rows, in, out;
+    float input_scale;
+    std::vector<uint8_t> codes;
+    std::vector<float> scales, x, expected;
+  };
+  std::vector<Case> cases;
+  std::uniform_int_distribution<int> code(0, 253);
+  std::uniform_real_distribution<float> scale(1e-4f, 4e-3f);
+  for (auto [rows, in, out] : {std::tuple<int64_t, int64_t, int64_t>{17, 1024, 1036}, {40, 1040, 260},
+                               {128, 4096, 1024}, {300, 1024, 2056}})
+    for (float input_scale : {0.0f, 0.02f}) {
+      Case c{rows, in, out, input_scale, std::vector<uint8_t>(static_cast<size_t>(out * in)),
+             std::vector<float>(static_cast<size_t>(out)), testing::random_normal(rng_, static_cast<size_t>(rows * in)), {}};
+      for (auto& v : c.codes) {
+        const int drawn = code(rng_);
+        v = static_cast<uint8_t>(drawn < 127 ? drawn : drawn + 1);  // no NaN codes 0x7F / 0xFF
+      }
+      for (auto& v : c.scales) v = scale(rng_);
+      auto w = cpu_->make_fp8_linear(c.codes.data(), c.scales.data(), out, in, LinearSpec{LinearFormat::fp8, input_scale});
+      auto x = cpu_->make_activations(rows, in), y = cpu_->make_activations(rows, out);
+      host(*x) = c.x;
+      cpu_->linear(*x, *w, *y);
+      c.expected = host(*y);
+      cases.push_back(std::move(c));
+    }
+  std::vector<std::vector<float>> in_epilogue;
+  for (bool epilogue : {true, false}) {
+    if (!epilogue) use_backend_with("OCTET_CUDA_GEMM_EPILOGUE_SCALES", "0");
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const Case& c = cases[i];
+      auto w = gpu_->make_fp8_linear(c.codes.data(), c.scales.data(), c.out, c.in, LinearSpec{LinearFormat::fp8, c.input_scale});
+      auto x = gpu_->make_activations(c.rows, c.in), y = gpu_->make_activations(c.rows, c.out);
+      upload(*x, c.x);
+      upload(*y, std::vector<float>(c.expected.size(), std::numeric_limits<float>::quiet_NaN()));
+      gpu_->linear(*x, *w, *y);
+      const auto got = download(*y);
+      const std::string where = std::string(epilogue ? "scales in the epilogue" : "scaling pass") + ", rows " +
+                                std::to_string(c.rows) + " in " + std::to_string(c.in) + " out " + std::to_string(c.out) +
+                                " input scale " + std::to_string(c.input_scale);
+      ASSERT_TRUE(std::none_of(got.begin(), got.end(), [](float v) { return std::isnan(v); })) << "unwritten output, " << where;
+      EXPECT_LT(testing::relative_error(got, std::vector<double>(c.expected.begin(), c.expected.end())), 1e-3) << where;
+      if (epilogue) in_epilogue.push_back(got);
+      else
+        EXPECT_LT(testing::relative_error(got, std::vector<double>(in_epilogue[i].begin(), in_epilogue[i].end())), 1e-3)
+            << "the two paths differ, " << where;
+    }
+  }
+}
+
 // FP8 layers with 128×128 block scales (make_fp8_block_linear) against the CPU backend (itself checked
 // against a double reference, block_scaled_linear_test.cpp): both keep the codes and block scales as
 // given and sum exact code products in float32, so the bound is the FP8 linears' 1e-3 (summation

@@ -2,6 +2,7 @@
 
 #include "backend/cuda/cuda_check.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <map>
@@ -20,18 +21,43 @@ bool gemm_tuning() {
   return enabled;
 }
 
+// Experiments for prefill shapes, both off by default. OCTET_CUDA_GEMM_TUNE_ROWS=N times the
+// candidates of shapes up to N rows (default kMaxTunedRows; every new row count above it would cost
+// its own timing, so not for serving); OCTET_CUDA_GEMM_FAST_ACCUM=1 lets FP8 products accumulate in
+// the tensor cores' narrower accumulator without periodic float32 promotion (faster, less exact).
+int64_t max_tuned_rows() {
+  static const int64_t rows = [] {
+    const char* value = std::getenv("OCTET_CUDA_GEMM_TUNE_ROWS");
+    return value == nullptr ? CublasLtGemm::kMaxTunedRows : std::max<int64_t>(0, std::strtoll(value, nullptr, 10));
+  }();
+  return rows;
+}
+
+bool fast_accumulation() {
+  static const bool enabled = [] {
+    const char* value = std::getenv("OCTET_CUDA_GEMM_FAST_ACCUM");
+    return value != nullptr && std::string_view(value) == "1";
+  }();
+  return enabled;
+}
+
 // The candidate index each tuned shape chose, for the whole process: every CublasLtGemm (one per
 // backend) then runs a shape with the same algorithm, so two backends give bit-identical products
 // (tests compare an eager backend with a graph-replaying one exactly) and a shape is timed once.
 // The index refers to the heuristic's list, which is the same for the same device and shape.
 struct TunedChoices {
   std::mutex mutex;
-  std::map<std::tuple<int, int, int64_t, int64_t, int64_t>, size_t> index;  // device, type, m, n, k
+  std::map<std::tuple<int, int, bool, int64_t, int64_t, int64_t>, size_t> index;  // device, type, scaled, m, n, k
 };
 
 TunedChoices& tuned_choices() {
   static TunedChoices choices;
   return choices;
+}
+
+void set_outer_scales(cublasLtMatmulDesc_t desc, const float* a, const float* b) {
+  OCTET_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &a, sizeof a));
+  OCTET_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &b, sizeof b));
 }
 
 }  // namespace
@@ -56,12 +82,17 @@ CublasLtGemm::~CublasLtGemm() {
   cublasLtDestroy(handle_);
 }
 
-CublasLtGemm::Plan& CublasLtGemm::plan(GemmType type, int64_t m, int64_t n, int64_t k) {
-  auto key = std::make_tuple(static_cast<int>(type), m, n, k);
+CublasLtGemm::Plan& CublasLtGemm::plan(GemmType type, const OuterScales* scales, int64_t m, int64_t n, int64_t k) {
+  const bool scaled = scales != nullptr;
+  auto key = std::make_tuple(static_cast<int>(type), scaled, m, n, k);
   auto it = plans_.find(key);
-  if (it != plans_.end()) return it->second;
+  if (it != plans_.end()) {
+    if (scaled) set_outer_scales(it->second.desc, scales->a, scales->b);
+    return it->second;
+  }
   Plan& p = plans_[key];
-  p.key = std::make_tuple(0, static_cast<int>(type), m, n, k);
+  p.scaled = scaled;
+  p.key = std::make_tuple(0, static_cast<int>(type), scaled, m, n, k);
   OCTET_CUDA_CHECK(cudaGetDevice(&std::get<0>(p.key)));
   const cudaDataType input = type == GemmType::e4m3 ? CUDA_R_8F_E4M3 : type == GemmType::bf16 ? CUDA_R_16BF : CUDA_R_32F;
   const cublasComputeType_t compute = CUBLAS_COMPUTE_32F;  // float32 accumulation; no TF32 for the f32 path
@@ -69,7 +100,20 @@ CublasLtGemm::Plan& CublasLtGemm::plan(GemmType type, int64_t m, int64_t n, int6
   const cublasOperation_t transpose = CUBLAS_OP_T, keep = CUBLAS_OP_N;
   OCTET_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &transpose, sizeof transpose));
   OCTET_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &keep, sizeof keep));
-  if (type == GemmType::e4m3) {
+  if (type == GemmType::e4m3 && fast_accumulation()) {
+    const int8_t fast = 1;
+    OCTET_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof fast));
+  }
+  if (scaled) {
+    // Both operands' modes must be the outer vector (cuBLASLt's rule); its vectors have cuBLASLt's M
+    // (= our n, A = W) and N (= our m, B = X) elements.
+    // A cuBLASLt older than the mode refuses the attribute: the plan stays unusable (the caller's fallback).
+    const int32_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
+    if (cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode, sizeof mode) != CUBLAS_STATUS_SUCCESS ||
+        cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode, sizeof mode) != CUBLAS_STATUS_SUCCESS)
+      return p;
+    set_outer_scales(p.desc, scales->a, scales->b);
+  } else if (type == GemmType::e4m3) {
     OCTET_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &one_, sizeof one_));
     OCTET_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &one_, sizeof one_));
   }
@@ -84,7 +128,7 @@ CublasLtGemm::Plan& CublasLtGemm::plan(GemmType type, int64_t m, int64_t n, int6
                                                           &workspace_bytes_, sizeof workspace_bytes_));
   cublasLtMatmulHeuristicResult_t results[kCandidates] = {};
   int found = 0;
-  const int wanted = gemm_tuning() && m <= kMaxTunedRows ? kCandidates : 1;
+  const int wanted = gemm_tuning() && m <= max_tuned_rows() ? kCandidates : 1;
   const cublasStatus_t status =
       cublasLtMatmulAlgoGetHeuristic(handle_, p.desc, p.a, p.b, p.d, p.d, preference, wanted, results, &found);
   cublasLtMatmulPreferenceDestroy(preference);
@@ -114,6 +158,7 @@ void CublasLtGemm::tune(Plan& p, const void* x, const void* w, float* out, cudaS
   OCTET_CUDA_CHECK(cudaEventCreate(&stop));
   float best_ms = INFINITY;
   size_t best = 0;
+  bool any_ran = false;
   for (size_t i = 0; i < p.candidates.size(); ++i) {
     const cublasLtMatmulAlgo_t& algo = p.candidates[i];
     const auto once = [&] {
@@ -121,6 +166,7 @@ void CublasLtGemm::tune(Plan& p, const void* x, const void* w, float* out, cudaS
                             workspace_bytes_, s);
     };
     if (once() != CUBLAS_STATUS_SUCCESS) continue;  // a candidate that refuses to run is skipped
+    any_ran = true;
     OCTET_CUDA_CHECK(cudaEventRecord(start, s));
     for (int run = 0; run < kTimedRuns; ++run) once();
     OCTET_CUDA_CHECK(cudaEventRecord(stop, s));
@@ -134,6 +180,10 @@ void CublasLtGemm::tune(Plan& p, const void* x, const void* w, float* out, cudaS
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
+  if (!any_ran) {  // nothing to choose from: the caller falls back, and no choice is shared
+    p.usable = false;
+    return;
+  }
   TunedChoices& choices = tuned_choices();
   std::lock_guard lock(choices.mutex);
   // A shape another backend tuned meanwhile keeps that choice (the same algorithm everywhere).
@@ -142,21 +192,39 @@ void CublasLtGemm::tune(Plan& p, const void* x, const void* w, float* out, cudaS
   p.tuned = true;
 }
 
-bool CublasLtGemm::run(GemmType type, const void* x, const void* w, float* out, int64_t m, int64_t n, int64_t k,
-                       cudaStream_t s) {
-  // FP8 needs 16-byte aligned leading dimensions.
-  if (type == GemmType::e4m3 && k % 16 != 0) return false;
-  Plan& p = plan(type, m, n, k);
+bool CublasLtGemm::execute(Plan& p, const void* x, const void* w, float* out, cudaStream_t s) {
   if (!p.usable) return false;
   if (!p.tuned) {
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
     OCTET_CUDA_CHECK(cudaStreamIsCapturing(s, &capture));
     if (capture == cudaStreamCaptureStatusNone) tune(p, x, w, out, s);
+    if (!p.usable) return false;
   }
   const float alpha = 1.0f, beta = 0.0f;
-  OCTET_CUBLAS_CHECK(cublasLtMatmul(handle_, p.desc, &alpha, w, p.a, x, p.b, &beta, out, p.d, out, p.d, &p.algo,
-                                    workspace_, workspace_bytes_, s));
+  const cublasStatus_t status = cublasLtMatmul(handle_, p.desc, &alpha, w, p.a, x, p.b, &beta, out, p.d, out, p.d,
+                                               &p.algo, workspace_, workspace_bytes_, s);
+  // cuBLASLt may refuse a scale mode only when called (its header says so for the scale pointers),
+  // before launching anything: the shape then keeps the unscaled path.
+  if (status != CUBLAS_STATUS_SUCCESS && p.scaled) {
+    p.usable = false;
+    return false;
+  }
+  OCTET_CUBLAS_CHECK(status);
   return true;
+}
+
+bool CublasLtGemm::run(GemmType type, const void* x, const void* w, float* out, int64_t m, int64_t n, int64_t k,
+                       cudaStream_t s) {
+  // FP8 needs 16-byte aligned leading dimensions.
+  if (type == GemmType::e4m3 && k % 16 != 0) return false;
+  return execute(plan(type, nullptr, m, n, k), x, w, out, s);
+}
+
+bool CublasLtGemm::run_e4m3_scaled(const uint8_t* x, const float* row_scales, const uint8_t* w, const float* col_scales,
+                                   float* out, int64_t m, int64_t n, int64_t k, cudaStream_t s) {
+  if (k % 16 != 0) return false;
+  const OuterScales scales{col_scales, row_scales};
+  return execute(plan(GemmType::e4m3, &scales, m, n, k), x, w, out, s);
 }
 
 }  // namespace octet::backend::cuda

@@ -472,9 +472,7 @@ class CudaBackend final : public Backend {
           group.y[0] = y;
           group.n[0] = n;
           launch_skinny_gemm(codes, scales, m, group, k);
-        } else if (gemm_->run(GemmType::e4m3, codes, w.codes.data(), y, m, n, k, stream_)) {
-          launch_scale_rows_cols(y, m, n, scales, w.scales.data(), stream_);
-        } else {
+        } else if (!gemm_e4m3(codes, scales, w, m, y)) {
           launch_matmul_e4m3_simple(codes, scales, m, w.codes.data(), w.scales.data(), n, k, y, stream_);
         }
         return;
@@ -673,6 +671,18 @@ class CudaBackend final : public Backend {
       if (!std::isfinite(scale)) fail("cannot choose an FP8 scale for a tensor whose amax is {}", scale);
   }
 
+  // An FP8 product on cuBLASLt with the scales applied in its epilogue or, where it has no such
+  // algorithm for the shape (or OCTET_CUDA_GEMM_EPILOGUE_SCALES=0), unscaled and then scaled by a
+  // pass over the output. False when cuBLASLt has no FP8 algorithm for the shape at all.
+  bool gemm_e4m3(const uint8_t* codes, const float* row_scales, const CudaLinear& w, int64_t m, float* y) {
+    const int64_t n = w.out_features, k = w.in_features;
+    if (epilogue_scales_ && gemm_->run_e4m3_scaled(codes, row_scales, w.codes.data(), w.scales.data(), y, m, n, k, stream_))
+      return true;
+    if (!gemm_->run(GemmType::e4m3, codes, w.codes.data(), y, m, n, k, stream_)) return false;
+    launch_scale_rows_cols(y, m, n, row_scales, w.scales.data(), stream_);
+    return true;
+  }
+
   std::unique_ptr<CudaLinear> new_linear(int64_t out, int64_t in, const LinearSpec& spec) {
     if (spec.format == LinearFormat::fp8 && compute_capability_ < 89)
       fail("FP8 needs an NVIDIA GPU of compute capability 8.9 or newer (Ada, Hopper, Blackwell); {} is {}.{}: "
@@ -781,6 +791,7 @@ class CudaBackend final : public Backend {
   // OCTET_CUDA_SAMPLING=0: callers copy logits to the host and sample there, as before device sampling
   // (an A/B switch; sample_rows itself still runs on the device).
   bool device_sampling_ = switched_on("OCTET_CUDA_SAMPLING");
+  bool epilogue_scales_ = switched_on("OCTET_CUDA_GEMM_EPILOGUE_SCALES");  // see gemm_e4m3()
   LiveKvCaches live_caches_ = std::make_shared<std::vector<CudaKvCache*>>();
   std::vector<SampleRowSpec> sample_specs_host_;
   DeviceBuffer<SampleRowSpec> sample_specs_;
