@@ -105,6 +105,8 @@ stage_ab2() {  # the second round's switches: skinny GEMM on (off by default), G
   bench "70B fp8 prefill and batch 32, 64" 80 $m70 --prefill 1024,4096 --batch 1,32,64
   OCTET_CUDA_SKINNY_GEMM=1 bench "70B fp8, OCTET_CUDA_SKINNY_GEMM=1" 80 $m70 --prefill 128 --batch 32,64
   OCTET_CUDA_GEMM_EPILOGUE_SCALES=0 bench "70B fp8, OCTET_CUDA_GEMM_EPILOGUE_SCALES=0" 80 $m70 --prefill 1024,4096 --batch 1
+  OCTET_CUDA_GEMM_TUNE=0 bench "8B fp8, OCTET_CUDA_GEMM_TUNE=0" 40 $m8 --prefill 128 --batch 32,64
+  OCTET_CUDA_GEMM_FAST_ACCUM=1 bench "8B fp8, OCTET_CUDA_GEMM_FAST_ACCUM=1 (off by default)" 40 $m8 --prefill 1024,4096 --batch 1
   OCTET_CUDA_SKINNY_GEMM=1 timeout 120 build-gpu/octet --log-level debug bench serve --device cuda \
     --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --clients 64 --requests 64 --input-tokens 16 \
     --output-tokens 256 --max-context 1280 >>"$out/bench.txt" 2>&1
