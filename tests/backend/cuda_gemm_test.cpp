@@ -30,22 +30,8 @@
 namespace octet::backend {
 namespace {
 
-std::vector<uint8_t> random_codes(std::mt19937_64& rng, size_t count) {
-  std::uniform_int_distribution<int> code(0, 253);  // 0x00–0x7E and 0x80–0xFE: no NaN codes
-  std::vector<uint8_t> codes(count);
-  for (auto& c : codes) {
-    const int v = code(rng);
-    c = static_cast<uint8_t>(v < 127 ? v : v + 1);
-  }
-  return codes;
-}
-
-std::vector<float> random_scales(std::mt19937_64& rng, size_t count) {
-  std::vector<float> scales(count);
-  std::uniform_real_distribution<float> scale(0.001f, 0.01f);
-  for (auto& s : scales) s = scale(rng);
-  return scales;
-}
+using testing::random_e4m3_codes;
+using testing::random_fp8_scales;
 
 bool has_nan(const std::vector<float>& values) {
   return std::any_of(values.begin(), values.end(), [](float v) { return std::isnan(v); });
@@ -58,8 +44,8 @@ TEST(CudaGemmTuning, TunedFp8ProductsMatchThePlainKernel) {
   struct Shape { int64_t m, n, k; };
   for (Shape s : {Shape{17, 1000, 1024}, Shape{33, 260, 4096}, Shape{64, 4096, 1040}, Shape{100, 1536, 576},
                   Shape{128, 1032, 2048}, Shape{3, 512, 512}}) {
-    const auto x = random_codes(rng, static_cast<size_t>(s.m * s.k)), w = random_codes(rng, static_cast<size_t>(s.n * s.k));
-    const auto row_scales = random_scales(rng, static_cast<size_t>(s.m)), col_scales = random_scales(rng, static_cast<size_t>(s.n));
+    const auto x = random_e4m3_codes(rng, static_cast<size_t>(s.m * s.k)), w = random_e4m3_codes(rng, static_cast<size_t>(s.n * s.k));
+    const auto row_scales = random_fp8_scales(rng, static_cast<size_t>(s.m)), col_scales = random_fp8_scales(rng, static_cast<size_t>(s.n));
     testing::DeviceVector<uint8_t> dx(x.size(), &x), dw(w.size(), &w);
     testing::DeviceVector<float> drow(row_scales.size(), &row_scales), dcol(col_scales.size(), &col_scales);
     testing::DeviceVector<float> want(static_cast<size_t>(s.m * s.n));
@@ -108,9 +94,9 @@ TEST(CudaGemmEpilogueScales, ScaledFp8ProductsMatchThePlainKernelAndTheScalingPa
                   Shape{300, 4104, 1024}, Shape{300, 1024, 4096}, Shape{1024, 1024, 1024}, Shape{64, 1036, 1040}}) {
     const std::string shape = std::to_string(s.m) + " × " + std::to_string(s.n) + " × " + std::to_string(s.k);
     const auto m = static_cast<size_t>(s.m), n = static_cast<size_t>(s.n);
-    const auto x = random_codes(rng, m * static_cast<size_t>(s.k)), w = random_codes(rng, n * static_cast<size_t>(s.k));
-    const std::vector<float> rows_a = random_scales(rng, m), cols_a = random_scales(rng, n);
-    const std::vector<float> rows_b = random_scales(rng, m), cols_b = random_scales(rng, n);
+    const auto x = random_e4m3_codes(rng, m * static_cast<size_t>(s.k)), w = random_e4m3_codes(rng, n * static_cast<size_t>(s.k));
+    const std::vector<float> rows_a = random_fp8_scales(rng, m), cols_a = random_fp8_scales(rng, n);
+    const std::vector<float> rows_b = random_fp8_scales(rng, m), cols_b = random_fp8_scales(rng, n);
     testing::DeviceVector<uint8_t> dx(x.size(), &x), dw(w.size(), &w);
     testing::DeviceVector<float> drows_a(m, &rows_a), dcols_a(n, &cols_a), drows_b(m, &rows_b), dcols_b(n, &cols_b);
     testing::DeviceVector<float> want(m * n);

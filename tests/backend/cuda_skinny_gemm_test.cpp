@@ -34,21 +34,8 @@ class CudaSkinnyGemm : public ::testing::Test {
     rng_.seed(testing::test_seed(::testing::UnitTest::GetInstance()->current_test_info()->name()));
   }
 
-  std::vector<uint8_t> random_codes(size_t count) {
-    std::uniform_int_distribution<int> code(0, 253);  // 0x00–0x7E and 0x80–0xFE: no NaN codes
-    std::vector<uint8_t> codes(count);
-    for (auto& c : codes) {
-      const int v = code(rng_);
-      c = static_cast<uint8_t>(v < 127 ? v : v + 1);
-    }
-    return codes;
-  }
-  std::vector<float> random_scales(size_t count) {
-    std::uniform_real_distribution<float> scale(0.001f, 0.01f);
-    std::vector<float> scales(count);
-    for (auto& s : scales) s = scale(rng_);
-    return scales;
-  }
+  std::vector<uint8_t> random_codes(size_t count) { return testing::random_e4m3_codes(rng_, count); }
+  std::vector<float> random_scales(size_t count) { return testing::random_fp8_scales(rng_, count); }
 
   // One weight of the product, on the device, with the plain kernel's result for x.
   struct Weight {

@@ -25,6 +25,25 @@ inline std::vector<float> random_normal(std::mt19937_64& rng, size_t count, floa
   return v;
 }
 
+// E4M3 codes drawn uniformly over the finite ones (0x00–0x7E and 0x80–0xFE: no NaN codes).
+inline std::vector<uint8_t> random_e4m3_codes(std::mt19937_64& rng, size_t count) {
+  std::uniform_int_distribution<int> code(0, 253);
+  std::vector<uint8_t> codes(count);
+  for (auto& c : codes) {
+    const int v = code(rng);
+    c = static_cast<uint8_t>(v < 127 ? v : v + 1);
+  }
+  return codes;
+}
+
+// Scales in [0.001, 0.01): per-row or per-channel scales of FP8 products.
+inline std::vector<float> random_fp8_scales(std::mt19937_64& rng, size_t count) {
+  std::uniform_real_distribution<float> scale(0.001f, 0.01f);
+  std::vector<float> scales(count);
+  for (auto& s : scales) s = scale(rng);
+  return scales;
+}
+
 // ‖a − b‖ / ‖b‖ in double.
 inline double relative_error(const std::vector<float>& a, const std::vector<double>& b) {
   double diff = 0, norm = 0;
