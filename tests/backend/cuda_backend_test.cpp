@@ -6,6 +6,7 @@
 #include "model/llama_config.h"
 #include "model/llama_model.h"
 #include "model/weight_source.h"
+#include "support/backend_rows.h"
 #include "support/random.h"
 #include "support/require_gpu.h"
 
@@ -49,24 +50,8 @@ class CudaVsCpu : public ::testing::Test {
   }
   // Uploads through the backend's own API: a float32 embedding table whose rows are the values,
   // gathered in order.
-  void upload(Activations& gpu, const std::vector<float>& values) {
-    auto table = gpu_->make_embedding(values.data(), gpu.rows, gpu.cols, EmbeddingFormat::f32);
-    TokenBatch batch;
-    for (int64_t r = 0; r < gpu.rows; ++r) {
-      batch.tokens.push_back(static_cast<int32_t>(r));
-      batch.positions.push_back(0);
-      batch.slots.push_back(0);
-    }
-    gpu_->prepare_batch(batch);
-    gpu_->embed(*table, batch.tokens, gpu);
-  }
-  std::vector<float> download(const Activations& gpu) {
-    std::vector<int64_t> rows(static_cast<size_t>(gpu.rows));
-    for (int64_t r = 0; r < gpu.rows; ++r) rows[r] = r;
-    std::vector<float> out(static_cast<size_t>(gpu.rows * gpu.cols));
-    gpu_->copy_rows_to_host(gpu, rows, out.data());
-    return out;
-  }
+  void upload(Activations& gpu, const std::vector<float>& values) { testing::upload_rows(*gpu_, values, gpu); }
+  std::vector<float> download(const Activations& gpu) { return testing::download_rows(*gpu_, gpu); }
   // Replaces gpu_ (before the test allocates on it) by a backend made with the environment
   // variable set to value (restored afterwards).
   void use_backend_with(const char* variable, const char* value) {

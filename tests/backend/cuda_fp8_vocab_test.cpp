@@ -6,6 +6,7 @@
 #include "backend/cpu/cpu_tensors.h"
 #include "backend/device.h"
 #include "model/llama_model.h"
+#include "support/backend_rows.h"
 #include "support/random.h"
 #include "support/require_gpu.h"
 #include "support/tiny_checkpoint.h"
@@ -46,24 +47,8 @@ class CudaFp8Vocab : public ::testing::Test {
     return read(backend, *out);
   }
   // Sets a buffer's rows through the backend's own API (a float32 table gathered in order).
-  void fill(Backend& backend, Activations& a, const std::vector<float>& values) {
-    auto table = backend.make_embedding(values.data(), a.rows, a.cols, EmbeddingFormat::f32);
-    TokenBatch batch;
-    for (int64_t r = 0; r < a.rows; ++r) {
-      batch.tokens.push_back(static_cast<int32_t>(r));
-      batch.positions.push_back(0);
-      batch.slots.push_back(0);
-    }
-    backend.prepare_batch(batch);
-    backend.embed(*table, batch.tokens, a);
-  }
-  std::vector<float> read(Backend& backend, const Activations& a) {
-    std::vector<int64_t> rows(static_cast<size_t>(a.rows));
-    for (int64_t r = 0; r < a.rows; ++r) rows[r] = r;
-    std::vector<float> out(static_cast<size_t>(a.rows * a.cols));
-    backend.copy_rows_to_host(a, rows, out.data());
-    return out;
-  }
+  void fill(Backend& backend, Activations& a, const std::vector<float>& values) { testing::upload_rows(backend, values, a); }
+  std::vector<float> read(Backend& backend, const Activations& a) { return testing::download_rows(backend, a); }
   std::vector<int32_t> tokens(int64_t vocab, int count) {
     std::vector<int32_t> out = {0, static_cast<int32_t>(vocab - 1), 3, 3};
     std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(vocab - 1));

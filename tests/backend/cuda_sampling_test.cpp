@@ -6,6 +6,7 @@
 #include "backend/cpu/cpu_tensors.h"
 #include "backend/device.h"
 #include "backend/sampling_reference.h"
+#include "support/backend_rows.h"
 #include "support/random.h"
 
 #include <gtest/gtest.h>
@@ -31,15 +32,7 @@ class CudaSampling : public ::testing::Test {
   // Device logits holding values, uploaded through the backend's API (a float32 embedding gathered in order).
   std::unique_ptr<Activations> device_logits(int64_t rows, int64_t cols, const std::vector<float>& values) {
     auto a = gpu_->make_activations(rows, cols);
-    auto table = gpu_->make_embedding(values.data(), rows, cols, EmbeddingFormat::f32);
-    TokenBatch batch;
-    for (int64_t r = 0; r < rows; ++r) {
-      batch.tokens.push_back(static_cast<int32_t>(r));
-      batch.positions.push_back(0);
-      batch.slots.push_back(0);
-    }
-    gpu_->prepare_batch(batch);
-    gpu_->embed(*table, batch.tokens, *a);
+    octet::testing::upload_rows(*gpu_, values, *a);
     return a;
   }
   std::unique_ptr<Activations> host_logits(int64_t rows, int64_t cols, const std::vector<float>& values) {

@@ -8,6 +8,7 @@
 #if defined(OCTET_HAVE_CUDA)
 #include "backend/cuda/staged_upload.h"
 #endif
+#include "support/backend_rows.h"
 #include "support/random.h"
 #include "support/safetensors_writer.h"
 
@@ -89,22 +90,10 @@ class CudaStoredUploadBackend : public ::testing::Test {
     return out;
   }
   void embed_all(const EmbeddingTable& table, int64_t rows, Activations& out) {
-    TokenBatch batch;
-    for (int64_t r = 0; r < rows; ++r) {
-      batch.tokens.push_back(static_cast<int32_t>(r));
-      batch.positions.push_back(0);
-      batch.slots.push_back(0);
-    }
-    gpu_->prepare_batch(batch);
-    gpu_->embed(table, batch.tokens, out);
+    EXPECT_EQ(rows, out.rows);
+    testing::embed_rows_in_order(*gpu_, table, out);
   }
-  std::vector<float> download(const Activations& a) {
-    std::vector<int64_t> rows(static_cast<size_t>(a.rows));
-    for (int64_t r = 0; r < a.rows; ++r) rows[r] = r;
-    std::vector<float> out(static_cast<size_t>(a.rows * a.cols));
-    gpu_->copy_rows_to_host(a, rows, out.data());
-    return out;
-  }
+  std::vector<float> download(const Activations& a) { return testing::download_rows(*gpu_, a); }
 
   std::unique_ptr<Backend> gpu_;
   std::mt19937_64 rng_;
