@@ -7,9 +7,9 @@
 #   tools/gpu_session.sh budget_s stages STAGE...            (only the named stages, in this order)
 #
 # Stages: tests (GPU tests), model (real SmolLM2 CUDA vs CPU + its bench; needs the GGUF), bench8 (8B fp8),
-# ab (8B fp8 with each fast path switched off in turn), bench70 (70B fp8), bf16 (8B bf16), vocab (8B with an FP8
+# ab (8B fp8 with each fast path switched off in turn), serve_decode (the decode-bound server run only), bench70 (70B fp8), bf16 (8B bf16), vocab (8B with an FP8
 # LM head and table, and bf16 batch 1), ab2 (skinny GEMM and GEMM epilogue switches, 70B), serve, load,
-# sanitizer, profile (ncu). The build always runs first.
+# sanitizer, profile (ncu per-kernel times of 8B decode b1 / b64, 8B prefill 4096, 70B decode b1). The build always runs first.
 #
 # load: after the tests, only load speed (issue 4 part 6): writes a Llama-3.1-8B-shaped checkpoint
 # of LOAD_LAYERS layers (default 16: 9.1 GB BF16, 5.5 GB FP8; 32 layers are 16.1 GB BF16) in BF16 and in ModelOpt FP8 (tools/make_random_hf_checkpoint.py),
@@ -143,6 +143,15 @@ stage_serve() {
   bench "8B fp8 batch 64, context 144 (the decode-bound run's mean)" 60 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json \
     --precision fp8 --prefill 128 --batch 64 --context 144
 }
+stage_serve_decode() {  # only the decode-bound server run, against the bare batch 64 at its mean context
+  echo "== serve, decode-bound: 64 clients, 16 in / 256 out" >>"$out/bench.txt"
+  timeout 120 build-gpu/octet --log-level debug bench serve --device cuda --dummy-weights configs/models/Llama-3.1-8B-Instruct.json \
+    --clients 64 --requests 64 --input-tokens 16 --output-tokens 256 --max-context 1280 >>"$out/bench.txt" 2>&1
+  note "bench serve 8B decode-bound: rc $? at ${SECONDS}s"
+  grep -E "scheduler: .* steps" "$out/bench.txt" | tail -4 | tee -a "$summary"
+  bench "8B fp8 batch 64, context 144 (the decode-bound run's mean)" 60 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json \
+    --precision fp8 --prefill 128 --batch 64 --context 144
+}
 stage_load() {
   layers="${LOAD_LAYERS:-16}"
   python3 -c "import numpy" 2>/dev/null || note "load: python3 has no numpy (tools/make_random_hf_checkpoint.py needs it)"
@@ -182,13 +191,21 @@ stage_sanitizer() {
     note "compute-sanitizer: skipped (time budget)"
   fi
 }
-stage_profile() {
-  if (($(left) > 60)); then
-    timeout $(($(left) - 15)) ncu --clock-control none --print-summary per-kernel --metrics gpu__time_duration.sum \
-      build-gpu/octet bench --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 16 \
-      --batch 1 --steps 4 >"$out/ncu.txt" 2>&1
-    note "ncu: rc $? at ${SECONDS}s"
-  fi
+stage_profile() {  # ncu per-kernel times (serialised kernels, clocks not locked); tables by tools/ncu_kernel_table.py
+  local m8="--dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8"
+  local m70="--dummy-weights configs/models/Llama-3.3-70B-Instruct.json --precision fp8"
+  local -a runs=("b1|10|$m8 --prefill 16 --batch 1 --steps 8" "b64|10|$m8 --prefill 16 --batch 64 --steps 8"
+    "prefill4096|4|$m8 --prefill 4096 --batch 1 --steps 1" "70b_b1|6|$m70 --prefill 16 --batch 1 --steps 4")
+  for run in "${runs[@]}"; do
+    IFS='|' read -r name per args <<<"$run"
+    if (($(left) < 60)); then note "ncu $name: skipped (time budget)"; continue; fi
+    # Tuning off: its candidate timings would add launches that no step makes.
+    OCTET_CUDA_GEMM_TUNE=0 timeout $(($(left) - 30)) ncu --clock-control none --csv --page raw \
+      --metrics gpu__time_duration.sum build-gpu/octet bench $args >"$out/ncu_$name.csv" 2>"$out/ncu_$name.log"
+    note "ncu $name: rc $? at ${SECONDS}s"
+    python3 tools/ncu_kernel_table.py "$out/ncu_$name.csv" --per "$per" --top 30 >"$out/ncu_$name.txt" 2>&1
+    head -25 "$out/ncu_$name.txt"
+  done
 }
 
 if [[ "$profile" == stages ]]; then

@@ -297,6 +297,8 @@ bool Scheduler::step() {
     }
   }
 
+  if (timing_.replayed_at_start < 0) timing_.replayed_at_start = model_.backend().replayed_steps();
+  if (logit_rows.size() == batch.size()) ++timing_.decode_only_steps;
   const auto forward_start = Clock::now();
   auto forward_end = forward_start;
   try {
@@ -321,9 +323,10 @@ bool Scheduler::step() {
   timing_.accept_ms += ms_between(sampled, Clock::now());
   if (timing_.steps == kStepTimingWindow) {
     const double n = static_cast<double>(timing_.steps);
-    spdlog::debug("scheduler: {} steps, {:.1f} tokens/step; per step: batch {:.2f} ms, forward {:.2f} ms, "
-                  "sampling (with any logits copy) {:.2f} ms, streaming {:.2f} ms",
-                  timing_.steps, static_cast<double>(timing_.tokens) / n, timing_.batch_ms / n, timing_.forward_ms / n,
+    spdlog::debug("scheduler: {} steps ({} decode-only, {} replayed from a recording), {:.1f} tokens/step; per step: "
+                  "batch {:.2f} ms, forward {:.2f} ms, sampling (with any logits copy) {:.2f} ms, streaming {:.2f} ms",
+                  timing_.steps, timing_.decode_only_steps, model_.backend().replayed_steps() - timing_.replayed_at_start,
+                  static_cast<double>(timing_.tokens) / n, timing_.batch_ms / n, timing_.forward_ms / n,
                   timing_.sample_ms / n, timing_.accept_ms / n);
     timing_ = {};
   }

@@ -129,7 +129,8 @@ class Scheduler {
   // streaming the tokens.
   static constexpr int64_t kStepTimingWindow = 256;
   struct StepTiming {
-    int64_t steps = 0, tokens = 0;
+    int64_t steps = 0, tokens = 0, decode_only_steps = 0;
+    int64_t replayed_at_start = -1;  // the backend's replayed_steps() when the window began
     double batch_ms = 0, forward_ms = 0, sample_ms = 0, accept_ms = 0;
   } timing_;
   // Sampling of a step's rows (a vocabulary-wide pass each) runs on all cores between forward passes.
