@@ -7,7 +7,7 @@
 #   tools/gpu_session.sh budget_s stages STAGE...            (only the named stages, in this order)
 #
 # Stages: tests (GPU tests), model (real SmolLM2 CUDA vs CPU + its bench; needs the GGUF), bench8 (8B fp8),
-# ab (8B fp8 with each fast path switched off in turn), serve_decode (the decode-bound server run only), bench70 (70B fp8), bf16 (8B bf16), vocab (8B with an FP8
+# ab (8B fp8 with each fast path switched off in turn), serve_decode (the decode-bound server run only), sync (pipelined against --sync-each-step decode; serve with a small pool), bench70 (70B fp8), bf16 (8B bf16), vocab (8B with an FP8
 # LM head and table, and bf16 batch 1), ab2 (skinny GEMM and GEMM epilogue switches, 70B), serve, load,
 # sanitizer, profile (ncu per-kernel times of 8B decode b1 / b64, 8B prefill 4096, 70B decode b1). The build always runs first.
 #
@@ -151,6 +151,16 @@ stage_serve_decode() {  # only the decode-bound server run, against the bare bat
   grep -E "scheduler: .* steps" "$out/bench.txt" | tail -4 | tee -a "$summary"
   bench "8B fp8 batch 64, context 144 (the decode-bound run's mean)" 60 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json \
     --precision fp8 --prefill 128 --batch 64 --context 144
+}
+stage_sync() {  # issue 6: does waiting for every step (as the server must) cost what the server loses?
+  local m8="--dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 16"
+  bench "8B fp8 b1/b64 at context 144, pipelined" 40 $m8 --batch 1,64 --context 144
+  bench "8B fp8 b1/b64 at context 144, --sync-each-step" 40 $m8 --batch 1,64 --context 144 --sync-each-step
+  echo "== serve, decode-bound, engine.gpu_memory_utilization=0.2 (a small KV pool)" >>"$out/bench.txt"
+  timeout 120 build-gpu/octet --log-level debug bench serve --device cuda --dummy-weights configs/models/Llama-3.1-8B-Instruct.json \
+    --clients 64 --requests 64 --input-tokens 16 --output-tokens 256 --max-context 1280 engine.gpu_memory_utilization=0.2 >>"$out/bench.txt" 2>&1
+  note "bench serve decode-bound, small pool: rc $? at ${SECONDS}s"
+  grep -E "scheduler: .* steps" "$out/bench.txt" | tail -2 | tee -a "$summary"
 }
 stage_load() {
   layers="${LOAD_LAYERS:-16}"

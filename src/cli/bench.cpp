@@ -23,6 +23,7 @@ struct BenchFlags {
   std::vector<int64_t> batches = {1, 8, 32, 64, 128};
   int64_t context = 1024;
   int decode_steps = 32;
+  bool sync_each_step = false;
   std::vector<std::string> precisions = {"fp8", "bf16"};
   int prompt_tokens = 128;
   int decode_tokens = 64;
@@ -105,6 +106,7 @@ void run_model_bench(const BenchFlags& flags) {
     o.decode_batches = flags.batches;
     o.context = flags.context;
     o.decode_steps = flags.decode_steps;
+    o.sync_each_step = flags.sync_each_step;
     o.threads = flags.engine.threads;
     reports.push_back(engine::run_model_bench(o));
   }
@@ -120,7 +122,8 @@ void run_model_bench(const BenchFlags& flags) {
         j["prefill"].push_back({{"tokens", p.tokens}, {"ms", p.ms}, {"time_to_first_token_ms", p.ms},
                                 {"tokens_per_s", p.tokens_per_s}, {"tflops", p.tflops}, {"percent_of_fp8_peak", p.percent_of_peak}});
       for (const auto& d : r.decode)
-        j["decode"].push_back({{"batch", d.batch}, {"context", flags.context}, {"ms_per_step", d.ms_per_step},
+        j["decode"].push_back({{"batch", d.batch}, {"context", flags.context}, {"sync_each_step", flags.sync_each_step},
+                               {"ms_per_step", d.ms_per_step},
                                {"tokens_per_s", d.tokens_per_s}, {"gb_per_step", d.bytes_per_step / 1e9},
                                {"gb_s", d.bytes_per_s / 1e9}, {"percent_of_roofline", d.percent_of_roofline}});
       out.push_back(j);
@@ -137,6 +140,7 @@ void run_model_bench(const BenchFlags& flags) {
     fmt::print("{:>14} {:>10} {:>12} {:>10} {:>8}\n", "prefill tokens", "TTFT ms", "tokens/s", "TFLOP/s", "% peak");
     for (const auto& p : r.prefill)
       fmt::print("{:>14} {:>10.2f} {:>12.0f} {:>10.1f} {:>8.1f}\n", p.tokens, p.ms, p.tokens_per_s, p.tflops, p.percent_of_peak);
+    if (flags.sync_each_step && !r.decode.empty()) fmt::print("decode steps waited for one at a time (--sync-each-step)\n");
     fmt::print("{:>14} {:>10} {:>12} {:>10} {:>10} {:>8}\n", "decode batch", "ms/step", "tokens/s", "GB/step", "GB/s", "% roof");
     for (const auto& d : r.decode)
       fmt::print("{:>14} {:>10.3f} {:>12.1f} {:>10.3f} {:>10.0f} {:>8.1f}\n", d.batch, d.ms_per_step, d.tokens_per_s,
@@ -194,6 +198,8 @@ void register_bench(CLI::App& app, const std::vector<std::string>& overrides) {
   command->add_option("--batch", flags->batches, "With --dummy-weights: decode batch sizes (default 1,8,32,64,128)")->delimiter(',');
   command->add_option("--context", flags->context, "With --dummy-weights: tokens already cached per sequence (default 1024)");
   command->add_option("--steps", flags->decode_steps, "With --dummy-weights: timed decode steps (default 32)");
+  command->add_flag("--sync-each-step", flags->sync_each_step,
+                    "With --dummy-weights: wait for every decode step before queueing the next (as a server does)");
   command->add_flag("--json", flags->json, "Print JSON");
   register_bench_serve(*command, overrides);
   command->callback([flags, command] {

@@ -111,6 +111,7 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
       std::vector<int64_t> rows(static_cast<size_t>(batch_size));
       for (int64_t i = 0; i < batch_size; ++i) rows[i] = i;
       model.forward(batch, rows, nullptr);
+      if (options.sync_each_step) backend->synchronize();
       ++step;
     };
     one_step();  // warm-up

@@ -18,6 +18,9 @@ struct ModelBenchOptions {
   std::vector<int64_t> decode_batches = {1, 8, 32, 64, 128};
   int64_t context = 1024;  // decode: tokens already in each sequence's cache
   int decode_steps = 32;
+  // Wait for each decode step before the next, as a server must before it can stream the tokens;
+  // off, the host queues step n + 1 while the device runs step n.
+  bool sync_each_step = false;
   int threads = 0;
 };
 

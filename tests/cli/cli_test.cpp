@@ -71,6 +71,31 @@ TEST(Cli, InfoReportsSmolLM2Shapes) {
   EXPECT_GT(info["savings_percentage"].get<double>(), 35.0);
 }
 
+// Random weights from a shipped config on the CPU: every asked-for shape is measured, and the JSON
+// says whether each decode step was waited for.
+TEST(Cli, DummyWeightsBenchJsonHasEveryShape) {
+  CommandResult r = run_octet(
+      "bench --dummy-weights configs/models/SmolLM2-135M-Instruct.json --device cpu --precision fp8 --prefill 16 "
+      "--batch 1,2 --context 32 --steps 2 --json --sync-each-step",
+      false);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto reports = nlohmann::json::parse(r.output);
+  ASSERT_EQ(reports.size(), 1u) << r.output;
+  const auto& report = reports[0];
+  ASSERT_EQ(report["prefill"].size(), 1u);
+  EXPECT_EQ(report["prefill"][0]["tokens"].get<int>(), 16);
+  EXPECT_GT(report["prefill"][0]["ms"].get<double>(), 0.0);
+  ASSERT_EQ(report["decode"].size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    const auto& d = report["decode"][i];
+    EXPECT_EQ(d["batch"].get<int>(), static_cast<int>(i) + 1);
+    EXPECT_EQ(d["context"].get<int>(), 32);
+    EXPECT_TRUE(d["sync_each_step"].get<bool>());
+    EXPECT_GT(d["ms_per_step"].get<double>(), 0.0);
+    EXPECT_NEAR(d["tokens_per_s"].get<double>(), 1000.0 * (i + 1) / d["ms_per_step"].get<double>(), 1e-6 * d["tokens_per_s"].get<double>());
+  }
+}
+
 TEST(Cli, GreedyQueryAboutFranceMentionsParis) {
   OCTET_REQUIRE_SMOLLM2(path);
   CommandResult r = run_octet("query \"What is the capital of France?\" --temperature 0 --max-tokens 32 --model " + path, false);
