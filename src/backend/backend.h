@@ -199,6 +199,9 @@ class Backend {
   virtual void end_step() {}
   // How many begin_step calls replayed a recording so far (statistics for tests and benchmarks).
   virtual int64_t replayed_steps() const { return 0; }
+  // The device's time for the last begin_step .. end_step (its uploads and ops, or the replay), in
+  // milliseconds, waiting for it to end; < 0 where the backend does not time steps.
+  virtual double last_step_device_ms() { return -1.0; }
   // Waits for all queued work (timing, host reads).
   virtual void synchronize() {}
 

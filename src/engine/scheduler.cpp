@@ -305,6 +305,10 @@ bool Scheduler::step() {
     model_.forward(batch, logit_rows, nullptr);
     model_.backend().synchronize();  // the forward's time ends here, not inside the sampling below
     forward_end = Clock::now();
+    if (const double device_ms = model_.backend().last_step_device_ms(); device_ms >= 0) {
+      timing_.device_ms += device_ms;
+      ++timing_.device_timed_steps;
+    }
     if (!row_owners.empty()) sample_rows(row_owners);
   } catch (const std::exception& e) {
     spdlog::error("scheduler: forward pass or sampling failed: {}", e.what());
@@ -324,9 +328,11 @@ bool Scheduler::step() {
   if (timing_.steps == kStepTimingWindow) {
     const double n = static_cast<double>(timing_.steps);
     spdlog::debug("scheduler: {} steps ({} decode-only, {} replayed from a recording), {:.1f} tokens/step; per step: "
-                  "batch {:.2f} ms, forward {:.2f} ms, sampling (with any logits copy) {:.2f} ms, streaming {:.2f} ms",
+                  "batch {:.2f} ms, forward {:.2f} ms (device {:.2f} ms), sampling (with any logits copy) {:.2f} ms, "
+                  "streaming {:.2f} ms",
                   timing_.steps, timing_.decode_only_steps, model_.backend().replayed_steps() - timing_.replayed_at_start,
                   static_cast<double>(timing_.tokens) / n, timing_.batch_ms / n, timing_.forward_ms / n,
+                  timing_.device_timed_steps > 0 ? timing_.device_ms / static_cast<double>(timing_.device_timed_steps) : -1.0,
                   timing_.sample_ms / n, timing_.accept_ms / n);
     timing_ = {};
   }

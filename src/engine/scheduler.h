@@ -131,7 +131,8 @@ class Scheduler {
   struct StepTiming {
     int64_t steps = 0, tokens = 0, decode_only_steps = 0;
     int64_t replayed_at_start = -1;  // the backend's replayed_steps() when the window began
-    double batch_ms = 0, forward_ms = 0, sample_ms = 0, accept_ms = 0;
+    double batch_ms = 0, forward_ms = 0, device_ms = 0, sample_ms = 0, accept_ms = 0;
+    int64_t device_timed_steps = 0;
   } timing_;
   // Sampling of a step's rows (a vocabulary-wide pass each) runs on all cores between forward passes.
   ThreadPool sampling_pool_;

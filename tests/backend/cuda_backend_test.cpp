@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <chrono>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -729,7 +730,13 @@ TEST_F(CudaVsCpu, RecordedStepsMatchEagerSteps) {
       TokenBatch decode = three ? TokenBatch{{int32_t(step + 1), 5, 77}, {9 + step, step, step}, {0, 1, 2}}
                                 : TokenBatch{{int32_t(step)}, {9 + step}, {0}};
       std::vector<int64_t> rows = three ? std::vector<int64_t>{0, 1, 2} : std::vector<int64_t>{0};
-      model.forward(decode, rows, logits.data());
+      const auto start = std::chrono::steady_clock::now();
+      model.forward(decode, rows, logits.data());  // copies the logits out: the step has ended
+      const double wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+      // Eager, recorded and replayed steps are all timed on the device, inside the host's wall time.
+      const double device_ms = backend.last_step_device_ms();
+      EXPECT_GT(device_ms, 0.0) << "step " << step;
+      EXPECT_LE(device_ms, wall_ms) << "step " << step;
       steps.emplace_back(logits.begin(), logits.begin() + static_cast<int64_t>(rows.size()) * config.vocab);
     }
     TokenBatch past_context{{1}, {options.max_context}, {0}};

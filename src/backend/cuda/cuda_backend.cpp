@@ -122,10 +122,14 @@ class CudaBackend final : public Backend {
     compute_capability_ = props.major * 10 + props.minor;
     device_name_ = props.name;
     OCTET_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    OCTET_CUDA_CHECK(cudaEventCreate(&step_start_));
+    OCTET_CUDA_CHECK(cudaEventCreate(&step_stop_));
     gemm_ = std::make_unique<CublasLtGemm>();
   }
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
+    cudaEventDestroy(step_start_);
+    cudaEventDestroy(step_stop_);
     gemm_.reset();
     cudaStreamDestroy(stream_);
   }
@@ -344,6 +348,8 @@ class CudaBackend final : public Backend {
   }
 
   bool begin_step(const void* caller, const TokenBatch& batch, std::span<const int64_t> logit_rows) override {
+    step_timed_ = false;
+    if (!graphs_.capturing()) OCTET_CUDA_CHECK(cudaEventRecord(step_start_, stream_));
     prepare_batch(batch);
     step_rows_host_.assign(logit_rows.begin(), logit_rows.end());
     ensure_capacity(step_rows_, std::max<size_t>(1, logit_rows.size()));
@@ -357,7 +363,10 @@ class CudaBackend final : public Backend {
                                        fail("token id {} outside the vocabulary [0, {})", token, vocab);
                                  });
     in_step_ = step_action_ != StepGraphs::Action::replayed;
-    if (step_action_ == StepGraphs::Action::replayed) ++replayed_steps_;
+    if (step_action_ == StepGraphs::Action::replayed) {
+      ++replayed_steps_;
+      record_step_stop();
+    }
     return step_action_ == StepGraphs::Action::replayed;
   }
   int64_t replayed_steps() const override { return replayed_steps_; }
@@ -365,6 +374,15 @@ class CudaBackend final : public Backend {
   void end_step() override {
     in_step_ = false;
     graphs_.end(step_action_, stream_);
+    record_step_stop();
+  }
+
+  double last_step_device_ms() override {
+    if (!step_timed_) return -1.0;
+    OCTET_CUDA_CHECK(cudaEventSynchronize(step_stop_));
+    float ms = 0.0f;
+    OCTET_CUDA_CHECK(cudaEventElapsedTime(&ms, step_start_, step_stop_));
+    return ms;
   }
 
   void synchronize() override { OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
@@ -806,6 +824,14 @@ class CudaBackend final : public Backend {
   bool tc_attention_;
   bool skinny_gemm_;
   StepGraphs::Action step_action_ = StepGraphs::Action::eager;
+  // Bracket the last step on the stream (last_step_device_ms); none while a capture is open.
+  cudaEvent_t step_start_ = nullptr, step_stop_ = nullptr;
+  bool step_timed_ = false;
+  void record_step_stop() {
+    if (graphs_.capturing()) return;
+    OCTET_CUDA_CHECK(cudaEventRecord(step_stop_, stream_));
+    step_timed_ = true;
+  }
   bool in_step_ = false;
   bool fp8_linears_ = false;  // an FP8 weight exists: norms and SwiGLU also write E4M3 codes
   int64_t replayed_steps_ = 0;
