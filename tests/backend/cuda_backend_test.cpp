@@ -797,6 +797,50 @@ TEST_F(CudaVsCpu, RecordedStepsAreKeptPerModel) {
   EXPECT_GE(gpu_->replayed_steps() - replayed_before, 6);
 }
 
+// More batch shapes than recordings are kept (64): a shape unused for 256 launches gives its place
+// to a new one, and while every held one is live a new shape runs eagerly (no re-recording churn).
+TEST_F(CudaVsCpu, StaleRecordingsMakeRoomForNewShapes) {
+  model::LlamaConfig config = tiny_config();
+  RandomWeights weights(rng_());
+  model::ModelOptions options;
+  options.max_context = 80;
+  options.precision = Precision::fp8;
+  auto backend = make_cuda_backend(0);
+  model::LlamaModel model(config, &weights, *backend, options);
+  std::vector<float> logits(config.vocab);
+  auto step = [&](int64_t tokens) {  // one slot's positions 0 .. tokens-1: shape (tokens, 1 logit row)
+    TokenBatch batch;
+    for (int64_t i = 0; i < tokens; ++i)
+      batch.tokens.push_back(static_cast<int32_t>((i * 7 + tokens) % config.vocab)), batch.positions.push_back(i), batch.slots.push_back(0);
+    const int64_t last = tokens - 1;
+    model.forward(batch, std::span<const int64_t>(&last, 1), logits.data());
+  };
+  auto replays_of = [&](int64_t tokens) {
+    const int64_t before = backend->replayed_steps();
+    step(tokens);
+    return backend->replayed_steps() - before;
+  };
+  // Any device allocation drops every recording, so the first round (and a 65-token pass first)
+  // sizes all buffers; in the second, each shape runs eagerly, is recorded, then replays.
+  step(65);
+  for (int round = 0; round < 2; ++round)
+    for (int64_t tokens = 1; tokens <= 64; ++tokens)
+      for (int pass = 0; pass < 3; ++pass) step(tokens);
+  for (int64_t tokens = 1; tokens <= 64; ++tokens) ASSERT_EQ(replays_of(tokens), 1) << "shape " << tokens << " is not held";
+  // All 64 places are held and live: a 65th shape runs eagerly, pass after pass (the third pass
+  // uses the GEMM algorithms that cuBLASLt tuning settled on, as a recording would).
+  for (int pass = 0; pass < 3; ++pass) EXPECT_EQ(replays_of(65), 0);
+  const std::vector<float> eager_logits = logits;
+  // Shapes 2..64 replayed 5 times each (315 launches): shape 1 goes stale and gives way to 65.
+  for (int round = 0; round < 5; ++round)
+    for (int64_t tokens = 2; tokens <= 64; ++tokens) ASSERT_EQ(replays_of(tokens), 1) << "shape " << tokens;
+  EXPECT_EQ(replays_of(65), 0);  // recorded now (and launched: not a replay)
+  EXPECT_EQ(replays_of(65), 1);
+  EXPECT_EQ(std::memcmp(logits.data(), eager_logits.data(), logits.size() * sizeof(float)), 0)
+      << "the replayed 65-token step differs from its eager pass";
+  EXPECT_EQ(replays_of(1), 0) << "shape 1 should have been evicted, and none is stale now";
+}
+
 TEST(CudaDevice, ProbeReportsAReasonWhenNoGpu) {
   const CudaStatus status = probe_cuda();
   if (status.available) {

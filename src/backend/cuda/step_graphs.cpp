@@ -31,7 +31,20 @@ void StepGraphs::note_cache(const CudaKvCache* cache) {
     recording_.caches.push_back(cache);
 }
 
-void StepGraphs::launch(const Graph& graph, cudaStream_t stream) { OCTET_CUDA_CHECK(cudaGraphLaunch(graph.exec, stream)); }
+void StepGraphs::launch(const Graph& graph, cudaStream_t stream) {
+  OCTET_CUDA_CHECK(cudaGraphLaunch(graph.exec, stream));
+}
+
+bool StepGraphs::evict_stale(cudaStream_t stream) {
+  auto oldest = std::min_element(graphs_.begin(), graphs_.end(),
+                                 [](const auto& a, const auto& b) { return a.second.last_used < b.second.last_used; });
+  if (oldest == graphs_.end() || uses_ - oldest->second.last_used < kStaleLaunches) return false;
+  // It may still be running on the stream; evictions are rare, so wait rather than rely on deferred destruction.
+  OCTET_CUDA_CHECK(cudaStreamSynchronize(stream));
+  cudaGraphExecDestroy(oldest->second.exec);
+  graphs_.erase(oldest);
+  return true;
+}
 
 void StepGraphs::abandon_capture(cudaStream_t stream) {
   if (!capturing_) return;
@@ -60,6 +73,7 @@ void StepGraphs::end(Action action, cudaStream_t stream) {
   cudaGraphDestroy(graph);
   OCTET_CUDA_CHECK(status);
   recording_.exec = exec;
+  recording_.last_used = ++uses_;
   graphs_[recording_key_] = recording_;
   launch(graphs_[recording_key_], stream);  // the captured work has not run yet
 }

@@ -43,6 +43,7 @@ class StepGraphs {
  public:
   static constexpr int64_t kMaxTokens = 128;  // larger batches (prefill) gain little and run eagerly
   static constexpr size_t kMaxGraphs = 64;
+  static constexpr uint64_t kStaleLaunches = 4 * kMaxGraphs;
 
   StepGraphs(AllocationEpoch epoch, bool enabled) : epoch_(std::move(epoch)), enabled_(enabled) {}
   ~StepGraphs();
@@ -60,12 +61,16 @@ class StepGraphs {
     const Key key{caller, tokens, logit_rows};
     if (auto it = graphs_.find(key); it != graphs_.end()) {
       check(it->second.caches, it->second.vocab);
+      it->second.last_used = ++uses_;
       launch(it->second, stream);
       return Action::replayed;
     }
-    // Record only a key that ran eagerly with nothing allocated since: its buffers are sized.
-    if (auto seen = eager_epochs_.find(key);
-        graphs_.size() < kMaxGraphs && seen != eager_epochs_.end() && seen->second == *epoch_) {
+    // Record only a key that ran eagerly with nothing allocated since: its buffers are sized. When
+    // all kMaxGraphs are held, one unused for kStaleLaunches makes room (a server's batch shapes drift
+    // as clients come and go, and its ramp-up's shapes should not hold every place); with none stale
+    // the step runs eagerly, so more live shapes than places cannot thrash recording.
+    if (auto seen = eager_epochs_.find(key); seen != eager_epochs_.end() && seen->second == *epoch_ &&
+                                             (graphs_.size() < kMaxGraphs || evict_stale(stream))) {
       start_capture(key, stream);
       return Action::record;
     }
@@ -87,17 +92,20 @@ class StepGraphs {
   using Key = std::tuple<const void*, int64_t, int64_t>;  // caller, tokens, logit rows
   struct Graph {
     cudaGraphExec_t exec = nullptr;
+    uint64_t last_used = 0;  // uses_ at its last launch
     std::vector<const CudaKvCache*> caches;
     int64_t vocab = -1;
   };
   void start_capture(const Key& key, cudaStream_t stream);
   void launch(const Graph& graph, cudaStream_t stream);
   void abandon_capture(cudaStream_t stream);  // a step that threw between begin and end
+  bool evict_stale(cudaStream_t stream);  // the least recently launched graph, if stale; false if none
   void clear();
 
   AllocationEpoch epoch_;
   bool enabled_;
   std::map<Key, Graph> graphs_;
+  uint64_t uses_ = 0;  // launches so far, for the least-recently-used choice
   uint64_t graphs_epoch_ = 0;
   std::map<Key, uint64_t> eager_epochs_;  // the epoch at the end of each key's last eager pass
   Key eager_key_{nullptr, -1, -1};
