@@ -7,7 +7,7 @@
 #   tools/gpu_session.sh budget_s stages STAGE...            (only the named stages, in this order)
 #
 # Stages: tests (GPU tests), model (real SmolLM2 CUDA vs CPU + its bench; needs the GGUF), bench8 (8B fp8),
-# ab (8B fp8 with each fast path switched off in turn), serve_decode (the decode-bound server run only), sync (pipelined against --sync-each-step decode; serve with a small pool), bench70 (70B fp8), bf16 (8B bf16), vocab (8B with an FP8
+# ab (8B fp8 with each fast path switched off in turn), serve_decode (the decode-bound server run only), sync (pipelined against --sync-each-step decode; serve with a small pool), ab3 (this session's switches: PDL, decode / prefill attention, grouped GEMM), bench70 (70B fp8), bf16 (8B bf16), vocab (8B with an FP8
 # LM head and table, and bf16 batch 1), ab2 (skinny GEMM and GEMM epilogue switches, 70B), serve, load,
 # sanitizer, profile (ncu per-kernel times of 8B decode b1 / b64, 8B prefill 4096, 70B decode b1). The build always runs first.
 #
@@ -116,6 +116,16 @@ stage_ab2() {  # the second round's switches: skinny GEMM on (off by default), G
     note "GroupedLinears at seed 3420012063, run $run: rc $?"
   done
 }
+stage_ab3() {  # this session's switches, each against the default (bench8 / bench70 give the defaults)
+  local m8="--dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8"
+  local m70="--dummy-weights configs/models/Llama-3.3-70B-Instruct.json --precision fp8"
+  OCTET_CUDA_PDL=0 bench "8B fp8, OCTET_CUDA_PDL=0" 40 $m8 --prefill 128 --batch 1,8,64
+  OCTET_CUDA_DECODE_ATTENTION=v1 bench "8B fp8, OCTET_CUDA_DECODE_ATTENTION=v1" 40 $m8 --prefill 128 --batch 1,8,64
+  OCTET_CUDA_PREFILL_ATTENTION=v1 bench "8B fp8, OCTET_CUDA_PREFILL_ATTENTION=v1" 40 $m8 --prefill 1024,4096 --batch 1
+  OCTET_CUDA_GROUPED_GEMM=0 bench "8B fp8, OCTET_CUDA_GROUPED_GEMM=0" 40 $m8 --prefill 128,4096 --batch 32,64,128
+  bench "70B fp8 b1 (default)" 80 $m70 --prefill 128 --batch 1
+  OCTET_CUDA_PDL=0 bench "70B fp8, OCTET_CUDA_PDL=0" 80 $m70 --prefill 128 --batch 1
+}
 stage_bench70() {
   bench "70B fp8" 110 --dummy-weights configs/models/Llama-3.3-70B-Instruct.json --precision fp8 --batch 1,8,32,64
   OCTET_CUDA_GEMM_EPILOGUE_SCALES=0 bench "70B fp8, OCTET_CUDA_GEMM_EPILOGUE_SCALES=0" 80 \
@@ -145,12 +155,20 @@ stage_serve() {
 }
 stage_serve_decode() {  # only the decode-bound server run, against the bare batch 64 at its mean context
   echo "== serve, decode-bound: 64 clients, 16 in / 256 out" >>"$out/bench.txt"
+  # SM clock and power every 100 ms while it runs: a server's sustained load against a short bench.
+  nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu --format=csv,noheader -lms 100 \
+    >"$out/smi.csv" 2>&1 &
+  local smi=$!
   timeout 120 build-gpu/octet --log-level debug bench serve --device cuda --dummy-weights configs/models/Llama-3.1-8B-Instruct.json \
     --clients 64 --requests 64 --input-tokens 16 --output-tokens 256 --max-context 1280 >>"$out/bench.txt" 2>&1
   note "bench serve 8B decode-bound: rc $? at ${SECONDS}s"
   grep -E "scheduler: .* steps" "$out/bench.txt" | tail -4 | tee -a "$summary"
   bench "8B fp8 batch 64, context 144 (the decode-bound run's mean)" 60 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json \
     --precision fp8 --prefill 128 --batch 64 --context 144
+  bench "8B fp8 batch 64, context 144, 320 steps (as long as the server run)" 60 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json \
+    --precision fp8 --prefill 128 --batch 64 --context 144 --steps 320
+  kill $smi 2>/dev/null
+  note "SM clock MHz min/median/max over the stage: $(cut -d, -f2 "$out/smi.csv" | grep -oE '[0-9]+' | sort -n | awk '{a[NR]=$1} END {if (NR) print a[1], a[int((NR+1)/2)], a[NR]}')"
 }
 stage_sync() {  # issue 6: does waiting for every step (as the server must) cost what the server loses?
   local m8="--dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 16"
