@@ -74,10 +74,10 @@ TEST(Cli, InfoReportsSmolLM2Shapes) {
 // Random weights from a shipped config on the CPU: every asked-for shape is measured, and the JSON
 // says whether each decode step was waited for.
 TEST(Cli, DummyWeightsBenchJsonHasEveryShape) {
-  CommandResult r = run_octet(
-      "bench --dummy-weights configs/models/SmolLM2-135M-Instruct.json --device cpu --precision fp8 --prefill 16 "
-      "--batch 1,2 --context 32 --steps 2 --json --sync-each-step",
-      false);
+  CommandResult r = run_octet("bench --dummy-weights " + std::string(OCTET_SOURCE_DIR) +
+                                  "/configs/models/SmolLM2-135M-Instruct.json --device cpu --precision fp8 --prefill 16 "
+                                  "--batch 1,2 --context 32 --steps 2 --json --sync-each-step",
+                              false);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto reports = nlohmann::json::parse(r.output);
   ASSERT_EQ(reports.size(), 1u) << r.output;
