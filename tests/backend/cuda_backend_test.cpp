@@ -9,6 +9,7 @@
 #include "support/backend_rows.h"
 #include "support/random.h"
 #include "support/require_gpu.h"
+#include "support/token_segments.h"
 
 #include <gtest/gtest.h>
 
@@ -465,14 +466,11 @@ TEST_F(CudaVsCpu, TensorCorePrefillAttentionMatchesCpu) {
                               {KvCacheSpec::Storage::fp8, fp8::Format::e4m3, false},
                               {KvCacheSpec::Storage::fp8, fp8::Format::e5m2, false},
                               {KvCacheSpec::Storage::fp8, fp8::Format::e4m3, true}};
-  struct Segment {
-    int64_t slot, begin, count;
-  };
   // Slot 0: 300 + 700 + 1 decode; slot 1: 17, 1, then a 40-token chunk; slot 2: 1 + 1; slot 3: 100,
   // a 15-token run, 1.
-  const std::vector<std::vector<Segment>> batches = {{{0, 0, 300}, {1, 0, 17}, {2, 0, 1}, {3, 0, 100}},
-                                                     {{2, 1, 1}, {0, 300, 700}, {1, 17, 1}, {3, 100, 15}},
-                                                     {{1, 18, 40}, {3, 115, 1}, {0, 1000, 1}}};
+  const std::vector<std::vector<testing::TokenSegment>> batches = {{{0, 0, 300}, {1, 0, 17}, {2, 0, 1}, {3, 0, 100}},
+                                                                   {{2, 1, 1}, {0, 300, 700}, {1, 17, 1}, {3, 100, 15}},
+                                                                   {{1, 18, 40}, {3, 115, 1}, {0, 1000, 1}}};
   constexpr int64_t slots = 4, max_positions = 1008;
   const int64_t reach[slots] = {1001, 58, 2, 116};  // positions each slot fills
   for (int64_t head_dim : {64, 128})
@@ -502,15 +500,8 @@ TEST_F(CudaVsCpu, TensorCorePrefillAttentionMatchesCpu) {
           cache_gpu->set_block_table(slot, table);
         }
         for (const auto& segments : batches) {
-          TokenBatch batch;
           std::vector<bool> tensor_core;  // per token: in a run the tensor-core kernel takes
-          for (const Segment& segment : segments)
-            for (int64_t i = 0; i < segment.count; ++i) {
-              batch.tokens.push_back(0);
-              batch.slots.push_back(segment.slot);
-              batch.positions.push_back(segment.begin + i);
-              tensor_core.push_back(segment.count >= 16);
-            }
+          const TokenBatch batch = testing::batch_of_segments(segments, 16, tensor_core);
           const auto count = static_cast<int64_t>(batch.size());
           const int64_t q_cols = heads * head_dim, kv_cols = kv_heads * head_dim;
           Pair qp = pair(count, q_cols, testing::random_normal(rng_, count * q_cols));

@@ -4,7 +4,8 @@
 // recorded as CUDA graphs and replayed (step_graphs.h); OCTET_CUDA_GRAPHS=0 runs every op eagerly.
 // Attention sends runs of >= kMinPrefillRunTokens prompt tokens of one slot to the tensor-core
 // kernel (attention_prefill.cu) in steps that are never recorded, the rest to the CUDA-core kernel;
-// OCTET_CUDA_TC_ATTENTION=0 keeps every token on the CUDA-core kernel (for comparison).
+// OCTET_CUDA_TC_ATTENTION=0 keeps every token on the CUDA-core kernel (for comparison);
+// OCTET_CUDA_PREFILL_ATTENTION=v1 runs the first tensor-core kernel instead of the pipelined one.
 // OCTET_CUDA_SKINNY_GEMM=1 sends FP8 linears of 17–128 rows to the skinny GEMM (skinny_gemm_fp8.cu)
 // instead of cuBLASLt; off by default until it is measured faster.
 #include "backend/cuda/cublaslt_gemm.h"
@@ -106,16 +107,26 @@ bool switched_on_explicitly(const char* variable) {
   return value != nullptr && std::strcmp(value, "1") == 0;
 }
 
-// Shortest run that goes to the tensor-core kernel: 16 tokens fill a tile's 64 rows at GQA ratio 4
-// and a quarter of it at ratio 1; shorter runs are decode-like (few rows per K/V tile), where the
-// CUDA-core kernel's split over the positions keeps more of the GPU busy.
+// OCTET_CUDA_PREFILL_ATTENTION: "v1" (the first tensor-core prefill kernel, for comparison) or
+// "pipelined" / unset (the default).
+PrefillKernel prefill_kernel_from_environment() {
+  const char* value = std::getenv("OCTET_CUDA_PREFILL_ATTENTION");
+  if (value == nullptr || *value == '\0' || std::strcmp(value, "pipelined") == 0) return PrefillKernel::pipelined;
+  if (std::strcmp(value, "v1") == 0) return PrefillKernel::v1;
+  fail("OCTET_CUDA_PREFILL_ATTENTION is '{}', expected 'v1' or 'pipelined'", value);
+}
+
+// Shortest run that goes to the tensor-core kernel: 16 tokens fill half of a 128-row tile at GQA
+// ratio 4 (all of v1's 64) and an eighth of it at ratio 1; shorter runs are decode-like (few rows
+// per K/V tile), where the CUDA-core kernel's split over the positions keeps more of the GPU busy.
 constexpr int64_t kMinPrefillRunTokens = 16;
 
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(int device)
       : device_(device), epoch_(std::make_shared<uint64_t>(0)), graphs_(epoch_, switched_on("OCTET_CUDA_GRAPHS")),
-        tc_attention_(switched_on("OCTET_CUDA_TC_ATTENTION")), skinny_gemm_(switched_on_explicitly("OCTET_CUDA_SKINNY_GEMM")) {
+        tc_attention_(switched_on("OCTET_CUDA_TC_ATTENTION")), prefill_kernel_(prefill_kernel_from_environment()),
+        skinny_gemm_(switched_on_explicitly("OCTET_CUDA_SKINNY_GEMM")) {
     OCTET_CUDA_CHECK(cudaSetDevice(device));
     cudaDeviceProp props{};
     OCTET_CUDA_CHECK(cudaGetDeviceProperties(&props, device));
@@ -582,7 +593,7 @@ class CudaBackend final : public Backend {
         }
         launch_prefill_attention(cast(q).data.data(), heads, slots_.data(), positions_.data(), prefill_tiles_.data(),
                                  static_cast<int64_t>(plan.tiles.size()), layout, c.k[layer].data(), c.v[layer].data(),
-                                 k_scales, v_scales, cast(out).data.data(), stream_);
+                                 k_scales, v_scales, cast(out).data.data(), prefill_kernel_, stream_);
         return;
       }
     }
@@ -786,7 +797,7 @@ class CudaBackend final : public Backend {
   const PrefillPlan& prefill_plan(const TokenBatch& batch, int64_t group) {
     if (plan_batch_ == prepared_batches_ && plan_group_ == group) return plan_;
     plan_ = plan_prefill_attention(batch.slots.data(), batch.positions.data(), static_cast<int64_t>(batch.size()), group,
-                                   kMinPrefillRunTokens);
+                                   kMinPrefillRunTokens, prefill_kernel_);
     ensure_capacity(prefill_tiles_, std::max<size_t>(1, plan_.tiles.size()));
     ensure_capacity(other_tokens_, std::max<size_t>(1, plan_.other_tokens.size()));
     if (!plan_.tiles.empty()) prefill_tiles_.upload(plan_.tiles.data(), plan_.tiles.size(), stream_);
@@ -822,6 +833,7 @@ class CudaBackend final : public Backend {
   AllocationEpoch epoch_;
   StepGraphs graphs_;
   bool tc_attention_;
+  PrefillKernel prefill_kernel_;
   bool skinny_gemm_;
   StepGraphs::Action step_action_ = StepGraphs::Action::eager;
   // Bracket the last step on the stream (last_step_device_ms); none while a capture is open.

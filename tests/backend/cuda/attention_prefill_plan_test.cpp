@@ -2,7 +2,8 @@
 // (plan_prefill_attention, attention_prefill.cu), checked against its definition on random batches:
 // every (token, query head of the group) row is computed exactly once, by a tile of a maximal run
 // of >= min_run_tokens entries of one slot at consecutive positions, or by the CUDA-core kernel's
-// token list when its maximal run is shorter; tiles are 64-row aligned, longest-running first.
+// token list when its maximal run is shorter; tiles are aligned to the kernel's tile height (128
+// rows for the pipelined kernel, 64 for v1), longest-running first.
 // Runs without a GPU (host code only), wherever the CUDA backend is compiled.
 #ifdef OCTET_HAVE_CUDA
 #include "backend/cuda/kernels.h"
@@ -13,6 +14,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <random>
+#include <utility>
 #include <vector>
 
 namespace octet::backend::cuda {
@@ -36,9 +38,11 @@ TEST(PrefillAttentionPlan, CoversEveryRowOnceByMaximalRuns) {
       for (int i = 0; i < length; ++i) slots.push_back(slot), positions.push_back(position++);
     }
     const auto tokens = static_cast<int64_t>(slots.size());
-    for (int64_t group : {1, 3, 4}) {
-      const int64_t min_run = 16;
-      const PrefillPlan plan = plan_prefill_attention(slots.data(), positions.data(), tokens, group, min_run);
+    for (auto [group, kernel] : {std::pair{int64_t{1}, PrefillKernel::pipelined}, std::pair{int64_t{3}, PrefillKernel::pipelined},
+                                 std::pair{int64_t{4}, PrefillKernel::pipelined}, std::pair{int64_t{8}, PrefillKernel::pipelined},
+                                 std::pair{int64_t{3}, PrefillKernel::v1}, std::pair{int64_t{4}, PrefillKernel::v1}}) {
+      const int64_t min_run = 16, tile_rows = prefill_tile_rows(kernel);
+      const PrefillPlan plan = plan_prefill_attention(slots.data(), positions.data(), tokens, group, min_run, kernel);
       auto continues = [&](int64_t t) {  // entry t continues entry t - 1's run
         return t > 0 && t < tokens && slots[t] == slots[t - 1] && positions[t] == positions[t - 1] + 1;
       };
@@ -57,9 +61,9 @@ TEST(PrefillAttentionPlan, CoversEveryRowOnceByMaximalRuns) {
         EXPECT_FALSE(continues(tile.first_token + tile.run_tokens)) << "a run stops short at entry " << tile.first_token;
         for (int64_t t = tile.first_token + 1; t < tile.first_token + tile.run_tokens; ++t)
           ASSERT_TRUE(continues(t)) << "entry " << t << " is not the next position of the same slot";
-        ASSERT_EQ(tile.first_row % kPrefillTileRows, 0);
+        ASSERT_EQ(tile.first_row % tile_rows, 0);
         ASSERT_LT(tile.first_row, tile.run_tokens * group);
-        const int64_t end_row = std::min<int64_t>(tile.first_row + kPrefillTileRows, tile.run_tokens * group);
+        const int64_t end_row = std::min<int64_t>(tile.first_row + tile_rows, tile.run_tokens * group);
         for (int64_t row = tile.first_row; row < end_row; ++row)
           ++covered[static_cast<size_t>((tile.first_token + row / group) * group + row % group)];
         const int64_t last_position = positions[tile.first_token + (end_row - 1) / group];
@@ -73,7 +77,8 @@ TEST(PrefillAttentionPlan, CoversEveryRowOnceByMaximalRuns) {
         for (int64_t g = 0; g < group; ++g) ++covered[static_cast<size_t>(t * group + g)];
       }
       for (int64_t row = 0; row < tokens * group; ++row)
-        ASSERT_EQ(covered[static_cast<size_t>(row)], 1) << "row " << row << " of " << tokens * group << ", group " << group;
+        ASSERT_EQ(covered[static_cast<size_t>(row)], 1)
+            << "row " << row << " of " << tokens * group << ", group " << group << ", tile rows " << tile_rows;
     }
   }
 }
