@@ -11,6 +11,7 @@
 // FLOPs: 4 · head_dim per (row, visible position); bytes: each K/V tile once per block of 64 rows.
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/launch.cuh"
 #include "backend/cuda/kv_layout.cuh"
 
 #include <cuda_bf16.h>
@@ -66,6 +67,7 @@ prefill_attention_kernel(const float* __restrict__ q, int heads, const int64_t* 
                          const int64_t* __restrict__ positions, const PrefillTile* __restrict__ tiles, KvLayout layout,
                          const void* __restrict__ k_cache, const void* __restrict__ v_cache,
                          const float* __restrict__ k_scales, const float* __restrict__ v_scales, float* __restrict__ out) {
+  await_earlier_kernels();
   constexpr bool kScaled = S == KvStorage::e4m3 || S == KvStorage::e5m2;
   constexpr int kKStride = D + kPad;               // K tile: [position][dim]
   constexpr int kVStride = kTilePositions + kPad;  // V tile, transposed: [dim][position]
@@ -259,11 +261,13 @@ void launch_for_storage(dim3 grid, cudaStream_t s, const float* q, int heads, co
                         const int64_t* positions, const PrefillTile* tiles, const KvLayout& layout, const void* k_cache,
                         const void* v_cache, const float* k_scales, const float* v_scales, float* out) {
   if (layout.head_dim == 128)
-    prefill_attention_kernel<S, 128><<<grid, kThreads, 0, s>>>(q, heads, slots, positions, tiles, layout, k_cache, v_cache,
-                                                               k_scales, v_scales, out);
+    launch_kernel(prefill_attention_kernel<S, 128>, LaunchShape{grid, dim3(kThreads)}, s,
+                  q, heads, slots, positions, tiles,
+                  layout, k_cache, v_cache, k_scales, v_scales, out);
   else
-    prefill_attention_kernel<S, 64><<<grid, kThreads, 0, s>>>(q, heads, slots, positions, tiles, layout, k_cache, v_cache,
-                                                              k_scales, v_scales, out);
+    launch_kernel(prefill_attention_kernel<S, 64>, LaunchShape{grid, dim3(kThreads)}, s,
+                  q, heads, slots, positions, tiles,
+                  layout, k_cache, v_cache, k_scales, v_scales, out);
 }
 
 }  // namespace
