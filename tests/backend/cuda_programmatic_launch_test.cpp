@@ -176,7 +176,8 @@ struct StepResults {
 };
 
 // A 4-layer random FP8 Llama (the backend's random weights: the same on every backend): one prefill
-// step of three prompts, 10 decode steps of the three (tensor-core GEMV), 6 of the first alone
+// step of three prompts (154 tokens: never recorded, so the 140-token prompt goes to the tensor-core
+// prefill attention), 10 decode steps of the three (tensor-core GEMV), 6 of the first alone
 // (CUDA-core GEMV), each step's logits sampled on the device (temperature, top-k, top-p).
 StepResults decode_and_sample(Backend& backend) {
   const model::LlamaConfig config{.layers = 4, .hidden = 512, .heads = 8, .kv_heads = 2, .head_dim = 64, .ffn = 1408,
@@ -199,7 +200,7 @@ StepResults decode_and_sample(Backend& backend) {
     backend.sample_rows(model.logits(), logit_rows, sampling, tokens);
     results.tokens.push_back(tokens);
   };
-  const int64_t prompt_lengths[3] = {9, 5, 17};
+  const int64_t prompt_lengths[3] = {9, 5, 140};
   TokenBatch prefill;
   std::vector<int64_t> last;
   for (int64_t slot = 0; slot < 3; ++slot) {
