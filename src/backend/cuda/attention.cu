@@ -5,6 +5,7 @@
 // attention_prefill.cu instead (the backend picks, per run), which reads each K/V tile once per 64 rows.
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/launch.cuh"
 #include "backend/cuda/kv_layout.cuh"
 
 #include <cuda_bf16.h>
@@ -84,6 +85,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 attention_kernel(const float* q, int64_t heads, const int64_t* slots, const int64_t* positions, KvLayout layout,
                  const void* k_cache, const void* v_cache, const float* k_scales, const float* v_scales, int splits,
                  float* out, float* partial, const int32_t* token_list) {
+  await_earlier_kernels();
   __shared__ float query[kMaxHeadDim];
   __shared__ float warp_max_score[kWarps], warp_sum[kWarps];
   __shared__ float warp_acc[kWarps][kMaxHeadDim];
@@ -209,6 +211,7 @@ __device__ __forceinline__ float combine_reduce(float value, bool take_max, floa
 __global__ void __launch_bounds__(kCombineThreads)
 attention_combine_kernel(const float* partial, int splits, int64_t heads, int64_t head_dim, const int32_t* token_list,
                          float* out) {
+  await_earlier_kernels();
   __shared__ float split_weight[kMaxSplits];
   __shared__ float reduce[kCombineThreads / 32];
   const int64_t item = blockIdx.x, stride = head_dim + 2;
@@ -237,9 +240,9 @@ attention_combine_kernel(const float* partial, int splits, int64_t heads, int64_
 template <KvStorage S, typename... Args>
 void launch_attention_kernel(dim3 grid, cudaStream_t s, const Args&... args) {
   const int64_t head_dim = std::get<4>(std::tie(args...)).head_dim;  // the KvLayout
-  if (head_dim == 128) attention_kernel<S, 128><<<grid, kWarps * 32, 0, s>>>(args...);
-  else if (head_dim == 64) attention_kernel<S, 64><<<grid, kWarps * 32, 0, s>>>(args...);
-  else attention_kernel<S, 0><<<grid, kWarps * 32, 0, s>>>(args...);
+  if (head_dim == 128) launch_kernel(attention_kernel<S, 128>, LaunchShape{grid, dim3(kWarps * 32)}, s, args...);
+  else if (head_dim == 64) launch_kernel(attention_kernel<S, 64>, LaunchShape{grid, dim3(kWarps * 32)}, s, args...);
+  else launch_kernel(attention_kernel<S, 0>, LaunchShape{grid, dim3(kWarps * 32)}, s, args...);
 }
 
 }  // namespace
@@ -275,8 +278,8 @@ void launch_attention(const float* q, int64_t tokens, int64_t heads, const int64
   }
   OCTET_CUDA_LAUNCH_CHECK();
   if (splits > 1) {
-    attention_combine_kernel<<<static_cast<unsigned>(tokens * heads), kCombineThreads, 0, s>>>(scratch, splits, heads,
-                                                                                              head_dim, token_list, out);
+    const LaunchShape shape{dim3(static_cast<unsigned>(tokens * heads)), dim3(kCombineThreads)};
+    launch_kernel(attention_combine_kernel, shape, s, scratch, splits, heads, head_dim, token_list, out);
     OCTET_CUDA_LAUNCH_CHECK();
   }
 }

@@ -20,6 +20,7 @@
 // FLOPs: 4 · head_dim per (row, visible position); bytes: each K/V tile once per block of rows.
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/launch.cuh"
 #include "backend/cuda/kv_layout.cuh"
 
 #include <cuda_bf16.h>
@@ -237,6 +238,7 @@ prefill_attention_kernel(const float* __restrict__ q, int heads, const int64_t* 
                          const int64_t* __restrict__ positions, const PrefillTile* __restrict__ tiles, KvLayout layout,
                          const void* __restrict__ k_cache, const void* __restrict__ v_cache,
                          const float* __restrict__ k_scales, const float* __restrict__ v_scales, float* __restrict__ out) {
+  await_earlier_kernels();
   constexpr bool kScaled = S == KvStorage::e4m3 || S == KvStorage::e5m2;
   constexpr int kKStride = D + kPad;               // K tile: [position][dim]
   constexpr int kVStride = kTilePositions + kPad;  // V tile, transposed: [dim][position]
@@ -424,6 +426,7 @@ prefill_attention_pipelined_kernel(const float* __restrict__ q, int heads, const
   uint16_t* const kv_tiles = reinterpret_cast<uint16_t*>(dynamic_shared);  // [buffer][K, V][kTileElements]
   __shared__ __align__(8) float scale_tiles[2][2][kTilePositions];          // [buffer][K, V][position]
 
+  await_earlier_kernels();
   const PrefillTile tile = tiles[blockIdx.y];
   const int kv_heads = static_cast<int>(layout.kv_heads), kv_head = static_cast<int>(blockIdx.x);
   const int32_t* table = layout.block_table + slots[tile.first_token] * layout.blocks_per_slot;
@@ -529,23 +532,23 @@ prefill_attention_pipelined_kernel(const float* __restrict__ q, int heads, const
   write_rows<D>(st, rows, heads, t, out);
 }
 
-// Every launch of this file: kernel v1 or the pipelined one, for head_dim D; grid is (KV heads,
+// Every launch of this file (through launch.cuh's launch_kernel): kernel v1 or the pipelined one, for head_dim D; grid is (KV heads,
 // tiles), v1 takes it transposed.
 template <KvStorage S, int D>
-void launch_kernel(PrefillKernel kernel, dim3 grid, cudaStream_t s, const float* q, int heads, const int64_t* slots,
-                   const int64_t* positions, const PrefillTile* tiles, const KvLayout& layout, const void* k_cache,
-                   const void* v_cache, const float* k_scales, const float* v_scales, float* out) {
+void launch_prefill(PrefillKernel kernel, dim3 grid, cudaStream_t s, const float* q, int heads, const int64_t* slots,
+                    const int64_t* positions, const PrefillTile* tiles, const KvLayout& layout, const void* k_cache,
+                    const void* v_cache, const float* k_scales, const float* v_scales, float* out) {
   if (kernel == PrefillKernel::v1) {
-    prefill_attention_kernel<S, D><<<dim3(grid.y, grid.x), kThreads, 0, s>>>(q, heads, slots, positions, tiles, layout, k_cache, v_cache,
-                                                             k_scales, v_scales, out);
+    launch_kernel(prefill_attention_kernel<S, D>, LaunchShape{dim3(grid.y, grid.x), dim3(kThreads)}, s, q, heads, slots,
+                  positions, tiles, layout, k_cache, v_cache, k_scales, v_scales, out);
     return;
   }
   // D = 128 needs 68 KiB, past the 48 KiB a launch may take without asking.
   constexpr int shared_bytes = pipelined_shared_bytes<D>();
   OCTET_CUDA_CHECK(cudaFuncSetAttribute(prefill_attention_pipelined_kernel<S, D>,
                                         cudaFuncAttributeMaxDynamicSharedMemorySize, shared_bytes));
-  prefill_attention_pipelined_kernel<S, D><<<grid, kPipelinedThreads, shared_bytes, s>>>(
-      q, heads, slots, positions, tiles, layout, k_cache, v_cache, k_scales, v_scales, out);
+  launch_kernel(prefill_attention_pipelined_kernel<S, D>, LaunchShape{grid, dim3(kPipelinedThreads), shared_bytes}, s, q,
+                heads, slots, positions, tiles, layout, k_cache, v_cache, k_scales, v_scales, out);
 }
 
 template <KvStorage S>
@@ -553,9 +556,9 @@ void launch_for_storage(PrefillKernel kernel, dim3 grid, cudaStream_t s, const f
                         const int64_t* positions, const PrefillTile* tiles, const KvLayout& layout, const void* k_cache,
                         const void* v_cache, const float* k_scales, const float* v_scales, float* out) {
   if (layout.head_dim == 128)
-    launch_kernel<S, 128>(kernel, grid, s, q, heads, slots, positions, tiles, layout, k_cache, v_cache, k_scales, v_scales, out);
+    launch_prefill<S, 128>(kernel, grid, s, q, heads, slots, positions, tiles, layout, k_cache, v_cache, k_scales, v_scales, out);
   else
-    launch_kernel<S, 64>(kernel, grid, s, q, heads, slots, positions, tiles, layout, k_cache, v_cache, k_scales, v_scales, out);
+    launch_prefill<S, 64>(kernel, grid, s, q, heads, slots, positions, tiles, layout, k_cache, v_cache, k_scales, v_scales, out);
 }
 
 }  // namespace

@@ -8,11 +8,14 @@
 // OCTET_CUDA_PREFILL_ATTENTION=v1 runs the first tensor-core kernel instead of the pipelined one.
 // OCTET_CUDA_SKINNY_GEMM=1 sends FP8 linears of 17–128 rows to the skinny GEMM (skinny_gemm_fp8.cu)
 // instead of cuBLASLt; off by default until it is measured faster.
+// On sm_90 and later the backend's own kernels are programmatic dependent launches, each one's blocks
+// scheduled while the kernel before it finishes (launch.cuh); OCTET_CUDA_PDL=0 launches them plainly.
 #include "backend/cuda/cublaslt_gemm.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_kv_cache.h"
 #include "backend/cuda/device_buffer.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/programmatic_launch.h"
 #include "backend/cuda/staged_upload.h"
 #include "backend/cuda/stored_weights.h"
 #include "backend/cuda/step_graphs.h"
@@ -135,6 +138,7 @@ class CudaBackend final : public Backend {
     OCTET_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     OCTET_CUDA_CHECK(cudaEventCreate(&step_start_));
     OCTET_CUDA_CHECK(cudaEventCreate(&step_stop_));
+    set_programmatic_launches(stream_, switched_on("OCTET_CUDA_PDL"));
     gemm_ = std::make_unique<CublasLtGemm>();
   }
   ~CudaBackend() override {
@@ -142,6 +146,7 @@ class CudaBackend final : public Backend {
     cudaEventDestroy(step_start_);
     cudaEventDestroy(step_stop_);
     gemm_.reset();
+    forget_programmatic_launches(stream_);
     cudaStreamDestroy(stream_);
   }
 

@@ -3,6 +3,7 @@
 #include "backend/cuda/block_reduce.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/launch.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp8.h>
@@ -25,12 +26,14 @@ __device__ void quantize_own_row(const float* row, int64_t cols, float local_ama
 }
 
 __global__ void embed_bf16_kernel(const __nv_bfloat16* table, const int32_t* tokens, int64_t hidden, float* out) {
+  await_earlier_kernels();
   const int64_t row = blockIdx.x;
   const __nv_bfloat16* src = table + static_cast<int64_t>(tokens[row]) * hidden;
   for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) out[row * hidden + i] = __bfloat162float(src[i]);
 }
 
 __global__ void embed_f32_kernel(const float* table, const int32_t* tokens, int64_t hidden, float* out) {
+  await_earlier_kernels();
   const int64_t row = blockIdx.x;
   const float* src = table + static_cast<int64_t>(tokens[row]) * hidden;
   for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) out[row * hidden + i] = src[i];
@@ -39,6 +42,7 @@ __global__ void embed_f32_kernel(const float* table, const int32_t* tokens, int6
 // The fp8 table's row times its scale: decode(code) · scale, the same product the CPU backend forms.
 __global__ void embed_e4m3_kernel(const uint8_t* codes, const float* row_scales, const int32_t* tokens, int64_t hidden,
                                   float* out) {
+  await_earlier_kernels();
   const int64_t row = blockIdx.x;
   const int64_t token = tokens[row];
   const uint8_t* src = codes + token * hidden;
@@ -51,6 +55,7 @@ __global__ void embed_e4m3_kernel(const uint8_t* codes, const float* row_scales,
 
 __global__ void rmsnorm_kernel(float* residual, const float* delta, const float* weight, float eps, int64_t cols,
                                float* out, uint8_t* codes, float* row_scales) {
+  await_earlier_kernels();
   __shared__ float shared[32];
   float* x = residual + blockIdx.x * cols;
   float sum = 0.0f;
@@ -74,11 +79,13 @@ __global__ void rmsnorm_kernel(float* residual, const float* delta, const float*
 }
 
 __global__ void add_kernel(float* x, const float* y, int64_t count) {
+  await_earlier_kernels();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i < count) x[i] += y[i];
 }
 
 __global__ void swiglu_kernel(const float* gate, const float* up, int64_t count, float* out) {
+  await_earlier_kernels();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i < count) {
     const float g = gate[i];
@@ -88,6 +95,7 @@ __global__ void swiglu_kernel(const float* gate, const float* up, int64_t count,
 
 __global__ void swiglu_quantize_kernel(const float* gate, const float* up, int64_t cols, float* out, uint8_t* codes,
                                        float* row_scales) {
+  await_earlier_kernels();
   __shared__ float shared[32];
   const int64_t offset = blockIdx.x * cols;
   float amax = 0.0f;
@@ -103,6 +111,7 @@ __global__ void swiglu_quantize_kernel(const float* gate, const float* up, int64
 // One block per token; rotate-half pairing (i, i + head_dim/2) as in Hugging Face's Llama.
 __global__ void rope_kernel(float* x, int64_t heads, int64_t head_dim, const int64_t* positions,
                             const float* inverse_frequencies) {
+  await_earlier_kernels();
   const int64_t token = blockIdx.x, half = head_dim / 2;
   const float position = static_cast<float>(positions[token]);
   for (int64_t item = threadIdx.x; item < heads * half; item += blockDim.x) {
@@ -117,6 +126,7 @@ __global__ void rope_kernel(float* x, int64_t heads, int64_t head_dim, const int
 }
 
 __global__ void gather_rows_kernel(const float* x, const int64_t* rows, int64_t cols, float* out) {
+  await_earlier_kernels();
   const float* src = x + rows[blockIdx.x] * cols;
   for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) out[blockIdx.x * cols + i] = src[i];
 }
@@ -127,20 +137,23 @@ unsigned blocks_for(int64_t count) { return static_cast<unsigned>((count + kThre
 
 void launch_embed_bf16(const uint16_t* table, const int32_t* tokens, int64_t count, int64_t hidden, float* out, cudaStream_t s) {
   if (count == 0) return;
-  embed_bf16_kernel<<<static_cast<unsigned>(count), kThreads, 0, s>>>(reinterpret_cast<const __nv_bfloat16*>(table), tokens, hidden, out);
+  launch_kernel(embed_bf16_kernel, LaunchShape{dim3(static_cast<unsigned>(count)), dim3(kThreads)}, s,
+                reinterpret_cast<const __nv_bfloat16*>(table), tokens, hidden, out);
   OCTET_CUDA_LAUNCH_CHECK();
 }
 
 void launch_embed_f32(const float* table, const int32_t* tokens, int64_t count, int64_t hidden, float* out, cudaStream_t s) {
   if (count == 0) return;
-  embed_f32_kernel<<<static_cast<unsigned>(count), kThreads, 0, s>>>(table, tokens, hidden, out);
+  launch_kernel(embed_f32_kernel, LaunchShape{dim3(static_cast<unsigned>(count)), dim3(kThreads)}, s,
+                table, tokens, hidden, out);
   OCTET_CUDA_LAUNCH_CHECK();
 }
 
 void launch_embed_e4m3(const uint8_t* codes, const float* row_scales, const int32_t* tokens, int64_t count, int64_t hidden,
                        float* out, cudaStream_t s) {
   if (count == 0) return;
-  embed_e4m3_kernel<<<static_cast<unsigned>(count), kThreads, 0, s>>>(codes, row_scales, tokens, hidden, out);
+  launch_kernel(embed_e4m3_kernel, LaunchShape{dim3(static_cast<unsigned>(count)), dim3(kThreads)}, s,
+                codes, row_scales, tokens, hidden, out);
   OCTET_CUDA_LAUNCH_CHECK();
 }
 
@@ -150,7 +163,8 @@ void launch_add_rmsnorm_quantize(float* residual, const float* delta, const floa
   if (try_launch_add_rmsnorm_quantize_in_registers(residual, delta, weight, eps, rows, cols, out, codes, row_scales, s)) return;
   // A decode batch has fewer rows than SMs: wider blocks shorten each row's three passes.
   const int threads = rows < 128 ? 1024 : kThreads;
-  rmsnorm_kernel<<<static_cast<unsigned>(rows), threads, 0, s>>>(residual, delta, weight, eps, cols, out, codes, row_scales);
+  launch_kernel(rmsnorm_kernel, LaunchShape{dim3(static_cast<unsigned>(rows)), dim3(threads)}, s,
+                residual, delta, weight, eps, cols, out, codes, row_scales);
   OCTET_CUDA_LAUNCH_CHECK();
 }
 
@@ -158,32 +172,35 @@ void launch_swiglu_quantize(const float* gate, const float* up, int64_t rows, in
                             float* row_scales, cudaStream_t s) {
   if (rows == 0) return;
   if (try_launch_swiglu_quantize_in_registers(gate, up, rows, cols, out, codes, row_scales, s)) return;
-  swiglu_quantize_kernel<<<static_cast<unsigned>(rows), 1024, 0, s>>>(gate, up, cols, out, codes, row_scales);
+  launch_kernel(swiglu_quantize_kernel, LaunchShape{dim3(static_cast<unsigned>(rows)), dim3(1024)}, s,
+                gate, up, cols, out, codes, row_scales);
   OCTET_CUDA_LAUNCH_CHECK();
 }
 
 void launch_add(float* x, const float* y, int64_t count, cudaStream_t s) {
   if (count == 0) return;
-  add_kernel<<<blocks_for(count), kThreads, 0, s>>>(x, y, count);
+  launch_kernel(add_kernel, LaunchShape{dim3(blocks_for(count)), dim3(kThreads)}, s, x, y, count);
   OCTET_CUDA_LAUNCH_CHECK();
 }
 
 void launch_swiglu(const float* gate, const float* up, int64_t count, float* out, cudaStream_t s) {
   if (count == 0) return;
-  swiglu_kernel<<<blocks_for(count), kThreads, 0, s>>>(gate, up, count, out);
+  launch_kernel(swiglu_kernel, LaunchShape{dim3(blocks_for(count)), dim3(kThreads)}, s, gate, up, count, out);
   OCTET_CUDA_LAUNCH_CHECK();
 }
 
 void launch_rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const int64_t* positions,
                  const float* inverse_frequencies, cudaStream_t s) {
   if (tokens == 0) return;
-  rope_kernel<<<static_cast<unsigned>(tokens), kThreads, 0, s>>>(x, heads, head_dim, positions, inverse_frequencies);
+  launch_kernel(rope_kernel, LaunchShape{dim3(static_cast<unsigned>(tokens)), dim3(kThreads)}, s,
+                x, heads, head_dim, positions, inverse_frequencies);
   OCTET_CUDA_LAUNCH_CHECK();
 }
 
 void launch_gather_rows(const float* x, const int64_t* rows, int64_t count, int64_t cols, float* out, cudaStream_t s) {
   if (count == 0) return;
-  gather_rows_kernel<<<static_cast<unsigned>(count), kThreads, 0, s>>>(x, rows, cols, out);
+  launch_kernel(gather_rows_kernel, LaunchShape{dim3(static_cast<unsigned>(count)), dim3(kThreads)}, s,
+                x, rows, cols, out);
   OCTET_CUDA_LAUNCH_CHECK();
 }
 

@@ -9,6 +9,7 @@
 // such as k and v (1024 rows: 128 blocks alone, fewer than the SMs) ride along with q.
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/launch.cuh"
 #include "backend/cuda/mma_e4m3.cuh"
 
 #include <cuda_fp16.h>
@@ -69,18 +70,28 @@ gemv_e4m3_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_sc
   const float* __restrict__ col_scales = group.col_scales[member];
   float* __restrict__ y = group.y[member];
   const int64_t row = first_row + threadIdx.x / 32;
-  if (row >= n) return;
   const uint4* weights = reinterpret_cast<const uint4*>(w + row * k);
   const int64_t chunks = k / 16;
   float acc[Rows];
 #pragma unroll
   for (int m = 0; m < Rows; ++m) acc[m] = 0.0f;
 
+  // The first pass's weight chunks are loaded before waiting for the kernel that wrote x (launch.cuh):
+  // weights do not change during a step, and their DRAM latency then overlaps that kernel's tail.
+  // The loop's first iteration uses them: the same sums in the same order.
   int64_t c = lane;
-  for (; c + 32 * (kUnroll - 1) < chunks; c += 32 * kUnroll) {
-    uint4 wv[kUnroll];
+  uint4 wv[kUnroll];
+  bool prefetched = row < n && c + 32 * (kUnroll - 1) < chunks;
+  if (prefetched)
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) wv[u] = __ldcs(weights + c + 32 * u);  // streamed once: do not keep in L2
+  await_earlier_kernels();
+  if (row >= n) return;
+  for (; c + 32 * (kUnroll - 1) < chunks; c += 32 * kUnroll) {
+    if (!prefetched)
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) wv[u] = __ldcs(weights + c + 32 * u);
+    prefetched = false;
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u)
 #pragma unroll
@@ -143,17 +154,30 @@ gemv_e4m3_mma_kernel(const uint8_t* __restrict__ x, const float* __restrict__ ro
 
   const int64_t steps = k / 64;
   int64_t step = warp;
-#pragma unroll 1
-  for (; step + kMmaWarps * (U - 1) < steps; step += kMmaWarps * U) {
-    uint4 lo[U][MT], hi[U][MT], xv[U][NT];
+  // As in gemv_e4m3_kernel: the first pass's weights are loaded before the wait for the kernel that
+  // wrote x, and the loop's first iteration uses them (the same MMAs in the same order).
+  uint4 lo[U][MT], hi[U][MT];
+  auto load_weights = [&] {
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int64_t offset = (step + u * kMmaWarps) * 64;
+    for (int u = 0; u < U; ++u)
 #pragma unroll
       for (int i = 0; i < MT; ++i) {
+        const int64_t offset = (step + u * kMmaWarps) * 64;
         lo[u][i] = __ldcs(reinterpret_cast<const uint4*>(w_lo[i] + offset));  // streamed once: do not keep in L2
         hi[u][i] = __ldcs(reinterpret_cast<const uint4*>(w_hi[i] + offset));
       }
+  };
+  bool prefetched = step + kMmaWarps * (U - 1) < steps;
+  if (prefetched) load_weights();
+  await_earlier_kernels();
+#pragma unroll 1
+  for (; step + kMmaWarps * (U - 1) < steps; step += kMmaWarps * U) {
+    if (!prefetched) load_weights();
+    prefetched = false;
+    uint4 xv[U][NT];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int64_t offset = (step + u * kMmaWarps) * 64;
 #pragma unroll
       for (int j = 0; j < NT; ++j)
         xv[u][j] = has_token(j) ? __ldg(reinterpret_cast<const uint4*>(xr + j * tile_stride + offset)) : zero;
@@ -214,13 +238,14 @@ void launch_mma(const uint8_t* x, const float* row_scales, int64_t rows, const G
   int64_t blocks = 0;
   for (int i = 0; i < group.count; ++i) blocks += (group.n[i] + MT * 16 - 1) / (MT * 16);
   if (blocks == 0) return;
-  gemv_e4m3_mma_kernel<MT, NT, U><<<static_cast<unsigned>(blocks), kMmaWarps * 32, 0, s>>>(x, row_scales, static_cast<int>(rows),
-                                                                                          group, k);
+  const LaunchShape shape{dim3(static_cast<unsigned>(blocks)), dim3(kMmaWarps * 32)};
+  launch_kernel(gemv_e4m3_mma_kernel<MT, NT, U>, shape, s, x, row_scales, static_cast<int>(rows), group, k);
   OCTET_CUDA_LAUNCH_CHECK();
 }
 
 __global__ void matmul_e4m3_simple_kernel(const uint8_t* x, const float* row_scales, int64_t rows, const uint8_t* w,
                                           const float* col_scales, int64_t n, int64_t k, float* y) {
+  await_earlier_kernels();
   const int64_t index = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (index >= rows * n) return;
   const int64_t m = index / n, col = index % n;
@@ -303,17 +328,17 @@ void launch_gemv_e4m3_group(const uint8_t* x, const float* row_scales, int64_t r
   int64_t total_blocks = 0;
   for (int i = 0; i < group.count; ++i) total_blocks += (group.n[i] + kWarpsPerBlock - 1) / kWarpsPerBlock;
   if (total_blocks == 0) return;
-  const unsigned blocks = static_cast<unsigned>(total_blocks);
-  const unsigned threads = kWarpsPerBlock * 32;
+  const LaunchShape shape{dim3(static_cast<unsigned>(total_blocks)), dim3(kWarpsPerBlock * 32)};
+  const auto run = [&](auto kernel) { launch_kernel(kernel, shape, s, x, row_scales, group, k); };
   switch (rows) {
-    case 1: gemv_e4m3_kernel<1><<<blocks, threads, 0, s>>>(x, row_scales, group, k); break;
-    case 2: gemv_e4m3_kernel<2><<<blocks, threads, 0, s>>>(x, row_scales, group, k); break;
-    case 3: gemv_e4m3_kernel<3><<<blocks, threads, 0, s>>>(x, row_scales, group, k); break;
-    case 4: gemv_e4m3_kernel<4><<<blocks, threads, 0, s>>>(x, row_scales, group, k); break;
-    case 5: gemv_e4m3_kernel<5><<<blocks, threads, 0, s>>>(x, row_scales, group, k); break;
-    case 6: gemv_e4m3_kernel<6><<<blocks, threads, 0, s>>>(x, row_scales, group, k); break;
-    case 7: gemv_e4m3_kernel<7><<<blocks, threads, 0, s>>>(x, row_scales, group, k); break;
-    default: gemv_e4m3_kernel<8><<<blocks, threads, 0, s>>>(x, row_scales, group, k); break;
+    case 1: run(gemv_e4m3_kernel<1>); break;
+    case 2: run(gemv_e4m3_kernel<2>); break;
+    case 3: run(gemv_e4m3_kernel<3>); break;
+    case 4: run(gemv_e4m3_kernel<4>); break;
+    case 5: run(gemv_e4m3_kernel<5>); break;
+    case 6: run(gemv_e4m3_kernel<6>); break;
+    case 7: run(gemv_e4m3_kernel<7>); break;
+    default: run(gemv_e4m3_kernel<8>); break;
   }
   OCTET_CUDA_LAUNCH_CHECK();
 }
@@ -321,7 +346,8 @@ void launch_gemv_e4m3_group(const uint8_t* x, const float* row_scales, int64_t r
 void launch_matmul_e4m3_simple(const uint8_t* x, const float* row_scales, int64_t rows, const uint8_t* w,
                                const float* col_scales, int64_t n, int64_t k, float* y, cudaStream_t s) {
   if (rows * n == 0) return;
-  matmul_e4m3_simple_kernel<<<static_cast<unsigned>((rows * n + 255) / 256), 256, 0, s>>>(x, row_scales, rows, w, col_scales, n, k, y);
+  const LaunchShape shape{dim3(static_cast<unsigned>((rows * n + 255) / 256)), dim3(256)};
+  launch_kernel(matmul_e4m3_simple_kernel, shape, s, x, row_scales, rows, w, col_scales, n, k, y);
   OCTET_CUDA_LAUNCH_CHECK();
 }
 

@@ -1,6 +1,8 @@
 #pragma once
 // Launch wrappers of the CUDA kernels, one family per .cu file. All run on the given stream and
-// check the launch. Activations are float32 row-major unless a name says otherwise.
+// check the launch; on a programmatic stream (programmatic_launch.h: the backend's, on sm_90+) the
+// step's and sampling's kernels are programmatic dependent launches (launch.cuh). Activations are
+// float32 row-major unless a name says otherwise.
 #include <cuda_runtime.h>
 
 #include <cstdint>

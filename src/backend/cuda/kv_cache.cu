@@ -3,6 +3,7 @@
 // amax / max. The host has checked that every (slot, position) of the batch has a block.
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/launch.cuh"
 #include "backend/cuda/kv_layout.cuh"
 
 #include <cuda_bf16.h>
@@ -50,6 +51,7 @@ __device__ void store_head(KvStorage storage, const float* src, int64_t head_dim
 __global__ void kv_write_kernel(const float* k, const float* v, int64_t tokens, const int64_t* slots,
                                 const int64_t* positions, KvLayout layout, float static_k_scale, float static_v_scale,
                                 void* k_cache, void* v_cache, float* k_scales, float* v_scales) {
+  await_earlier_kernels();
   const int64_t kv_heads = layout.kv_heads, head_dim = layout.head_dim;
   const int64_t item = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   if (item >= tokens * kv_heads * 2) return;
@@ -69,6 +71,7 @@ __global__ void rope_kv_write_kernel(float* q, float* k, const float* v, int64_t
                                      const int64_t* slots, const int64_t* positions, const float* inverse_frequencies,
                                      KvLayout layout, float static_k_scale, float static_v_scale, void* k_cache,
                                      void* v_cache, float* k_scales, float* v_scales) {
+  await_earlier_kernels();
   const int64_t kv_heads = layout.kv_heads, head_dim = layout.head_dim, half = head_dim / 2;
   const int64_t items_per_token = heads + 2 * kv_heads;
   const int64_t item = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
@@ -109,9 +112,10 @@ void launch_rope_kv_write(float* q, float* k, const float* v, int64_t tokens, in
   const int64_t warps = tokens * (heads + 2 * layout.kv_heads);
   if (warps == 0) return;
   constexpr int kWarpsPerBlock = 8;
-  rope_kv_write_kernel<<<static_cast<unsigned>((warps + kWarpsPerBlock - 1) / kWarpsPerBlock), kWarpsPerBlock * 32, 0, s>>>(
-      q, k, v, tokens, heads, slots, positions, inverse_frequencies, layout, static_k_scale, static_v_scale, k_cache,
-      v_cache, k_scales, v_scales);
+  const LaunchShape shape{dim3(static_cast<unsigned>((warps + kWarpsPerBlock - 1) / kWarpsPerBlock)),
+                          dim3(kWarpsPerBlock * 32)};
+  launch_kernel(rope_kv_write_kernel, shape, s, q, k, v, tokens, heads, slots, positions, inverse_frequencies, layout,
+                static_k_scale, static_v_scale, k_cache, v_cache, k_scales, v_scales);
   OCTET_CUDA_LAUNCH_CHECK();
 }
 
@@ -121,8 +125,10 @@ void launch_kv_write(const float* k, const float* v, int64_t tokens, const int64
   const int64_t warps = tokens * layout.kv_heads * 2;
   if (warps == 0) return;
   constexpr int kWarpsPerBlock = 8;
-  kv_write_kernel<<<static_cast<unsigned>((warps + kWarpsPerBlock - 1) / kWarpsPerBlock), kWarpsPerBlock * 32, 0, s>>>(
-      k, v, tokens, slots, positions, layout, static_k_scale, static_v_scale, k_cache, v_cache, k_scales, v_scales);
+  const LaunchShape shape{dim3(static_cast<unsigned>((warps + kWarpsPerBlock - 1) / kWarpsPerBlock)),
+                          dim3(kWarpsPerBlock * 32)};
+  launch_kernel(kv_write_kernel, shape, s, k, v, tokens, slots, positions, layout, static_k_scale, static_v_scale, k_cache,
+                v_cache, k_scales, v_scales);
   OCTET_CUDA_LAUNCH_CHECK();
 }
 

@@ -10,6 +10,7 @@
 // (no tensor cores).
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/launch.cuh"
 
 #include <cuda_fp8.h>
 
@@ -49,6 +50,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     linear_e4m3_block128_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_scales, int64_t rows,
                                 const uint8_t* __restrict__ w, const float* __restrict__ block_scales, int64_t n,
                                 int64_t k, float* __restrict__ y) {
+  await_earlier_kernels();
   static_assert(kScaleBlock % kChunk == 0, "a chunk must lie inside one scale block");
   const int lane = threadIdx.x % 32;
   const int64_t col = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
@@ -99,11 +101,11 @@ void launch_linear_e4m3_block128(const uint8_t* x, const float* row_scales, int6
     const int64_t count = std::min(rows - first, kMaxGridY * kRowsPerWarp);
     const dim3 grid(col_blocks, static_cast<unsigned>((count + kRowsPerWarp - 1) / kRowsPerWarp));
     if (wide)
-      linear_e4m3_block128_kernel<16><<<grid, kWarpsPerBlock * 32, 0, s>>>(x + first * k, row_scales + first, count, w,
-                                                                            block_scales, n, k, y + first * n);
+      launch_kernel(linear_e4m3_block128_kernel<16>, LaunchShape{grid, dim3(kWarpsPerBlock * 32)}, s, x + first * k,
+                    row_scales + first, count, w, block_scales, n, k, y + first * n);
     else
-      linear_e4m3_block128_kernel<1><<<grid, kWarpsPerBlock * 32, 0, s>>>(x + first * k, row_scales + first, count, w,
-                                                                           block_scales, n, k, y + first * n);
+      launch_kernel(linear_e4m3_block128_kernel<1>, LaunchShape{grid, dim3(kWarpsPerBlock * 32)}, s, x + first * k,
+                    row_scales + first, count, w, block_scales, n, k, y + first * n);
     OCTET_CUDA_LAUNCH_CHECK();
   }
 }

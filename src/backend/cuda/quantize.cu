@@ -3,6 +3,7 @@
 #include "backend/cuda/block_reduce.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/launch.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp8.h>
@@ -13,6 +14,7 @@ namespace {
 constexpr int kThreads = 256;
 
 __global__ void quantize_rows_e4m3_kernel(const float* x, int64_t cols, float static_scale, uint8_t* codes, float* row_scales) {
+  await_earlier_kernels();
   const float* row = x + blockIdx.x * cols;
   float scale = static_scale;
   if (scale <= 0.0f) {
@@ -30,11 +32,13 @@ __global__ void quantize_rows_e4m3_kernel(const float* x, int64_t cols, float st
 }
 
 __global__ void to_bf16_kernel(const float* x, int64_t count, __nv_bfloat16* out) {
+  await_earlier_kernels();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i < count) out[i] = __float2bfloat16_rn(x[i]);
 }
 
 __global__ void scale_rows_cols_kernel(float* out, int64_t rows, int64_t cols, const float* row_scales, const float* col_scales) {
+  await_earlier_kernels();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i < rows * cols) out[i] *= row_scales[i / cols] * col_scales[i % cols];
 }
@@ -47,20 +51,23 @@ void launch_quantize_rows_e4m3(const float* x, int64_t rows, int64_t cols, float
                                float* row_scales, cudaStream_t s) {
   if (rows == 0) return;
   if (try_launch_quantize_rows_e4m3_in_registers(x, rows, cols, static_scale, codes, row_scales, s)) return;
-  quantize_rows_e4m3_kernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(x, cols, static_scale, codes, row_scales);
+  launch_kernel(quantize_rows_e4m3_kernel, LaunchShape{dim3(static_cast<unsigned>(rows)), dim3(kThreads)}, s, x, cols,
+                static_scale, codes, row_scales);
   OCTET_CUDA_LAUNCH_CHECK();
 }
 
 void launch_to_bf16(const float* x, int64_t count, uint16_t* out, cudaStream_t s) {
   if (count == 0) return;
-  to_bf16_kernel<<<blocks_for(count), kThreads, 0, s>>>(x, count, reinterpret_cast<__nv_bfloat16*>(out));
+  launch_kernel(to_bf16_kernel, LaunchShape{dim3(blocks_for(count)), dim3(kThreads)}, s,
+                x, count, reinterpret_cast<__nv_bfloat16*>(out));
   OCTET_CUDA_LAUNCH_CHECK();
 }
 
 void launch_scale_rows_cols(float* out, int64_t rows, int64_t cols, const float* row_scales, const float* col_scales,
                             cudaStream_t s) {
   if (rows * cols == 0) return;
-  scale_rows_cols_kernel<<<blocks_for(rows * cols), kThreads, 0, s>>>(out, rows, cols, row_scales, col_scales);
+  launch_kernel(scale_rows_cols_kernel, LaunchShape{dim3(blocks_for(rows * cols)), dim3(kThreads)}, s, out, rows, cols,
+                row_scales, col_scales);
   OCTET_CUDA_LAUNCH_CHECK();
 }
 

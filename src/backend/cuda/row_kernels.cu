@@ -13,10 +13,12 @@
 // row, and the row's sum / amax are combined through distributed shared memory (every block adds
 // the cluster's partials in rank order, so all get the same value) — one launch, no workspace, no
 // second pass over the row. OCTET_CUDA_ROW_KERNELS=0 keeps the loop kernels, =noclusters one block
-// per row (both for comparison).
+// per row (both for comparison). Each kernel waits for the kernel before it (launch.cuh) before reading
+// the row; the norm weights are loaded in the same burst as the row, so nothing is read before.
 #include "backend/cuda/block_reduce.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/launch.cuh"
 
 #include <cooperative_groups.h>
 #include <cuda_fp8.h>
@@ -112,6 +114,7 @@ __global__ void __launch_bounds__(kMaxThreads) swiglu_quantize_rows_kernel(const
                                                                           unsigned parts, int64_t chunk, float* out,
                                                                           uint8_t* codes, float* row_scales) {
   __shared__ float shared[32];
+  await_earlier_kernels();
   const RowSpan span = row_span<kCluster>(cols / 4, parts, chunk);
   const int64_t offset = span.row * cols;
   const float4* g = reinterpret_cast<const float4*>(gate + offset);
@@ -143,6 +146,7 @@ __global__ void __launch_bounds__(kMaxThreads) add_rmsnorm_rows_kernel(float* re
                                                                       float eps, int64_t cols, unsigned parts, int64_t chunk,
                                                                       float* out, uint8_t* codes, float* row_scales) {
   __shared__ float shared[32];
+  await_earlier_kernels();
   const RowSpan span = row_span<kCluster>(cols / 4, parts, chunk);
   const int64_t offset = span.row * cols;
   float4* x = reinterpret_cast<float4*>(residual + offset);
@@ -184,6 +188,7 @@ template <int V, bool kCluster>
 __global__ void __launch_bounds__(kMaxThreads) quantize_rows_kernel(const float* x, int64_t cols, unsigned parts, int64_t chunk,
                                                                    float static_scale, uint8_t* codes, float* row_scales) {
   __shared__ float shared[32];
+  await_earlier_kernels();
   const RowSpan span = row_span<kCluster>(cols / 4, parts, chunk);
   const int64_t offset = span.row * cols;
   const float4* row = reinterpret_cast<const float4*>(x + offset);
@@ -260,23 +265,11 @@ bool aligned(const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t
 // plan.parts blocks when parts > 1.
 template <int MaxV, typename Kernels, typename... Args>
 void launch_planned(const RowPlan& plan, int64_t rows, cudaStream_t s, Kernels kernels, Args... args) {
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(static_cast<unsigned>(rows) * plan.parts);
-  config.blockDim = dim3(plan.threads);
-  config.stream = s;
-  cudaLaunchAttribute cluster = {};
-  cluster.id = cudaLaunchAttributeClusterDimension;
-  cluster.val.clusterDim.x = plan.parts;
-  cluster.val.clusterDim.y = 1;
-  cluster.val.clusterDim.z = 1;
-  if (plan.parts > 1) {
-    config.attrs = &cluster;
-    config.numAttrs = 1;
-  }
+  const LaunchShape shape{dim3(static_cast<unsigned>(rows) * plan.parts), dim3(plan.threads), 0, plan.parts};
   const auto run = [&](auto v) {
     constexpr int kV = decltype(v)::value;
-    if (plan.parts > 1) OCTET_CUDA_CHECK(cudaLaunchKernelEx(&config, kernels.template get<kV, true>(), args...));
-    else OCTET_CUDA_CHECK(cudaLaunchKernelEx(&config, kernels.template get<kV, false>(), args...));
+    if (plan.parts > 1) launch_kernel(kernels.template get<kV, true>(), shape, s, args...);
+    else launch_kernel(kernels.template get<kV, false>(), shape, s, args...);
   };
   switch (plan.vectors_per_thread) {
     case 1: run(std::integral_constant<int, 1>{}); break;

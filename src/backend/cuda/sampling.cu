@@ -8,6 +8,7 @@
 // give the same token whatever order the threads add in.
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/launch.cuh"
 #include "common/counter_rng.h"
 
 #include <cstdint>
@@ -126,6 +127,7 @@ __device__ uint64_t select_prefix(const float* row, int64_t vocab, float tempera
 }
 
 __global__ void __launch_bounds__(kThreads) sample_rows_kernel(const float* logits, int64_t vocab, const SampleRowSpec* specs, int32_t* tokens_out) {
+  await_earlier_kernels();
   __shared__ Shared sh;
   const SampleRowSpec spec = specs[blockIdx.x];
   const float* row = logits + spec.row * vocab;
@@ -223,7 +225,9 @@ __global__ void __launch_bounds__(kThreads) sample_rows_kernel(const float* logi
 void launch_sample_rows(const float* logits, int64_t vocab, const SampleRowSpec* specs, int64_t count, int32_t* tokens_out,
                         cudaStream_t s) {
   if (count == 0) return;
-  sample_rows_kernel<<<static_cast<unsigned>(count), kThreads, 0, s>>>(logits, vocab, specs, tokens_out);
+  launch_kernel(sample_rows_kernel, LaunchShape{dim3(static_cast<unsigned>(count)), dim3(kThreads)}, s,
+                logits, vocab, specs,
+                tokens_out);
   OCTET_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -18,6 +18,7 @@
 // are deterministic (no atomics). Without a split the scales are applied in the epilogue.
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/launch.cuh"
 #include "backend/cuda/mma_e4m3.cuh"
 
 #include <algorithm>
@@ -87,6 +88,7 @@ __device__ __forceinline__ void wait_copies() {
 
 template <int NT>
 __global__ void __launch_bounds__(kThreads, TileConfig<NT>::kBlocksPerSm) skinny_gemm_e4m3_kernel(SkinnyArgs a) {
+  await_earlier_kernels();
   using Config = TileConfig<NT>;
   extern __shared__ __align__(16) uint8_t stages[];
 
@@ -184,6 +186,7 @@ __global__ void __launch_bounds__(kThreads, TileConfig<NT>::kBlocksPerSm) skinny
 
 // One thread per (token, column of the group): the split planes in order, then the scales.
 __global__ void skinny_gemm_reduce_kernel(SkinnyArgs a) {
+  await_earlier_kernels();
   const int64_t index = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (index >= a.rows * a.total_cols) return;
   const int64_t token = index / a.total_cols, col = index % a.total_cols;
@@ -255,7 +258,7 @@ template <int NT>
 void launch_tiles(const SkinnyArgs& args, int64_t tiles, cudaStream_t s) {
   block_slots<NT>();  // sets the shared-memory attribute
   const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(args.splits));
-  skinny_gemm_e4m3_kernel<NT><<<grid, kThreads, TileConfig<NT>::kSharedBytes, s>>>(args);
+  launch_kernel(skinny_gemm_e4m3_kernel<NT>, LaunchShape{grid, dim3(kThreads), TileConfig<NT>::kSharedBytes}, s, args);
   OCTET_CUDA_LAUNCH_CHECK();
 }
 
@@ -306,7 +309,8 @@ void launch_skinny_gemm_e4m3_group(const uint8_t* x, const float* row_scales, in
   }
   if (args.splits > 1) {
     const int64_t outputs = rows * args.total_cols;
-    skinny_gemm_reduce_kernel<<<static_cast<unsigned>((outputs + 255) / 256), 256, 0, s>>>(args);
+    const LaunchShape shape{dim3(static_cast<unsigned>((outputs + 255) / 256)), dim3(256)};
+    launch_kernel(skinny_gemm_reduce_kernel, shape, s, args);
     OCTET_CUDA_LAUNCH_CHECK();
   }
 }
