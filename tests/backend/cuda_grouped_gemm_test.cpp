@@ -59,10 +59,6 @@ class CudaGroupedGemm : public ::testing::Test {
     else unsetenv(variable);
     return backend;
   }
-  std::vector<float> poison(int64_t rows, int64_t cols) {
-    return std::vector<float>(static_cast<size_t>(rows * cols), std::numeric_limits<float>::quiet_NaN());
-  }
-
   std::unique_ptr<Backend> cpu_, gpu_;
   std::mt19937_64 rng_;
 };
@@ -194,9 +190,10 @@ std::vector<std::vector<float>> run_group(Backend& on, const std::vector<const L
 // (one GEMM and the scale-and-split pass), 129 and 300 (separate epilogue-scaled GEMMs on the views,
 // or with =all one epilogue-scaled GEMM and a copying split), in every mode: the default,
 // OCTET_CUDA_GROUPED_GEMM=0 and =all, and epilogue scales off (one GEMM at every size). Member widths
-// odd, multiples of 4 and of 64 (below); k a multiple of 64 and of 16 only. Tolerance 1e-3 as for every FP8 linear (the same codes meet the same weights; summation order
-// differs), poisoned outputs; a member's own linear() on its view; groups passed out of order or in
-// part, which must not be taken for the fused group.
+// odd, multiples of 4 and of 64 (below); k a multiple of 64 and of 16 only. Tolerance 1e-3 as for
+// every FP8 linear (the same codes meet the same weights; summation order differs), poisoned outputs;
+// a member's own linear() on its view; groups passed out of order or in part, which must not be taken
+// for the fused group.
 TEST_F(CudaGroupedGemm, FusedGroupsMatchCpuAndUnfusedWeights) {
   struct Shape {
     int64_t in;
