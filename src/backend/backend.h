@@ -223,6 +223,12 @@ class Backend {
                             std::span<Activations* const> outs) {
     for (size_t i = 0; i < weights.size(); ++i) linear(x, *weights[i], *outs[i]);
   }
+  // Called once per group of weights that linear_group will be given together, in that order (q/k/v,
+  // gate/up), right after they are made: a backend may move them into one allocation (each member
+  // staying a valid weight of the same values and bytes(), a view freed with the last member) so that
+  // linear_group can multiply them as one matrix. Members it cannot fuse are left as they are; the
+  // default leaves all of them.
+  virtual void fuse_linears(std::span<LinearWeight* const> weights) {}
   // x: [tokens, heads*head_dim], rotated in place (rotate-half / NeoX pairing, as in HF Llama)
   virtual void rope(Activations& x, int64_t head_dim, std::span<const int64_t> positions,
                     std::span<const float> inverse_frequencies) = 0;

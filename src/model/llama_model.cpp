@@ -141,6 +141,12 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const WeightSource* weights, b
     layer.gate_proj = linear(p + "mlp.gate_proj", ffn, hidden, body);
     layer.up_proj = linear(p + "mlp.up_proj", ffn, hidden, body);
     layer.down_proj = linear(p + "mlp.down_proj", hidden, ffn, body);
+    // One allocation per group linear_group runs together, fused a layer at a time (the backend's
+    // extra memory is one group's copy while it moves them).
+    backend::LinearWeight* qkv[] = {layer.q_proj.get(), layer.k_proj.get(), layer.v_proj.get()};
+    backend::LinearWeight* gate_up[] = {layer.gate_proj.get(), layer.up_proj.get()};
+    backend.fuse_linears(qkv);
+    backend.fuse_linears(gate_up);
     layers_.push_back(std::move(layer));
   }
   final_norm_ = vector("model.norm.weight", hidden);

@@ -694,6 +694,17 @@ TEST_F(CudaVsCpu, TinyLlamaLogitsMatchOnTheSkinnyGemm) {
   expect_tiny_llama_matches(*cpu_, *gpu_, rng_, 64, prompt_lengths, 1e-4, 1e-2, 1e-3);
 }
 
+// q/k/v and gate/up, fused by the model on load, as one GEMM per group above the GEMV's rows: 24
+// sequences, whose 24-token decode steps are recorded and replayed with the group's GEMM and its
+// scale-and-split pass inside; with OCTET_CUDA_GROUPED_GEMM=all also the 450-token prefill's groups.
+TEST_F(CudaVsCpu, TinyLlamaLogitsMatchWithGroupedGemms) {
+  std::vector<int64_t> prompt_lengths;
+  for (int64_t slot = 0; slot < 24; ++slot) prompt_lengths.push_back(1 + slot % 5);
+  expect_tiny_llama_matches(*cpu_, *gpu_, rng_, 64, prompt_lengths, 1e-4, 1e-2, 1e-3);
+  use_backend_with("OCTET_CUDA_GROUPED_GEMM", "all");
+  expect_tiny_llama_matches(*cpu_, *gpu_, rng_, 512, {300, 150}, 1e-2, 2e-2, 1e-2);
+}
+
 // Decode steps replayed from CUDA graphs give bit-identical logits to the same steps run op by op
 // (same kernels, same inputs), across batch shapes that change between steps; a replay still
 // checks the batch (a position past the context is refused).

@@ -10,6 +10,9 @@
 // instead of cuBLASLt; off by default until it is measured faster.
 // On sm_90 and later the backend's own kernels are programmatic dependent launches, each one's blocks
 // scheduled while the kernel before it finishes (launch.cuh); OCTET_CUDA_PDL=0 launches them plainly.
+// q/k/v and gate/up are fused into one allocation per group (fuse_linears) and, above the GEMV's rows,
+// multiplied by one GEMM whose output one pass scales and splits (grouped_gemm());
+// OCTET_CUDA_GROUPED_GEMM=0 runs one GEMM per member as before.
 #include "backend/cuda/cublaslt_gemm.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_kv_cache.h"
@@ -27,6 +30,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -72,17 +76,39 @@ struct CudaEmbedding final : EmbeddingTable {
   uint64_t bytes() const override { return bf16.bytes() + f32.bytes() + codes.bytes() + scales.bytes(); }
 };
 
+// The one allocation of a group of per-channel FP8 linears fused by fuse_linears: the members' codes
+// one after another ([rows, in], a member's rows from its first_row on) and their channel scales
+// likewise, owned jointly by the members and freed with the last of them. Each member starts at a
+// multiple of kRowAlignment rows, so its codes and scales are as aligned as an allocation of their
+// own (256 bytes: what cuBLASLt's heuristic assumes of every pointer unless told otherwise), and
+// rows is a multiple of it too (the group's float32 product rows stay 16-byte aligned). Rows between
+// members (none when every out_features is a multiple of 64, as in Llama) have zero codes and scales.
+struct FusedLinears {
+  static constexpr int64_t kRowAlignment = 64;
+  DeviceBuffer<uint8_t> codes;
+  DeviceBuffer<float> scales;
+  int64_t rows = 0;
+  int members = 0;
+};
+
 struct CudaLinear final : LinearWeight {
   EpochTicket ticket;
   LinearFormat format = LinearFormat::fp8;
   float static_input_scale = 0.0f;
-  DeviceBuffer<uint8_t> codes;  // fp8: [out, in] E4M3
-  DeviceBuffer<float> scales;   // fp8: per output channel (empty for block scales)
+  DeviceBuffer<uint8_t> codes;  // fp8: [out, in] E4M3 (empty once fused)
+  DeviceBuffer<float> scales;   // fp8: per output channel (empty for block scales, and once fused)
   DeviceBuffer<float> block_scales;  // block-scaled fp8: [ceil(out/128), ceil(in/128)]
   DeviceBuffer<uint16_t> bf16;
   DeviceBuffer<float> f32;
-  uint64_t bytes() const override {
-    return codes.bytes() + scales.bytes() + block_scales.bytes() + bf16.bytes() + f32.bytes();
+  std::shared_ptr<const FusedLinears> fused;  // set: this is member fused_index of a fused group
+  int fused_index = 0;
+  int64_t first_row = 0;  // of this member among the group's rows
+  // fp8 codes and channel scales: the weight's own buffers, or its rows of the fused group's.
+  const uint8_t* e4m3_codes() const { return fused ? fused->codes.data() + first_row * in_features : codes.data(); }
+  const float* channel_scales() const { return fused ? fused->scales.data() + first_row : scales.data(); }
+  uint64_t bytes() const override {  // a fused member counts its own rows of the group (not the padding)
+    const uint64_t fused_share = fused ? static_cast<uint64_t>(out_features * in_features + out_features * 4) : 0;
+    return codes.bytes() + scales.bytes() + block_scales.bytes() + bf16.bytes() + f32.bytes() + fused_share;
   }
 };
 
@@ -314,8 +340,8 @@ class CudaBackend final : public Backend {
     e->format = EmbeddingFormat::fp8;
     e->vocab = head.out_features;
     e->hidden = head.in_features;
-    e->fp8_codes = head.codes.data();
-    e->fp8_scales = head.scales.data();
+    e->fp8_codes = head.e4m3_codes();
+    e->fp8_scales = head.channel_scales();
     return e;
   }
 
@@ -440,7 +466,53 @@ class CudaBackend final : public Backend {
     o.codes_current = fp8_linears_;
   }
 
-  // One GEMV launch for FP8 weights that share the input at decode sizes; otherwise one linear each.
+  // Moves a group of per-channel FP8 weights of one in_features (no static input scale, no block
+  // scales) into one allocation, a group at a time: the extra device memory is one copy of this group
+  // until the members' own buffers are freed below. Other groups are left as they are.
+  void fuse_linears(std::span<LinearWeight* const> weights) override {
+    if (weights.size() < 2 || weights.size() > static_cast<size_t>(ScaleSplit::kMaxMembers)) return;
+    if (graphs_.capturing()) fail("cuda backend: weights fused while recording a step");
+    const int64_t in = weights[0]->in_features;
+    const auto aligned = [](int64_t rows) {
+      return (rows + FusedLinears::kRowAlignment - 1) / FusedLinears::kRowAlignment * FusedLinears::kRowAlignment;
+    };
+    auto group = std::make_shared<FusedLinears>();
+    std::vector<int64_t> first_rows;
+    for (LinearWeight* weight : weights) {
+      const auto& w = static_cast<const CudaLinear&>(*weight);
+      // k a multiple of 16: cuBLASLt's FP8 leading dimensions.
+      if (w.format != LinearFormat::fp8 || w.fused || w.block_scales.size() > 0 || w.static_input_scale > 0.0f ||
+          w.in_features != in || in % 16 != 0)
+        return;
+      first_rows.push_back(group->rows);
+      group->rows = aligned(group->rows + w.out_features);
+    }
+    group->members = static_cast<int>(weights.size());
+    group->codes = DeviceBuffer<uint8_t>(static_cast<size_t>(group->rows * in));
+    group->scales = DeviceBuffer<float>(static_cast<size_t>(group->rows));
+    OCTET_CUDA_CHECK(cudaMemsetAsync(group->codes.data(), 0, group->codes.bytes(), stream_));  // the padding rows
+    OCTET_CUDA_CHECK(cudaMemsetAsync(group->scales.data(), 0, group->scales.bytes(), stream_));
+    for (size_t i = 0; i < weights.size(); ++i) {
+      const auto& w = static_cast<const CudaLinear&>(*weights[i]);
+      OCTET_CUDA_CHECK(cudaMemcpyAsync(group->codes.data() + first_rows[i] * in, w.codes.data(), w.codes.bytes(),
+                                       cudaMemcpyDeviceToDevice, stream_));
+      OCTET_CUDA_CHECK(cudaMemcpyAsync(group->scales.data() + first_rows[i], w.scales.data(), w.scales.bytes(),
+                                       cudaMemcpyDeviceToDevice, stream_));
+    }
+    OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the copies are done before the members' buffers go
+    for (size_t i = 0; i < weights.size(); ++i) {
+      auto& w = static_cast<CudaLinear&>(*weights[i]);
+      w.codes = DeviceBuffer<uint8_t>();
+      w.scales = DeviceBuffer<float>();
+      w.fused = group;
+      w.fused_index = static_cast<int>(i);
+      w.first_row = first_rows[i];
+    }
+    ++*epoch_;  // recorded steps read the old buffers
+  }
+
+  // One GEMV launch for FP8 weights that share the input at decode sizes; above them one GEMM for a
+  // fused group (grouped_gemm), else one linear each.
   void linear_group(const Activations& x, std::span<const LinearWeight* const> weights,
                     std::span<Activations* const> outs) override {
     const bool skinny = use_skinny_gemm(x.rows, x.cols);
@@ -452,7 +524,7 @@ class CudaBackend final : public Backend {
               w.in_features == x.cols;
     }
     if (!fused) {
-      Backend::linear_group(x, weights, outs);
+      if (!grouped_gemm(x, weights, outs)) Backend::linear_group(x, weights, outs);
       return;
     }
     GemvGroup group;
@@ -460,8 +532,8 @@ class CudaBackend final : public Backend {
     for (size_t i = 0; i < weights.size(); ++i) {
       const auto& w = static_cast<const CudaLinear&>(*weights[i]);
       check_shape(*outs[i], x.rows, w.out_features, "linear output");
-      group.w[i] = w.codes.data();
-      group.col_scales[i] = w.scales.data();
+      group.w[i] = w.e4m3_codes();
+      group.col_scales[i] = w.channel_scales();
       group.y[i] = cast(*outs[i]).data.data();
       group.n[i] = w.out_features;
     }
@@ -497,17 +569,17 @@ class CudaBackend final : public Backend {
         }
         // Decode-sized batches read each weight once through the GEMV; larger ones go to tensor cores.
         if (gemv_e4m3_fits(m, k)) {
-          launch_gemv_e4m3(codes, scales, m, w.codes.data(), w.scales.data(), n, k, y, stream_);
+          launch_gemv_e4m3(codes, scales, m, w.e4m3_codes(), w.channel_scales(), n, k, y, stream_);
         } else if (use_skinny_gemm(m, k)) {
           GemvGroup group;
           group.count = 1;
-          group.w[0] = w.codes.data();
-          group.col_scales[0] = w.scales.data();
+          group.w[0] = w.e4m3_codes();
+          group.col_scales[0] = w.channel_scales();
           group.y[0] = y;
           group.n[0] = n;
           launch_skinny_gemm(codes, scales, m, group, k);
         } else if (!gemm_e4m3(codes, scales, w, m, y)) {
-          launch_matmul_e4m3_simple(codes, scales, m, w.codes.data(), w.scales.data(), n, k, y, stream_);
+          launch_matmul_e4m3_simple(codes, scales, m, w.e4m3_codes(), w.channel_scales(), n, k, y, stream_);
         }
         return;
       }
@@ -715,10 +787,47 @@ class CudaBackend final : public Backend {
   bool gemm_e4m3(const uint8_t* codes, const float* row_scales, const CudaLinear& w, int64_t m, float* y) {
     const int64_t n = w.out_features, k = w.in_features;
     if (epilogue_scales_ && m > kMinEpilogueScaledRows &&
-        gemm_->run_e4m3_scaled(codes, row_scales, w.codes.data(), w.scales.data(), y, m, n, k, stream_))
+        gemm_->run_e4m3_scaled(codes, row_scales, w.e4m3_codes(), w.channel_scales(), y, m, n, k, stream_))
       return true;
-    if (!gemm_->run(GemmType::e4m3, codes, w.codes.data(), y, m, n, k, stream_)) return false;
-    launch_scale_rows_cols(y, m, n, row_scales, w.scales.data(), stream_);
+    if (!gemm_->run(GemmType::e4m3, codes, w.e4m3_codes(), y, m, n, k, stream_)) return false;
+    launch_scale_rows_cols(y, m, n, row_scales, w.channel_scales(), stream_);
+    return true;
+  }
+
+  // The members of one fused group, all of them in its order: one cuBLASLt GEMM with n = the group's
+  // rows (Σ members' out_features, plus padding) into scratch, then one pass that scales each element and writes it to its member
+  // (scale_split.cu), instead of a GEMM and a scaling pass per member; the narrow members (k, v) then
+  // ride on the wide one's weight stream. Above kMinEpilogueScaledRows the separate GEMMs apply the
+  // scales in their epilogue, so a group's pass would only copy: an extra read and write of the whole
+  // output, and at those (prefill) sizes the GEMMs are compute-bound and gain little from one launch.
+  // There the members stay separate unless OCTET_CUDA_GROUPED_GEMM=all (an experiment). False: not such
+  // a group or no cuBLASLt algorithm (the caller runs the members one by one).
+  bool grouped_gemm(const Activations& x, std::span<const LinearWeight* const> weights, std::span<Activations* const> outs) {
+    if (grouped_gemm_ == GroupedGemm::off || weights.empty() || weights.size() != outs.size()) return false;
+    const FusedLinears* group = static_cast<const CudaLinear&>(*weights[0]).fused.get();
+    if (!group || group->members != static_cast<int>(weights.size())) return false;
+    ScaleSplit split;
+    split.count = group->members;
+    split.product_cols = group->rows;
+    for (size_t i = 0; i < weights.size(); ++i) {
+      const auto& w = static_cast<const CudaLinear&>(*weights[i]);
+      if (w.fused.get() != group || w.fused_index != static_cast<int>(i) || w.in_features != x.cols) return false;
+      check_shape(*outs[i], x.rows, w.out_features, "linear output");
+      split.out[i] = cast(*outs[i]).data.data();
+      split.first_col[i] = w.first_row;
+      split.cols[i] = w.out_features;
+    }
+    const int64_t m = x.rows, n = group->rows, k = x.cols;
+    const bool epilogue = epilogue_scales_ && m > kMinEpilogueScaledRows;
+    if (epilogue && grouped_gemm_ != GroupedGemm::all) return false;
+    const auto& input = quantized(x);
+    ensure_capacity(group_product_, static_cast<size_t>(m * n));
+    const bool scaled = epilogue && gemm_->run_e4m3_scaled(input.codes.data(), input.row_scales.data(), group->codes.data(),
+                                                           group->scales.data(), group_product_.data(), m, n, k, stream_);
+    if (!scaled && !gemm_->run(GemmType::e4m3, input.codes.data(), group->codes.data(), group_product_.data(), m, n, k, stream_))
+      return false;
+    launch_scale_split(group_product_.data(), m, scaled ? nullptr : input.row_scales.data(),
+                       scaled ? nullptr : group->scales.data(), split, stream_);
     return true;
   }
 
@@ -831,6 +940,14 @@ class CudaBackend final : public Backend {
   // (an A/B switch; sample_rows itself still runs on the device).
   bool device_sampling_ = switched_on("OCTET_CUDA_SAMPLING");
   bool epilogue_scales_ = switched_on("OCTET_CUDA_GEMM_EPILOGUE_SCALES");  // see gemm_e4m3()
+  // OCTET_CUDA_GROUPED_GEMM=0: fused groups run one GEMM per member (for comparison); =all: one GEMM
+  // at every row count (see grouped_gemm()).
+  enum class GroupedGemm { off, on, all };
+  GroupedGemm grouped_gemm_ = [] {
+    const char* value = std::getenv("OCTET_CUDA_GROUPED_GEMM");
+    if (value != nullptr && std::strcmp(value, "all") == 0) return GroupedGemm::all;
+    return switched_on("OCTET_CUDA_GROUPED_GEMM") ? GroupedGemm::on : GroupedGemm::off;
+  }();
   LiveKvCaches live_caches_ = std::make_shared<std::vector<CudaKvCache*>>();
   std::vector<SampleRowSpec> sample_specs_host_;
   DeviceBuffer<SampleRowSpec> sample_specs_;
@@ -874,6 +991,7 @@ class CudaBackend final : public Backend {
   DeviceBuffer<float> frequencies_;
   DeviceBuffer<float> attention_scratch_;
   DeviceBuffer<float> skinny_scratch_;  // the skinny GEMM's split-k partial sums
+  DeviceBuffer<float> group_product_;   // a fused group's [rows, group rows] product before scale_split
   std::vector<float> frequencies_host_;
 };
 

@@ -54,6 +54,23 @@ void launch_to_bf16(const float* x, int64_t count, uint16_t* out, cudaStream_t s
 void launch_scale_rows_cols(float* out, int64_t rows, int64_t cols, const float* row_scales, const float* col_scales,
                             cudaStream_t s);
 
+// scale_split.cu: after one GEMM over a group of linears that share their input, product [rows,
+// product_cols] (row-major, float32) is split by columns into the members' outputs out[i] [rows,
+// cols[i]] (member i holds product columns [first_col[i], first_col[i] + cols[i]), in increasing order;
+// columns outside every member are padding, not read), each element multiplied by row_scales[r] ·
+// col_scales[c] as launch_scale_rows_cols does; both scales null: copied as they are (a GEMM that
+// applied them in its epilogue).
+struct ScaleSplit {
+  static constexpr int kMaxMembers = 4;
+  int count = 0;
+  int64_t product_cols = 0;
+  float* out[kMaxMembers] = {};
+  int64_t first_col[kMaxMembers] = {};
+  int64_t cols[kMaxMembers] = {};
+};
+void launch_scale_split(const float* product, int64_t rows, const float* row_scales, const float* col_scales,
+                        const ScaleSplit& split, cudaStream_t s);
+
 // row_kernels.cu: the per-row operations above (add + rmsnorm + quantize, SwiGLU + quantize,
 // quantize) with each row in registers, all its loads issued before use; rows of small batches are
 // split over a thread-block cluster of 2–8 blocks on sm_90. The same outputs (codes and scales
