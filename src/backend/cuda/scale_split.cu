@@ -5,6 +5,7 @@
 // the same traffic as the per-member passes it replaces.
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/launch.cuh"
 
 #include <algorithm>
 
@@ -20,6 +21,7 @@ constexpr int64_t kMaxGridRows = 65535;  // gridDim.y's limit; further rows are 
 template <int Width>
 __global__ void scale_split_kernel(const float* __restrict__ product, int64_t rows, const float* __restrict__ row_scales,
                                    const float* __restrict__ col_scales, ScaleSplit split) {
+  await_earlier_kernels();
   const int64_t cols = split.product_cols;
   const int64_t c = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * Width;
   if (c >= cols) return;
@@ -89,9 +91,9 @@ void launch_scale_split(const float* product, int64_t rows, const float* row_sca
   const int64_t threads_per_row = (cols + width - 1) / width;
   const dim3 grid(static_cast<unsigned>((threads_per_row + kThreads - 1) / kThreads),
                   static_cast<unsigned>(std::min(rows, kMaxGridRows)));
-  if (vector) scale_split_kernel<4><<<grid, kThreads, 0, s>>>(product, rows, row_scales, col_scales, split);
-  else scale_split_kernel<1><<<grid, kThreads, 0, s>>>(product, rows, row_scales, col_scales, split);
-  OCTET_CUDA_LAUNCH_CHECK();
+  const LaunchShape shape{grid, dim3(kThreads)};
+  if (vector) launch_kernel(scale_split_kernel<4>, shape, s, product, rows, row_scales, col_scales, split);
+  else launch_kernel(scale_split_kernel<1>, shape, s, product, rows, row_scales, col_scales, split);
 }
 
 }  // namespace octet::backend::cuda
