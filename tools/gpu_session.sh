@@ -87,6 +87,7 @@ stage_model() {
 stage_bench8() { bench "8B fp8" 100 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8; }
 stage_ab() {  # each fast path off in turn, against stage_bench8's figures
   local b="--precision fp8 --prefill 128"
+  OCTET_CUDA_DECODE_ATTENTION=v1 bench "8B fp8, OCTET_CUDA_DECODE_ATTENTION=v1" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json $b --batch 1,8,64
   OCTET_CUDA_TC_ATTENTION=0 bench "8B fp8, OCTET_CUDA_TC_ATTENTION=0" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 1024,4096 --batch 1
   OCTET_CUDA_ROW_KERNELS=0 bench "8B fp8, OCTET_CUDA_ROW_KERNELS=0" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json $b --batch 1,8,64
   OCTET_CUDA_TENSOR_GEMV=all bench "8B fp8, OCTET_CUDA_TENSOR_GEMV=all" 30 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json $b --batch 1

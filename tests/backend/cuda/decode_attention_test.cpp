@@ -10,9 +10,12 @@
 // once and replayed with other positions. Tolerance: 1e-4 of each output row's norm, in every row
 // (the kernels' error is ~1e-6 to 1e-5: float32 sums, __expf, q and probabilities carried in two
 // BF16 parts of 16 bits; one BF16 part alone would be ~1e-3; a wrong block, scale, head or split
-// weight is off by O(1)). Skips without a GPU.
+// weight is off by O(1)). The backend's switch OCTET_CUDA_DECODE_ATTENTION takes v1 or v2 only.
+// Skips without a GPU.
+#include "backend/device.h"
 #include "common/bf16.h"
 #include "fp8/fp8.h"
+#include "support/error_text.h"
 #include "support/random.h"
 #include "support/require_gpu.h"
 
@@ -21,6 +24,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <string>
@@ -350,6 +356,20 @@ TEST_F(CudaDecodeAttention, GraphReplayedWithOtherPositions) {
     cudaGraphDestroy(graph);
     cudaStreamDestroy(stream);
   }
+}
+
+// The backend's A/B switch: v1 and v2 make a backend, anything else is refused, naming the variable.
+TEST_F(CudaDecodeAttention, SwitchTakesV1OrV2) {
+  const char* previous = std::getenv("OCTET_CUDA_DECODE_ATTENTION");
+  const std::string saved = previous ? previous : "";
+  for (const char* value : {"v1", "v2"}) {
+    ASSERT_EQ(setenv("OCTET_CUDA_DECODE_ATTENTION", value, 1), 0);
+    EXPECT_EQ(testing::error_of([] { make_cuda_backend(0); }), "<no error>") << value;
+  }
+  ASSERT_EQ(setenv("OCTET_CUDA_DECODE_ATTENTION", "1", 1), 0);
+  testing::expect_parts(testing::error_of([] { make_cuda_backend(0); }), {"OCTET_CUDA_DECODE_ATTENTION", "'1'", "v1 or v2"});
+  if (previous) setenv("OCTET_CUDA_DECODE_ATTENTION", saved.c_str(), 1);
+  else unsetenv("OCTET_CUDA_DECODE_ATTENTION");
 }
 
 }  // namespace
