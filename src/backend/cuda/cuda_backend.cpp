@@ -3,10 +3,10 @@
 // cuBLASLt for the rest (see linear()). Forward steps of up to StepGraphs::kMaxTokens tokens are
 // recorded as CUDA graphs and replayed (step_graphs.h); OCTET_CUDA_GRAPHS=0 runs every op eagerly.
 // Attention sends runs of >= kMinPrefillRunTokens prompt tokens of one slot to the tensor-core
-// kernel (attention_prefill.cu) in steps that are never recorded, the rest to the CUDA-core kernel;
-// OCTET_CUDA_TC_ATTENTION=0 keeps every token on the decode kernel (for comparison), which is
-// attention.cu's grouped tensor-core kernel unless OCTET_CUDA_DECODE_ATTENTION=v1 asks for the one
-// before it (one query head per block on CUDA cores).
+// kernel (attention_prefill.cu) in steps that are never recorded, the rest to the decode kernel
+// (attention.cu: the grouped tensor-core kernel, or with OCTET_CUDA_DECODE_ATTENTION=v1 the one
+// before it, a query head per block on CUDA cores); OCTET_CUDA_TC_ATTENTION=0 keeps every token on
+// the decode kernel (for comparison).
 // OCTET_CUDA_SKINNY_GEMM=1 sends FP8 linears of 17–128 rows to the skinny GEMM (skinny_gemm_fp8.cu)
 // instead of cuBLASLt; off by default until it is measured faster.
 #include "backend/cuda/cublaslt_gemm.h"
