@@ -75,7 +75,7 @@ stage_tests() {
   echo "== GPU tests" | tee "$out/tests.log"
   timeout 240 build-gpu/octet_tests --gtest_filter='Cuda*:CudaDevice*' >>"$out/tests.log" 2>&1
   note "GPU tests: rc $? — $(grep -E '^\[  (PASSED|FAILED) ' "$out/tests.log" | tr '\n' ' ')"
-  grep -E "FAILED|Failure|Expected|Which|Value of|seed|error" "$out/tests.log" | head -60
+  grep -E "FAILED|Failure|Expected|Which|Value of|error" "$out/tests.log" | grep -v "worst row error" | head -80
 }
 stage_model() {
   [[ -f "$model" ]] || return 0
@@ -88,6 +88,7 @@ stage_bench8() { bench "8B fp8" 100 --dummy-weights configs/models/Llama-3.1-8B-
 stage_ab() {  # each fast path off in turn, against stage_bench8's figures
   local b="--precision fp8 --prefill 128"
   OCTET_CUDA_PDL=0 bench "8B fp8, OCTET_CUDA_PDL=0 (plain launches)" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json $b --batch 1,8,64
+  OCTET_CUDA_DECODE_ATTENTION=v1 bench "8B fp8, OCTET_CUDA_DECODE_ATTENTION=v1" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json $b --batch 1,8,64
   OCTET_CUDA_TC_ATTENTION=0 bench "8B fp8, OCTET_CUDA_TC_ATTENTION=0" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 1024,4096 --batch 1
   OCTET_CUDA_PREFILL_ATTENTION=v1 bench "8B fp8, OCTET_CUDA_PREFILL_ATTENTION=v1" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 1024,4096 --batch 1
   OCTET_CUDA_ROW_KERNELS=0 bench "8B fp8, OCTET_CUDA_ROW_KERNELS=0" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json $b --batch 1,8,64

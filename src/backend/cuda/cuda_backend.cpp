@@ -3,9 +3,11 @@
 // cuBLASLt for the rest (see linear()). Forward steps of up to StepGraphs::kMaxTokens tokens are
 // recorded as CUDA graphs and replayed (step_graphs.h); OCTET_CUDA_GRAPHS=0 runs every op eagerly.
 // Attention sends runs of >= kMinPrefillRunTokens prompt tokens of one slot to the tensor-core
-// kernel (attention_prefill.cu) in steps that are never recorded, the rest to the CUDA-core kernel;
-// OCTET_CUDA_TC_ATTENTION=0 keeps every token on the CUDA-core kernel (for comparison);
-// OCTET_CUDA_PREFILL_ATTENTION=v1 runs the first tensor-core kernel instead of the pipelined one.
+// kernel (attention_prefill.cu) in steps that are never recorded, the rest to the decode kernel
+// (attention.cu: the grouped tensor-core kernel, or with OCTET_CUDA_DECODE_ATTENTION=v1 the one
+// before it, a query head per block on CUDA cores); OCTET_CUDA_TC_ATTENTION=0 keeps every token on
+// the decode kernel (for comparison); OCTET_CUDA_PREFILL_ATTENTION=v1 runs the first tensor-core
+// prefill kernel instead of the pipelined one.
 // OCTET_CUDA_SKINNY_GEMM=1 sends FP8 linears of 17–128 rows to the skinny GEMM (skinny_gemm_fp8.cu)
 // instead of cuBLASLt; off by default until it is measured faster.
 // On sm_90 and later the backend's own kernels are programmatic dependent launches, each one's blocks
@@ -148,6 +150,18 @@ PrefillKernel prefill_kernel_from_environment() {
 // Shortest run that goes to the tensor-core kernel: 16 tokens fill half of a 128-row tile at GQA
 // ratio 4 (all of v1's 64) and an eighth of it at ratio 1; shorter runs are decode-like (few rows
 // per K/V tile), where the CUDA-core kernel's split over the positions keeps more of the GPU busy.
+
+// OCTET_CUDA_DECODE_ATTENTION: "v2" (or unset) the grouped decode kernel, "v1" the one before it.
+DecodeAttention decode_attention_kernel() {
+  const char* value = std::getenv("OCTET_CUDA_DECODE_ATTENTION");
+  if (value == nullptr || std::strcmp(value, "v2") == 0) return DecodeAttention::grouped;
+  if (std::strcmp(value, "v1") == 0) return DecodeAttention::v1;
+  fail("OCTET_CUDA_DECODE_ATTENTION is '{}', expected v1 or v2", value);
+}
+
+// Shortest run that goes to the tensor-core kernel: 16 tokens fill a tile's 64 rows at GQA ratio 4
+// and a quarter of it at ratio 1; shorter runs are decode-like (few rows per K/V tile), where the
+// CUDA-core kernel's split over the positions keeps more of the GPU busy.
 constexpr int64_t kMinPrefillRunTokens = 16;
 
 class CudaBackend final : public Backend {
@@ -649,7 +663,6 @@ class CudaBackend final : public Backend {
     graphs_.note_cache(&c);
     const auto tokens = static_cast<int64_t>(batch.size());
     const int64_t heads = q.cols / c.spec.head_dim;
-    const int64_t context = c.spec.max_positions;
     const KvLayout layout = c.layout();
     const float* k_scales = c.fp8() ? c.k_scales[layer].data() : nullptr;
     const float* v_scales = c.fp8() ? c.v_scales[layer].data() : nullptr;
@@ -661,24 +674,14 @@ class CudaBackend final : public Backend {
       const PrefillPlan& plan = prefill_plan(batch, heads / c.spec.kv_heads);
       if (!plan.tiles.empty()) {
         const auto others = static_cast<int64_t>(plan.other_tokens.size());
-        if (others > 0) {
-          ensure_capacity(attention_scratch_, std::max<size_t>(1, attention_scratch_floats(others, heads, c.spec.head_dim,
-                                                                                         attention_splits(others, heads, context))));
-          launch_attention(cast(q).data.data(), others, heads, slots_.data(), positions_.data(), context, layout,
-                           c.k[layer].data(), c.v[layer].data(), k_scales, v_scales, attention_scratch_.data(),
-                           cast(out).data.data(), stream_, other_tokens_.data());
-        }
+        if (others > 0) decode_attention(c, layer, q, others, out, other_tokens_.data());
         launch_prefill_attention(cast(q).data.data(), heads, slots_.data(), positions_.data(), prefill_tiles_.data(),
                                  static_cast<int64_t>(plan.tiles.size()), layout, c.k[layer].data(), c.v[layer].data(),
                                  k_scales, v_scales, cast(out).data.data(), prefill_kernel_, stream_);
         return;
       }
     }
-    ensure_capacity(attention_scratch_, std::max<size_t>(1, attention_scratch_floats(tokens, heads, c.spec.head_dim,
-                                                                                   attention_splits(tokens, heads, context))));
-    launch_attention(cast(q).data.data(), tokens, heads, slots_.data(), positions_.data(), context, layout,
-                     c.k[layer].data(), c.v[layer].data(), k_scales, v_scales, attention_scratch_.data(),
-                     cast(out).data.data(), stream_);
+    decode_attention(c, layer, q, tokens, out, nullptr);
   }
 
   void swiglu(const Activations& gate, const Activations& up, Activations& out) override {
@@ -883,6 +886,24 @@ class CudaBackend final : public Backend {
     ++*epoch_;
   }
 
+  // launch_attention for `tokens` batch entries (all of them, or those of token_list) with the scratch
+  // and split counters it needs; new counters start at zero (launches leave them so).
+  void decode_attention(const CudaKvCache& c, int64_t layer, const Activations& q, int64_t tokens, Activations& out,
+                        const int32_t* token_list) {
+    const int64_t heads = q.cols / c.spec.head_dim, context = c.spec.max_positions;
+    const KvLayout layout = c.layout();
+    const AttentionScratch need = attention_scratch(tokens, heads, context, layout, decode_attention_);
+    ensure_capacity(attention_scratch_, std::max<size_t>(1, need.floats));
+    if (attention_counters_.size() < need.counters) {
+      ensure_capacity(attention_counters_, need.counters);
+      OCTET_CUDA_CHECK(cudaMemsetAsync(attention_counters_.data(), 0, attention_counters_.bytes(), stream_));
+    }
+    launch_attention(cast(q).data.data(), tokens, heads, slots_.data(), positions_.data(), context, layout,
+                     c.k[layer].data(), c.v[layer].data(), c.fp8() ? c.k_scales[layer].data() : nullptr,
+                     c.fp8() ? c.v_scales[layer].data() : nullptr, attention_scratch_.data(), attention_counters_.data(),
+                     cast(out).data.data(), stream_, decode_attention_, token_list);
+  }
+
   // Rows 17–128 (the GEMV takes fewer) on the skinny GEMM when OCTET_CUDA_SKINNY_GEMM=1.
   bool use_skinny_gemm(int64_t rows, int64_t k) const {
     return skinny_gemm_ && rows > 16 && skinny_gemm_e4m3_fits(rows, k);
@@ -956,6 +977,8 @@ class CudaBackend final : public Backend {
   StepGraphs graphs_;
   bool tc_attention_;
   PrefillKernel prefill_kernel_;
+
+  DecodeAttention decode_attention_ = decode_attention_kernel();
   bool skinny_gemm_;
   StepGraphs::Action step_action_ = StepGraphs::Action::eager;
   // Bracket the last step on the stream (last_step_device_ms); none while a capture is open.
@@ -990,6 +1013,7 @@ class CudaBackend final : public Backend {
   DeviceBuffer<uint16_t> bf16_;
   DeviceBuffer<float> frequencies_;
   DeviceBuffer<float> attention_scratch_;
+  DeviceBuffer<uint32_t> attention_counters_;  // the grouped attention's finished splits per item, zero between launches
   DeviceBuffer<float> skinny_scratch_;  // the skinny GEMM's split-k partial sums
   DeviceBuffer<float> group_product_;   // a fused group's [rows, group rows] product before scale_split
   std::vector<float> frequencies_host_;

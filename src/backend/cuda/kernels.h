@@ -153,18 +153,28 @@ void launch_rope_kv_write(float* q, float* k, const float* v, int64_t tokens, in
                           float* v_scales, cudaStream_t s);
 
 // attention.cu: causal GQA over each token's slot, positions [0, position]. Long contexts with few
-// (token, head) pairs are split over the positions (flash-decoding) and merged by a second kernel.
-// The number of splits depends only on the shape (tokens, heads, max_context = the cache's positions
-// per slot), never on the positions themselves, so a recorded step replays with any positions; each
-// token divides its own positions among the splits. scratch holds attention_scratch_floats() floats.
-// token_list != nullptr: only the batch entries token_list[0 .. tokens) are computed (q and out are
-// still indexed by batch entry), the others being left to launch_prefill_attention.
-int attention_splits(int64_t tokens, int64_t heads, int64_t max_context);
-size_t attention_scratch_floats(int64_t tokens, int64_t heads, int64_t head_dim, int splits);
+// items are split over the positions (flash-decoding) and the splits merged. The number of splits
+// depends only on the shape (tokens, heads, max_context = the cache's positions per slot), never on
+// the positions themselves, so a recorded step replays with any positions; each token divides its
+// own positions among the splits. Two kernels: `grouped` (v2: a block per (token, KV head, split),
+// the group's query heads together on tensor cores, the splits merged in the same launch by the last
+// block of each item) for BF16/FP8 caches, head_dim 64 or 128 and groups of 1–8; v1 (a block per
+// (token, query head, split), merged by a second kernel) for the rest and for A/B comparison.
+// scratch holds attention_scratch().floats floats; counters holds .counters zeros, and launches
+// leave them zero again. token_list != nullptr: only the batch entries token_list[0 .. tokens) are
+// computed (q and out are still indexed by batch entry), the others being left to
+// launch_prefill_attention.
+enum class DecodeAttention { v1, grouped };
+struct AttentionScratch {
+  size_t floats = 0;    // split partials
+  size_t counters = 0;  // uint32 per (token, KV head): finished splits
+};
+AttentionScratch attention_scratch(int64_t tokens, int64_t heads, int64_t max_context, const KvLayout& layout,
+                                   DecodeAttention kernel);
 void launch_attention(const float* q, int64_t tokens, int64_t heads, const int64_t* slots, const int64_t* positions,
                       int64_t max_context, const KvLayout& layout, const void* k_cache, const void* v_cache,
-                      const float* k_scales, const float* v_scales, float* scratch, float* out, cudaStream_t s,
-                      const int32_t* token_list = nullptr);
+                      const float* k_scales, const float* v_scales, float* scratch, uint32_t* counters, float* out,
+                      cudaStream_t s, DecodeAttention kernel, const int32_t* token_list = nullptr);
 
 // attention_prefill.cu: the same attention on tensor cores (mma.sync, BF16 operands, float32
 // softmax and accumulators) for runs of a batch: entries of one slot at consecutive positions, in

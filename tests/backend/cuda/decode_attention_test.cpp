@@ -1,0 +1,378 @@
+// The decode attention kernels of attention.cu (the grouped one, v2, and v1 before it), called
+// through launch_attention, against a slow double-precision reference written here: softmax(q·Kᵀ /
+// sqrt(head_dim)) · V over each token's positions [0, position], K and V decoded from the very codes
+// the kernel reads (FP8 E4M3/E5M2 codes times their per-(position, KV head) scale, or BF16 values),
+// in a paged pool whose blocks are handed out shuffled. Shapes: GQA groups 1, 3, 4, 5, 8; head_dim 64
+// and 128; a token of 5,000 positions (dozens of splits merged by the last block), tokens below one
+// split, batches of 1, 3 and 64 with different lengths per row; a token list (the mixed-step path);
+// outputs poisoned with NaN. The grouped kernel's split counters must be zero again after every
+// launch: checked directly, by a second launch with other positions, and by a CUDA graph captured
+// once and replayed with other positions. Tolerance: 1e-4 of each output row's norm, in every row
+// (the kernels' error is ~1e-6 to 1e-5: float32 sums, __expf, q and probabilities carried in two
+// BF16 parts of 16 bits; one BF16 part alone would be ~1e-3; a wrong block, scale, head or split
+// weight is off by O(1)). The backend's switch OCTET_CUDA_DECODE_ATTENTION takes v1 or v2 only.
+// Skips without a GPU.
+#include "backend/device.h"
+#include "common/bf16.h"
+#include "fp8/fp8.h"
+#include "support/error_text.h"
+#include "support/random.h"
+#include "support/require_gpu.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#if OCTET_HAVE_CUDA
+#include "backend/cuda/kernels.h"
+#include "support/device_vector.h"
+
+namespace octet::backend {
+namespace {
+
+using cuda::DecodeAttention;
+using cuda::KvStorage;
+template <typename T>
+using Device = testing::DeviceVector<T>;
+
+constexpr double kTolerance = 1e-4;
+
+struct Shape {
+  int64_t kv_heads, group, head_dim;
+  KvStorage storage;
+  int64_t max_context;
+  int64_t block_size = 16;
+};
+
+// A paged cache holding one slot per token (slot i for token i) filled up to `reach[i]` positions,
+// on the host (codes, scales) and on the device.
+class PagedCache {
+ public:
+  PagedCache(const Shape& shape, const std::vector<int64_t>& reach, std::mt19937_64& rng) : shape_(shape) {
+    const int64_t blocks_per_slot = (shape.max_context + shape.block_size - 1) / shape.block_size;
+    const auto slots = static_cast<int64_t>(reach.size());
+    int64_t blocks = 0;
+    for (int64_t r : reach) blocks += (r + shape.block_size - 1) / shape.block_size;
+    blocks += 3;  // blocks no slot uses
+    std::vector<int32_t> pool(static_cast<size_t>(blocks));
+    std::iota(pool.begin(), pool.end(), 0);
+    std::shuffle(pool.begin(), pool.end(), rng);
+    table_.assign(static_cast<size_t>(slots * blocks_per_slot), -1);  // unmapped: never read
+    auto next = pool.begin();
+    for (int64_t s = 0; s < slots; ++s)
+      for (int64_t b = 0; b < (reach[s] + shape.block_size - 1) / shape.block_size; ++b)
+        table_[static_cast<size_t>(s * blocks_per_slot + b)] = *next++;
+    const int64_t cells = blocks * shape.block_size * shape.kv_heads, dim = shape.head_dim;
+    // Values N(0, sigma) (sigma drawn per cache: milder and sharper softmaxes), stored like kv_write
+    // does: FP8 codes of value / (amax / max) per cell, or BF16.
+    const float sigma = std::uniform_real_distribution<float>(0.5f, 3.0f)(rng);
+    for (int which = 0; which < 2; ++which) {
+      std::vector<float> values = testing::random_normal(rng, static_cast<size_t>(cells * dim), sigma);
+      std::vector<float>& decoded = which == 0 ? k_ : v_;
+      decoded.resize(values.size());
+      if (shape.storage == KvStorage::bf16) {
+        std::vector<uint16_t> stored(values.size());
+        for (size_t i = 0; i < values.size(); ++i) {
+          stored[i] = float_to_bf16(values[i]);
+          decoded[i] = bf16_to_float(stored[i]);
+        }
+        (which == 0 ? k_bf16_ : v_bf16_) = std::make_unique<Device<uint16_t>>(stored.size(), &stored);
+      } else {
+        const fp8::Format format = shape.storage == KvStorage::e4m3 ? fp8::Format::e4m3 : fp8::Format::e5m2;
+        std::vector<uint8_t> codes(values.size());
+        std::vector<float> scales(static_cast<size_t>(cells));
+        for (int64_t c = 0; c < cells; ++c) {
+          float amax = 0.0f;
+          for (int64_t d = 0; d < dim; ++d) amax = std::max(amax, std::abs(values[c * dim + d]));
+          scales[c] = amax / fp8::max_value(format);
+          for (int64_t d = 0; d < dim; ++d) {
+            const size_t i = static_cast<size_t>(c * dim + d);
+            codes[i] = fp8::encode(format, values[i] / scales[c]);
+            decoded[i] = fp8::decode(format, codes[i]) * scales[c];
+          }
+        }
+        (which == 0 ? k_codes_ : v_codes_) = std::make_unique<Device<uint8_t>>(codes.size(), &codes);
+        (which == 0 ? k_scales_ : v_scales_) = std::make_unique<Device<float>>(scales.size(), &scales);
+      }
+    }
+    table_device_ = std::make_unique<Device<int32_t>>(table_.size(), &table_);
+    layout_.block_table = table_device_->data;
+    layout_.blocks_per_slot = blocks_per_slot;
+    layout_.block_size = shape.block_size;
+    layout_.kv_heads = shape.kv_heads;
+    layout_.head_dim = dim;
+    layout_.storage = shape.storage;
+    layout_.block_shift = (shape.block_size & (shape.block_size - 1)) == 0 ? __builtin_ctzll(shape.block_size) : -1;
+  }
+
+  const cuda::KvLayout& layout() const { return layout_; }
+  const void* k() const { return k_codes_ ? static_cast<const void*>(k_codes_->data) : k_bf16_->data; }
+  const void* v() const { return v_codes_ ? static_cast<const void*>(v_codes_->data) : v_bf16_->data; }
+  const float* k_scales() const { return k_scales_ ? k_scales_->data : nullptr; }
+  const float* v_scales() const { return v_scales_ ? v_scales_->data : nullptr; }
+
+  // out rows (token, head) of softmax(q · Kᵀ / sqrt(head_dim)) · V over positions [0, position].
+  std::vector<double> reference(const std::vector<float>& q, int64_t token, int64_t position) const {
+    const int64_t dim = shape_.head_dim, heads = shape_.kv_heads * shape_.group;
+    const int64_t blocks_per_slot = layout_.blocks_per_slot;
+    std::vector<double> out(static_cast<size_t>(heads * dim), 0.0), scores(static_cast<size_t>(position + 1));
+    for (int64_t h = 0; h < heads; ++h) {
+      const int64_t kv_head = h / shape_.group;
+      const float* qh = q.data() + (token * heads + h) * dim;
+      auto cell = [&](int64_t p) {
+        const int32_t block = table_[static_cast<size_t>(token * blocks_per_slot + p / shape_.block_size)];
+        return (static_cast<int64_t>(block) * shape_.block_size + p % shape_.block_size) * shape_.kv_heads + kv_head;
+      };
+      double top = -INFINITY;
+      for (int64_t p = 0; p <= position; ++p) {
+        const float* k = k_.data() + cell(p) * dim;
+        double dot = 0.0;
+        for (int64_t d = 0; d < dim; ++d) dot += static_cast<double>(qh[d]) * k[d];
+        scores[p] = dot / std::sqrt(static_cast<double>(dim));
+        top = std::max(top, scores[p]);
+      }
+      double sum = 0.0;
+      for (int64_t p = 0; p <= position; ++p) sum += scores[p] = std::exp(scores[p] - top);
+      for (int64_t p = 0; p <= position; ++p) {
+        const float* v = v_.data() + cell(p) * dim;
+        for (int64_t d = 0; d < dim; ++d) out[h * dim + d] += scores[p] / sum * v[d];
+      }
+    }
+    return out;
+  }
+
+ private:
+  Shape shape_;
+  cuda::KvLayout layout_;
+  std::vector<int32_t> table_;
+  std::vector<float> k_, v_;  // decoded, as the reference reads them
+  std::unique_ptr<Device<uint8_t>> k_codes_, v_codes_;
+  std::unique_ptr<Device<uint16_t>> k_bf16_, v_bf16_;
+  std::unique_ptr<Device<float>> k_scales_, v_scales_;
+  std::unique_ptr<Device<int32_t>> table_device_;
+};
+
+std::string describe(const Shape& shape, DecodeAttention kernel, int64_t tokens) {
+  const char* storage = shape.storage == KvStorage::bf16 ? "bf16" : shape.storage == KvStorage::e4m3 ? "e4m3" : "e5m2";
+  return std::string(kernel == DecodeAttention::grouped ? "grouped" : "v1") + " kv_heads " +
+         std::to_string(shape.kv_heads) + " group " + std::to_string(shape.group) + " head_dim " +
+         std::to_string(shape.head_dim) + " " + storage + " max_context " + std::to_string(shape.max_context) +
+         " block " + std::to_string(shape.block_size) + " tokens " + std::to_string(tokens);
+}
+
+// Every listed token's rows within kTolerance of the reference (norm-relative per row), every
+// other token's rows still poisoned.
+void expect_matches(const PagedCache& cache, const Shape& shape, const std::vector<float>& q,
+                    const std::vector<int64_t>& positions, const std::vector<float>& got,
+                    const std::vector<bool>& computed, const std::string& what) {
+  const int64_t row = shape.kv_heads * shape.group * shape.head_dim;
+  double worst = 0.0;
+  for (size_t token = 0; token < positions.size(); ++token) {
+    const auto first = got.begin() + static_cast<int64_t>(token) * row;
+    if (!computed[token]) {
+      EXPECT_TRUE(std::all_of(first, first + row, [](float x) { return std::isnan(x); }))
+          << what << ": token " << token << " is not listed but was written";
+      continue;
+    }
+    const std::vector<double> want = cache.reference(q, static_cast<int64_t>(token), positions[token]);
+    for (int64_t h = 0; h < shape.kv_heads * shape.group; ++h) {
+      const std::vector<float> got_head(first + h * shape.head_dim, first + (h + 1) * shape.head_dim);
+      const std::vector<double> want_head(want.begin() + h * shape.head_dim, want.begin() + (h + 1) * shape.head_dim);
+      const double error = testing::relative_error(got_head, want_head);  // NaN (unwritten) fails too
+      ASSERT_TRUE(error < kTolerance) << what << ": token " << token << " (position " << positions[token]
+                                      << ") head " << h << " relative error " << error;
+      worst = std::max(worst, error);
+    }
+  }
+  std::cout << "  " << what << ": worst row error " << worst << "\n";
+}
+
+// One launch of `kernel` over tokens (slot i = token i) at `positions`, optionally for a token list;
+// outputs and scratch poisoned first, counters zero. Returns the output.
+struct Launch {
+  const PagedCache& cache;
+  const Shape& shape;
+  DecodeAttention kernel;
+  std::vector<float> q;
+  std::unique_ptr<Device<float>> q_device, scratch, out;
+  std::unique_ptr<Device<int64_t>> slots, positions;
+  std::unique_ptr<Device<uint32_t>> counters;
+  std::unique_ptr<Device<int32_t>> token_list;
+  int64_t tokens, listed;
+
+  Launch(const PagedCache& c, const Shape& s, DecodeAttention k, int64_t token_count, std::mt19937_64& rng,
+         const std::vector<int32_t>* list = nullptr)
+      : cache(c), shape(s), kernel(k), tokens(token_count), listed(list ? static_cast<int64_t>(list->size()) : token_count) {
+    const int64_t heads = shape.kv_heads * shape.group;
+    q = testing::random_normal(rng, static_cast<size_t>(tokens * heads * shape.head_dim));
+    q_device = std::make_unique<Device<float>>(q.size(), &q);
+    out = std::make_unique<Device<float>>(q.size());
+    std::vector<int64_t> slot_ids(static_cast<size_t>(tokens));
+    std::iota(slot_ids.begin(), slot_ids.end(), 0);
+    slots = std::make_unique<Device<int64_t>>(slot_ids.size(), &slot_ids);
+    positions = std::make_unique<Device<int64_t>>(slot_ids.size());
+    const cuda::AttentionScratch need = cuda::attention_scratch(listed, heads, shape.max_context, cache.layout(), kernel);
+    scratch = std::make_unique<Device<float>>(std::max<size_t>(1, need.floats));
+    const std::vector<uint32_t> zeros(std::max<size_t>(1, need.counters), 0u);
+    counters = std::make_unique<Device<uint32_t>>(zeros.size(), &zeros);
+    if (list) token_list = std::make_unique<Device<int32_t>>(list->size(), list);
+  }
+  void set_positions(const std::vector<int64_t>& p) {
+    testing::expect_cuda(cudaMemcpy(positions->data, p.data(), p.size() * sizeof(int64_t), cudaMemcpyHostToDevice), "positions");
+  }
+  void poison_out() { testing::expect_cuda(cudaMemset(out->data, 0xFF, out->count * sizeof(float)), "poison"); }
+  void enqueue(cudaStream_t stream) {
+    cuda::launch_attention(q_device->data, listed, shape.kv_heads * shape.group, slots->data, positions->data,
+                           shape.max_context, cache.layout(), cache.k(), cache.v(), cache.k_scales(), cache.v_scales(),
+                           scratch->data, counters->data, out->data, stream, kernel,
+                           token_list ? token_list->data : nullptr);
+  }
+  // Poisons the output, launches at `p` and checks the result and that the counters are zero again.
+  void check(const std::vector<int64_t>& p, const std::vector<bool>& computed, const std::string& what) {
+    set_positions(p);
+    poison_out();
+    enqueue(nullptr);
+    expect_matches(cache, shape, q, p, out->host(), computed, what);
+    for (uint32_t c : counters->host()) ASSERT_EQ(c, 0u) << what << ": a split counter was left at " << c;
+  }
+};
+
+// Lengths 1 .. max_length per token, the first token at max_length.
+std::vector<int64_t> random_positions(std::mt19937_64& rng, int64_t tokens, int64_t max_length) {
+  std::uniform_int_distribution<int64_t> pick(0, max_length - 1);
+  std::vector<int64_t> positions(static_cast<size_t>(tokens));
+  for (auto& p : positions) p = pick(rng);
+  positions[0] = max_length - 1;
+  return positions;
+}
+
+class CudaDecodeAttention : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    OCTET_REQUIRE_GPU();
+    rng_.seed(testing::test_seed(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+  }
+  // Each kernel over the same cache and positions: once, then again at other (shorter) positions.
+  void check_both_kernels(const Shape& shape, const std::vector<int64_t>& positions) {
+    const auto tokens = static_cast<int64_t>(positions.size());
+    std::vector<int64_t> reach(positions.size());
+    for (size_t i = 0; i < positions.size(); ++i) reach[i] = positions[i] + 1;
+    PagedCache cache(shape, reach, rng_);
+    std::vector<int64_t> shorter(positions.size());
+    for (size_t i = 0; i < positions.size(); ++i) shorter[i] = positions[i] / 3;
+    const std::vector<bool> all(positions.size(), true);
+    for (DecodeAttention kernel : {DecodeAttention::grouped, DecodeAttention::v1}) {
+      Launch launch(cache, shape, kernel, tokens, rng_);
+      launch.check(positions, all, describe(shape, kernel, tokens));
+      launch.check(shorter, all, describe(shape, kernel, tokens) + ", second launch at a third of the positions");
+    }
+  }
+  std::mt19937_64 rng_;
+};
+
+// One token of 5,000 positions: 79 splits of 64 positions (the grid has 128), merged by the last block.
+TEST_F(CudaDecodeAttention, LongContextManySplits) {
+  check_both_kernels({2, 1, 64, KvStorage::e4m3, 8192}, {4999});
+  check_both_kernels({1, 8, 128, KvStorage::bf16, 8192}, {4999});
+  check_both_kernels({8, 4, 128, KvStorage::e4m3, 8192}, {4999});
+}
+
+// Tokens shorter than one split (64 positions): the block writes the output itself, no counter.
+TEST_F(CudaDecodeAttention, BelowOneSplit) {
+  check_both_kernels({8, 4, 128, KvStorage::e4m3, 8192}, {39});
+  check_both_kernels({2, 8, 64, KvStorage::bf16, 8192}, {0});
+  check_both_kernels({3, 1, 128, KvStorage::e5m2, 4096}, {63});
+}
+
+// 64 tokens of different lengths (1 .. 1,200): a few splits each, some used by one split only;
+// the Llama-3.1-8B shape among them.
+TEST_F(CudaDecodeAttention, BatchOf64DifferentLengths) {
+  check_both_kernels({8, 4, 128, KvStorage::e4m3, 2048}, random_positions(rng_, 64, 1200));
+  check_both_kernels({2, 8, 64, KvStorage::bf16, 2048}, random_positions(rng_, 64, 1200));
+  check_both_kernels({2, 1, 128, KvStorage::e4m3, 2048}, random_positions(rng_, 64, 700));
+}
+
+// Groups that leave MMA columns unused (3, 5), E5M2, a block size that is not a power of two
+// (pool_row divides), and a batch of 3.
+TEST_F(CudaDecodeAttention, OddGroupsFormatsAndBlockSizes) {
+  check_both_kernels({2, 3, 128, KvStorage::e5m2, 3000, 7}, {2999, 17, 400});
+  check_both_kernels({1, 5, 64, KvStorage::e4m3, 3000, 7}, {1000, 2999, 64});
+  check_both_kernels({4, 2, 64, KvStorage::bf16, 3000, 16}, {129, 1, 2500});
+}
+
+// The mixed-step path: only the listed batch entries are computed, the others stay untouched.
+TEST_F(CudaDecodeAttention, TokenListComputesOnlyListedEntries) {
+  const Shape shape{8, 4, 128, KvStorage::e4m3, 4096};
+  const std::vector<int64_t> positions = {3000, 40, 700, 5, 1999, 100};
+  std::vector<int64_t> reach(positions.size());
+  for (size_t i = 0; i < positions.size(); ++i) reach[i] = positions[i] + 1;
+  PagedCache cache(shape, reach, rng_);
+  const std::vector<int32_t> list = {4, 0, 3};
+  std::vector<bool> computed(positions.size(), false);
+  for (int32_t t : list) computed[static_cast<size_t>(t)] = true;
+  for (DecodeAttention kernel : {DecodeAttention::grouped, DecodeAttention::v1}) {
+    Launch launch(cache, shape, kernel, static_cast<int64_t>(positions.size()), rng_, &list);
+    launch.check(positions, computed, describe(shape, kernel, 3) + " of 6 listed");
+  }
+}
+
+// A graph captured once (as decode steps are) and replayed with other positions, twice.
+TEST_F(CudaDecodeAttention, GraphReplayedWithOtherPositions) {
+  const Shape shape{8, 4, 128, KvStorage::e4m3, 4096};
+  const std::vector<int64_t> first = random_positions(rng_, 8, 4000);
+  std::vector<int64_t> reach(first.size(), 4000);
+  PagedCache cache(shape, reach, rng_);
+  const std::vector<bool> all(first.size(), true);
+  for (DecodeAttention kernel : {DecodeAttention::grouped, DecodeAttention::v1}) {
+    Launch launch(cache, shape, kernel, static_cast<int64_t>(first.size()), rng_);
+    cudaStream_t stream = nullptr;
+    testing::expect_cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
+    cudaGraph_t graph = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    testing::expect_cuda(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "begin capture");
+    launch.enqueue(stream);
+    testing::expect_cuda(cudaStreamEndCapture(stream, &graph), "end capture");
+    testing::expect_cuda(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+    for (int replay = 0; replay < 3; ++replay) {
+      const std::vector<int64_t> positions = replay == 0 ? first : random_positions(rng_, 8, 4000);
+      launch.set_positions(positions);
+      launch.poison_out();
+      testing::expect_cuda(cudaGraphLaunch(exec, stream), "replay");
+      testing::expect_cuda(cudaStreamSynchronize(stream), "replayed graph");
+      expect_matches(cache, shape, launch.q, positions, launch.out->host(), all,
+                     describe(shape, kernel, 8) + ", replay " + std::to_string(replay));
+      for (uint32_t c : launch.counters->host()) ASSERT_EQ(c, 0u) << "a split counter was left at " << c;
+    }
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    cudaStreamDestroy(stream);
+  }
+}
+
+// The backend's A/B switch: v1 and v2 make a backend, anything else is refused, naming the variable.
+TEST_F(CudaDecodeAttention, SwitchTakesV1OrV2) {
+  const char* previous = std::getenv("OCTET_CUDA_DECODE_ATTENTION");
+  const std::string saved = previous ? previous : "";
+  for (const char* value : {"v1", "v2"}) {
+    ASSERT_EQ(setenv("OCTET_CUDA_DECODE_ATTENTION", value, 1), 0);
+    EXPECT_EQ(testing::error_of([] { make_cuda_backend(0); }), "<no error>") << value;
+  }
+  ASSERT_EQ(setenv("OCTET_CUDA_DECODE_ATTENTION", "1", 1), 0);
+  testing::expect_parts(testing::error_of([] { make_cuda_backend(0); }), {"OCTET_CUDA_DECODE_ATTENTION", "'1'", "v1 or v2"});
+  if (previous) setenv("OCTET_CUDA_DECODE_ATTENTION", saved.c_str(), 1);
+  else unsetenv("OCTET_CUDA_DECODE_ATTENTION");
+}
+
+}  // namespace
+}  // namespace octet::backend
+
+#endif  // OCTET_HAVE_CUDA
