@@ -7,7 +7,7 @@
 #   tools/gpu_session.sh budget_s stages STAGE...            (only the named stages, in this order)
 #
 # Stages: tests (GPU tests), model (real SmolLM2 CUDA vs CPU + its bench; needs the GGUF), bench8 (8B fp8),
-# ab (8B fp8 with each fast path switched off in turn), serve_decode (the decode-bound server run only), sync (pipelined against --sync-each-step decode; serve with a small pool), ab3 (this session's switches: PDL, decode / prefill attention, grouped GEMM), bench70 (70B fp8), bf16 (8B bf16), vocab (8B with an FP8
+# ab (8B fp8 with each fast path switched off in turn), serve_decode (the decode-bound server run only), sync (pipelined against --sync-each-step decode; serve with a small pool), ab3 (this session's switches: PDL, decode / prefill attention, grouped GEMM; bf16 b1; 70B), ncu_attention (decode attention kernel times), bench70 (70B fp8), bf16 (8B bf16), vocab (8B with an FP8
 # LM head and table, and bf16 batch 1), ab2 (skinny GEMM and GEMM epilogue switches, 70B), serve, load,
 # sanitizer, profile (ncu per-kernel times of 8B decode b1 / b64, 8B prefill 4096, 70B decode b1). The build always runs first.
 #
@@ -119,15 +119,26 @@ stage_ab2() {  # the second round's switches: skinny GEMM on (off by default), G
     note "GroupedLinears at seed 3420012063, run $run: rc $?"
   done
 }
-stage_ab3() {  # this session's switches, each against the default (bench8 / bench70 give the defaults)
+stage_ab3() {  # this session's switches, each against the default (bench8 gives the defaults)
   local m8="--dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8"
   local m70="--dummy-weights configs/models/Llama-3.3-70B-Instruct.json --precision fp8"
   OCTET_CUDA_PDL=0 bench "8B fp8, OCTET_CUDA_PDL=0" 40 $m8 --prefill 128 --batch 1,8,64
   OCTET_CUDA_DECODE_ATTENTION=v1 bench "8B fp8, OCTET_CUDA_DECODE_ATTENTION=v1" 40 $m8 --prefill 128 --batch 1,8,64
-  OCTET_CUDA_PREFILL_ATTENTION=v1 bench "8B fp8, OCTET_CUDA_PREFILL_ATTENTION=v1" 40 $m8 --prefill 1024,4096 --batch 1
-  OCTET_CUDA_GROUPED_GEMM=0 bench "8B fp8, OCTET_CUDA_GROUPED_GEMM=0" 40 $m8 --prefill 128,4096 --batch 32,64,128
-  bench "70B fp8 b1 (default)" 80 $m70 --prefill 128 --batch 1
+  OCTET_CUDA_PREFILL_ATTENTION=v1 bench "8B fp8, OCTET_CUDA_PREFILL_ATTENTION=v1" 40 $m8 --prefill 4096 --batch 1
+  OCTET_CUDA_GROUPED_GEMM=0 bench "8B fp8, OCTET_CUDA_GROUPED_GEMM=0" 40 $m8 --prefill 128 --batch 32,64,128
+  bench "8B bf16, batch 1" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision bf16 --prefill 128 --batch 1
+  bench "70B fp8 prefill 4096, b1 (default)" 80 $m70 --prefill 4096 --batch 1
   OCTET_CUDA_PDL=0 bench "70B fp8, OCTET_CUDA_PDL=0" 80 $m70 --prefill 128 --batch 1
+}
+stage_ncu_attention() {  # per-launch times of the decode attention kernels only, 8B b1 and b64 at context 1024
+  local m8="--dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 16 --steps 2"
+  for batch in 1 64; do
+    ((($(left)) < 50)) && { note "ncu attention b$batch: skipped (time budget)"; continue; }
+    OCTET_CUDA_GEMM_TUNE=0 timeout 60 ncu --clock-control none -k regex:attention --metrics gpu__time_duration.sum \
+      build-gpu/octet bench $m8 --batch $batch >"$out/ncu_attention_b$batch.txt" 2>&1
+    note "ncu attention b$batch: rc $? — $(grep -E 'attention|gpu__time_duration' "$out/ncu_attention_b$batch.txt" | \
+      tail -4 | tr -s ' ' | tr '\n' ' ')"
+  done
 }
 stage_bench70() {
   bench "70B fp8" 110 --dummy-weights configs/models/Llama-3.3-70B-Instruct.json --precision fp8 --batch 1,8,32,64
