@@ -197,6 +197,9 @@ class Backend {
     return false;
   }
   virtual void end_step() {}
+  // Called instead of end_step when an op between begin_step and end_step threw: a backend that
+  // was recording drops the recording, so the failure does not outlive the step.
+  virtual void cancel_step() {}
   // How many begin_step calls replayed a recording so far (statistics for tests and benchmarks).
   virtual int64_t replayed_steps() const { return 0; }
   // The device's time for the last begin_step .. end_step (its uploads and ops, or the replay), in

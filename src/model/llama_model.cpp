@@ -232,19 +232,24 @@ void LlamaModel::forward(const backend::TokenBatch& batch, std::span<const int64
   buffers_.logits->rows = buffers_.last->rows;
   // A backend may replay a recorded pass of this shape instead of running the ops below.
   if (!backend_.begin_step(this, batch, logit_rows)) {
-    // x: [tokens, hidden]. Each block leaves its output in proj; the next block's norm adds it to x
-    // (one fused pass on backends that fuse add + rmsnorm).
-    backend_.embed(*embedding_, batch.tokens, *buffers_.x);
-    for (int64_t i = 0; i < config_.layers; ++i) {
-      attention_block(layers_[i], i, batch, /*residual_pending=*/i > 0);
-      mlp_block(layers_[i]);
-    }
-    backend_.add(*buffers_.x, *buffers_.proj);
-    // Only the rows that need logits go through the final norm and the LM head.
-    if (!logit_rows.empty()) {
-      backend_.gather_rows(*buffers_.x, logit_rows, *buffers_.last);
-      backend_.rmsnorm(*buffers_.last, *final_norm_, static_cast<float>(config_.rms_norm_eps), *buffers_.last);
-      backend_.linear(*buffers_.last, *lm_head_, *buffers_.logits);
+    try {
+      // x: [tokens, hidden]. Each block leaves its output in proj; the next block's norm adds it to x
+      // (one fused pass on backends that fuse add + rmsnorm).
+      backend_.embed(*embedding_, batch.tokens, *buffers_.x);
+      for (int64_t i = 0; i < config_.layers; ++i) {
+        attention_block(layers_[i], i, batch, /*residual_pending=*/i > 0);
+        mlp_block(layers_[i]);
+      }
+      backend_.add(*buffers_.x, *buffers_.proj);
+      // Only the rows that need logits go through the final norm and the LM head.
+      if (!logit_rows.empty()) {
+        backend_.gather_rows(*buffers_.x, logit_rows, *buffers_.last);
+        backend_.rmsnorm(*buffers_.last, *final_norm_, static_cast<float>(config_.rms_norm_eps), *buffers_.last);
+        backend_.linear(*buffers_.last, *lm_head_, *buffers_.logits);
+      }
+    } catch (...) {
+      backend_.cancel_step();
+      throw;
     }
     backend_.end_step();
   }

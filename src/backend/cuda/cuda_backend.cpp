@@ -32,6 +32,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <memory>
 #include <type_traits>
 #include <vector>
@@ -147,21 +148,22 @@ PrefillKernel prefill_kernel_from_environment() {
   fail("OCTET_CUDA_PREFILL_ATTENTION is '{}', expected 'v1' or 'pipelined'", value);
 }
 
+// OCTET_CUDA_DECODE_ATTENTION: "v2" the grouped decode kernel for every batch, "v1" the one before
+// it; unset or "auto": v1 below kMinGroupedDecodeTokens tokens, v2 from there.
+std::optional<DecodeAttention> decode_attention_kernel() {
+  const char* value = std::getenv("OCTET_CUDA_DECODE_ATTENTION");
+  if (value == nullptr || *value == '\0' || std::strcmp(value, "auto") == 0) return std::nullopt;
+  if (std::strcmp(value, "v2") == 0) return DecodeAttention::grouped;
+  if (std::strcmp(value, "v1") == 0) return DecodeAttention::v1;
+  fail("OCTET_CUDA_DECODE_ATTENTION is '{}', expected auto, v1 or v2", value);
+}
+// 8B fp8 at context 1024 on the H200 (2026-12-01): batch 1 3.120 ms a step with v1 against 3.305
+// with v2 (v2's fewer, larger blocks leave SMs idle at 8 KV heads), batch 8 4.754 against 4.601.
+constexpr int64_t kMinGroupedDecodeTokens = 4;
+
 // Shortest run that goes to the tensor-core kernel: 16 tokens fill half of a 128-row tile at GQA
 // ratio 4 (all of v1's 64) and an eighth of it at ratio 1; shorter runs are decode-like (few rows
 // per K/V tile), where the CUDA-core kernel's split over the positions keeps more of the GPU busy.
-
-// OCTET_CUDA_DECODE_ATTENTION: "v2" (or unset) the grouped decode kernel, "v1" the one before it.
-DecodeAttention decode_attention_kernel() {
-  const char* value = std::getenv("OCTET_CUDA_DECODE_ATTENTION");
-  if (value == nullptr || std::strcmp(value, "v2") == 0) return DecodeAttention::grouped;
-  if (std::strcmp(value, "v1") == 0) return DecodeAttention::v1;
-  fail("OCTET_CUDA_DECODE_ATTENTION is '{}', expected v1 or v2", value);
-}
-
-// Shortest run that goes to the tensor-core kernel: 16 tokens fill a tile's 64 rows at GQA ratio 4
-// and a quarter of it at ratio 1; shorter runs are decode-like (few rows per K/V tile), where the
-// CUDA-core kernel's split over the positions keeps more of the GPU busy.
 constexpr int64_t kMinPrefillRunTokens = 16;
 
 class CudaBackend final : public Backend {
@@ -431,6 +433,12 @@ class CudaBackend final : public Backend {
     in_step_ = false;
     graphs_.end(step_action_, stream_);
     record_step_stop();
+  }
+
+  void cancel_step() override {
+    in_step_ = false;
+    step_timed_ = false;
+    graphs_.abandon_capture(stream_);
   }
 
   double last_step_device_ms() override {
@@ -892,7 +900,9 @@ class CudaBackend final : public Backend {
                         const int32_t* token_list) {
     const int64_t heads = q.cols / c.spec.head_dim, context = c.spec.max_positions;
     const KvLayout layout = c.layout();
-    const AttentionScratch need = attention_scratch(tokens, heads, context, layout, decode_attention_);
+    const DecodeAttention kernel =
+        decode_attention_.value_or(tokens < kMinGroupedDecodeTokens ? DecodeAttention::v1 : DecodeAttention::grouped);
+    const AttentionScratch need = attention_scratch(tokens, heads, context, layout, kernel);
     ensure_capacity(attention_scratch_, std::max<size_t>(1, need.floats));
     if (attention_counters_.size() < need.counters) {
       ensure_capacity(attention_counters_, need.counters);
@@ -901,7 +911,7 @@ class CudaBackend final : public Backend {
     launch_attention(cast(q).data.data(), tokens, heads, slots_.data(), positions_.data(), context, layout,
                      c.k[layer].data(), c.v[layer].data(), c.fp8() ? c.k_scales[layer].data() : nullptr,
                      c.fp8() ? c.v_scales[layer].data() : nullptr, attention_scratch_.data(), attention_counters_.data(),
-                     cast(out).data.data(), stream_, decode_attention_, token_list);
+                     cast(out).data.data(), stream_, kernel, token_list);
   }
 
   // Rows 17–128 (the GEMV takes fewer) on the skinny GEMM when OCTET_CUDA_SKINNY_GEMM=1.
@@ -978,7 +988,7 @@ class CudaBackend final : public Backend {
   bool tc_attention_;
   PrefillKernel prefill_kernel_;
 
-  DecodeAttention decode_attention_ = decode_attention_kernel();
+  std::optional<DecodeAttention> decode_attention_ = decode_attention_kernel();  // nullopt: by batch size
   bool skinny_gemm_;
   StepGraphs::Action step_action_ = StepGraphs::Action::eager;
   // Bracket the last step on the stream (last_step_device_ms); none while a capture is open.

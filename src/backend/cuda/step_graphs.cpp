@@ -6,7 +6,10 @@
 
 namespace octet::backend::cuda {
 
-StepGraphs::~StepGraphs() { clear(); }
+StepGraphs::~StepGraphs() {
+  if (capturing_) abandon_capture(capture_stream_);
+  clear();
+}
 
 void StepGraphs::clear() {
   for (auto& [key, graph] : graphs_) cudaGraphExecDestroy(graph.exec);
@@ -22,6 +25,7 @@ void StepGraphs::start_capture(const Key& key, cudaStream_t stream) {
   // (it would not be replayed), which turns a missed case into a clear failure.
   OCTET_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
   capturing_ = true;
+  capture_stream_ = stream;
   recording_key_ = key;
   recording_ = Graph{};
 }
@@ -57,7 +61,7 @@ void StepGraphs::abandon_capture(cudaStream_t stream) {
 
 void StepGraphs::end(Action action, cudaStream_t stream) {
   if (action == Action::eager) {
-    eager_epochs_[eager_key_] = *epoch_;
+    if (std::get<0>(eager_key_) != nullptr) eager_epochs_[eager_key_] = *epoch_;
     return;
   }
   if (action != Action::record) return;

@@ -56,6 +56,9 @@ class StepGraphs {
   template <typename Check>
   Action begin(const void* caller, int64_t tokens, int64_t logit_rows, cudaStream_t stream, Check&& check) {
     abandon_capture(stream);
+    // A step that is never recorded sizes no recording's buffers: it must not count as the eager
+    // pass of whichever key ran eagerly last (a later model at the same address would record at once).
+    eager_key_ = Key{nullptr, -1, -1};
     if (!enabled_ || tokens > kMaxTokens) return Action::eager;
     if (*epoch_ != graphs_epoch_) clear();
     const Key key{caller, tokens, logit_rows};
@@ -81,6 +84,9 @@ class StepGraphs {
   void end(Action action, cudaStream_t stream);
 
   bool capturing() const { return capturing_; }
+  // Ends an open capture of a step whose ops threw (the stream, and this thread, may not be left
+  // capturing: every later allocation or synchronisation would fail).
+  void abandon_capture(cudaStream_t stream);
   // Whether a step of this many tokens can be recorded (and later replayed with other positions).
   bool may_record(int64_t tokens) const { return enabled_ && tokens <= kMaxTokens; }
   // While recording: what the ops touched, for the replay-time checks.
@@ -98,7 +104,6 @@ class StepGraphs {
   };
   void start_capture(const Key& key, cudaStream_t stream);
   void launch(const Graph& graph, cudaStream_t stream);
-  void abandon_capture(cudaStream_t stream);  // a step that threw between begin and end
   bool evict_stale(cudaStream_t stream);  // the least recently launched graph, if stale; false if none
   void clear();
 
@@ -110,6 +115,7 @@ class StepGraphs {
   std::map<Key, uint64_t> eager_epochs_;  // the epoch at the end of each key's last eager pass
   Key eager_key_{nullptr, -1, -1};
   bool capturing_ = false;
+  cudaStream_t capture_stream_ = nullptr;  // of the open capture
   Key recording_key_{nullptr, -1, -1};
   Graph recording_;
 };

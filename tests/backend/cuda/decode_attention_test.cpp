@@ -359,15 +359,15 @@ TEST_F(CudaDecodeAttention, GraphReplayedWithOtherPositions) {
 }
 
 // The backend's A/B switch: v1 and v2 make a backend, anything else is refused, naming the variable.
-TEST_F(CudaDecodeAttention, SwitchTakesV1OrV2) {
+TEST_F(CudaDecodeAttention, SwitchTakesAutoV1OrV2) {
   const char* previous = std::getenv("OCTET_CUDA_DECODE_ATTENTION");
   const std::string saved = previous ? previous : "";
-  for (const char* value : {"v1", "v2"}) {
+  for (const char* value : {"auto", "v1", "v2"}) {
     ASSERT_EQ(setenv("OCTET_CUDA_DECODE_ATTENTION", value, 1), 0);
     EXPECT_EQ(testing::error_of([] { make_cuda_backend(0); }), "<no error>") << value;
   }
   ASSERT_EQ(setenv("OCTET_CUDA_DECODE_ATTENTION", "1", 1), 0);
-  testing::expect_parts(testing::error_of([] { make_cuda_backend(0); }), {"OCTET_CUDA_DECODE_ATTENTION", "'1'", "v1 or v2"});
+  testing::expect_parts(testing::error_of([] { make_cuda_backend(0); }), {"OCTET_CUDA_DECODE_ATTENTION", "'1'", "auto, v1 or v2"});
   if (previous) setenv("OCTET_CUDA_DECODE_ATTENTION", saved.c_str(), 1);
   else unsetenv("OCTET_CUDA_DECODE_ATTENTION");
 }
