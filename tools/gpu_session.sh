@@ -7,7 +7,7 @@
 #   tools/gpu_session.sh budget_s stages STAGE...            (only the named stages, in this order)
 #
 # Stages: tests (GPU tests), model (real SmolLM2 CUDA vs CPU + its bench; needs the GGUF), bench8 (8B fp8),
-# ab (8B fp8 with each fast path switched off in turn), serve_decode (the decode-bound server run only), sync (pipelined against --sync-each-step decode; serve with a small pool), ab3 (this session's switches: PDL, decode / prefill attention, grouped GEMM; bf16 b1; 70B), ncu_attention (decode attention kernel times), bench70 (70B fp8), bf16 (8B bf16), vocab (8B with an FP8
+# ab (8B fp8 with each fast path switched off in turn), serve_decode (the decode-bound server run only), sync (pipelined against --sync-each-step decode; serve with a small pool), ab3 (this session's switches: PDL, decode / prefill attention, grouped GEMM; bf16 b1; 70B), ncu_attention (decode attention kernel times), final (70B, bf16, FP8 vocabulary, decode-attention and PDL switches), bench70 (70B fp8), bf16 (8B bf16), vocab (8B with an FP8
 # LM head and table, and bf16 batch 1), ab2 (skinny GEMM and GEMM epilogue switches, 70B), serve, load,
 # sanitizer, profile (ncu per-kernel times of 8B decode b1 / b64, 8B prefill 4096, 70B decode b1). The build always runs first.
 #
@@ -140,6 +140,16 @@ stage_ncu_attention() {  # per-launch times of the decode attention kernels only
       tail -4 | tr -s ' ' | tr '\n' ' ')"
   done
 }
+stage_final() {  # the figures of issue 3's table from one binary: 70B, bf16 and the FP8 vocabulary beside stage_bench8
+  local m8="--dummy-weights configs/models/Llama-3.1-8B-Instruct.json"
+  local m70="--dummy-weights configs/models/Llama-3.3-70B-Instruct.json --precision fp8"
+  bench "70B fp8" 80 $m70 --prefill 1024,4096 --batch 1,8,64
+  bench "8B bf16" 40 $m8 --precision bf16 --prefill 128 --batch 1
+  bench "8B fp8, FP8 LM head and table" 40 $m8 --precision fp8 --prefill 128 --batch 1,64 llm.lm_head_precision=fp8 llm.embedding_precision=fp8
+  OCTET_CUDA_DECODE_ATTENTION=v2 bench "8B fp8, OCTET_CUDA_DECODE_ATTENTION=v2 (grouped at every batch)" 40 $m8 --precision fp8 --prefill 128 --batch 1,2,4,8
+  OCTET_CUDA_DECODE_ATTENTION=v1 bench "8B fp8, OCTET_CUDA_DECODE_ATTENTION=v1" 40 $m8 --precision fp8 --prefill 128 --batch 2,4
+  OCTET_CUDA_PDL=0 bench "70B fp8, OCTET_CUDA_PDL=0" 60 $m70 --prefill 128 --batch 1
+}
 stage_bench70() {
   bench "70B fp8" 110 --dummy-weights configs/models/Llama-3.3-70B-Instruct.json --precision fp8 --batch 1,8,32,64
   OCTET_CUDA_GEMM_EPILOGUE_SCALES=0 bench "70B fp8, OCTET_CUDA_GEMM_EPILOGUE_SCALES=0" 80 \
@@ -162,6 +172,7 @@ stage_serve() {
   timeout 120 build-gpu/octet --log-level debug bench serve --device cuda --dummy-weights configs/models/Llama-3.1-8B-Instruct.json \
     --clients 64 --requests 64 --input-tokens 16 --output-tokens 256 --max-context 1280 >>"$out/bench.txt" 2>&1
   note "bench serve 8B decode-bound: rc $? at ${SECONDS}s"
+  grep -E "scheduler: .* steps|output tok/s|^ +[0-9.]+ +[0-9.]+ +[0-9.]+ " "$out/bench.txt" | tail -12 | tee -a "$summary"
   bench "8B fp8 batch 64, context 1024 and 144" 60 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 \
     --prefill 128 --batch 64 --context 1024
   bench "8B fp8 batch 64, context 144 (the decode-bound run's mean)" 60 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json \
@@ -240,6 +251,8 @@ stage_profile() {  # ncu per-kernel times (serialised kernels, clocks not locked
     "prefill4096|4|$m8 --prefill 4096 --batch 1 --steps 1" "70b_b1|6|$m70 --prefill 16 --batch 1 --steps 4")
   for run in "${runs[@]}"; do
     IFS='|' read -r name per args <<<"$run"
+    # PROFILE_RUNS="b64 b1" (say) profiles only those runs.
+    [[ -n "${PROFILE_RUNS:-}" && " $PROFILE_RUNS " != *" $name "* ]] && continue
     if (($(left) < 60)); then note "ncu $name: skipped (time budget)"; continue; fi
     # Tuning off: its candidate timings would add launches that no step makes.
     OCTET_CUDA_GEMM_TUNE=0 timeout $(($(left) - 30)) ncu --clock-control none --csv --page raw \
