@@ -7,7 +7,7 @@
 #   tools/gpu_session.sh budget_s stages STAGE...            (only the named stages, in this order)
 #
 # Stages: tests (GPU tests), model (real SmolLM2 CUDA vs CPU + its bench; needs the GGUF), bench8 (8B fp8),
-# ab (8B fp8 with each fast path switched off in turn), serve_decode (the decode-bound server run only), sync (pipelined against --sync-each-step decode; serve with a small pool), ab3 (this session's switches: PDL, decode / prefill attention, grouped GEMM; bf16 b1; 70B), ncu_attention (decode attention kernel times), final (70B, bf16, FP8 vocabulary, decode-attention and PDL switches), bench70 (70B fp8), bf16 (8B bf16), vocab (8B with an FP8
+# ab (8B fp8 with each fast path switched off in turn), serve_decode (the decode-bound server run only), serve_external (the same with the server in its own process), sync (pipelined against --sync-each-step decode; serve with a small pool), ab3 (this session's switches: PDL, decode / prefill attention, grouped GEMM; bf16 b1; 70B), ncu_attention (decode attention kernel times), final (70B, bf16, FP8 vocabulary, decode-attention and PDL switches), bench70 (70B fp8), bf16 (8B bf16), vocab (8B with an FP8
 # LM head and table, and bf16 batch 1), ab2 (skinny GEMM and GEMM epilogue switches, 70B), serve, load,
 # sanitizer, profile (ncu per-kernel times of 8B decode b1 / b64, 8B prefill 4096, 70B decode b1). The build always runs first.
 #
@@ -204,6 +204,21 @@ stage_sync() {  # issue 6: does waiting for every step (as the server must) cost
     --clients 64 --requests 64 --input-tokens 16 --output-tokens 256 --max-context 1280 engine.gpu_memory_utilization=0.2 >>"$out/bench.txt" 2>&1
   note "bench serve decode-bound, small pool: rc $? at ${SECONDS}s"
   grep -E "scheduler: .* steps" "$out/bench.txt" | tail -2 | tee -a "$summary"
+}
+stage_serve_external() {  # issue 6: the decode-bound run with the load generator in its own process (no CPU contention)
+  local log="$out/serve_external.log"
+  build-gpu/octet --log-level debug serve --device cuda --dummy-weights configs/models/Llama-3.1-8B-Instruct.json \
+    --port 8123 --max-concurrency 64 --max-context 1280 >"$log" 2>&1 &
+  local server=$!
+  for _ in $(seq 120); do grep -q "listening on" "$log" && break; sleep 0.5; done
+  echo "== serve (its own process), decode-bound: 64 clients, 16 in / 256 out" >>"$out/bench.txt"
+  timeout 120 build-gpu/octet bench serve --url 127.0.0.1:8123 --clients 64 --requests 64 --input-tokens 16 \
+    --output-tokens 256 >>"$out/bench.txt" 2>&1
+  note "bench serve --url (server in its own process): rc $? at ${SECONDS}s"
+  kill -TERM $server 2>/dev/null
+  wait $server
+  grep -E "scheduler: .* steps" "$log" | tail -2 | tee -a "$summary"
+  grep -A2 "output tok/s" "$out/bench.txt" | tail -2 | tee -a "$summary"
 }
 stage_load() {
   layers="${LOAD_LAYERS:-16}"

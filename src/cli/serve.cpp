@@ -24,6 +24,7 @@ struct ServeFlags {
   EngineFlags engine;
   std::vector<CLI::Option*> given;  // host, port, api_key, max_concurrency, served_model_name
   std::string host, api_key, served_model_name;
+  std::string dummy_weights;  // config.json: serve random weights of that shape (load tests of big shapes)
   int port = 0, max_concurrency = 0;
 };
 
@@ -51,7 +52,7 @@ void run_serve(const ServeFlags& flags) {
   if (given(3)) settings.max_concurrency = flags.max_concurrency;
 
   auto stack = server::build_serving_stack(options, settings, generation_params(config), flags.served_model_name,
-                                          config.llm.model);
+                                          config.llm.model, flags.dummy_weights);
   server::ApiServer& server = *stack->http;
   engine::Scheduler& scheduler = *stack->scheduler;
   const int port = server.bind();
@@ -107,6 +108,9 @@ void register_serve(CLI::App& app, const std::vector<std::string>& overrides) {
                              ->check(CLI::PositiveNumber));
   command->add_option("--served-model-name", flags->served_model_name,
                       "Model id in /v1/models and responses (default: the model file's name without .gguf)");
+  command->add_option("--dummy-weights", flags->dummy_weights,
+                      "Serve the shape in this Hugging Face config.json with random weights (configs/models/*.json) "
+                      "instead of the model file: for load tests; the text is meaningless");
   flags->config.add_to(*command);
   flags->engine.add_to(*command);
   command->callback([flags] { run_serve(*flags); });

@@ -75,6 +75,28 @@ TEST(ServeProcess, SigintRefusesNewRequestsLetsShortOnesFinishThenExitsZero) {
   EXPECT_EQ(events[events.size() - 2]["choices"][0]["finish_reason"], "length") << "the request in flight finished";
 }
 
+// `octet serve --dummy-weights CONFIG`: random weights of a shipped config's shape behind the same
+// endpoints (load tests of big shapes without their weights); needs no model file.
+TEST(ServeProcess, DummyWeightsServeTheConfigsShape) {
+  const std::string config = std::string(OCTET_SOURCE_DIR) + "/configs/models/SmolLM2-135M-Instruct.json";
+  ServeProcess server({"--dummy-weights", config, "--max-context", "256", "--max-concurrency", "2"});
+  ASSERT_GT(server.port(), 0) << server.output();
+  EXPECT_NE(server.output().find("model SmolLM2-135M-Instruct"), std::string::npos) << server.output();
+  const HttpReply models = http_call(server.port(), "GET", "/v1/models");
+  ASSERT_EQ(models.status, 200) << models.body;
+  EXPECT_EQ(json::parse(models.body)["data"][0]["id"], json("SmolLM2-135M-Instruct")) << models.body;
+  const HttpReply reply = http_call(server.port(), "POST", "/v1/completions",
+                                    json{{"prompt", "hello"}, {"max_tokens", 6}, {"temperature", 0}, {"ignore_eos", true}}.dump());
+  ASSERT_EQ(reply.status, 200) << reply.body;
+  const json body = json::parse(reply.body);
+  EXPECT_EQ(body["usage"]["completion_tokens"], json(6)) << reply.body;
+  EXPECT_EQ(body["choices"][0]["finish_reason"], json("length")) << reply.body;
+  server.signal(SIGTERM);
+  const auto status = server.wait_exit(std::chrono::seconds(15));
+  ASSERT_TRUE(status.has_value()) << "still running 15 s after SIGTERM";
+  EXPECT_EQ(*status, 0);
+}
+
 TEST(ServeProcess, PortInUseIsAnErrorWithStatusOne) {
   OCTET_REQUIRE_SMOLLM2(path);
   ServeProcess first({"--max-context", "256"});
