@@ -3,6 +3,7 @@
 #include "backend/device.h"
 #include "common/error.h"
 #include "common/progress_bar.h"
+#include "engine/backend_choice.h"
 #include "model/model_files.h"
 #include "model/weight_source.h"
 #include "tokenizer/byte_level.h"
@@ -21,19 +22,12 @@ constexpr uint64_t kProgressBarBytes = uint64_t{1} << 30;
 
 std::unique_ptr<backend::Backend> choose_backend(const EngineOptions& options) {
   if (options.device == Device::cpu) return backend::make_cpu_backend(options.threads);
-  if (options.device == Device::cuda) return backend::make_cuda_backend(0);
   const backend::CudaStatus cuda = backend::probe_cuda();
-  if (!cuda.available) {
-    spdlog::info("running on the CPU: {}", cuda.reason);
-    return backend::make_cpu_backend(options.threads);
-  }
-  const backend::GpuInfo& gpu = cuda.gpus.front();
-  if (options.precision == Precision::fp8 && !gpu.fp8_tensor_cores()) {
-    spdlog::warn("{} (compute {}.{}) has no FP8 tensor cores (8.9+ needed): running fp8 on the CPU; "
-                 "--precision bf16 runs on the GPU", gpu.name, gpu.compute_major, gpu.compute_minor);
-    return backend::make_cpu_backend(options.threads);
-  }
-  return backend::make_cuda_backend(gpu.index);
+  const BackendChoice choice = decide_backend(options.device, options.precision, cuda);
+  if (choice.cuda) return backend::make_cuda_backend(choice.gpu_index);
+  if (!choice.notice.empty()) spdlog::warn("{}", choice.notice);
+  else spdlog::info("running on the CPU: {}", cuda.reason);
+  return backend::make_cpu_backend(options.threads);
 }
 
 namespace {

@@ -1,4 +1,5 @@
 // The built `octet` executable, run as a user would: exit codes, one-line errors, and a real query.
+#include "backend/device.h"
 #include "support/model_files.h"
 #include "support/run_octet.h"
 
@@ -43,6 +44,18 @@ TEST(Cli, BadPrecisionNamesTheAllowedValues) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("fp8"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("bf16"), std::string::npos) << r.output;
+}
+
+// Issue 3: with no usable GPU, --device cuda is one clear line and a non-zero exit (not a crash, not
+// a silent fall-back to the CPU). On a machine with a GPU the same command runs, so it is skipped there.
+TEST(Cli, DeviceCudaWithoutAGpuIsOneLineAndExitsOne) {
+  const octet::backend::CudaStatus cuda = octet::backend::probe_cuda();
+  if (cuda.available) GTEST_SKIP() << "a GPU is usable here: " << cuda.gpus.front().name;
+  CommandResult r = run_octet("query hello --device cuda --max-tokens 1");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+  EXPECT_NE(r.output.find("--device cuda"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("GPU"), std::string::npos) << r.output;
 }
 
 TEST(Cli, MissingModelFileIsOneLineNamingThePath) {
