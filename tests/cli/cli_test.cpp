@@ -51,7 +51,9 @@ TEST(Cli, BadPrecisionNamesTheAllowedValues) {
 TEST(Cli, DeviceCudaWithoutAGpuIsOneLineAndExitsOne) {
   const octet::backend::CudaStatus cuda = octet::backend::probe_cuda();
   if (cuda.available) GTEST_SKIP() << "a GPU is usable here: " << cuda.gpus.front().name;
-  CommandResult r = run_octet("query hello --device cuda --max-tokens 1");
+  const auto model = octet::testing::smollm2_gguf();
+  if (!model) GTEST_SKIP() << "the SmolLM2 GGUF is not here (scripts/setup.sh fetches it)";
+  CommandResult r = run_octet("query hello --device cuda --max-tokens 1 --model " + *model);
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
   EXPECT_NE(r.output.find("--device cuda"), std::string::npos) << r.output;
