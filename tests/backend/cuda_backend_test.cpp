@@ -9,6 +9,7 @@
 #include "support/backend_rows.h"
 #include "support/random.h"
 #include "support/require_gpu.h"
+#include "support/scoped_environment.h"
 #include "support/token_segments.h"
 
 #include <gtest/gtest.h>
@@ -57,12 +58,8 @@ class CudaVsCpu : public ::testing::Test {
   // Replaces gpu_ (before the test allocates on it) by a backend made with the environment
   // variable set to value (restored afterwards).
   void use_backend_with(const char* variable, const char* value) {
-    const char* previous = std::getenv(variable);
-    const std::string saved = previous ? previous : "";
-    ASSERT_EQ(setenv(variable, value, 1), 0);
+    const testing::ScopedEnvironment environment(variable, value);
     gpu_ = make_cuda_backend(0);
-    if (previous) setenv(variable, saved.c_str(), 1);
-    else unsetenv(variable);
   }
   // Every token's attention on the CUDA-core kernel, for the tests of that kernel's tighter bounds.
   void use_cuda_core_attention() { use_backend_with("OCTET_CUDA_TC_ATTENTION", "0"); }
@@ -715,9 +712,10 @@ TEST_F(CudaVsCpu, RecordedStepsMatchEagerSteps) {
   options.max_context = 64;
   options.slots = 3;
   options.precision = Precision::fp8;
-  ASSERT_EQ(setenv("OCTET_CUDA_GRAPHS", "0", 1), 0);
-  auto eager_backend = make_cuda_backend(0);
-  ASSERT_EQ(unsetenv("OCTET_CUDA_GRAPHS"), 0);
+  auto eager_backend = [] {
+    const testing::ScopedEnvironment graphs_off("OCTET_CUDA_GRAPHS", "0");
+    return make_cuda_backend(0);
+  }();
   auto run = [&](Backend& backend) {
     model::LlamaModel model(config, &weights, backend, options);
     std::vector<std::vector<float>> steps;
@@ -772,9 +770,10 @@ TEST_F(CudaVsCpu, RecordedStepsAreKeptPerModel) {
     const int64_t row = 0;
     model.forward(batch, std::span<const int64_t>(&row, 1), logits.data());
   };
-  ASSERT_EQ(setenv("OCTET_CUDA_GRAPHS", "0", 1), 0);
-  auto eager_backend = make_cuda_backend(0);
-  ASSERT_EQ(unsetenv("OCTET_CUDA_GRAPHS"), 0);
+  auto eager_backend = [] {
+    const testing::ScopedEnvironment graphs_off("OCTET_CUDA_GRAPHS", "0");
+    return make_cuda_backend(0);
+  }();
   std::vector<std::vector<float>> expected_a, expected_b;
   {
     model::LlamaModel a(config, &weights_a, *eager_backend, options), b(config, &weights_b, *eager_backend, options);

@@ -9,6 +9,7 @@
 #include "support/backend_rows.h"
 #include "support/random.h"
 #include "support/require_gpu.h"
+#include "support/scoped_environment.h"
 
 #include <gtest/gtest.h>
 
@@ -51,13 +52,8 @@ class CudaGroupedGemm : public ::testing::Test {
   }
   // A GPU backend made with the environment variable set to value (restored afterwards).
   static std::unique_ptr<Backend> cuda_backend_with(const char* variable, const char* value) {
-    const char* previous = std::getenv(variable);
-    const std::string saved = previous ? previous : "";
-    EXPECT_EQ(setenv(variable, value, 1), 0);
-    auto backend = make_cuda_backend(0);
-    if (previous) setenv(variable, saved.c_str(), 1);
-    else unsetenv(variable);
-    return backend;
+    const testing::ScopedEnvironment environment(variable, value);
+    return make_cuda_backend(0);
   }
   std::unique_ptr<Backend> cpu_, gpu_;
   std::mt19937_64 rng_;

@@ -11,6 +11,7 @@
 #include "support/backend_rows.h"
 #include "support/random.h"
 #include "support/safetensors_writer.h"
+#include "support/scoped_environment.h"
 
 #include <gtest/gtest.h>
 
@@ -69,9 +70,10 @@ class CudaStoredUploadBackend : public ::testing::Test {
  protected:
   void SetUp() override {
     OCTET_REQUIRE_GPU();
-    ::setenv("OCTET_CUDA_STAGING_BYTES", "4096", 1);
-    gpu_ = make_cuda_backend(0);
-    ::unsetenv("OCTET_CUDA_STAGING_BYTES");
+    {
+      const tw::ScopedEnvironment small_staging("OCTET_CUDA_STAGING_BYTES", "4096");
+      gpu_ = make_cuda_backend(0);
+    }
     rng_.seed(tw::test_seed(::testing::UnitTest::GetInstance()->current_test_info()->name()));
   }
 

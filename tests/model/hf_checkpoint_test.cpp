@@ -17,6 +17,7 @@
 #include "model/model_files.h"
 #include "support/error_text.h"
 #include "support/random.h"
+#include "support/scoped_environment.h"
 #include "support/tiny_checkpoint.h"
 
 namespace octet::model {
@@ -495,9 +496,10 @@ TEST(CudaStoredUpload, TinyCheckpointsLoadAsThroughTheHostAndCloseToTheCpu) {
   const backend::CudaStatus status = backend::probe_cuda();
   if (!status.available) GTEST_SKIP() << "no GPU: " << status.reason;
   const StoredUploadDirs checkpoints("CudaStoredUpload.TinyCheckpointsLoadAsThroughTheHostAndCloseToTheCpu");
-  ::setenv("OCTET_CUDA_STAGING_BYTES", "4096", 1);  // every weight straddles several staging buffers
-  auto gpu = backend::make_cuda_backend(0);
-  ::unsetenv("OCTET_CUDA_STAGING_BYTES");
+  auto gpu = [] {
+    const tw::ScopedEnvironment small_staging("OCTET_CUDA_STAGING_BYTES", "4096");  // every weight straddles several buffers
+    return backend::make_cuda_backend(0);
+  }();
   auto cpu = backend::make_cpu_backend(2);
   for (const auto& dir : checkpoints.dirs) {
     const auto exact = dir_logits_via(dir, true, Precision::f32, VocabPrecision::bf16, *cpu);

@@ -15,6 +15,7 @@
 #include "support/backend_rows.h"
 #include "support/random.h"
 #include "support/require_gpu.h"
+#include "support/scoped_environment.h"
 #include "support/token_segments.h"
 
 #include <gtest/gtest.h>
@@ -34,17 +35,7 @@ namespace {
 // A CUDA backend made with OCTET_CUDA_PREFILL_ATTENTION set to value (nullptr: unset); the
 // variable is restored afterwards, also when the backend refuses the value.
 std::unique_ptr<Backend> cuda_backend_with_prefill_kernel(const char* value) {
-  struct Restore {
-    const char* variable = "OCTET_CUDA_PREFILL_ATTENTION";
-    const char* previous = std::getenv(variable);
-    std::string saved = previous ? previous : "";
-    ~Restore() {
-      if (previous) setenv(variable, saved.c_str(), 1);
-      else unsetenv(variable);
-    }
-  } restore;
-  if (value) setenv(restore.variable, value, 1);
-  else unsetenv(restore.variable);
+  const testing::ScopedEnvironment environment("OCTET_CUDA_PREFILL_ATTENTION", value);
   return make_cuda_backend(0);
 }
 

@@ -18,6 +18,7 @@
 #include "support/error_text.h"
 #include "support/random.h"
 #include "support/require_gpu.h"
+#include "support/scoped_environment.h"
 
 #include <gtest/gtest.h>
 
@@ -360,16 +361,12 @@ TEST_F(CudaDecodeAttention, GraphReplayedWithOtherPositions) {
 
 // The backend's A/B switch: v1 and v2 make a backend, anything else is refused, naming the variable.
 TEST_F(CudaDecodeAttention, SwitchTakesAutoV1OrV2) {
-  const char* previous = std::getenv("OCTET_CUDA_DECODE_ATTENTION");
-  const std::string saved = previous ? previous : "";
   for (const char* value : {"auto", "v1", "v2"}) {
-    ASSERT_EQ(setenv("OCTET_CUDA_DECODE_ATTENTION", value, 1), 0);
+    const testing::ScopedEnvironment environment("OCTET_CUDA_DECODE_ATTENTION", value);
     EXPECT_EQ(testing::error_of([] { make_cuda_backend(0); }), "<no error>") << value;
   }
-  ASSERT_EQ(setenv("OCTET_CUDA_DECODE_ATTENTION", "1", 1), 0);
+  const testing::ScopedEnvironment environment("OCTET_CUDA_DECODE_ATTENTION", "1");
   testing::expect_parts(testing::error_of([] { make_cuda_backend(0); }), {"OCTET_CUDA_DECODE_ATTENTION", "'1'", "auto, v1 or v2"});
-  if (previous) setenv("OCTET_CUDA_DECODE_ATTENTION", saved.c_str(), 1);
-  else unsetenv("OCTET_CUDA_DECODE_ATTENTION");
 }
 
 }  // namespace
