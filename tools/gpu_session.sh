@@ -7,7 +7,7 @@
 #   tools/gpu_session.sh budget_s stages STAGE...            (only the named stages, in this order)
 #
 # Stages: tests (GPU tests), model (real SmolLM2 CUDA vs CPU + its bench; needs the GGUF), bench8 (8B fp8),
-# ab (8B fp8 with each fast path switched off in turn), serve_decode (the decode-bound server run only), serve_external (the same with the server in its own process), sync (pipelined against --sync-each-step decode; serve with a small pool), ab3 (this session's switches: PDL, decode / prefill attention, grouped GEMM; bf16 b1; 70B), ncu_attention (decode attention kernel times), final (70B, bf16, FP8 vocabulary, decode-attention and PDL switches), bench70 (70B fp8), bf16 (8B bf16), vocab (8B with an FP8
+# ab (8B fp8 with each fast path switched off in turn), serve_decode (the decode-bound server run only), serve_external (the same with the server in its own process), sync (pipelined against --sync-each-step decode; serve with a small pool), ab3 (this session's switches: PDL, decode / prefill attention, grouped GEMM; bf16 b1; 70B), ncu_attention (decode attention kernel times), ncu_detail (ncu --set full on the decode attention, GEMV and prefill attention kernels; DETAIL_RUNS selects), final (70B, bf16, FP8 vocabulary, decode-attention and PDL switches), bench70 (70B fp8), bf16 (8B bf16), vocab (8B with an FP8
 # LM head and table, and bf16 batch 1), ab2 (skinny GEMM and GEMM epilogue switches, 70B), serve, load,
 # sanitizer, profile (ncu per-kernel times of 8B decode b1 / b64, 8B prefill 4096, 70B decode b1). The build always runs first.
 #
@@ -138,6 +138,24 @@ stage_ncu_attention() {  # per-launch times of the decode attention kernels only
       build-gpu/octet bench $m8 --batch $batch >"$out/ncu_attention_b$batch.txt" 2>&1
     note "ncu attention b$batch: rc $? — $(grep -E 'attention|gpu__time_duration' "$out/ncu_attention_b$batch.txt" | \
       tail -4 | tr -s ' ' | tr '\n' ' ')"
+  done
+}
+stage_ncu_detail() {  # ncu's full sections (occupancy, stall reasons, memory) for the kernels that miss their roofline
+  local m8="--dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 16 --steps 2"
+  # name;environment;kernel regex;launches skipped;launches profiled;bench arguments. The 16-token prefill's four
+  # passes come first (grouped attention and tensor-core GEMVs: 128 and 512 launches), then two unprofiled decode steps.
+  local -a runs=("attn_b64;;regex:grouped_attention;192;1;$m8 --batch 64"
+    "attn_b1_v2;OCTET_CUDA_DECODE_ATTENTION=v2;regex:grouped_attention;192;1;$m8 --batch 1"
+    "attn_b1_v1;;regex:attention_(kernel|combine);128;2;$m8 --batch 1"
+    "gemv_b1;;regex:gemv_e4m3_kernel;256;4;$m8 --batch 1"
+    "prefill_attn_4096;;regex:prefill_attention;0;1;--dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 4096 --batch 1 --steps 1")
+  for run in "${runs[@]}"; do
+    IFS=';' read -r name environment kernel skip count args <<<"$run"
+    [[ -n "${DETAIL_RUNS:-}" && " $DETAIL_RUNS " != *" $name "* ]] && continue
+    if (($(left) < 45)); then note "ncu detail $name: skipped (time budget)"; continue; fi
+    env $environment OCTET_CUDA_GEMM_TUNE=0 timeout 90 ncu --clock-control none --set full -k "$kernel" \
+      --launch-skip "$skip" --launch-count "$count" build-gpu/octet bench $args >"$out/detail_$name.txt" 2>&1
+    note "ncu detail $name: rc $? at ${SECONDS}s"
   done
 }
 stage_final() {  # the figures of issue 3's table from one binary: 70B, bf16 and the FP8 vocabulary beside stage_bench8
