@@ -223,20 +223,29 @@ stage_sync() {  # issue 6: does waiting for every step (as the server must) cost
   note "bench serve decode-bound, small pool: rc $? at ${SECONDS}s"
   grep -E "scheduler: .* steps" "$out/bench.txt" | tail -2 | tee -a "$summary"
 }
-stage_serve_external() {  # issue 6: the decode-bound run with the load generator in its own process (no CPU contention)
-  local log="$out/serve_external.log"
+stage_serve_external() {  # issue 6: the server in its own process (no CPU contention with the load generator)
+  local log="$out/serve_external.log" url=127.0.0.1:8123
   build-gpu/octet --log-level debug serve --device cuda --dummy-weights configs/models/Llama-3.1-8B-Instruct.json \
     --port 8123 --max-concurrency 64 --max-context 1280 >"$log" 2>&1 &
   local server=$!
-  for _ in $(seq 120); do grep -q "listening on" "$log" && break; sleep 0.5; done
-  echo "== serve (its own process), decode-bound: 64 clients, 16 in / 256 out" >>"$out/bench.txt"
-  timeout 120 build-gpu/octet bench serve --url 127.0.0.1:8123 --clients 64 --requests 64 --input-tokens 16 \
-    --output-tokens 256 >>"$out/bench.txt" 2>&1
-  note "bench serve --url (server in its own process): rc $? at ${SECONDS}s"
+  for _ in $(seq 240); do grep -q "listening on" "$log" && break; sleep 0.5; done
+  grep -E "recorded before serving|listening on" "$log" | tee -a "$summary"
+  local -a runs=("decode-bound: 64 clients, 16 in / 256 out|--requests 64 --input-tokens 16"
+    "64 clients, 1024 in / 256 out, first run|--requests 128 --input-tokens 1024"
+    "64 clients, 1024 in / 256 out, second run|--requests 128 --input-tokens 1024")
+  for run in "${runs[@]}"; do
+    IFS='|' read -r name args <<<"$run"
+    echo "== serve (its own process), $name" >>"$out/bench.txt"
+    timeout 120 build-gpu/octet bench serve --url $url --clients 64 $args --output-tokens 256 >>"$out/bench.txt" 2>&1
+    note "bench serve --url, $name: rc $? at ${SECONDS}s — $(grep -A1 "output tok/s" "$out/bench.txt" | tail -1 | tr -s ' ')"
+  done
   kill -TERM $server 2>/dev/null
   wait $server
-  grep -E "scheduler: .* steps" "$log" | tail -2 | tee -a "$summary"
-  grep -A2 "output tok/s" "$out/bench.txt" | tail -2 | tee -a "$summary"
+  grep -E "scheduler: .* steps" "$log" | tail -8 | tee -a "$summary"
+  bench "8B fp8 prefill 1024, batch 64 at context 1024 (the 1024-in run's bare work)" 60 \
+    --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 1024 --batch 64 --context 1024
+  bench "8B fp8 batch 64, context 144 (the decode-bound run's mean)" 60 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json \
+    --precision fp8 --prefill 128 --batch 64 --context 144
 }
 stage_load() {
   layers="${LOAD_LAYERS:-16}"

@@ -202,6 +202,9 @@ class Backend {
   virtual void cancel_step() {}
   // How many begin_step calls replayed a recording so far (statistics for tests and benchmarks).
   virtual int64_t replayed_steps() const { return 0; }
+  // The largest step (in tokens) the backend records and replays; 0 where it records none. A
+  // recording is kept per (tokens, logit rows), so callers pad steps to few sizes (engine/step_padding.h).
+  virtual int64_t max_recorded_step_tokens() const { return 0; }
   // The device's time for the last begin_step .. end_step (its uploads and ops, or the replay), in
   // milliseconds, waiting for it to end; < 0 where the backend does not time steps.
   virtual double last_step_device_ms() { return -1.0; }

@@ -1,6 +1,7 @@
 #include "engine/scheduler.h"
 
 #include "common/error.h"
+#include "engine/step_padding.h"
 #include "model/llama_model.h"
 #include "runtime/metrics.h"
 
@@ -60,11 +61,28 @@ Scheduler::Scheduler(model::LlamaModel& model, const tokenizer::Tokenizer& token
   block_size_ = kv.block_size;
   vocab_ = model.config().vocab;
   if (options_.stop_ids.empty()) options_.stop_ids = tokenizer.stop_ids();
-  if (options_.step_token_budget < kv.slots)
-    fail("scheduler: a step budget of {} tokens cannot hold one decode token for each of {} slots",
-         options_.step_token_budget, kv.slots);
-  for (int64_t s = kv.slots - 1; s >= 0; --s) free_slots_.push_back(s);
-  state_.kv_blocks_total = blocks_.total();
+  const int64_t recorded = model.backend().max_recorded_step_tokens();
+  pad_ = options_.pad_steps.value_or(recorded > 0) && kv.slots >= 2;
+  running_limit_ = options_.max_running > 0 ? std::min(options_.max_running, kv.slots) : kv.slots;
+  if (pad_) {
+    padding_slot_ = kv.slots - 1;
+    running_limit_ = std::min(running_limit_, kv.slots - 1);
+    max_padded_tokens_ = recorded > 0 ? recorded : SchedulerOptions::kMaxPaddedTokens;
+    if (per_slot_blocks_) {
+      padding_blocks_ = {static_cast<int32_t>(padding_slot_ * blocks_per_slot_)};
+    } else {
+      auto block = blocks_.allocate(1);
+      if (!block) fail("scheduler: the KV pool has no block left for the padding tokens of padded steps");
+      padding_blocks_ = *block;
+    }
+    model_.clear_slot(padding_slot_);
+    model_.set_block_table(padding_slot_, padding_blocks_);
+  }
+  if (options_.step_token_budget < running_limit_)
+    fail("scheduler: a step budget of {} tokens cannot hold one decode token for each of {} running requests",
+         options_.step_token_budget, running_limit_);
+  for (int64_t s = running_limit_ - 1; s >= 0; --s) free_slots_.push_back(s);
+  state_.kv_blocks_total = request_blocks();
   state_.block_size = block_size_;
   state_.context = context_;
   publish_gauges();
@@ -87,10 +105,10 @@ uint64_t Scheduler::submit(RequestSpec spec) {
   // Positions fed: the prompt and every generated token but the last, never past the context.
   const int64_t positions = std::min(prompt + std::max(sequence->spec.params.max_tokens - 1, 0), context_);
   sequence->reserved_blocks = blocks_for(positions, block_size_);
-  if (sequence->reserved_blocks > blocks_.total())
+  if (sequence->reserved_blocks > request_blocks())
     throw RequestRejected(RequestRejected::Reason::too_large,
                           fmt::format("the request needs {} KV positions ({} blocks); the pool holds {} blocks of {}",
-                                      positions, sequence->reserved_blocks, blocks_.total(), block_size_));
+                                      positions, sequence->reserved_blocks, request_blocks(), block_size_));
   sequence->submitted = Clock::now();
   std::lock_guard lock(mutex_);
   if (!accepting_) throw RequestRejected(RequestRejected::Reason::shutting_down, "the server is shutting down");
@@ -297,6 +315,7 @@ bool Scheduler::step() {
     }
   }
 
+  if (pad_) timing_.padding_tokens += pad_step(batch, logit_rows, padding_slot_, max_padded_tokens_);
   if (timing_.replayed_at_start < 0) timing_.replayed_at_start = model_.backend().replayed_steps();
   if (logit_rows.size() == batch.size()) ++timing_.decode_only_steps;
   const auto forward_start = Clock::now();
@@ -323,18 +342,19 @@ bool Scheduler::step() {
   const auto sampled = Clock::now();
   for (size_t r = 0; r < row_owners.size(); ++r) accept_token(*row_owners[r], sampled_[r]);
   timing_.steps += 1;
-  timing_.tokens += static_cast<int64_t>(batch.size());
+  timing_.tokens += static_cast<int64_t>(batch.size());  // padding included: what the forward pass computed
   timing_.batch_ms += ms_between(step_start, forward_start);
   timing_.forward_ms += ms_between(forward_start, forward_end);
   timing_.sample_ms += ms_between(forward_end, sampled);
   timing_.accept_ms += ms_between(sampled, Clock::now());
   if (timing_.steps == kStepTimingWindow) {
     const double n = static_cast<double>(timing_.steps);
-    spdlog::debug("scheduler: {} steps ({} decode-only, {} replayed from a recording), {:.1f} tokens/step; per step: "
-                  "batch {:.2f} ms, forward {:.2f} ms (device {:.2f} ms), sampling (with any logits copy) {:.2f} ms, "
-                  "streaming {:.2f} ms",
+    spdlog::debug("scheduler: {} steps ({} decode-only, {} replayed from a recording), {:.1f} tokens/step ({:.1f} of "
+                  "them padding); per step: batch {:.2f} ms, forward {:.2f} ms (device {:.2f} ms), sampling (with any "
+                  "logits copy) {:.2f} ms, streaming {:.2f} ms",
                   timing_.steps, timing_.decode_only_steps, model_.backend().replayed_steps() - timing_.replayed_at_start,
-                  static_cast<double>(timing_.tokens) / n, timing_.batch_ms / n, timing_.forward_ms / n,
+                  static_cast<double>(timing_.tokens) / n, static_cast<double>(timing_.padding_tokens) / n,
+                  timing_.batch_ms / n, timing_.forward_ms / n,
                   timing_.device_timed_steps > 0 ? timing_.device_ms / static_cast<double>(timing_.device_timed_steps) : -1.0,
                   timing_.sample_ms / n, timing_.accept_ms / n);
     timing_ = {};
@@ -386,8 +406,47 @@ void Scheduler::publish_gauges() {
   std::lock_guard lock(mutex_);
   state_.running = static_cast<int64_t>(running_.size());
   state_.waiting = static_cast<int64_t>(waiting_.size() + incoming_.size());
-  state_.kv_blocks_used = per_slot_blocks_ ? per_slot_used_ : blocks_.used();
+  state_.kv_blocks_used = per_slot_blocks_ ? per_slot_used_ : blocks_.used() - padding_pool_blocks();
   metrics_.set_scheduler_gauges({state_.running, state_.waiting, state_.kv_blocks_used, state_.kv_blocks_total, block_size_});
+}
+
+int64_t Scheduler::warm_up() {
+  if (!pad_) return 0;
+  const auto started = Clock::now();
+  const std::vector<int64_t> sizes =
+      padded_step_sizes(padded_step_size(std::min(running_limit_, max_padded_tokens_), max_padded_tokens_));
+  backend::Backend& backend = model_.backend();
+  const auto padding_step = [&](int64_t tokens) {
+    backend::TokenBatch batch;
+    batch.tokens.assign(static_cast<size_t>(tokens), 0);
+    batch.positions.assign(static_cast<size_t>(tokens), 0);
+    batch.slots.assign(static_cast<size_t>(tokens), padding_slot_);
+    std::vector<int64_t> rows(static_cast<size_t>(tokens));
+    for (int64_t i = 0; i < tokens; ++i) rows[static_cast<size_t>(i)] = i;
+    const int64_t replayed = backend.replayed_steps();
+    model_.forward(batch, rows, nullptr);
+    return backend.replayed_steps() > replayed;
+  };
+  // The largest first, sampled once: every buffer a step or the sampler grows is then at its size, so
+  // no later allocation drops the recordings (step_graphs.h).
+  padding_step(sizes.front());
+  if (backend.samples_on_device()) {
+    std::vector<int64_t> rows(static_cast<size_t>(sizes.front()));
+    for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int64_t>(i);
+    std::vector<backend::RowSampling> settings(rows.size());
+    std::vector<int32_t> tokens(rows.size());
+    backend.sample_rows(model_.logits(), rows, settings, tokens);
+  }
+  // Eager (sizes, tunes), recorded, replayed: at most a few passes each.
+  for (int64_t tokens : sizes)
+    for (int pass = 0; pass < 4 && !padding_step(tokens); ++pass) {
+    }
+  int64_t recorded = 0;
+  for (int64_t tokens : sizes) recorded += padding_step(tokens) ? 1 : 0;
+  backend.synchronize();
+  spdlog::info("scheduler: {} of {} padded step sizes (1 to {} tokens) recorded before serving, in {:.1f} s", recorded,
+               sizes.size(), sizes.front(), ms_between(started, Clock::now()) / 1000.0);
+  return recorded;
 }
 
 void Scheduler::start() {

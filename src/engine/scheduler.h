@@ -48,6 +48,15 @@ struct SchedulerOptions {
   // samples on the device (CUDA, unless OCTET_CUDA_SAMPLING=0). Requests with a repetition penalty
   // always use their host Sampler.
   std::optional<bool> sample_on_backend;
+  // Requests run at once, at most; 0: one per slot of the model. With padded steps the model's last
+  // slot holds the padding tokens, so a caller gives the model max_running + 1 slots.
+  int64_t max_running = 0;
+  // Steps of up to the backend's max_recorded_step_tokens() padded to a few sizes
+  // (engine/step_padding.h), so each size is recorded once (warm_up records them all before
+  // serving). Unset: where the backend records steps. Forced on a backend that records none (tests),
+  // steps are padded up to kMaxPaddedTokens.
+  std::optional<bool> pad_steps;
+  static constexpr int64_t kMaxPaddedTokens = 128;
 };
 
 struct RequestOutcome {
@@ -101,6 +110,12 @@ class Scheduler {
 
   // One step (tests drive the scheduler without its thread); false when there was nothing to do.
   bool step();
+  // Before start: runs padding-only steps of every padded decode size up to the running limit, so the
+  // backend sizes its buffers, tunes its GEMMs and records each step before the first request (the
+  // first request of a new size would otherwise wait for all three). Returns the sizes recorded; 0
+  // without padded steps.
+  int64_t warm_up();
+  bool pads_steps() const { return pad_; }
   SchedulerState state() const;
 
  private:
@@ -115,6 +130,9 @@ class Scheduler {
   void grow_blocks(Sequence& sequence, int64_t positions);
   void sample_rows(const std::vector<Sequence*>& row_owners);  // the step's tokens into sampled_
   int64_t reserved_unallocated_blocks() const;
+  // Pool blocks held for the padding tokens (not the requests'), and those left for requests.
+  int64_t padding_pool_blocks() const { return per_slot_blocks_ ? 0 : static_cast<int64_t>(padding_blocks_.size()); }
+  int64_t request_blocks() const { return blocks_.total() - padding_pool_blocks(); }
   void publish_gauges();
   void abort_all(const std::string& reason);
   void run_loop();
@@ -129,7 +147,7 @@ class Scheduler {
   // streaming the tokens.
   static constexpr int64_t kStepTimingWindow = 256;
   struct StepTiming {
-    int64_t steps = 0, tokens = 0, decode_only_steps = 0;
+    int64_t steps = 0, tokens = 0, padding_tokens = 0, decode_only_steps = 0;
     int64_t replayed_at_start = -1;  // the backend's replayed_steps() when the window began
     double batch_ms = 0, forward_ms = 0, device_ms = 0, sample_ms = 0, accept_ms = 0;
     int64_t device_timed_steps = 0;
@@ -157,6 +175,10 @@ class Scheduler {
   bool per_slot_blocks_ = false;
   int64_t blocks_per_slot_ = 0, per_slot_used_ = 0;
   std::vector<int64_t> free_slots_;
+  // Padded steps: the slot of the padding tokens, its pool blocks, the largest padded step.
+  bool pad_ = false;
+  int64_t padding_slot_ = -1, max_padded_tokens_ = 0, running_limit_ = 0;
+  std::vector<int32_t> padding_blocks_;
   std::deque<std::unique_ptr<Sequence>> waiting_;
   std::vector<std::unique_ptr<Sequence>> running_;  // admission order
   std::vector<float> logits_;

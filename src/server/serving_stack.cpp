@@ -14,7 +14,7 @@ std::unique_ptr<ServingStack> build_serving_stack(const EngineOptions& engine, c
                                                   const std::string& configured_model, const std::string& dummy_config) {
   auto stack = std::make_unique<ServingStack>();
   engine::KvPoolRequest kv;
-  kv.slots = server.max_concurrency;
+  kv.slots = server.max_concurrency + 1;  // one more for the padding tokens of padded steps (engine/scheduler.h)
   kv.paged = server.kv_cache_blocks >= 0;  // -1: per-slot contiguous blocks
   kv.kv_blocks = std::max<int64_t>(server.kv_cache_blocks, 0);
   kv.block_size = 16;  // the CUDA paged-attention block
@@ -27,8 +27,10 @@ std::unique_ptr<ServingStack> build_serving_stack(const EngineOptions& engine, c
   scheduler_options.step_token_budget =
       std::max<int64_t>(step_token_budget(server.max_batch_tokens, stack->model.backend->name()), server.max_concurrency);
   scheduler_options.stop_ids = stack->model.stop_ids;
+  scheduler_options.max_running = server.max_concurrency;
   stack->scheduler = std::make_unique<engine::Scheduler>(*stack->model.model, *stack->model.tokenizer, stack->metrics,
                                                          scheduler_options);
+  stack->scheduler->warm_up();
 
   ServerOptions& o = stack->options;
   o.host = server.host;

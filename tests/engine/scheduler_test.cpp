@@ -132,6 +132,61 @@ TEST_F(SchedulerTest, ConcurrentGreedyRequestsGiveTheTextEachGivesAlone) {
   EXPECT_EQ(metrics.serving_snapshot().gauges.kv_blocks_used, 0);
 }
 
+// Padded steps (as on a backend that records steps): the model's last slot holds padding tokens that
+// round each step up to a recorded size; the requests' texts are those of unpadded steps, the padding
+// block is not counted as used, and warming up (padding-only steps) leaves no trace in the requests.
+TEST_F(SchedulerTest, PaddedStepsGiveTheTextEachGivesAlone) {
+  OCTET_REQUIRE_SMOLLM2(path);
+  LoadedModel& m = model(7, 0);  // 6 running requests + the padding slot
+  const int max_tokens = 16;
+  const size_t count = 6;
+  std::vector<std::string> alone;
+  {
+    SchedulerOptions unpadded;
+    unpadded.pad_steps = false;
+    Scheduler scheduler(*m.model, *m.tokenizer, metrics, unpadded);
+    EXPECT_FALSE(scheduler.pads_steps());
+    for (size_t i = 0; i < count; ++i) {
+      Collected c;
+      scheduler.submit(collecting(chat_prompt_ids(*m.tokenizer, {{"user", questions()[i]}}), greedy(max_tokens), c));
+      run_until_idle(scheduler);
+      ASSERT_TRUE(c.finished);
+      alone.push_back(c.outcome.result.text);
+    }
+  }
+  SchedulerOptions options;
+  options.pad_steps = true;
+  options.max_running = 6;
+  options.step_token_budget = 37;  // prompt steps of 37 tokens pad to 40; 6 decode rows pad to 8
+  Scheduler scheduler(*m.model, *m.tokenizer, metrics, options);
+  ASSERT_TRUE(scheduler.pads_steps());
+  const int64_t pool = m.model->kv_spec().pool_blocks();
+  EXPECT_EQ(scheduler.state().kv_blocks_total, pool - 1);  // one block for the padding tokens
+  EXPECT_EQ(scheduler.warm_up(), 0);  // nothing is recorded on the CPU, but the steps ran
+  EXPECT_EQ(scheduler.state().kv_blocks_used, 0);
+  std::vector<Collected> together(count);
+  for (size_t i = 0; i < count; ++i) {
+    scheduler.submit(collecting(chat_prompt_ids(*m.tokenizer, {{"user", questions()[i]}}), greedy(max_tokens), together[i]));
+    scheduler.step();
+  }
+  run_until_idle(scheduler);
+  for (size_t i = 0; i < count; ++i) {
+    ASSERT_TRUE(together[i].finished);
+    EXPECT_EQ(together[i].outcome.result.text, alone[i]) << questions()[i];
+  }
+  EXPECT_EQ(scheduler.state().running, 0);
+  EXPECT_EQ(scheduler.state().kv_blocks_used, 0);
+  // Six running requests at most (the seventh slot is the padding tokens'): the seventh waits.
+  std::vector<Collected> more(7);
+  for (size_t i = 0; i < more.size(); ++i)
+    scheduler.submit(collecting(chat_prompt_ids(*m.tokenizer, {{"user", questions()[i]}}), greedy(2), more[i]));
+  scheduler.step();
+  EXPECT_EQ(scheduler.state().running, 6);
+  EXPECT_EQ(scheduler.state().waiting, 1);
+  run_until_idle(scheduler);
+  for (const auto& c : more) EXPECT_TRUE(c.finished);
+}
+
 // Without a shared pool (backends that do not read block tables) each slot uses its own blocks;
 // batching still gives each request its text alone and the blocks return at the end.
 TEST_F(SchedulerTest, PerSlotBlocksWithoutASharedPool) {

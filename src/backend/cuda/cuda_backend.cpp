@@ -429,6 +429,7 @@ class CudaBackend final : public Backend {
     return step_action_ == StepGraphs::Action::replayed;
   }
   int64_t replayed_steps() const override { return replayed_steps_; }
+  int64_t max_recorded_step_tokens() const override { return graphs_.max_recorded_tokens(); }
 
   void end_step() override {
     in_step_ = false;

@@ -89,6 +89,7 @@ class StepGraphs {
   void abandon_capture(cudaStream_t stream);
   // Whether a step of this many tokens can be recorded (and later replayed with other positions).
   bool may_record(int64_t tokens) const { return enabled_ && tokens <= kMaxTokens; }
+  int64_t max_recorded_tokens() const { return enabled_ ? kMaxTokens : 0; }
   // While recording: what the ops touched, for the replay-time checks.
   void note_cache(const CudaKvCache* cache);
   void note_vocab(int64_t vocab) { recording_.vocab = vocab; }
