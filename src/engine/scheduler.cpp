@@ -437,10 +437,13 @@ int64_t Scheduler::warm_up() {
     std::vector<int32_t> tokens(rows.size());
     backend.sample_rows(model_.logits(), rows, settings, tokens);
   }
-  // Eager (sizes, tunes), recorded, replayed: at most a few passes each.
-  for (int64_t tokens : sizes)
-    for (int pass = 0; pass < 4 && !padding_step(tokens); ++pass) {
-    }
+  // Eager (sizes, tunes), recorded, replayed: at most a few passes each. A smaller step can still grow
+  // a buffer (more attention splits per token) and so drop the recordings made before it: a second
+  // round records those again, with every buffer at its size.
+  for (int round = 0; round < 2; ++round)
+    for (int64_t tokens : sizes)
+      for (int pass = 0; pass < 4 && !padding_step(tokens); ++pass) {
+      }
   int64_t recorded = 0;
   for (int64_t tokens : sizes) recorded += padding_step(tokens) ? 1 : 0;
   backend.synchronize();
