@@ -253,6 +253,22 @@ class Backend {
                          Activations& out) = 0;
   // out = silu(gate) * up
   virtual void swiglu(const Activations& gate, const Activations& up, Activations& out) = 0;
+  // The two ends of a layer's blocks, fused where the backend can skip a pass between the product and
+  // its use. gate_out, up_out and proj are scratch: their contents afterwards are unspecified.
+  // out = swiglu(x · gateᵀ, x · upᵀ)
+  virtual void linear_swiglu(const Activations& x, const LinearWeight& gate, const LinearWeight& up, Activations& gate_out,
+                             Activations& up_out, Activations& out) {
+    const LinearWeight* weights[] = {&gate, &up};
+    Activations* outs[] = {&gate_out, &up_out};
+    linear_group(x, weights, outs);
+    swiglu(gate_out, up_out, out);
+  }
+  // residual += x · weightᵀ; out = rmsnorm(residual) · norm
+  virtual void linear_add_rmsnorm(const Activations& x, const LinearWeight& weight, Activations& proj, Activations& residual,
+                                  const VectorWeight& norm, float eps, Activations& out) {
+    linear(x, weight, proj);
+    add_rmsnorm(residual, proj, norm, eps, out);
+  }
   // x += y
   virtual void add(Activations& x, const Activations& y) = 0;
   // Copies selected rows to host float32 (row-major).

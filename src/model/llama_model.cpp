@@ -233,14 +233,17 @@ void LlamaModel::forward(const backend::TokenBatch& batch, std::span<const int64
   // A backend may replay a recorded pass of this shape instead of running the ops below.
   if (!backend_.begin_step(this, batch, logit_rows)) {
     try {
-      // x: [tokens, hidden]. Each block leaves its output in proj; the next block's norm adds it to x
-      // (one fused pass on backends that fuse add + rmsnorm).
+      // x: [tokens, hidden]. Each block's output projection joins x at the next norm, in one op
+      // (linear_add_rmsnorm: fused where the backend can); the last layer's down projection is added after the loop.
       backend_.embed(*embedding_, batch.tokens, *buffers_.x);
       for (int64_t i = 0; i < config_.layers; ++i) {
-        attention_block(layers_[i], i, batch, /*residual_pending=*/i > 0);
+        attention_block(layers_[i], i, batch, i > 0 ? layers_[i - 1].down_proj.get() : nullptr);
         mlp_block(layers_[i]);
       }
-      backend_.add(*buffers_.x, *buffers_.proj);
+      if (!layers_.empty()) {
+        backend_.linear(*buffers_.act, *layers_.back().down_proj, *buffers_.proj);
+        backend_.add(*buffers_.x, *buffers_.proj);
+      }
       // Only the rows that need logits go through the final norm and the LM head.
       if (!logit_rows.empty()) {
         backend_.gather_rows(*buffers_.x, logit_rows, *buffers_.last);
@@ -266,10 +269,11 @@ const backend::Activations& LlamaModel::logits() const {
 }
 
 void LlamaModel::attention_block(const Layer& layer, int64_t index, const backend::TokenBatch& batch,
-                                 bool residual_pending) {
+                                 const backend::LinearWeight* previous_down_proj) {
   auto& b = buffers_;
   const float eps = static_cast<float>(config_.rms_norm_eps);
-  if (residual_pending) backend_.add_rmsnorm(*b.x, *b.proj, *layer.attn_norm, eps, *b.normed);
+  // The previous layer's down projection (of act) joins the residual here, in one op with the norm.
+  if (previous_down_proj) backend_.linear_add_rmsnorm(*b.act, *previous_down_proj, *b.proj, *b.x, *layer.attn_norm, eps, *b.normed);
   else backend_.rmsnorm(*b.x, *layer.attn_norm, eps, *b.normed);
   // normed: [tokens, hidden] → q: [tokens, heads·head_dim], k, v: [tokens, kv_heads·head_dim]
   const backend::LinearWeight* qkv[] = {layer.q_proj.get(), layer.k_proj.get(), layer.v_proj.get()};
@@ -278,18 +282,15 @@ void LlamaModel::attention_block(const Layer& layer, int64_t index, const backen
   backend_.rope_kv_write(*kv_cache_, index, batch, *b.q, *b.k, *b.v, rope_inverse_frequencies_);
   // attn: [tokens, heads·head_dim] = softmax(q·Kᵀ/√d)·V over each token's own sequence
   backend_.attention(*kv_cache_, index, batch, *b.q, *b.attn);
-  backend_.linear(*b.attn, *layer.o_proj, *b.proj);
 }
 
 void LlamaModel::mlp_block(const Layer& layer) {
   auto& b = buffers_;
-  backend_.add_rmsnorm(*b.x, *b.proj, *layer.ffn_norm, static_cast<float>(config_.rms_norm_eps), *b.normed);
-  // normed: [tokens, hidden] → gate, up: [tokens, ffn] → act → proj: [tokens, hidden]
-  const backend::LinearWeight* gate_up[] = {layer.gate_proj.get(), layer.up_proj.get()};
-  backend::Activations* gate_up_out[] = {b.gate.get(), b.up.get()};
-  backend_.linear_group(*b.normed, gate_up, gate_up_out);
-  backend_.swiglu(*b.gate, *b.up, *b.act);
-  backend_.linear(*b.act, *layer.down_proj, *b.proj);
+  // attn → o_proj, added to the residual x, normed; normed: [tokens, hidden] → gate, up: [tokens, ffn] →
+  // act; act's down projection joins x at the next layer's norm (or after the last layer).
+  backend_.linear_add_rmsnorm(*b.attn, *layer.o_proj, *b.proj, *b.x, *layer.ffn_norm,
+                              static_cast<float>(config_.rms_norm_eps), *b.normed);
+  backend_.linear_swiglu(*b.normed, *layer.gate_proj, *layer.up_proj, *b.gate, *b.up, *b.act);
 }
 
 }  // namespace octet::model

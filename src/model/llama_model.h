@@ -87,7 +87,8 @@ class LlamaModel {
     std::unique_ptr<backend::Activations> x, normed, q, k, v, attn, proj, gate, up, act, last, logits;
   };
 
-  void attention_block(const Layer& layer, int64_t index, const backend::TokenBatch& batch, bool residual_pending);
+  void attention_block(const Layer& layer, int64_t index, const backend::TokenBatch& batch,
+                       const backend::LinearWeight* previous_down_proj);
   void mlp_block(const Layer& layer);
   void ensure_buffers(int64_t rows, int64_t logit_rows);
   void read_kv_scales(const WeightSource& weights, backend::KvCacheSpec& kv) const;

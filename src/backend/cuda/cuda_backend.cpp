@@ -566,6 +566,79 @@ class CudaBackend final : public Backend {
     else launch_gemv_e4m3_group(input.codes.data(), input.row_scales.data(), x.rows, group, x.cols, stream_);
   }
 
+  // For 17–128 rows an FP8 product is an unscaled cuBLASLt GEMM plus a scaling pass over its output
+  // (gemm_e4m3, grouped_gemm). The two ops below leave out that pass where the product's only reader
+  // follows at once: the norm and SwiGLU kernels apply the row and channel scales as they load it (the
+  // same floats as the pass). OCTET_CUDA_FUSED_PRODUCTS=0 keeps the pass (for comparison).
+  bool unscaled_gemm_rows(int64_t m, int64_t k) const {
+    return fused_products_ && !gemv_e4m3_fits(m, k) && !use_skinny_gemm(m, k) && !(epilogue_scales_ && m > kMinEpilogueScaledRows);
+  }
+  static bool plain_fp8(const CudaLinear& w) {
+    return w.format == LinearFormat::fp8 && w.static_input_scale <= 0.0f && w.block_scales.size() == 0;
+  }
+
+  void linear_add_rmsnorm(const Activations& x, const LinearWeight& weight, Activations& proj, Activations& residual,
+                          const VectorWeight& norm, float eps, Activations& out) override {
+    const auto& w = static_cast<const CudaLinear&>(weight);
+    const int64_t m = x.rows, n = w.out_features, k = w.in_features;
+    if (!plain_fp8(w) || x.cols != k || !unscaled_gemm_rows(m, k)) return Backend::linear_add_rmsnorm(x, weight, proj, residual, norm, eps, out);
+    check_shape(proj, m, n, "linear output");
+    check_shape(residual, m, n, "residual");
+    check_shape(out, m, n, "rmsnorm output");
+    const auto& input = quantized(x);
+    float* product = cast(proj).data.data();
+    if (!gemm_->run(GemmType::e4m3, input.codes.data(), w.e4m3_codes(), product, m, n, k, stream_))
+      return Backend::linear_add_rmsnorm(x, weight, proj, residual, norm, eps, out);
+    auto& o = cast(out);
+    const float* norm_weights = static_cast<const CudaVector&>(norm).values.data();
+    if (try_launch_add_product_rmsnorm_quantize_in_registers(cast(residual).data.data(), product, input.row_scales.data(),
+                                                             w.channel_scales(), norm_weights, eps, m, n, o.data.data(),
+                                                             o.codes.data(), o.row_scales.data(), stream_)) {
+      o.codes_current = true;
+      return;
+    }
+    launch_scale_rows_cols(product, m, n, input.row_scales.data(), w.channel_scales(), stream_);
+    add_rmsnorm(residual, proj, norm, eps, out);
+  }
+
+  void linear_swiglu(const Activations& x, const LinearWeight& gate, const LinearWeight& up, Activations& gate_out,
+                     Activations& up_out, Activations& out) override {
+    const auto& g = static_cast<const CudaLinear&>(gate);
+    const auto& u = static_cast<const CudaLinear&>(up);
+    const int64_t m = x.rows, n = g.out_features, k = g.in_features;
+    // One fused allocation holding gate then up (fuse_linears), so one GEMM gives both.
+    const FusedLinears* group = g.fused.get();
+    const bool fits = group && group == u.fused.get() && group->members == 2 && g.fused_index == 0 && u.fused_index == 1 &&
+                      plain_fp8(g) && plain_fp8(u) && u.out_features == n && u.in_features == k && x.cols == k &&
+                      grouped_gemm_ != GroupedGemm::off && unscaled_gemm_rows(m, k);
+    if (!fits) return Backend::linear_swiglu(x, gate, up, gate_out, up_out, out);
+    check_shape(out, m, n, "swiglu output");
+    const auto& input = quantized(x);
+    ensure_capacity(group_product_, static_cast<size_t>(m * group->rows));
+    if (!gemm_->run(GemmType::e4m3, input.codes.data(), group->codes.data(), group_product_.data(), m, group->rows, k, stream_))
+      return Backend::linear_swiglu(x, gate, up, gate_out, up_out, out);
+    auto& o = cast(out);
+    if (try_launch_swiglu_quantize_product_in_registers(group_product_.data(), group->rows, g.first_row, u.first_row,
+                                                        input.row_scales.data(), group->scales.data(), m, n, o.data.data(),
+                                                        o.codes.data(), o.row_scales.data(), stream_)) {
+      o.codes_current = true;
+      return;
+    }
+    ScaleSplit split;
+    split.count = 2;
+    split.product_cols = group->rows;
+    Activations* members[] = {&gate_out, &up_out};
+    const CudaLinear* weights[] = {&g, &u};
+    for (int i = 0; i < 2; ++i) {
+      check_shape(*members[i], m, n, "linear output");
+      split.out[i] = cast(*members[i]).data.data();
+      split.first_col[i] = weights[i]->first_row;
+      split.cols[i] = n;
+    }
+    launch_scale_split(group_product_.data(), m, input.row_scales.data(), group->scales.data(), split, stream_);
+    swiglu(gate_out, up_out, out);
+  }
+
   void linear(const Activations& x, const LinearWeight& weight, Activations& out) override {
     const auto& w = static_cast<const CudaLinear&>(weight);
     const int64_t m = x.rows, n = w.out_features, k = w.in_features;
@@ -973,6 +1046,7 @@ class CudaBackend final : public Backend {
   // (an A/B switch; sample_rows itself still runs on the device).
   bool device_sampling_ = switched_on("OCTET_CUDA_SAMPLING");
   bool epilogue_scales_ = switched_on("OCTET_CUDA_GEMM_EPILOGUE_SCALES");  // see gemm_e4m3()
+  bool fused_products_ = switched_on("OCTET_CUDA_FUSED_PRODUCTS");        // see linear_add_rmsnorm()
   // OCTET_CUDA_GROUPED_GEMM=0: fused groups run one GEMM per member (for comparison); =all: one GEMM
   // at every row count (see grouped_gemm()).
   enum class GroupedGemm { off, on, all };

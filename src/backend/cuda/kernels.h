@@ -83,6 +83,19 @@ bool try_launch_add_rmsnorm_quantize_in_registers(float* residual, const float* 
                                                   float* row_scales, cudaStream_t s);
 bool try_launch_swiglu_quantize_in_registers(const float* gate, const float* up, int64_t rows, int64_t cols, float* out,
                                              uint8_t* codes, float* row_scales, cudaStream_t s);
+// The same two with inputs straight from an unscaled FP8 GEMM (no scaling pass between): element (r, c)
+// of the product is value · (product_row_scales[r] · product_col_scales[c]), exactly as
+// launch_scale_rows_cols / launch_scale_split would scale it. SwiGLU's gate and up are the product's
+// columns [gate_col, gate_col + cols) and [up_col, …) of rows product_cols wide (one fused gate/up GEMM),
+// product_col_scales indexed by product column. False (nothing launched) where they do not fit.
+bool try_launch_swiglu_quantize_product_in_registers(const float* product, int64_t product_cols, int64_t gate_col,
+                                                     int64_t up_col, const float* product_row_scales,
+                                                     const float* product_col_scales, int64_t rows, int64_t cols,
+                                                     float* out, uint8_t* codes, float* row_scales, cudaStream_t s);
+bool try_launch_add_product_rmsnorm_quantize_in_registers(float* residual, const float* product,
+                                                          const float* product_row_scales, const float* product_col_scales,
+                                                          const float* weight, float eps, int64_t rows, int64_t cols,
+                                                          float* out, uint8_t* codes, float* row_scales, cudaStream_t s);
 bool try_launch_quantize_rows_e4m3_in_registers(const float* x, int64_t rows, int64_t cols, float static_scale,
                                                 uint8_t* codes, float* row_scales, cudaStream_t s);
 

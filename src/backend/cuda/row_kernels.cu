@@ -109,23 +109,46 @@ __device__ void encode_row(const float4 (&value)[V], const RowSpan& span, float 
 }
 
 // Each kernel: grid = rows · parts blocks; parts > 1 only with kCluster (a cluster per row).
-template <int V, bool kCluster>
+// The inputs of a kernel with kScaled are a GEMM's unscaled product (ProductInput): element (r, c) of
+// an input is value · (row_scales[r] · col_scales[c]), the product launch_scale_split applies, so the
+// fused kernel computes the same floats as the scaling pass followed by the plain kernel.
+struct ProductInput {
+  int64_t row_stride = 0;              // floats between rows of the inputs
+  const float* row_scales = nullptr;   // per row (the GEMM input's quantization scales)
+  const float* col_scales = nullptr;   // per column of the first input (gate; delta)
+  const float* col_scales2 = nullptr;  // per column of the second input (up)
+};
+
+template <bool kScaled>
+__device__ __forceinline__ float4 load_input(const float4* row, const float* col_scales, float row_scale, int64_t index) {
+  float4 v = row[index];
+  if constexpr (kScaled) {
+    const float4 c = reinterpret_cast<const float4*>(col_scales)[index];
+    v = make_float4(v.x * (row_scale * c.x), v.y * (row_scale * c.y), v.z * (row_scale * c.z), v.w * (row_scale * c.w));
+  }
+  return v;
+}
+
+template <int V, bool kCluster, bool kScaled>
 __global__ void __launch_bounds__(kMaxThreads) swiglu_quantize_rows_kernel(const float* gate, const float* up, int64_t cols,
                                                                           unsigned parts, int64_t chunk, float* out,
-                                                                          uint8_t* codes, float* row_scales) {
+                                                                          uint8_t* codes, float* row_scales,
+                                                                          ProductInput input) {
   __shared__ float shared[32];
   await_earlier_kernels();
   const RowSpan span = row_span<kCluster>(cols / 4, parts, chunk);
   const int64_t offset = span.row * cols;
-  const float4* g = reinterpret_cast<const float4*>(gate + offset);
-  const float4* u = reinterpret_cast<const float4*>(up + offset);
+  const int64_t in_offset = kScaled ? span.row * input.row_stride : offset;
+  const float row_scale = kScaled ? input.row_scales[span.row] : 1.0f;
+  const float4* g = reinterpret_cast<const float4*>(gate + in_offset);
+  const float4* u = reinterpret_cast<const float4*>(up + in_offset);
   float4* y = reinterpret_cast<float4*>(out + offset);
   const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
   float4 value[V], up_value[V];
 #pragma unroll
   for (int j = 0; j < V; ++j) {
-    value[j] = span.holds(j) ? g[span.index(j)] : zero;
-    up_value[j] = span.holds(j) ? u[span.index(j)] : zero;
+    value[j] = span.holds(j) ? load_input<kScaled>(g, input.col_scales, row_scale, span.index(j)) : zero;
+    up_value[j] = span.holds(j) ? load_input<kScaled>(u, input.col_scales2, row_scale, span.index(j)) : zero;
   }
   const auto swiglu = [](float g, float u) { return g / (1.0f + __expf(-g)) * u; };
   float amax = 0.0f;
@@ -141,10 +164,12 @@ __global__ void __launch_bounds__(kMaxThreads) swiglu_quantize_rows_kernel(const
   encode_row<V, kCluster>(value, span, amax, 0.0f, shared, parts, codes + offset, row_scales + span.row);
 }
 
-template <int V, bool kCluster>
+// With kScaled, delta is a GEMM's unscaled product (ProductInput: row stride = cols).
+template <int V, bool kCluster, bool kScaled>
 __global__ void __launch_bounds__(kMaxThreads) add_rmsnorm_rows_kernel(float* residual, const float* delta, const float* weight,
                                                                       float eps, int64_t cols, unsigned parts, int64_t chunk,
-                                                                      float* out, uint8_t* codes, float* row_scales) {
+                                                                      float* out, uint8_t* codes, float* row_scales,
+                                                                      ProductInput input) {
   __shared__ float shared[32];
   await_earlier_kernels();
   const RowSpan span = row_span<kCluster>(cols / 4, parts, chunk);
@@ -152,12 +177,13 @@ __global__ void __launch_bounds__(kMaxThreads) add_rmsnorm_rows_kernel(float* re
   float4* x = reinterpret_cast<float4*>(residual + offset);
   const float4* d = delta ? reinterpret_cast<const float4*>(delta + offset) : nullptr;
   const float4* w = reinterpret_cast<const float4*>(weight);
+  const float row_scale = kScaled ? input.row_scales[span.row] : 1.0f;
   const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
   float4 value[V], added[V], scale[V];
 #pragma unroll
   for (int j = 0; j < V; ++j) {
     value[j] = span.holds(j) ? x[span.index(j)] : zero;
-    added[j] = span.holds(j) && d ? d[span.index(j)] : zero;
+    added[j] = span.holds(j) && d ? load_input<kScaled>(d, input.col_scales, row_scale, span.index(j)) : zero;
     scale[j] = span.holds(j) ? w[span.index(j)] : zero;
   }
   float sum = 0.0f;
@@ -283,13 +309,15 @@ void launch_planned(const RowPlan& plan, int64_t rows, cudaStream_t s, Kernels k
 }
 
 // The instantiations of each kernel, for launch_planned.
+template <bool kScaled>
 struct SwigluKernels {
   template <int V, bool C>
-  static auto get() { return &swiglu_quantize_rows_kernel<V, C>; }
+  static auto get() { return &swiglu_quantize_rows_kernel<V, C, kScaled>; }
 };
+template <bool kScaled>
 struct RmsnormKernels {
   template <int V, bool C>
-  static auto get() { return &add_rmsnorm_rows_kernel<V, C>; }
+  static auto get() { return &add_rmsnorm_rows_kernel<V, C, kScaled>; }
 };
 struct QuantizeKernels {
   template <int V, bool C>
@@ -305,7 +333,26 @@ bool try_launch_swiglu_quantize_in_registers(const float* gate, const float* up,
   const RowPlan plan = plan_row(rows, cols, 8);
   if (plan.vectors_per_thread == 0 || !aligned(gate, 16) || !aligned(up, 16) || !aligned(out, 16) || !aligned(codes, 4))
     return false;
-  launch_planned<8>(plan, rows, s, SwigluKernels{}, gate, up, cols, plan.parts, plan.chunk, out, codes, row_scales);
+  launch_planned<8>(plan, rows, s, SwigluKernels<false>{}, gate, up, cols, plan.parts, plan.chunk, out, codes, row_scales,
+                    ProductInput{});
+  return true;
+}
+
+bool try_launch_swiglu_quantize_product_in_registers(const float* product, int64_t product_cols, int64_t gate_col,
+                                                     int64_t up_col, const float* product_row_scales,
+                                                     const float* product_col_scales, int64_t rows, int64_t cols,
+                                                     float* out, uint8_t* codes, float* row_scales, cudaStream_t s) {
+  // At most 4 float4s a thread: the column scales' loads double the registers of the inputs.
+  const RowPlan plan = plan_row(rows, cols, 4);
+  const float* gate = product + gate_col;
+  const float* up = product + up_col;
+  if (plan.vectors_per_thread == 0 || product_cols % 4 != 0 || !aligned(gate, 16) || !aligned(up, 16) ||
+      !aligned(product_col_scales + gate_col, 16) || !aligned(product_col_scales + up_col, 16) || !aligned(out, 16) ||
+      !aligned(codes, 4))
+    return false;
+  const ProductInput input{product_cols, product_row_scales, product_col_scales + gate_col, product_col_scales + up_col};
+  launch_planned<4>(plan, rows, s, SwigluKernels<true>{}, gate, up, cols, plan.parts, plan.chunk, out, codes, row_scales,
+                    input);
   return true;
 }
 
@@ -316,8 +363,22 @@ bool try_launch_add_rmsnorm_quantize_in_registers(float* residual, const float* 
   if (plan.vectors_per_thread == 0 || !aligned(residual, 16) || !aligned(delta, 16) || !aligned(weight, 16) ||
       !aligned(out, 16) || !aligned(codes, 4))
     return false;
-  launch_planned<4>(plan, rows, s, RmsnormKernels{}, residual, delta, weight, eps, cols, plan.parts, plan.chunk, out, codes,
-                    row_scales);
+  launch_planned<4>(plan, rows, s, RmsnormKernels<false>{}, residual, delta, weight, eps, cols, plan.parts, plan.chunk, out,
+                    codes, row_scales, ProductInput{});
+  return true;
+}
+
+bool try_launch_add_product_rmsnorm_quantize_in_registers(float* residual, const float* product,
+                                                          const float* product_row_scales, const float* product_col_scales,
+                                                          const float* weight, float eps, int64_t rows, int64_t cols,
+                                                          float* out, uint8_t* codes, float* row_scales, cudaStream_t s) {
+  const RowPlan plan = plan_row(rows, cols, 4);
+  if (plan.vectors_per_thread == 0 || !aligned(residual, 16) || !aligned(product, 16) || !aligned(product_col_scales, 16) ||
+      !aligned(weight, 16) || !aligned(out, 16) || !aligned(codes, 4))
+    return false;
+  const ProductInput input{cols, product_row_scales, product_col_scales, nullptr};
+  launch_planned<4>(plan, rows, s, RmsnormKernels<true>{}, residual, product, weight, eps, cols, plan.parts, plan.chunk, out,
+                    codes, row_scales, input);
   return true;
 }
 
