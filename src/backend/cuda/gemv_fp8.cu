@@ -122,8 +122,9 @@ gemv_e4m3_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_sc
 // traffic per weight byte (measured for 32 and 64 tokens, slower than cuBLASLt there, not used).
 constexpr int kMmaWarps = 8;
 
-template <int MT, int NT, int U>
-__global__ void __launch_bounds__(kMmaWarps * 32)
+// MinBlocks: resident blocks a SM the registers must allow (launch bounds); 1 leaves the compiler free.
+template <int MT, int NT, int U, int MinBlocks>
+__global__ void __launch_bounds__(kMmaWarps * 32, MinBlocks)
 gemv_e4m3_mma_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_scales, int rows, GemvGroup group,
                      int64_t k) {
   constexpr int kRows = MT * 16, kTokens = NT * 8;
@@ -224,13 +225,13 @@ gemv_e4m3_mma_kernel(const uint8_t* __restrict__ x, const float* __restrict__ ro
   }
 }
 
-template <int MT, int NT, int U>
+template <int MT, int NT, int U, int MinBlocks = 1>
 void launch_mma(const uint8_t* x, const float* row_scales, int64_t rows, const GemvGroup& group, int64_t k, cudaStream_t s) {
   int64_t blocks = 0;
   for (int i = 0; i < group.count; ++i) blocks += (group.n[i] + MT * 16 - 1) / (MT * 16);
   if (blocks == 0) return;
   const LaunchShape shape{dim3(static_cast<unsigned>(blocks)), dim3(kMmaWarps * 32)};
-  launch_kernel(gemv_e4m3_mma_kernel<MT, NT, U>, shape, s, x, row_scales, static_cast<int>(rows), group, k);
+  launch_kernel(gemv_e4m3_mma_kernel<MT, NT, U, MinBlocks>, shape, s, x, row_scales, static_cast<int>(rows), group, k);
   OCTET_CUDA_LAUNCH_CHECK();
 }
 
@@ -276,6 +277,16 @@ TensorGemv tensor_core_gemv() {
   return mode;
 }
 
+// OCTET_CUDA_TENSOR_GEMV_BLOCKS=5 (an experiment, off by default): the 1–8 token tensor-core kernel
+// compiled for five resident blocks a SM (48 registers, a few bytes spilled, against 54 and four),
+// so a grid of 640 blocks — Llama-3.3-70B's q/k/v at batch 1, 2.7 TB/s in version 5's profile
+// against 3.6–3.9 for its other GEMVs — runs in one wave on 132 SMs instead of 1.2.
+// Read at each launch (a recorded step keeps the kernel it was recorded with), so tests can set it.
+bool five_blocks_a_sm() {
+  const char* value = std::getenv("OCTET_CUDA_TENSOR_GEMV_BLOCKS");
+  return value != nullptr && std::string_view(value) == "5";
+}
+
 bool use_tensor_cores(int64_t rows, int64_t n, int64_t k) {
   if (k % 64 != 0) return false;
   switch (tensor_core_gemv()) {
@@ -312,7 +323,8 @@ void launch_gemv_e4m3_group(const uint8_t* x, const float* row_scales, int64_t r
   int64_t group_n = 0;  // the launch's matrix: the members' rows together
   for (int i = 0; i < group.count; ++i) group_n += group.n[i];
   if (use_tensor_cores(rows, group_n, k)) {
-    if (rows <= 8) launch_mma<1, 1, 4>(x, row_scales, rows, group, k, s);
+    if (rows <= 8 && five_blocks_a_sm()) launch_mma<1, 1, 4, 5>(x, row_scales, rows, group, k, s);
+    else if (rows <= 8) launch_mma<1, 1, 4>(x, row_scales, rows, group, k, s);
     else launch_mma<1, 2, 4>(x, row_scales, rows, group, k, s);
     return;
   }
