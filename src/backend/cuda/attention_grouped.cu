@@ -40,7 +40,6 @@ namespace {
 
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
-constexpr int kBlocksPerSm = 4;            // registers capped at 128 a thread for it
 constexpr int kTile = 16;                  // positions per MMA tile
 constexpr int kMaxGroup = 8;               // query heads per KV head: the MMAs' 8 columns
 constexpr int64_t kMinSpan = 64;           // positions per split, at least: a tile per warp
@@ -60,7 +59,6 @@ struct GroupedShape {
   static constexpr int kRowBytes = kHeadDim * kElementBytes;
   static constexpr int kRowPieces = kRowBytes / 16;             // 16-byte pieces of a row: 4, 8 or 16
   static constexpr int kKPieces = kRowPieces / 4;               // of them per lane per K row
-  static constexpr int kKWords = kKPieces * 4;
   static constexpr int kVDims = kHeadDim / 8;                   // R
   static constexpr int kVBytes = kVDims * kElementBytes;        // per lane per V row: 8, 16 or 32
   static constexpr int kVWords = kVBytes / 4;
@@ -69,6 +67,8 @@ struct GroupedShape {
   static constexpr int kStageBytes = 2 * kTileBytes + 2 * kTile * 4;  // K, V, k scales, v scales
   static constexpr int kWarpBytes = kStages * kStageBytes;
   static constexpr int kSharedBytes = kWarps * kWarpBytes;
+  // Resident blocks a SM the registers are capped for (128 a thread at 4): what the shared memory allows.
+  static constexpr int kBlocksPerSm = kSharedBytes > 56 * 1024 ? 3 : 4;
   static constexpr int kCopiesPerLane = kTile * kRowPieces / 32;  // 16-byte copies per K (or V) tile
   static constexpr int kAccStride = kHeadDim + 2;                 // floats per head of a warp's Oᵀ
   static_assert(kMaxGroup * kAccStride * 4 <= kWarpBytes, "a warp's Oᵀ fits its stages");
@@ -81,15 +81,16 @@ __device__ __forceinline__ uint32_t shared_address(const void* p) {
 }
 // 16 bytes global → shared, bypassing L1; valid == false writes 16 zero bytes and reads nothing.
 __device__ __forceinline__ void copy16_async(uint32_t dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0) : "memory");
 }
 __device__ __forceinline__ void copy4_async(uint32_t dst, const void* src, bool valid) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 4 : 0));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 4 : 0) : "memory");
 }
-__device__ __forceinline__ void commit_copies() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void commit_copies() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+// "memory": no shared-memory read of a stage moves above the wait for its copies.
 template <int Pending>
 __device__ __forceinline__ void wait_copies() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending));
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending) : "memory");
 }
 
 // Byte offset of 16-byte piece `piece` of tile row `row`: pieces are XOR-swizzled within groups of 8
@@ -191,7 +192,7 @@ __device__ __forceinline__ int64_t grouped_span(int64_t count, int splits) {
 }
 
 template <KvStorage S, int kHeadDim>
-__global__ void __launch_bounds__(kThreads, kBlocksPerSm)
+__global__ void __launch_bounds__(kThreads, (GroupedShape<S, kHeadDim>::kBlocksPerSm))
 grouped_attention_kernel(const float* q, int group, const int64_t* slots, const int64_t* positions, KvLayout layout,
                          const void* k_cache, const void* v_cache, const float* k_scales, const float* v_scales,
                          int splits, float* out, float* partial, uint32_t* counters, const int32_t* token_list) {
@@ -316,17 +317,17 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
 
     // Scores: s[0..1] = (position g, heads 2t, 2t+1), s[2..3] = (position g+8, same heads).
     float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    {
-      uint32_t key_lo[Shape::kKWords], key_hi[Shape::kKWords];
+    constexpr int kChunksPerPiece = kChunks / Shape::kKPieces;  // 4 (FP8) or 2 (BF16)
 #pragma unroll
-      for (int piece = 0; piece < Shape::kKPieces; ++piece) {
-        read_row<Shape, 4>(key, g, (piece * 4 + t) * 16, &key_lo[4 * piece]);
-        read_row<Shape, 4>(key, g + 8, (piece * 4 + t) * 16, &key_hi[4 * piece]);
-      }
+    for (int piece = 0; piece < Shape::kKPieces; ++piece) {
+      uint32_t key_lo[4], key_hi[4];  // this piece of K rows g and g+8
+      read_row<Shape, 4>(key, g, (piece * 4 + t) * 16, key_lo);
+      read_row<Shape, 4>(key, g + 8, (piece * 4 + t) * 16, key_hi);
 #pragma unroll
-      for (int j = 0; j < kChunks; ++j) {
+      for (int c = 0; c < kChunksPerPiece; ++c) {
+        const int j = piece * kChunksPerPiece + c;
         uint32_t a[4];
-        key_fragment<S>(key_lo, key_hi, j, a);
+        key_fragment<S>(key_lo, key_hi, c, a);
         mma_step<S>(s, a, q_head[j][0], q_head[j][1]);
         mma_step<S>(s, a, q_tail[j][0], q_tail[j][1]);
       }
@@ -394,15 +395,20 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
       split_pair<S>(low.x, low.y, p_head[0], p_tail[0]);
       split_pair<S>(high.x, high.y, p_head[1], p_tail[1]);
     }
-    {
-      uint32_t rows[4][Shape::kVWords];  // V rows 2t, 2t+1, 2t+8, 2t+9 (zeros past the end)
+    // The lane's R dims of V rows 2t, 2t+1, 2t+8, 2t+9 (zeros past the end), 16 bytes (or 8) at a time.
+    constexpr int kVPieces = Shape::kVBytes > 16 ? Shape::kVBytes / 16 : 1;
+    constexpr int kPieceWords = Shape::kVWords / kVPieces, kTilesPerPiece = kChunks / kVPieces;
+#pragma unroll
+    for (int piece = 0; piece < kVPieces; ++piece) {
+      uint32_t rows[4][kPieceWords];
 #pragma unroll
       for (int r = 0; r < 4; ++r)
-        read_row<Shape, Shape::kVWords>(value, 2 * t + (r & 1) + 8 * (r >> 1), Shape::kVBytes * g, rows[r]);
+        read_row<Shape, kPieceWords>(value, 2 * t + (r & 1) + 8 * (r >> 1), Shape::kVBytes * g + 16 * piece, rows[r]);
 #pragma unroll
-      for (int i = 0; i < kChunks; ++i) {
+      for (int c = 0; c < kTilesPerPiece; ++c) {
+        const int i = piece * kTilesPerPiece + c;
         uint32_t a[4];
-        value_fragment<S>(rows[0], rows[1], rows[2], rows[3], i, a);
+        value_fragment<S>(rows[0], rows[1], rows[2], rows[3], c, a);
         mma_step<S>(acc[i], a, p_head[0], p_head[1]);
         mma_step<S>(acc[i], a, p_tail[0], p_tail[1]);
       }
@@ -428,8 +434,11 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
           make_float2(acc[i][h] * acc_unscale, acc[i][2 + h] * acc_unscale);
   }
   __syncthreads();
-  constexpr int64_t kStride = kHeadDim + 2;  // a partial: max, sum, head_dim accumulators
-  float* mine = partial + (item * splits + split) * group * kStride;
+  // The launch's partials: accumulators [item][split][head][head_dim], then (max, sum) [item][split][head].
+  const int64_t partials = static_cast<int64_t>(gridDim.x) * splits * group;
+  float* const accumulators = partial;
+  float2* const stats = reinterpret_cast<float2*>(partial + partials * kHeadDim);
+  const int64_t mine = (item * splits + split) * group;  // this split's first (item, split, head)
   for (int index = threadIdx.x; index < group * kHeadDim; index += kThreads) {
     const int head = index / kHeadDim, dim = index % kHeadDim;
     float top = -INFINITY;
@@ -445,12 +454,8 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
     if (used == 1) {
       out[(first_q_row + head) * kHeadDim + dim] = total / sum;
     } else {
-      float* part = mine + head * kStride;
-      if (dim == 0) {
-        part[0] = top;
-        part[1] = sum;
-      }
-      part[2 + dim] = total;
+      if (dim == 0) stats[mine + head] = make_float2(top, sum);
+      accumulators[mine * kHeadDim + index] = total;
     }
   }
   if (used == 1) return;
@@ -462,13 +467,13 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
   __syncthreads();
   if (!last_block) return;
   __threadfence();
-  const float* parts = partial + item * splits * group * kStride;
+  const int64_t first = item * splits * group;  // the item's first (split, head)
   float* const split_weight = reinterpret_cast<float*>(stages);  // [split][head]: first the splits' maxima
   float* const split_sum = split_weight + used * group;
   for (int index = threadIdx.x; index < used * group; index += kThreads) {  // independent loads
-    const float* part = parts + index * kStride;  // index = split · group + head
-    split_weight[index] = __ldcg(part);
-    split_sum[index] = __ldcg(part + 1);
+    const float2 stat = __ldcg(stats + first + index);  // index = split · group + head
+    split_weight[index] = stat.x;
+    split_sum[index] = stat.y;
   }
   __syncthreads();
   for (int head = warp; head < group; head += kWarps) {  // a warp per head
@@ -487,24 +492,36 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
     if (lane == 0) head_total[head] = total;
   }
   __syncthreads();
-  // Thread → dim threadIdx.x % head_dim of heads threadIdx.x / head_dim + kHeadStep·o: every output's
-  // loads of a few splits in flight together.
-  constexpr int kHeadStep = kThreads / kHeadDim, kOutputs = kMaxGroup / kHeadStep;
-  const int dim = threadIdx.x % kHeadDim, first_head = threadIdx.x / kHeadDim;
-  float total[kOutputs];
+  // Thread → 4 dims (a quad) of one head, kQuads of them: 16-byte loads, 8 splits' in flight at once.
+  constexpr int kHeadQuads = kHeadDim / 4, kQuads = kMaxGroup * kHeadQuads / kThreads;
+  const int quads = group * kHeadQuads;  // of one split
+  const float4* const item_accumulators = reinterpret_cast<const float4*>(accumulators + first * kHeadDim);
+  float4 total[kQuads];
 #pragma unroll
-  for (int o = 0; o < kOutputs; ++o) total[o] = 0.0f;
-#pragma unroll 4
+  for (int o = 0; o < kQuads; ++o) total[o] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll 8
   for (int s = 0; s < used; ++s)
 #pragma unroll
-    for (int o = 0; o < kOutputs; ++o) {
-      const int head = first_head + kHeadStep * o;
-      if (head < group) total[o] += __ldcg(parts + (s * group + head) * kStride + 2 + dim) * split_weight[s * group + head];
+    for (int o = 0; o < kQuads; ++o) {
+      const int quad = threadIdx.x + kThreads * o;
+      if (quad < quads) {
+        const float4 v = __ldcg(item_accumulators + s * quads + quad);
+        const float w = split_weight[s * group + quad / kHeadQuads];
+        total[o].x += v.x * w;
+        total[o].y += v.y * w;
+        total[o].z += v.z * w;
+        total[o].w += v.w * w;
+      }
     }
 #pragma unroll
-  for (int o = 0; o < kOutputs; ++o) {
-    const int head = first_head + kHeadStep * o;
-    if (head < group) out[(first_q_row + head) * kHeadDim + dim] = total[o] / head_total[head];
+  for (int o = 0; o < kQuads; ++o) {
+    const int quad = threadIdx.x + kThreads * o;
+    if (quad < quads) {
+      const float inverse = 1.0f / head_total[quad / kHeadQuads];
+      const float4 v = total[o];
+      *reinterpret_cast<float4*>(out + first_q_row * kHeadDim + quad * 4) =
+          make_float4(v.x * inverse, v.y * inverse, v.z * inverse, v.w * inverse);
+    }
   }
   if (threadIdx.x == 0) counters[item] = 0;  // every used block has counted: ready for the next launch (or replay)
 }
