@@ -201,8 +201,8 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
   constexpr int kChunks = Shape::kChunks, kStages = Shape::kStages;
   extern __shared__ __align__(16) uint8_t stages[];  // [warp][stage]; later the warps' Oᵀ, then the merge's weights
   __shared__ __align__(16) float exchange[kWarps][kMaxGroup][kExchangeStride];  // P·v_scale [head][position]
-  __shared__ float warp_max[kWarps][kMaxGroup], warp_sum[kWarps][kMaxGroup];
-  __shared__ float head_total[kMaxGroup];
+  __shared__ float warp_max[kWarps][kMaxGroup], warp_sum[kWarps][kMaxGroup];  // warp_max: later the warps' weights
+  __shared__ float head_total[kMaxGroup];  // the block's softmax sum per head, later the item's
   __shared__ bool last_block;
 
   await_earlier_kernels();
@@ -439,24 +439,29 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
   float* const accumulators = partial;
   float2* const stats = reinterpret_cast<float2*>(partial + partials * kHeadDim);
   const int64_t mine = (item * splits + split) * group;  // this split's first (item, split, head)
-  for (int index = threadIdx.x; index < group * kHeadDim; index += kThreads) {
-    const int head = index / kHeadDim, dim = index % kHeadDim;
+  if (threadIdx.x < kMaxGroup) {  // per head: the warps' weights, once
+    const int head = threadIdx.x;
     float top = -INFINITY;
     for (int w = 0; w < kWarps; ++w)
       if (warp_sum[w][head] > 0.0f) top = fmaxf(top, warp_max[w][head]);
-    float sum = 0.0f, total = 0.0f;
-    for (int w = 0; w < kWarps; ++w)
-      if (warp_sum[w][head] > 0.0f) {  // warps without a position of this split count 0
-        const float weight = __expf(warp_max[w][head] - top);
-        sum += warp_sum[w][head] * weight;
-        total += reinterpret_cast<const float*>(stages + w * Shape::kWarpBytes)[head * Shape::kAccStride + dim] * weight;
-      }
-    if (used == 1) {
-      out[(first_q_row + head) * kHeadDim + dim] = total / sum;
-    } else {
-      if (dim == 0) stats[mine + head] = make_float2(top, sum);
-      accumulators[mine * kHeadDim + index] = total;
+    float sum = 0.0f;
+    for (int w = 0; w < kWarps; ++w) {
+      const float weight = warp_sum[w][head] > 0.0f ? __expf(warp_max[w][head] - top) : 0.0f;  // no position: 0
+      sum += warp_sum[w][head] * weight;
+      warp_max[w][head] = weight;
     }
+    if (used > 1 && head < group) stats[mine + head] = make_float2(top, sum);
+    head_total[head] = sum;
+  }
+  __syncthreads();
+  for (int index = threadIdx.x; index < group * kHeadDim; index += kThreads) {
+    const int head = index / kHeadDim, dim = index % kHeadDim;
+    float total = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w)
+      total += reinterpret_cast<const float*>(stages + w * Shape::kWarpBytes)[head * Shape::kAccStride + dim] * warp_max[w][head];
+    if (used == 1) out[(first_q_row + head) * kHeadDim + dim] = total / head_total[head];
+    else accumulators[mine * kHeadDim + index] = total;
   }
   if (used == 1) return;
 
