@@ -5,7 +5,7 @@
 // in a paged pool whose blocks are handed out shuffled. Shapes: GQA groups 1–8; head_dim 64 and 128;
 // single tokens of 5,000 to 40,000 positions (up to 500 splits merged by the last block), tokens
 // below one split, lengths around the tile and split boundaries, batches of 1, 3 and 64 with
-// different lengths per row; q and V magnitudes from 1e-6 to 1e6 (the grouped kernel's FP16 range
+// different lengths per row; q, K and V magnitudes from 1e-6 to 1e6 (the grouped kernel's FP16 range
 // scaling); a token list (the mixed-step path); outputs poisoned with NaN. The grouped kernel's split counters must be zero again after every
 // launch: checked directly, by a second launch with other positions, and by a CUDA graph captured
 // once and replayed with other positions. Tolerance: 1e-4 of each output row's norm, in every row
@@ -56,10 +56,11 @@ struct Shape {
   int64_t block_size = 16;
 };
 
-// Magnitudes of the cached values beyond the N(0, sigma) default: V times v_factor, and each V cell
-// (position, KV head) times 10^u, u uniform in [-v_cell_decades, v_cell_decades] (V scales that vary
-// by orders of magnitude between positions).
+// Magnitudes of the cached values beyond the N(0, sigma) default: K times k_factor, V times v_factor,
+// and each V cell (position, KV head) times 10^u, u uniform in [-v_cell_decades, v_cell_decades] (V
+// scales that vary by orders of magnitude between positions).
 struct Values {
+  float k_factor = 1.0f;
   float v_factor = 1.0f;
   float v_cell_decades = 0.0f;
 };
@@ -89,6 +90,8 @@ class PagedCache {
     const float sigma = std::uniform_real_distribution<float>(0.5f, 3.0f)(rng);
     for (int which = 0; which < 2; ++which) {
       std::vector<float> values = testing::random_normal(rng, static_cast<size_t>(cells * dim), sigma);
+      if (which == 0 && magnitudes.k_factor != 1.0f)
+        for (float& x : values) x *= magnitudes.k_factor;
       if (which == 1 && (magnitudes.v_factor != 1.0f || magnitudes.v_cell_decades > 0.0f))
         for (int64_t c = 0; c < cells; ++c) {
           const float decades = std::uniform_real_distribution<float>(-magnitudes.v_cell_decades, magnitudes.v_cell_decades)(rng);
@@ -354,21 +357,27 @@ TEST_F(CudaDecodeAttention, EveryGroupSizeAndOddLengths) {
     check_both_kernels({2, group, group % 2 == 0 ? 128 : 64, storages[group % 3], 2048}, {0, 14, 16, 62, 64, 1022, 1500});
 }
 
-// The FP16 range scaling of q: heads whose q is scaled by 1e-4 (FP16 subnormals unscaled), 0.05,
-// 1, 30 and 1e6 (past FP16's 65,504 unscaled: the softmax is then a near-exact argmax).
+// The FP16 range scaling of q: q times 1e-4 (FP16 subnormals unscaled) and 1e6 (past FP16's 65,504
+// unscaled), K times the inverse so the scores keep their usual size (a softmax that is neither flat
+// nor an argmax, so errors in q show); and heads of one group at different magnitudes (each head's
+// own power of two, undone per score column).
 TEST_F(CudaDecodeAttention, QueriesOfEveryMagnitude) {
-  const std::vector<float> factors = {1e-4f, 0.05f, 1.0f, 30.0f, 1e6f};
+  for (const float factor : {1e-4f, 1e6f}) {
+    check_both_kernels({8, 4, 128, KvStorage::e4m3, 2048}, random_positions(rng_, 3, 2000), {1.0f / factor}, {factor});
+    check_both_kernels({2, 5, 64, KvStorage::e5m2, 2048}, random_positions(rng_, 2, 2000), {1.0f / factor}, {factor});
+  }
+  const std::vector<float> factors = {1.0f / 64, 1.0f, 6.0f, 0.3f, 1.0f / 1024, 2.0f, 0.01f};
   check_both_kernels({8, 4, 128, KvStorage::e4m3, 2048}, random_positions(rng_, 3, 2000), {}, factors);
-  check_both_kernels({2, 5, 64, KvStorage::e5m2, 2048}, random_positions(rng_, 2, 2000), {}, factors);
+  check_both_kernels({2, 8, 64, KvStorage::e5m2, 2048}, random_positions(rng_, 2, 2000), {}, factors);
 }
 
 // The FP16 range scaling of P · v_scale: V scales near 1e-8 (E4M3) and 1e-10 (E5M2), near 100 (E4M3), and
 // V scales that vary by up to 10^6 between positions (the per-warp exponent falls mid-split).
 TEST_F(CudaDecodeAttention, ValueScalesOfEveryMagnitude) {
   for (const KvStorage storage : {KvStorage::e4m3, KvStorage::e5m2}) {
-    check_both_kernels({8, 4, 128, storage, 4096}, random_positions(rng_, 2, 4000), {1e-6f, 0.0f});
-    check_both_kernels({8, 4, 128, storage, 4096}, random_positions(rng_, 2, 4000), {1e4f, 0.0f});
-    check_both_kernels({2, 8, 64, storage, 4096}, random_positions(rng_, 3, 4000), {1.0f, 3.0f});
+    check_both_kernels({8, 4, 128, storage, 4096}, random_positions(rng_, 2, 4000), {1.0f, 1e-6f, 0.0f});
+    check_both_kernels({8, 4, 128, storage, 4096}, random_positions(rng_, 2, 4000), {1.0f, 1e4f, 0.0f});
+    check_both_kernels({2, 8, 64, storage, 4096}, random_positions(rng_, 3, 4000), {1.0f, 1.0f, 3.0f});
   }
 }
 
