@@ -534,9 +534,13 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
 template <KvStorage S, int kHeadDim, typename... Args>
 void launch_shape(dim3 grid, cudaStream_t s, const Args&... args) {
   constexpr int bytes = GroupedShape<S, kHeadDim>::kSharedBytes;
-  static const bool sized = [] {  // past the 48 KiB a launch may take without asking, once per instance
+  // Once per instance: past the 48 KiB a launch may take without asking, and all of L1 as shared
+  // memory (the K/V copies bypass L1) so that kBlocksPerSm blocks fit.
+  static const bool sized = [] {
     OCTET_CUDA_CHECK(cudaFuncSetAttribute(grouped_attention_kernel<S, kHeadDim>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+    OCTET_CUDA_CHECK(cudaFuncSetAttribute(grouped_attention_kernel<S, kHeadDim>,
+                                          cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared));
     return true;
   }();
   (void)sized;
