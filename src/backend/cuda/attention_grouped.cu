@@ -316,7 +316,8 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
     const int64_t base = begin + static_cast<int64_t>(warp + k * kWarps) * kTile;
 
     // Scores: s[0..1] = (position g, heads 2t, 2t+1), s[2..3] = (position g+8, same heads).
-    float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    // q's head and tail parts accumulate apart: two chains of dependent MMAs, half as long.
+    float s[4] = {0.0f, 0.0f, 0.0f, 0.0f}, s_tail[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     constexpr int kChunksPerPiece = kChunks / Shape::kKPieces;  // 4 (FP8) or 2 (BF16)
 #pragma unroll
     for (int piece = 0; piece < Shape::kKPieces; ++piece) {
@@ -329,9 +330,11 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
         uint32_t a[4];
         key_fragment<S>(key_lo, key_hi, c, a);
         mma_step<S>(s, a, q_head[j][0], q_head[j][1]);
-        mma_step<S>(s, a, q_tail[j][0], q_tail[j][1]);
+        mma_step<S>(s_tail, a, q_tail[j][0], q_tail[j][1]);
       }
     }
+#pragma unroll
+    for (int e = 0; e < 4; ++e) s[e] += s_tail[e];
     float k_scale[2] = {1.0f, 1.0f}, v_scale[2] = {1.0f, 1.0f};
     if constexpr (kFp8) {
       k_scale[0] = scale[g];
