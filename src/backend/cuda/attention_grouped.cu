@@ -33,6 +33,7 @@
 #include <cuda_fp8.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 namespace octet::backend::cuda {
@@ -43,7 +44,7 @@ constexpr int kThreads = kWarps * 32;
 constexpr int kTile = 16;                  // positions per MMA tile
 constexpr int kMaxGroup = 8;               // query heads per KV head: the MMAs' 8 columns
 constexpr int64_t kMinSpan = 64;           // positions per split, at least: a tile per warp
-constexpr int64_t kTargetBlocks = 2048;    // ~4 resident blocks on each of 132 SMs, a few waves
+constexpr int64_t kTargetBlocks = 2048;    // ~4 resident blocks on each of 132 SMs, a few waves (or the switch below)
 constexpr int kMaxSplits = 512;            // the merge's per-split weights fit the stages' memory
 constexpr int kExchangeStride = 20;        // floats per head row of the P exchange: stores conflict-free
 constexpr int kQTopExponent = 14;          // q scaled into [2^13, 2^14)
@@ -556,6 +557,18 @@ void launch_storage(int64_t head_dim, dim3 grid, cudaStream_t s, const Args&... 
   else launch_shape<S, 64>(grid, s, args...);
 }
 
+// The blocks the splits aim for: kTargetBlocks, or OCTET_CUDA_GROUPED_ATTENTION_BLOCKS (for tuning;
+// read at every call, so that the scratch and the launch of a step agree while it stays set).
+int64_t target_blocks() {
+  const char* value = std::getenv("OCTET_CUDA_GROUPED_ATTENTION_BLOCKS");
+  if (value == nullptr || *value == '\0') return kTargetBlocks;
+  char* end = nullptr;
+  const long long blocks = std::strtoll(value, &end, 10);
+  if (*end != '\0' || blocks < 1 || blocks > (1 << 20))
+    fail("OCTET_CUDA_GROUPED_ATTENTION_BLOCKS is '{}', expected a block count from 1 to 1048576", value);
+  return blocks;
+}
+
 }  // namespace
 
 bool grouped_attention_fits(const KvLayout& layout, int64_t heads) {
@@ -566,7 +579,7 @@ bool grouped_attention_fits(const KvLayout& layout, int64_t heads) {
 
 int grouped_attention_splits(int64_t items, int64_t max_context) {
   const int64_t by_length = (max_context + kMinSpan - 1) / kMinSpan;
-  const int64_t by_occupancy = (kTargetBlocks + items - 1) / items;
+  const int64_t by_occupancy = (target_blocks() + items - 1) / items;
   return static_cast<int>(std::clamp<int64_t>(std::min(by_length, by_occupancy), 1, kMaxSplits));
 }
 

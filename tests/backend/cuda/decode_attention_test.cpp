@@ -12,8 +12,9 @@
 // (the kernels' error is ~1e-6 to 1e-5: float32 sums, __expf, q and probabilities carried in two
 // FP16 parts of ~22 bits (FP8 caches) or two BF16 parts of 16 bits (BF16); one part alone would be
 // ~1e-4 to 1e-3; a wrong block, scale, head or split
-// weight is off by O(1)). The backend's switch OCTET_CUDA_DECODE_ATTENTION takes v1 or v2 only.
-// Skips without a GPU.
+// weight is off by O(1)). The backend's switch OCTET_CUDA_DECODE_ATTENTION takes v1 or v2 only;
+// OCTET_CUDA_GROUPED_ATTENTION_BLOCKS retargets the grouped kernel's splits (one split: hundreds of
+// tiles a warp). Skips without a GPU, but for the host-side check of that switch.
 #include "backend/device.h"
 #include "common/bf16.h"
 #include "fp8/fp8.h"
@@ -378,6 +379,43 @@ TEST_F(CudaDecodeAttention, ValueScalesOfEveryMagnitude) {
     check_both_kernels({8, 4, 128, storage, 4096}, random_positions(rng_, 2, 4000), {1.0f, 1e-6f, 0.0f});
     check_both_kernels({8, 4, 128, storage, 4096}, random_positions(rng_, 2, 4000), {1.0f, 1e4f, 0.0f});
     check_both_kernels({2, 8, 64, storage, 4096}, random_positions(rng_, 3, 4000), {1.0f, 1.0f, 3.0f});
+  }
+}
+
+// OCTET_CUDA_GROUPED_ATTENTION_BLOCKS (tuning) sets the grouped kernel's split count: a single block
+// per item then runs hundreds of tiles a warp through its ring of stages.
+TEST_F(CudaDecodeAttention, FewSplitsLongWarpLoops) {
+  const testing::ScopedEnvironment one_split("OCTET_CUDA_GROUPED_ATTENTION_BLOCKS", "8");
+  check_both_kernels({8, 4, 128, KvStorage::e4m3, 16384}, {8999});
+  check_both_kernels({2, 8, 64, KvStorage::bf16, 4096}, random_positions(rng_, 3, 4000));
+  check_both_kernels({8, 1, 128, KvStorage::e5m2, 4096}, {4095, 17, 2222});
+}
+
+// The same switch on the host: the split count behind the scratch size, and bad values refused by
+// name. Runs without a GPU (attention_scratch touches no device).
+TEST(CudaDecodeAttentionSwitches, GroupedBlocksTargetSetsTheSplits) {
+  cuda::KvLayout layout;
+  layout.kv_heads = 8;
+  layout.head_dim = 128;
+  layout.storage = KvStorage::e4m3;
+  auto floats = [&] { return cuda::attention_scratch(1, 32, 8192, layout, DecodeAttention::grouped).floats; };
+  EXPECT_EQ(floats(), 32u * 128 * 130);  // 2048 blocks / 8 items, within 8192 / 64 positions
+  {
+    const testing::ScopedEnvironment target("OCTET_CUDA_GROUPED_ATTENTION_BLOCKS", "16");
+    EXPECT_EQ(floats(), 32u * 2 * 130);
+  }
+  {
+    const testing::ScopedEnvironment target("OCTET_CUDA_GROUPED_ATTENTION_BLOCKS", "8");
+    EXPECT_EQ(floats(), 0u);  // one split: no partials
+  }
+  {
+    const testing::ScopedEnvironment target("OCTET_CUDA_GROUPED_ATTENTION_BLOCKS", "1000000");
+    EXPECT_EQ(floats(), 32u * 128 * 130);  // the context's 128 spans of 64 bound it
+  }
+  for (const char* bad : {"0", "-3", "12abc", "2000000"}) {
+    const testing::ScopedEnvironment target("OCTET_CUDA_GROUPED_ATTENTION_BLOCKS", bad);
+    testing::expect_parts(testing::error_of([&] { floats(); }),
+                          {"OCTET_CUDA_GROUPED_ATTENTION_BLOCKS", std::string("'") + bad + "'", "1 to 1048576"});
   }
 }
 
