@@ -157,7 +157,7 @@ stage_ncu_detail() {  # ncu's full sections (occupancy, stall reasons, memory) f
   # passes come first (grouped attention and tensor-core GEMVs: 128 and 512 launches), then two unprofiled decode steps.
   local -a runs=("attn_b64;;regex:grouped_attention;192;1;$m8 --batch 64"
     "attn_b1_v2;OCTET_CUDA_DECODE_ATTENTION=v2;regex:grouped_attention;192;1;$m8 --batch 1"
-    "attn_b1_v1;;regex:attention_(kernel|combine);128;2;$m8 --batch 1"
+    "attn_b1_v1;OCTET_CUDA_DECODE_ATTENTION=v1;regex:attention_(kernel|combine);128;2;$m8 --batch 1"
     "gemv_b1;;regex:gemv_e4m3_kernel;256;4;$m8 --batch 1"
     "prefill_attn_4096;;regex:prefill_attention;0;1;--dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 4096 --batch 1 --steps 1")
   for run in "${runs[@]}"; do

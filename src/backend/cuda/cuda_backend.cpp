@@ -157,10 +157,10 @@ std::optional<DecodeAttention> decode_attention_kernel() {
   if (std::strcmp(value, "v1") == 0) return DecodeAttention::v1;
   fail("OCTET_CUDA_DECODE_ATTENTION is '{}', expected auto, v1 or v2", value);
 }
-// 8B fp8 at context 1024 on the H200 (2026-12-01), ms a step with v1 / v2: batch 1 3.120 / 3.305,
-// 2 3.600 / 3.754, 4 3.996 / 4.081 (v2's fewer, larger blocks leave SMs idle at 8 KV heads), 8
-// 4.754 / 4.510, 64 9.810 / 8.562.
-constexpr int64_t kMinGroupedDecodeTokens = 8;
+// 8B fp8 at context 1024 on the H200 (2026-12-01), ms a step with v1 / v2 (the grouped kernel that
+// streams K/V through cp.async stages on FP16 MMAs, branch attn3 at c33a4f2): batch 1 3.113 / 3.005,
+// 2 3.596 / 3.444, 4 3.987 / 3.637, 8 4.629 / 3.983, 64 9.864 / 6.022: v2 from the first token.
+constexpr int64_t kMinGroupedDecodeTokens = 1;
 
 // Shortest run that goes to the tensor-core kernel: 16 tokens fill half of a 128-row tile at GQA
 // ratio 4 (all of v1's 64) and an eighth of it at ratio 1; shorter runs are decode-like (few rows

@@ -2,16 +2,19 @@
 // through launch_attention, against a slow double-precision reference written here: softmax(q·Kᵀ /
 // sqrt(head_dim)) · V over each token's positions [0, position], K and V decoded from the very codes
 // the kernel reads (FP8 E4M3/E5M2 codes times their per-(position, KV head) scale, or BF16 values),
-// in a paged pool whose blocks are handed out shuffled. Shapes: GQA groups 1, 3, 4, 5, 8; head_dim 64
-// and 128; a token of 5,000 positions (dozens of splits merged by the last block), tokens below one
-// split, batches of 1, 3 and 64 with different lengths per row; a token list (the mixed-step path);
-// outputs poisoned with NaN. The grouped kernel's split counters must be zero again after every
+// in a paged pool whose blocks are handed out shuffled. Shapes: GQA groups 1–8; head_dim 64 and 128;
+// single tokens of 5,000 to 40,000 positions (up to 500 splits merged by the last block), tokens
+// below one split, lengths around the tile and split boundaries, batches of 1, 3 and 64 with
+// different lengths per row; q, K and V magnitudes from 1e-6 to 1e6 (the grouped kernel's FP16 range
+// scaling); a token list (the mixed-step path); outputs poisoned with NaN. The grouped kernel's split counters must be zero again after every
 // launch: checked directly, by a second launch with other positions, and by a CUDA graph captured
 // once and replayed with other positions. Tolerance: 1e-4 of each output row's norm, in every row
 // (the kernels' error is ~1e-6 to 1e-5: float32 sums, __expf, q and probabilities carried in two
-// BF16 parts of 16 bits; one BF16 part alone would be ~1e-3; a wrong block, scale, head or split
-// weight is off by O(1)). The backend's switch OCTET_CUDA_DECODE_ATTENTION takes v1 or v2 only.
-// Skips without a GPU.
+// FP16 parts of ~22 bits (FP8 caches) or two BF16 parts of 16 bits (BF16); one part alone would be
+// ~1e-4 to 1e-3; a wrong block, scale, head or split
+// weight is off by O(1)). The backend's switch OCTET_CUDA_DECODE_ATTENTION takes v1 or v2 only;
+// OCTET_CUDA_GROUPED_ATTENTION_BLOCKS retargets the grouped kernel's splits (one split: hundreds of
+// tiles a warp). Skips without a GPU, but for the host-side check of that switch.
 #include "backend/device.h"
 #include "common/bf16.h"
 #include "fp8/fp8.h"
@@ -54,11 +57,21 @@ struct Shape {
   int64_t block_size = 16;
 };
 
+// Magnitudes of the cached values beyond the N(0, sigma) default: K times k_factor, V times v_factor,
+// and each V cell (position, KV head) times 10^u, u uniform in [-v_cell_decades, v_cell_decades] (V
+// scales that vary by orders of magnitude between positions).
+struct Values {
+  float k_factor = 1.0f;
+  float v_factor = 1.0f;
+  float v_cell_decades = 0.0f;
+};
+
 // A paged cache holding one slot per token (slot i for token i) filled up to `reach[i]` positions,
 // on the host (codes, scales) and on the device.
 class PagedCache {
  public:
-  PagedCache(const Shape& shape, const std::vector<int64_t>& reach, std::mt19937_64& rng) : shape_(shape) {
+  PagedCache(const Shape& shape, const std::vector<int64_t>& reach, std::mt19937_64& rng, const Values& magnitudes = {})
+      : shape_(shape) {
     const int64_t blocks_per_slot = (shape.max_context + shape.block_size - 1) / shape.block_size;
     const auto slots = static_cast<int64_t>(reach.size());
     int64_t blocks = 0;
@@ -78,6 +91,14 @@ class PagedCache {
     const float sigma = std::uniform_real_distribution<float>(0.5f, 3.0f)(rng);
     for (int which = 0; which < 2; ++which) {
       std::vector<float> values = testing::random_normal(rng, static_cast<size_t>(cells * dim), sigma);
+      if (which == 0 && magnitudes.k_factor != 1.0f)
+        for (float& x : values) x *= magnitudes.k_factor;
+      if (which == 1 && (magnitudes.v_factor != 1.0f || magnitudes.v_cell_decades > 0.0f))
+        for (int64_t c = 0; c < cells; ++c) {
+          const float decades = std::uniform_real_distribution<float>(-magnitudes.v_cell_decades, magnitudes.v_cell_decades)(rng);
+          const float factor = magnitudes.v_factor * std::pow(10.0f, decades);
+          for (int64_t d = 0; d < dim; ++d) values[static_cast<size_t>(c * dim + d)] *= factor;
+        }
       std::vector<float>& decoded = which == 0 ? k_ : v_;
       decoded.resize(values.size());
       if (shape.storage == KvStorage::bf16) {
@@ -227,6 +248,12 @@ struct Launch {
     counters = std::make_unique<Device<uint32_t>>(zeros.size(), &zeros);
     if (list) token_list = std::make_unique<Device<int32_t>>(list->size(), list);
   }
+  // q of head h times factors[h % factors.size()] (every token).
+  void scale_q(const std::vector<float>& factors) {
+    const int64_t heads = shape.kv_heads * shape.group;
+    for (size_t i = 0; i < q.size(); ++i) q[i] *= factors[(i / static_cast<size_t>(shape.head_dim)) % static_cast<size_t>(heads) % factors.size()];
+    testing::expect_cuda(cudaMemcpy(q_device->data, q.data(), q.size() * sizeof(float), cudaMemcpyHostToDevice), "q");
+  }
   void set_positions(const std::vector<int64_t>& p) {
     testing::expect_cuda(cudaMemcpy(positions->data, p.data(), p.size() * sizeof(int64_t), cudaMemcpyHostToDevice), "positions");
   }
@@ -262,17 +289,20 @@ class CudaDecodeAttention : public ::testing::Test {
     OCTET_REQUIRE_GPU();
     rng_.seed(testing::test_seed(::testing::UnitTest::GetInstance()->current_test_info()->name()));
   }
-  // Each kernel over the same cache and positions: once, then again at other (shorter) positions.
-  void check_both_kernels(const Shape& shape, const std::vector<int64_t>& positions) {
+  // Each kernel over the same cache and positions: once, then again at other (shorter) positions;
+  // q of head h times q_factors[h % size] where given.
+  void check_both_kernels(const Shape& shape, const std::vector<int64_t>& positions, const Values& magnitudes = {},
+                          const std::vector<float>& q_factors = {}) {
     const auto tokens = static_cast<int64_t>(positions.size());
     std::vector<int64_t> reach(positions.size());
     for (size_t i = 0; i < positions.size(); ++i) reach[i] = positions[i] + 1;
-    PagedCache cache(shape, reach, rng_);
+    PagedCache cache(shape, reach, rng_, magnitudes);
     std::vector<int64_t> shorter(positions.size());
     for (size_t i = 0; i < positions.size(); ++i) shorter[i] = positions[i] / 3;
     const std::vector<bool> all(positions.size(), true);
     for (DecodeAttention kernel : {DecodeAttention::grouped, DecodeAttention::v1}) {
       Launch launch(cache, shape, kernel, tokens, rng_);
+      if (!q_factors.empty()) launch.scale_q(q_factors);
       launch.check(positions, all, describe(shape, kernel, tokens));
       launch.check(shorter, all, describe(shape, kernel, tokens) + ", second launch at a third of the positions");
     }
@@ -308,6 +338,85 @@ TEST_F(CudaDecodeAttention, OddGroupsFormatsAndBlockSizes) {
   check_both_kernels({2, 3, 128, KvStorage::e5m2, 3000, 7}, {2999, 17, 400});
   check_both_kernels({1, 5, 64, KvStorage::e4m3, 3000, 7}, {1000, 2999, 64});
   check_both_kernels({4, 2, 64, KvStorage::bf16, 3000, 16}, {129, 1, 2500});
+}
+
+// Batch 1 at long contexts, as the grouped kernel runs every batch size with OCTET_CUDA_DECODE_ATTENTION=v2:
+// 9,000 positions over 141 splits of 64 (the Llama-3.1-8B shape), and 40,000 over 500 splits of
+// 80 (near the 512-split cap, one KV head: the merge's weights fill most of the shared memory).
+TEST_F(CudaDecodeAttention, BatchOneLongContexts) {
+  check_both_kernels({8, 4, 128, KvStorage::e4m3, 16384}, {8999});
+  check_both_kernels({8, 8, 128, KvStorage::e5m2, 16384}, {9000});
+  check_both_kernels({1, 8, 64, KvStorage::e4m3, 131072}, {39999});
+  check_both_kernels({2, 4, 128, KvStorage::bf16, 16384}, {8191});
+}
+
+// Every group size 1–8 (the MMAs' unused columns), both head dims and all three cache formats, at
+// lengths around the tile (16) and split (64) boundaries.
+TEST_F(CudaDecodeAttention, EveryGroupSizeAndOddLengths) {
+  const KvStorage storages[] = {KvStorage::e4m3, KvStorage::e5m2, KvStorage::bf16};
+  for (int64_t group = 1; group <= 8; ++group)
+    check_both_kernels({2, group, group % 2 == 0 ? 128 : 64, storages[group % 3], 2048}, {0, 14, 16, 62, 64, 1022, 1500});
+}
+
+// The FP16 range scaling of q: q times 1e-4 (FP16 subnormals unscaled) and 1e6 (past FP16's 65,504
+// unscaled), K times the inverse so the scores keep their usual size (a softmax that is neither flat
+// nor an argmax, so errors in q show); and heads of one group at different magnitudes (each head's
+// own power of two, undone per score column).
+TEST_F(CudaDecodeAttention, QueriesOfEveryMagnitude) {
+  for (const float factor : {1e-4f, 1e6f}) {
+    check_both_kernels({8, 4, 128, KvStorage::e4m3, 2048}, random_positions(rng_, 3, 2000), {1.0f / factor}, {factor});
+    check_both_kernels({2, 5, 64, KvStorage::e5m2, 2048}, random_positions(rng_, 2, 2000), {1.0f / factor}, {factor});
+  }
+  const std::vector<float> factors = {1.0f / 64, 1.0f, 6.0f, 0.3f, 1.0f / 1024, 2.0f, 0.01f};
+  check_both_kernels({8, 4, 128, KvStorage::e4m3, 2048}, random_positions(rng_, 3, 2000), {}, factors);
+  check_both_kernels({2, 8, 64, KvStorage::e5m2, 2048}, random_positions(rng_, 2, 2000), {}, factors);
+}
+
+// The FP16 range scaling of P · v_scale: V scales near 1e-8 (E4M3) and 1e-10 (E5M2), near 100 (E4M3), and
+// V scales that vary by up to 10^6 between positions (the per-warp exponent falls mid-split).
+TEST_F(CudaDecodeAttention, ValueScalesOfEveryMagnitude) {
+  for (const KvStorage storage : {KvStorage::e4m3, KvStorage::e5m2}) {
+    check_both_kernels({8, 4, 128, storage, 4096}, random_positions(rng_, 2, 4000), {1.0f, 1e-6f, 0.0f});
+    check_both_kernels({8, 4, 128, storage, 4096}, random_positions(rng_, 2, 4000), {1.0f, 1e4f, 0.0f});
+    check_both_kernels({2, 8, 64, storage, 4096}, random_positions(rng_, 3, 4000), {1.0f, 1.0f, 3.0f});
+  }
+}
+
+// OCTET_CUDA_GROUPED_ATTENTION_BLOCKS (tuning) sets the grouped kernel's split count: a single block
+// per item then runs hundreds of tiles a warp through its ring of stages.
+TEST_F(CudaDecodeAttention, FewSplitsLongWarpLoops) {
+  const testing::ScopedEnvironment one_split("OCTET_CUDA_GROUPED_ATTENTION_BLOCKS", "8");
+  check_both_kernels({8, 4, 128, KvStorage::e4m3, 16384}, {8999});
+  check_both_kernels({2, 8, 64, KvStorage::bf16, 4096}, random_positions(rng_, 3, 4000));
+  check_both_kernels({8, 1, 128, KvStorage::e5m2, 4096}, {4095, 17, 2222});
+}
+
+// The same switch on the host: the split count behind the scratch size, and bad values refused by
+// name. Runs without a GPU (attention_scratch touches no device).
+TEST(CudaDecodeAttentionSwitches, GroupedBlocksTargetSetsTheSplits) {
+  cuda::KvLayout layout;
+  layout.kv_heads = 8;
+  layout.head_dim = 128;
+  layout.storage = KvStorage::e4m3;
+  auto floats = [&] { return cuda::attention_scratch(1, 32, 8192, layout, DecodeAttention::grouped).floats; };
+  EXPECT_EQ(floats(), 32u * 128 * 130);  // 2048 blocks / 8 items, within 8192 / 64 positions
+  {
+    const testing::ScopedEnvironment target("OCTET_CUDA_GROUPED_ATTENTION_BLOCKS", "16");
+    EXPECT_EQ(floats(), 32u * 2 * 130);
+  }
+  {
+    const testing::ScopedEnvironment target("OCTET_CUDA_GROUPED_ATTENTION_BLOCKS", "8");
+    EXPECT_EQ(floats(), 0u);  // one split: no partials
+  }
+  {
+    const testing::ScopedEnvironment target("OCTET_CUDA_GROUPED_ATTENTION_BLOCKS", "1000000");
+    EXPECT_EQ(floats(), 32u * 128 * 130);  // the context's 128 spans of 64 bound it
+  }
+  for (const char* bad : {"0", "-3", "12abc", "2000000"}) {
+    const testing::ScopedEnvironment target("OCTET_CUDA_GROUPED_ATTENTION_BLOCKS", bad);
+    testing::expect_parts(testing::error_of([&] { floats(); }),
+                          {"OCTET_CUDA_GROUPED_ATTENTION_BLOCKS", std::string("'") + bad + "'", "1 to 1048576"});
+  }
 }
 
 // The mixed-step path: only the listed batch entries are computed, the others stay untouched.

@@ -1,0 +1,601 @@
+// The grouped decode attention kernel (v2, launch_attention's default for BF16/FP8 caches): one block
+// per (token, KV head, split of the token's positions); the group's query heads (1–8) are the 8
+// columns of the MMAs, so each cached K and V row is read once for all of them. Each of the block's
+// 4 warps streams its own tiles of 16 positions (tiles warp, warp + 4, …) through a ring of
+// shared-memory stages filled by cp.async, kStages − 1 tiles in flight while it computes one:
+//   Sᵀ (16 positions × 8 heads) = K (16 × head_dim) · Qᵀ        A = K rows, B = Q (k = head dims)
+//   Oᵀ (head_dim × 8 heads)   += Vᵀ (head_dim × 16) · Pᵀ       A = V columns, B = P (k = positions)
+// FP8 caches run FP16 MMAs (an E4M3/E5M2 pair widens to an exact FP16 pair in one instruction);
+// BF16 caches BF16 MMAs. q and the probabilities (times the V scales) enter as two parts each
+// (split_f16_pair / split_bf16_pair), so the products carry ~22 (FP16) or 16 (BF16) bits. FP16's
+// range is kept by powers of two, exact and undone afterwards: q of each head is scaled so its
+// largest |element| lies in [2^13, 2^14) (the scores divided back), and P · v_scale by 2^c, c
+// chosen per warp from the largest V scale seen so far so the products stay below 2^10 (c only
+// falls; the accumulators are rescaled with the softmax correction, and divided by 2^c at the end).
+// Only Pᵀ changes lanes between the two steps (a padded shared-memory exchange).
+// Index permutations (sums do not depend on the order of k; outputs are stored through the same
+// map): lane (g = lane / 4, t = lane % 4) holds the head-dim elements phys(e, t) = (e / E)·4E + t·E
+// + e % E of K rows g and g+8 (E = elements per 16 bytes; logical k 4j..4j+3 of chunk j are e =
+// 4j..4j+3), so each lane reads whole 16-byte pieces; in the V step, row (i, g) of m-tile i is dim
+// R·g + 2i and row (i, g+8) is dim R·g + 2i + 1 (R = head_dim / 8), so lane g reads R contiguous
+// dims of V rows 2t, 2t+1, 2t+8, 2t+9. The stages' 16-byte pieces are XOR-swizzled per row so both
+// read patterns are free of bank conflicts (FP8, head_dim 128). The last block to finish an item (a
+// per-item counter) merges the splits' (max, sum, accumulator) partials and resets the counter:
+// split weights first, a warp per head, then every output with all its splits' loads in flight.
+#include "backend/cuda/attention_grouped.cuh"
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/launch.cuh"
+#include "backend/cuda/kv_layout.cuh"
+#include "backend/cuda/mma_bf16.cuh"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+namespace octet::backend::cuda {
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kThreads = kWarps * 32;
+constexpr int kTile = 16;                  // positions per MMA tile
+constexpr int kMaxGroup = 8;               // query heads per KV head: the MMAs' 8 columns
+constexpr int64_t kMinSpan = 64;           // positions per split, at least: a tile per warp
+constexpr int64_t kTargetBlocks = 2048;    // ~4 resident blocks on each of 132 SMs, a few waves (or the switch below)
+constexpr int kMaxSplits = 512;            // the merge's per-split weights fit the stages' memory
+constexpr int kExchangeStride = 20;        // floats per head row of the P exchange: stores conflict-free
+constexpr int kQTopExponent = 14;          // q scaled into [2^13, 2^14)
+constexpr int kPTopExponent = 10;          // P · v_scale scaled below 2^10
+constexpr int kMaxExponent = 100;          // scaling exponents stay within ±100: 2^e a normal float
+constexpr unsigned kAll = 0xFFFFFFFFu;
+
+template <KvStorage S, int kHeadDim>
+struct GroupedShape {
+  static constexpr bool kFp8 = S != KvStorage::bf16;  // FP16 MMAs and per-cell scales
+  static constexpr int kElementBytes = kFp8 ? 1 : 2;
+  static constexpr int kChunks = kHeadDim / 16;                 // k chunks of S, m-tiles of Oᵀ
+  static constexpr int kRowBytes = kHeadDim * kElementBytes;
+  static constexpr int kRowPieces = kRowBytes / 16;             // 16-byte pieces of a row: 4, 8 or 16
+  static constexpr int kKPieces = kRowPieces / 4;               // of them per lane per K row
+  static constexpr int kVDims = kHeadDim / 8;                   // R
+  static constexpr int kVBytes = kVDims * kElementBytes;        // per lane per V row: 8, 16 or 32
+  static constexpr int kVWords = kVBytes / 4;
+  static constexpr int kStages = kFp8 ? (kHeadDim == 128 ? 3 : 4) : 2;  // 4 blocks a SM fit (FP8)
+  static constexpr int kTileBytes = kTile * kRowBytes;
+  static constexpr int kStageBytes = 2 * kTileBytes + 2 * kTile * 4;  // K, V, k scales, v scales
+  static constexpr int kWarpBytes = kStages * kStageBytes;
+  static constexpr int kSharedBytes = kWarps * kWarpBytes;
+  // Resident blocks a SM the registers are capped for (128 a thread at 4): what the shared memory allows.
+  static constexpr int kBlocksPerSm = kSharedBytes > 56 * 1024 ? 3 : 4;
+  static constexpr int kCopiesPerLane = kTile * kRowPieces / 32;  // 16-byte copies per K (or V) tile
+  static constexpr int kAccStride = kHeadDim + 2;                 // floats per head of a warp's Oᵀ
+  static_assert(kMaxGroup * kAccStride * 4 <= kWarpBytes, "a warp's Oᵀ fits its stages");
+  static_assert(2 * kMaxSplits * kMaxGroup * 4 <= kSharedBytes, "the merge's weights fit the stages");
+  static_assert(kWarpBytes % 16 == 0, "stages 16-byte aligned");
+};
+
+__device__ __forceinline__ uint32_t shared_address(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+// 16 bytes global → shared, bypassing L1; valid == false writes 16 zero bytes and reads nothing.
+__device__ __forceinline__ void copy16_async(uint32_t dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0) : "memory");
+}
+__device__ __forceinline__ void copy4_async(uint32_t dst, const void* src, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 4 : 0) : "memory");
+}
+__device__ __forceinline__ void commit_copies() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+// "memory": no shared-memory read of a stage moves above the wait for its copies.
+template <int Pending>
+__device__ __forceinline__ void wait_copies() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending) : "memory");
+}
+
+// Byte offset of 16-byte piece `piece` of tile row `row`: pieces are XOR-swizzled within groups of 8
+// so that rows g, g+1 (the K reads) land in different halves of the banks and rows 2t + c (the V
+// reads) in different quarters.
+template <class Shape>
+__device__ __forceinline__ int piece_offset(int row, int piece) {
+  const int swizzle = (((row >> 1) & 3) << 1) ^ ((row & 1) << 2);
+  return row * Shape::kRowBytes + (piece ^ (swizzle & (Shape::kRowPieces - 1) & 7)) * 16;
+}
+
+// 2^e for |e| <= 126, exactly.
+__device__ __forceinline__ float power_of_two(int e) { return __int_as_float((e + 127) << 23); }
+// e with x < 2^e <= 2x for x > 0 (x < 2^-126 gives -126).
+__device__ __forceinline__ int exponent_above(float x) {
+  return static_cast<int>((__float_as_uint(x) >> 23) & 0xFF) - 126;
+}
+
+template <KvStorage S>
+__device__ __forceinline__ uint32_t fp8_pair_to_f16(uint32_t pair) {
+  constexpr __nv_fp8_interpretation_t kind = S == KvStorage::e4m3 ? __NV_E4M3 : __NV_E5M2;
+  const __half2_raw raw = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(pair & 0xFFFF), kind);
+  uint32_t bits;
+  memcpy(&bits, &raw, sizeof(bits));
+  return bits;
+}
+
+template <KvStorage S>
+__device__ __forceinline__ void mma_step(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+  if constexpr (S == KvStorage::bf16) mma_bf16_step(c, a, b0, b1);
+  else mma_f16_step(c, a, b0, b1);
+}
+template <KvStorage S>
+__device__ __forceinline__ void split_pair(float low, float high, uint32_t& head, uint32_t& tail) {
+  if constexpr (S == KvStorage::bf16) split_bf16_pair(low, high, head, tail);
+  else split_f16_pair(low, high, head, tail);
+}
+
+// The A fragment of K rows g (lo) and g+8 (hi) for k chunk j.
+template <KvStorage S>
+__device__ __forceinline__ void key_fragment(const uint32_t* lo, const uint32_t* hi, int j, uint32_t a[4]) {
+  if constexpr (S == KvStorage::bf16) {
+    a[0] = lo[2 * j];
+    a[1] = hi[2 * j];
+    a[2] = lo[2 * j + 1];
+    a[3] = hi[2 * j + 1];
+  } else {
+    a[0] = fp8_pair_to_f16<S>(lo[j]);
+    a[1] = fp8_pair_to_f16<S>(hi[j]);
+    a[2] = fp8_pair_to_f16<S>(lo[j] >> 16);
+    a[3] = fp8_pair_to_f16<S>(hi[j] >> 16);
+  }
+}
+
+// The A fragment of m-tile i of Vᵀ from the lane's pieces of V rows 2t, 2t+1, 2t+8, 2t+9 (rows[0..3]):
+// dims R·g + 2i (a[0], a[2]) and R·g + 2i + 1 (a[1], a[3]), positions paired across rows.
+template <KvStorage S>
+__device__ __forceinline__ void value_fragment(const uint32_t* r0, const uint32_t* r1, const uint32_t* r8,
+                                               const uint32_t* r9, int i, uint32_t a[4]) {
+  if constexpr (S == KvStorage::bf16) {
+    a[0] = __byte_perm(r0[i], r1[i], 0x5410);
+    a[1] = __byte_perm(r0[i], r1[i], 0x7632);
+    a[2] = __byte_perm(r8[i], r9[i], 0x5410);
+    a[3] = __byte_perm(r8[i], r9[i], 0x7632);
+  } else {
+    const uint32_t select = i % 2 == 0 ? 0x5140 : 0x7362;  // bytes (x 2i, y 2i, x 2i+1, y 2i+1)
+    const uint32_t low = __byte_perm(r0[i / 2], r1[i / 2], select), high = __byte_perm(r8[i / 2], r9[i / 2], select);
+    a[0] = fp8_pair_to_f16<S>(low);
+    a[1] = fp8_pair_to_f16<S>(low >> 16);
+    a[2] = fp8_pair_to_f16<S>(high);
+    a[3] = fp8_pair_to_f16<S>(high >> 16);
+  }
+}
+
+// `words` 32-bit words (2, 4 or 8) of a stage row from byte `offset` on (a multiple of their size).
+template <class Shape, int kWords>
+__device__ __forceinline__ void read_row(const uint8_t* tile, int row, int offset, uint32_t* words) {
+  if constexpr (kWords == 2) {
+    const uint2 v = *reinterpret_cast<const uint2*>(tile + piece_offset<Shape>(row, offset / 16) + offset % 16);
+    words[0] = v.x;
+    words[1] = v.y;
+  } else {
+#pragma unroll
+    for (int p = 0; p < kWords / 4; ++p) {
+      const uint4 v = *reinterpret_cast<const uint4*>(tile + piece_offset<Shape>(row, offset / 16 + p));
+      words[4 * p] = v.x;
+      words[4 * p + 1] = v.y;
+      words[4 * p + 2] = v.z;
+      words[4 * p + 3] = v.w;
+    }
+  }
+}
+
+// Positions per split of a token with `count` positions: an even share, a multiple of the tile, at
+// least kMinSpan. ceil(count / span) <= splits splits are used; the others have nothing to do.
+__device__ __forceinline__ int64_t grouped_span(int64_t count, int splits) {
+  const int64_t share = (count + splits - 1) / splits;
+  return max(kMinSpan, (share + kTile - 1) / kTile * kTile);
+}
+
+template <KvStorage S, int kHeadDim>
+__global__ void __launch_bounds__(kThreads, (GroupedShape<S, kHeadDim>::kBlocksPerSm))
+grouped_attention_kernel(const float* q, int group, const int64_t* slots, const int64_t* positions, KvLayout layout,
+                         const void* k_cache, const void* v_cache, const float* k_scales, const float* v_scales,
+                         int splits, float* out, float* partial, uint32_t* counters, const int32_t* token_list) {
+  using Shape = GroupedShape<S, kHeadDim>;
+  constexpr bool kFp8 = Shape::kFp8;
+  constexpr int kChunks = Shape::kChunks, kStages = Shape::kStages;
+  extern __shared__ __align__(16) uint8_t stages[];  // [warp][stage]; later the warps' Oᵀ, then the merge's weights
+  __shared__ __align__(16) float exchange[kWarps][kMaxGroup][kExchangeStride];  // P·v_scale [head][position]
+  __shared__ float warp_max[kWarps][kMaxGroup], warp_sum[kWarps][kMaxGroup];  // warp_max: later the warps' weights
+  __shared__ float head_total[kMaxGroup];  // the block's softmax sum per head, later the item's
+  __shared__ bool last_block;
+
+  await_earlier_kernels();
+  const int64_t kv_heads = layout.kv_heads, heads = kv_heads * group;
+  const int64_t item = blockIdx.x;  // listed token * kv_heads + kv head
+  const int64_t kv_head = item % kv_heads, token = token_list ? token_list[item / kv_heads] : item / kv_heads;
+  const int split = blockIdx.y;
+  const int64_t count = positions[token] + 1;
+  const int64_t span = grouped_span(count, splits);
+  const int used = static_cast<int>((count + span - 1) / span);
+  if (split >= used) return;  // the whole block: no barrier is skipped
+  const int64_t begin = split * span, end = min(count, begin + span);
+  const int32_t* table = layout.block_table + slots[token] * layout.blocks_per_slot;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int64_t first_q_row = token * heads + kv_head * group;  // of q and out
+
+  // Qᵀ as B fragments: column g is query head g of the group (zero past the group), k chunk j holds
+  // dims phys(4j .. 4j+3, t), pre-scaled by 1/sqrt(head_dim) (and for FP16 by 2^q_exponent of the
+  // head), in two parts. score_unscale: 2^-q_exponent of the lane's score columns, heads 2t, 2t+1.
+  uint32_t q_head[kChunks][2], q_tail[kChunks][2];
+  float score_unscale[2] = {1.0f, 1.0f};
+  {
+    const float scale = g < group ? rsqrtf(static_cast<float>(kHeadDim)) : 0.0f;
+    const float* q_row = q + (first_q_row + min(g, group - 1)) * kHeadDim;
+    constexpr int kE = 16 / Shape::kElementBytes;
+    float4 v[kChunks];
+    float top = 0.0f;
+#pragma unroll
+    for (int j = 0; j < kChunks; ++j) {
+      const int e = 4 * j, phys = e / kE * 4 * kE + t * kE + e % kE;
+      v[j] = *reinterpret_cast<const float4*>(q_row + phys);
+      v[j].x *= scale;
+      v[j].y *= scale;
+      v[j].z *= scale;
+      v[j].w *= scale;
+      top = fmaxf(top, fmaxf(fmaxf(fabsf(v[j].x), fabsf(v[j].y)), fmaxf(fabsf(v[j].z), fabsf(v[j].w))));
+    }
+    float q_scale = 1.0f;
+    if constexpr (kFp8) {
+      top = fmaxf(top, __shfl_xor_sync(kAll, top, 1));
+      top = fmaxf(top, __shfl_xor_sync(kAll, top, 2));  // the head's largest |element|
+      const int exponent = top > 0.0f ? max(-kMaxExponent, min(kMaxExponent, kQTopExponent - exponent_above(top))) : 0;
+      q_scale = power_of_two(exponent);
+      score_unscale[0] = power_of_two(-__shfl_sync(kAll, exponent, 8 * t));      // head 2t: g = 2t
+      score_unscale[1] = power_of_two(-__shfl_sync(kAll, exponent, 8 * t + 4));  // head 2t + 1
+    }
+#pragma unroll
+    for (int j = 0; j < kChunks; ++j) {
+      split_pair<S>(v[j].x * q_scale, v[j].y * q_scale, q_head[j][0], q_tail[j][0]);
+      split_pair<S>(v[j].z * q_scale, v[j].w * q_scale, q_head[j][1], q_tail[j][1]);
+    }
+  }
+
+  // The warp's tiles k = 0 .. my_tiles-1 are tiles warp + kWarps·k of the split; tile k is in stage k % kStages.
+  const int64_t tiles = (end - begin + kTile - 1) / kTile;
+  const int my_tiles = tiles > warp ? static_cast<int>((tiles - warp + kWarps - 1) / kWarps) : 0;
+  uint8_t* const warp_stages = stages + warp * Shape::kWarpBytes;
+  const uint32_t warp_stages_address = shared_address(warp_stages);
+  // The pool row of position lane % 16 of the warp's tile k (-1: past the split or the tiles).
+  auto pool_row_of = [&](int k) -> int {
+    const int64_t position = begin + static_cast<int64_t>(warp + k * kWarps) * kTile + lane % kTile;
+    return k < my_tiles && position < end ? static_cast<int>(pool_row(layout, table, position)) : -1;
+  };
+  // Tile k's K and V rows (zeros past the end) and their scales into its stage; one commit group per k.
+  auto fetch = [&](int k, int row_of_lane) {
+    if (k < my_tiles) {
+      const uint32_t stage = warp_stages_address + (k % kStages) * Shape::kStageBytes;
+#pragma unroll
+      for (int c = 0; c < Shape::kCopiesPerLane; ++c) {
+        const int index = lane + 32 * c, row = index / Shape::kRowPieces, piece = index % Shape::kRowPieces;
+        const int pool = __shfl_sync(kAll, row_of_lane, row);
+        const int64_t at = (static_cast<int64_t>(max(pool, 0)) * kv_heads + kv_head) * Shape::kRowBytes + piece * 16;
+        const uint32_t to = stage + piece_offset<Shape>(row, piece);
+        copy16_async(to, static_cast<const uint8_t*>(k_cache) + at, pool >= 0);
+        copy16_async(to + Shape::kTileBytes, static_cast<const uint8_t*>(v_cache) + at, pool >= 0);
+      }
+      if constexpr (kFp8) {  // lanes 0–15 the k scales of positions 0–15, lanes 16–31 the v scales
+        const int64_t cell = static_cast<int64_t>(max(row_of_lane, 0)) * kv_heads + kv_head;
+        copy4_async(stage + 2 * Shape::kTileBytes + lane * 4, (lane < kTile ? k_scales : v_scales) + cell,
+                    row_of_lane >= 0);
+      }
+    }
+    commit_copies();
+  };
+
+  // Per lane: heads 2t and 2t+1. Running max (the same in every lane of a t), the lane's share of the
+  // sum, and Oᵀ·2^v_exponent: acc[i][h] is (dim R·g + 2i, head 2t+h), acc[i][2+h] (dim R·g + 2i + 1).
+  float running_max[2] = {-INFINITY, -INFINITY}, running_sum[2] = {0.0f, 0.0f};
+  float acc[kChunks][4];
+#pragma unroll
+  for (int i = 0; i < kChunks; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
+  int v_exponent = kMaxExponent;
+
+  {
+    int ahead[kStages - 1];
+#pragma unroll
+    for (int k = 0; k < kStages - 1; ++k) ahead[k] = pool_row_of(k);  // all the table loads at once
+#pragma unroll
+    for (int k = 0; k < kStages - 1; ++k) fetch(k, ahead[k]);
+  }
+  int next_row = pool_row_of(kStages - 1);
+  float(*const p_exchange)[kExchangeStride] = exchange[warp];
+  for (int k = 0; k < my_tiles; ++k) {
+    fetch(k + kStages - 1, next_row);
+    next_row = pool_row_of(k + kStages);  // its table load is waited on only at the next tile
+    wait_copies<kStages - 1>();           // tile k is in
+    __syncwarp();
+    const uint8_t* const key = warp_stages + (k % kStages) * Shape::kStageBytes;
+    const uint8_t* const value = key + Shape::kTileBytes;
+    const float* const scale = reinterpret_cast<const float*>(value + Shape::kTileBytes);
+    const int64_t base = begin + static_cast<int64_t>(warp + k * kWarps) * kTile;
+
+    // Scores: s[0..1] = (position g, heads 2t, 2t+1), s[2..3] = (position g+8, same heads).
+    // q's head and tail parts accumulate apart: two chains of dependent MMAs, half as long.
+    float s[4] = {0.0f, 0.0f, 0.0f, 0.0f}, s_tail[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    constexpr int kChunksPerPiece = kChunks / Shape::kKPieces;  // 4 (FP8) or 2 (BF16)
+#pragma unroll
+    for (int piece = 0; piece < Shape::kKPieces; ++piece) {
+      uint32_t key_lo[4], key_hi[4];  // this piece of K rows g and g+8
+      read_row<Shape, 4>(key, g, (piece * 4 + t) * 16, key_lo);
+      read_row<Shape, 4>(key, g + 8, (piece * 4 + t) * 16, key_hi);
+#pragma unroll
+      for (int c = 0; c < kChunksPerPiece; ++c) {
+        const int j = piece * kChunksPerPiece + c;
+        uint32_t a[4];
+        key_fragment<S>(key_lo, key_hi, c, a);
+        mma_step<S>(s, a, q_head[j][0], q_head[j][1]);
+        mma_step<S>(s_tail, a, q_tail[j][0], q_tail[j][1]);
+      }
+    }
+#pragma unroll
+    for (int e = 0; e < 4; ++e) s[e] += s_tail[e];
+    float k_scale[2] = {1.0f, 1.0f}, v_scale[2] = {1.0f, 1.0f};
+    if constexpr (kFp8) {
+      k_scale[0] = scale[g];
+      k_scale[1] = scale[g + 8];
+      v_scale[0] = scale[kTile + g];
+      v_scale[1] = scale[kTile + g + 8];
+    }
+    float step_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int half = 0; half < 2; ++half)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float& score = s[2 * half + h];
+        score = base + g + 8 * half < end ? score * (k_scale[half] * score_unscale[h]) : -INFINITY;
+        step_max[h] = fmaxf(step_max[h], score);
+      }
+    // The V scale exponent: lowered (never raised) so that this tile's P · v_scale · 2^v_exponent < 2^10.
+    float acc_factor = 1.0f, p_scale = 1.0f;
+    if constexpr (kFp8) {
+      float v_top = fmaxf(v_scale[0], v_scale[1]);  // 0 for positions past the end
+      for (int offset = 4; offset < 32; offset *= 2) v_top = fmaxf(v_top, __shfl_xor_sync(kAll, v_top, offset));
+      if (v_top > 0.0f) {
+        const int want = max(-kMaxExponent, min(kMaxExponent, kPTopExponent - exponent_above(v_top)));
+        if (want < v_exponent) {
+          acc_factor = exp2f(static_cast<float>(want - v_exponent));  // 0 when nothing was added yet
+          v_exponent = want;
+        }
+      }
+      p_scale = power_of_two(v_exponent);
+    }
+    float reference[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      for (int offset = 4; offset < 32; offset *= 2)
+        step_max[h] = fmaxf(step_max[h], __shfl_xor_sync(kAll, step_max[h], offset));
+      const float new_max = fmaxf(running_max[h], step_max[h]);
+      reference[h] = new_max == -INFINITY ? 0.0f : new_max;  // no position yet: keep exp finite
+      const float correction = __expf(running_max[h] - reference[h]);  // 0 on the first tile
+      running_max[h] = new_max;
+      running_sum[h] *= correction;
+      const float acc_correction = correction * acc_factor;
+#pragma unroll
+      for (int i = 0; i < kChunks; ++i) {
+        acc[i][h] *= acc_correction;
+        acc[i][2 + h] *= acc_correction;
+      }
+    }
+#pragma unroll
+    for (int half = 0; half < 2; ++half)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const float p = __expf(s[2 * half + h] - reference[h]);  // 0 for masked positions
+        running_sum[h] += p;
+        p_exchange[2 * t + h][g + 8 * half] = kFp8 ? p * (v_scale[half] * p_scale) : p;
+      }
+    __syncwarp();
+    uint32_t p_head[2], p_tail[2];  // Pᵀ as B: (positions 2t, 2t+1 | 2t+8, 2t+9; head g)
+    {
+      const float2 low = *reinterpret_cast<const float2*>(&p_exchange[g][2 * t]);
+      const float2 high = *reinterpret_cast<const float2*>(&p_exchange[g][2 * t + 8]);
+      split_pair<S>(low.x, low.y, p_head[0], p_tail[0]);
+      split_pair<S>(high.x, high.y, p_head[1], p_tail[1]);
+    }
+    // The lane's R dims of V rows 2t, 2t+1, 2t+8, 2t+9 (zeros past the end), 16 bytes (or 8) at a time.
+    constexpr int kVPieces = Shape::kVBytes > 16 ? Shape::kVBytes / 16 : 1;
+    constexpr int kPieceWords = Shape::kVWords / kVPieces, kTilesPerPiece = kChunks / kVPieces;
+#pragma unroll
+    for (int piece = 0; piece < kVPieces; ++piece) {
+      uint32_t rows[4][kPieceWords];
+#pragma unroll
+      for (int r = 0; r < 4; ++r)
+        read_row<Shape, kPieceWords>(value, 2 * t + (r & 1) + 8 * (r >> 1), Shape::kVBytes * g + 16 * piece, rows[r]);
+#pragma unroll
+      for (int c = 0; c < kTilesPerPiece; ++c) {
+        const int i = piece * kTilesPerPiece + c;
+        uint32_t a[4];
+        value_fragment<S>(rows[0], rows[1], rows[2], rows[3], c, a);
+        mma_step<S>(acc[i], a, p_head[0], p_head[1]);
+        mma_step<S>(acc[i], a, p_tail[0], p_tail[1]);
+      }
+    }
+    __syncwarp();  // the stage and the exchange are rewritten by the next tiles
+  }
+  wait_copies<0>();  // (only empty groups are left; the stages become the warp's Oᵀ)
+  __syncwarp();
+
+  // The warps' states into shared memory, then merged per (head, dim).
+  float* const my_acc = reinterpret_cast<float*>(warp_stages);  // [head][kAccStride]
+  const float acc_unscale = kFp8 ? power_of_two(-v_exponent) : 1.0f;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    for (int offset = 4; offset < 32; offset *= 2) running_sum[h] += __shfl_xor_sync(kAll, running_sum[h], offset);
+    if (g == 0) {
+      warp_max[warp][2 * t + h] = running_max[h];
+      warp_sum[warp][2 * t + h] = running_sum[h];
+    }
+#pragma unroll
+    for (int i = 0; i < kChunks; ++i)
+      *reinterpret_cast<float2*>(my_acc + (2 * t + h) * Shape::kAccStride + Shape::kVDims * g + 2 * i) =
+          make_float2(acc[i][h] * acc_unscale, acc[i][2 + h] * acc_unscale);
+  }
+  __syncthreads();
+  // The launch's partials: accumulators [item][split][head][head_dim], then (max, sum) [item][split][head].
+  const int64_t partials = static_cast<int64_t>(gridDim.x) * splits * group;
+  float* const accumulators = partial;
+  float2* const stats = reinterpret_cast<float2*>(partial + partials * kHeadDim);
+  const int64_t mine = (item * splits + split) * group;  // this split's first (item, split, head)
+  if (threadIdx.x < kMaxGroup) {  // per head: the warps' weights, once
+    const int head = threadIdx.x;
+    float top = -INFINITY;
+    for (int w = 0; w < kWarps; ++w)
+      if (warp_sum[w][head] > 0.0f) top = fmaxf(top, warp_max[w][head]);
+    float sum = 0.0f;
+    for (int w = 0; w < kWarps; ++w) {
+      const float weight = warp_sum[w][head] > 0.0f ? __expf(warp_max[w][head] - top) : 0.0f;  // no position: 0
+      sum += warp_sum[w][head] * weight;
+      warp_max[w][head] = weight;
+    }
+    if (used > 1 && head < group) stats[mine + head] = make_float2(top, sum);
+    head_total[head] = sum;
+  }
+  __syncthreads();
+  for (int index = threadIdx.x; index < group * kHeadDim; index += kThreads) {
+    const int head = index / kHeadDim, dim = index % kHeadDim;
+    float total = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w)
+      total += reinterpret_cast<const float*>(stages + w * Shape::kWarpBytes)[head * Shape::kAccStride + dim] * warp_max[w][head];
+    if (used == 1) out[(first_q_row + head) * kHeadDim + dim] = total / head_total[head];
+    else accumulators[mine * kHeadDim + index] = total;
+  }
+  if (used == 1) return;
+
+  // Publish this split, count it; the item's last block reads every split (from L2: __ldcg).
+  __threadfence();
+  __syncthreads();  // also: every warp is done with the stages, which now hold the merge's weights
+  if (threadIdx.x == 0) last_block = atomicAdd(counters + item, 1u) == static_cast<uint32_t>(used - 1);
+  __syncthreads();
+  if (!last_block) return;
+  __threadfence();
+  const int64_t first = item * splits * group;  // the item's first (split, head)
+  float* const split_weight = reinterpret_cast<float*>(stages);  // [split][head]: first the splits' maxima
+  float* const split_sum = split_weight + used * group;
+  for (int index = threadIdx.x; index < used * group; index += kThreads) {  // independent loads
+    const float2 stat = __ldcg(stats + first + index);  // index = split · group + head
+    split_weight[index] = stat.x;
+    split_sum[index] = stat.y;
+  }
+  __syncthreads();
+  for (int head = warp; head < group; head += kWarps) {  // a warp per head
+    float top = -INFINITY;
+    for (int s = lane; s < used; s += 32)
+      if (split_sum[s * group + head] > 0.0f) top = fmaxf(top, split_weight[s * group + head]);
+    for (int offset = 16; offset > 0; offset /= 2) top = fmaxf(top, __shfl_xor_sync(kAll, top, offset));
+    float total = 0.0f;
+    for (int s = lane; s < used; s += 32) {
+      const float sum = split_sum[s * group + head];
+      const float weight = sum > 0.0f ? __expf(split_weight[s * group + head] - top) : 0.0f;  // empty: 0
+      split_weight[s * group + head] = weight;
+      total += sum * weight;
+    }
+    for (int offset = 16; offset > 0; offset /= 2) total += __shfl_xor_sync(kAll, total, offset);
+    if (lane == 0) head_total[head] = total;
+  }
+  __syncthreads();
+  // Thread → 4 dims (a quad) of one head, kQuads of them: 16-byte loads, 8 splits' in flight at once.
+  constexpr int kHeadQuads = kHeadDim / 4, kQuads = kMaxGroup * kHeadQuads / kThreads;
+  const int quads = group * kHeadQuads;  // of one split
+  const float4* const item_accumulators = reinterpret_cast<const float4*>(accumulators + first * kHeadDim);
+  float4 total[kQuads];
+#pragma unroll
+  for (int o = 0; o < kQuads; ++o) total[o] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll 8
+  for (int s = 0; s < used; ++s)
+#pragma unroll
+    for (int o = 0; o < kQuads; ++o) {
+      const int quad = threadIdx.x + kThreads * o;
+      if (quad < quads) {
+        const float4 v = __ldcg(item_accumulators + s * quads + quad);
+        const float w = split_weight[s * group + quad / kHeadQuads];
+        total[o].x += v.x * w;
+        total[o].y += v.y * w;
+        total[o].z += v.z * w;
+        total[o].w += v.w * w;
+      }
+    }
+#pragma unroll
+  for (int o = 0; o < kQuads; ++o) {
+    const int quad = threadIdx.x + kThreads * o;
+    if (quad < quads) {
+      const float inverse = 1.0f / head_total[quad / kHeadQuads];
+      const float4 v = total[o];
+      *reinterpret_cast<float4*>(out + first_q_row * kHeadDim + quad * 4) =
+          make_float4(v.x * inverse, v.y * inverse, v.z * inverse, v.w * inverse);
+    }
+  }
+  if (threadIdx.x == 0) counters[item] = 0;  // every used block has counted: ready for the next launch (or replay)
+}
+
+template <KvStorage S, int kHeadDim, typename... Args>
+void launch_shape(dim3 grid, cudaStream_t s, const Args&... args) {
+  constexpr int bytes = GroupedShape<S, kHeadDim>::kSharedBytes;
+  // Once per instance: past the 48 KiB a launch may take without asking, and all of L1 as shared
+  // memory (the K/V copies bypass L1) so that kBlocksPerSm blocks fit.
+  static const bool sized = [] {
+    OCTET_CUDA_CHECK(cudaFuncSetAttribute(grouped_attention_kernel<S, kHeadDim>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+    OCTET_CUDA_CHECK(cudaFuncSetAttribute(grouped_attention_kernel<S, kHeadDim>,
+                                          cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared));
+    return true;
+  }();
+  (void)sized;
+  launch_kernel(grouped_attention_kernel<S, kHeadDim>, LaunchShape{grid, dim3(kThreads), bytes}, s, args...);
+}
+
+template <KvStorage S, typename... Args>
+void launch_storage(int64_t head_dim, dim3 grid, cudaStream_t s, const Args&... args) {
+  if (head_dim == 128) launch_shape<S, 128>(grid, s, args...);
+  else launch_shape<S, 64>(grid, s, args...);
+}
+
+// The blocks the splits aim for: kTargetBlocks, or OCTET_CUDA_GROUPED_ATTENTION_BLOCKS (for tuning;
+// read at every call, so that the scratch and the launch of a step agree while it stays set).
+int64_t target_blocks() {
+  const char* value = std::getenv("OCTET_CUDA_GROUPED_ATTENTION_BLOCKS");
+  if (value == nullptr || *value == '\0') return kTargetBlocks;
+  char* end = nullptr;
+  const long long blocks = std::strtoll(value, &end, 10);
+  if (*end != '\0' || blocks < 1 || blocks > (1 << 20))
+    fail("OCTET_CUDA_GROUPED_ATTENTION_BLOCKS is '{}', expected a block count from 1 to 1048576", value);
+  return blocks;
+}
+
+}  // namespace
+
+bool grouped_attention_fits(const KvLayout& layout, int64_t heads) {
+  const int64_t group = heads / layout.kv_heads;
+  return layout.storage != KvStorage::f32 && (layout.head_dim == 64 || layout.head_dim == 128) && group >= 1 &&
+         group <= kMaxGroup && heads % layout.kv_heads == 0;
+}
+
+int grouped_attention_splits(int64_t items, int64_t max_context) {
+  const int64_t by_length = (max_context + kMinSpan - 1) / kMinSpan;
+  const int64_t by_occupancy = (target_blocks() + items - 1) / items;
+  return static_cast<int>(std::clamp<int64_t>(std::min(by_length, by_occupancy), 1, kMaxSplits));
+}
+
+void launch_grouped_attention(const float* q, int group, const int64_t* slots, const int64_t* positions,
+                              const KvLayout& layout, const void* k_cache, const void* v_cache, const float* k_scales,
+                              const float* v_scales, int64_t items, int splits, float* out, float* partial,
+                              uint32_t* counters, const int32_t* token_list, cudaStream_t s) {
+  const dim3 grid(static_cast<unsigned>(items), static_cast<unsigned>(splits));
+  const int64_t head_dim = layout.head_dim;
+  switch (layout.storage) {
+    case KvStorage::bf16: launch_storage<KvStorage::bf16>(head_dim, grid, s, q, group, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, partial, counters, token_list); break;
+    case KvStorage::e4m3: launch_storage<KvStorage::e4m3>(head_dim, grid, s, q, group, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, partial, counters, token_list); break;
+    case KvStorage::e5m2: launch_storage<KvStorage::e5m2>(head_dim, grid, s, q, group, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, partial, counters, token_list); break;
+    case KvStorage::f32: fail("attention: the grouped kernel takes no float32 cache");  // grouped_attention_fits
+  }
+  OCTET_CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace octet::backend::cuda
