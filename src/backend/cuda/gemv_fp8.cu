@@ -443,14 +443,20 @@ RingGemv ring_gemv() {
   return RingGemv::automatic;
 }
 
-// How many blocks of the kernel with that much dynamic shared memory the whole GPU holds at once.
-template <typename Kernel>
-int64_t resident_blocks(Kernel kernel, size_t shared_bytes) {
-  int device = 0, sms = 0, per_sm = 0;
-  OCTET_CUDA_CHECK(cudaGetDevice(&device));
-  OCTET_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  OCTET_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarpsPerBlock * 32, shared_bytes));
-  return int64_t{sms} * per_sm;
+// How many blocks of the ring kernel the GPU holds at once, x widened (with the most shared memory
+// that takes) or not; the first call asks the runtime, later ones reuse it (one kind of GPU a process).
+template <int Rows, bool StagedX>
+int64_t ring_block_slots() {
+  static const int64_t slots = [] {
+    const size_t bytes = kRingBytes + (StagedX ? kStagedXFloats * sizeof(float) : 0);
+    int device = 0, sms = 0, per_sm = 0;
+    OCTET_CUDA_CHECK(cudaGetDevice(&device));
+    OCTET_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    OCTET_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_e4m3_ring_kernel<Rows, StagedX>,
+                                                                   kWarpsPerBlock * 32, bytes));
+    return int64_t{sms} * per_sm;
+  }();
+  return slots;
 }
 
 // Whether x is widened into shared memory. Its 16 KB (one row of 4096) cost residency: on the H200
@@ -463,9 +469,7 @@ template <int Rows>
 bool stage_x(RingGemv mode, int64_t k, int64_t blocks) {
   if (mode == RingGemv::unstaged || Rows * k > kStagedXFloats) return false;
   if (mode == RingGemv::staged) return true;
-  const size_t staged_bytes = kRingBytes + static_cast<size_t>(Rows * k) * sizeof(float);
-  return blocks <= resident_blocks(gemv_e4m3_ring_kernel<Rows, true>, staged_bytes) ||
-         blocks > resident_blocks(gemv_e4m3_ring_kernel<Rows, false>, kRingBytes);
+  return blocks <= ring_block_slots<Rows, true>() || blocks > ring_block_slots<Rows, false>();
 }
 
 template <int Rows>
