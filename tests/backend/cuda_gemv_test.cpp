@@ -1,12 +1,13 @@
 // The CUDA-core FP8 GEMV (gemv_fp8.cu) at one and two rows, under every value of its switch
-// OCTET_CUDA_GEMV_PREFETCH (the ring kernel with x widened in shared memory, without, the automatic
-// choice, and "0": the first kernel), against the plain kernel launch_matmul_e4m3_simple: random
+// OCTET_CUDA_GEMV_PREFETCH (unset: the default kernel; "deep": its rounds of 8 chunks; the ring
+// kernel with the automatic choice of x widened in shared memory, with, without), against the plain
+// kernel launch_matmul_e4m3_simple: random
 // E4M3 codes over the finite range (NaN codes excluded), per-row and per-channel scales, k from one
 // 16-byte chunk to 28672 (rows shorter and longer than the ring of 8 chunks a lane, odd multiples of
 // 16 whose lanes get different chunk counts), n not a multiple of the 8 rows of a block, groups of
 // weights of different n, outputs poisoned with NaN first. Both accumulate exact products in float32
-// in different orders: the bound is 1e-5 relative (RMS). The ring kernel adds the same products in
-// the same order as the first kernel, so its results must be bit-identical to "0"'s.
+// in different orders: the bound is 1e-5 relative (RMS). The alternatives add the same products in
+// the same order as the default kernel, so their results must be bit-identical to its.
 // OCTET_CUDA_TENSOR_GEMV=0 keeps two rows (and n, k ≥ 8192) off the tensor cores. Skips without a GPU.
 #include "backend/device.h"
 #include "support/random.h"
@@ -31,8 +32,9 @@ namespace {
 
 using testing::DeviceVector;
 
-// Every value of OCTET_CUDA_GEMV_PREFETCH; the first is the kernel the others must reproduce.
-const char* const kPrefetchModes[] = {"0", nullptr, "stage", "nostage"};
+// Every value of OCTET_CUDA_GEMV_PREFETCH; the first (the default) is the kernel the others must
+// reproduce.
+const char* const kPrefetchModes[] = {nullptr, "deep", "ring", "stage", "nostage"};
 
 std::string mode_name(const char* mode) { return mode ? std::string("\"") + mode + "\"" : "unset"; }
 
@@ -65,7 +67,7 @@ class CudaGemv : public ::testing::Test {
     return std::vector<double>(values.begin(), values.end());
   }
 
-  // Every mode against the plain kernel and bit for bit against the first kernel ("0").
+  // Every mode against the plain kernel and bit for bit against the default kernel.
   void check_every_mode(const Operand& x, const std::vector<const Operand*>& weights, int64_t k) {
     std::vector<std::vector<double>> want;
     for (const Operand* w : weights) want.push_back(reference(x, *w, k));
@@ -79,7 +81,7 @@ class CudaGemv : public ::testing::Test {
         if (first.empty()) continue;
         ASSERT_EQ(got[i].size(), first[i].size());
         EXPECT_EQ(std::memcmp(got[i].data(), first[i].data(), got[i].size() * sizeof(float)), 0)
-            << where << ": differs from the first kernel's bits";
+            << where << ": differs from the default kernel's bits";
       }
       if (first.empty()) first = got;
     }

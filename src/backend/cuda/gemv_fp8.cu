@@ -8,23 +8,22 @@
 // as one launch: blocks are dealt out to the weights in order, so small matrices such as k and v
 // (1024 rows: 128 blocks alone, fewer than the SMs) ride along with q.
 //
-// One and two rows (decode at batch 1: latency-bound, ncu on the H200 saw 45–47% of DRAM peak for
-// q/k/v and o, whose rows of k = 4096 the first kernel read in two dependent rounds of 4 chunks a
-// lane) run on gemv_e4m3_ring_kernel: each lane keeps kRingChunks = 8 chunks (128 bytes) in flight
-// through cp.async into a ring in shared memory, so no registers hold them. The first 8 are issued
-// before the wait for the previous kernel (the whole row at k ≤ 4096: all of q/k/v's and o's weights
-// that fit the resident blocks are on their way while that kernel finishes), and each chunk consumed
-// issues the one 8 ahead, so longer rows (down: k = 14336) stream without dependent rounds. Where
-// rows·k ≤ 4096, x is widened to float once per block into shared memory (every GEMV of Llama-3.1-8B
-// but down), so only the weights are converted per chunk: 8 cvt + 16 f16→f32 + 16 FFMA + 4 LDS per
-// 16 weight bytes instead of twice the conversions. Per lane the chunks, the products (fmaf chains of
-// 16 from zero) and the sums come in the same order as in gemv_e4m3_kernel: the results are
-// bit-identical to it (tests/backend/cuda_gemv_test.cpp checks that).
-// OCTET_CUDA_GEMV_PREFETCH (read at each launch; a recorded step keeps the kernel it was recorded
-// with): unset or 1: the ring kernel for 1–2 rows, x widened in shared memory where it fits and
-// costs no residency that matters (stage_x); "stage": x widened wherever it fits; "nostage": never,
-// x widened per chunk from global memory as before; "0": gemv_e4m3_kernel for every row count (4
-// chunks a lane before the wait, for comparison).
+// One and two rows (decode at batch 1) run on gemv_e4m3_kernel by default: each lane loads rounds
+// of 4 chunks, the first before the wait for the previous kernel. Two alternatives, behind
+// OCTET_CUDA_GEMV_PREFETCH, were written against ncu's view of it (45–47% of DRAM peak for q/k/v
+// and o, two dependent rounds at k = 4096) and measured slower in the real step (H200, 2026-12-01,
+// 8B fp8 b1: 3.108 ms a step by default, 3.253 on the ring kernel; docs/PERFORMANCE.md version 7):
+// - gemv_e4m3_ring_kernel ("ring"): each lane keeps kRingChunks = 8 chunks (128 bytes) in flight
+//   through cp.async into a ring in shared memory (no registers hold them), the first 8 issued before
+//   the wait (the whole row at k = 4096), each pair consumed refilling its slot with the pair 8
+//   chunks ahead; where rows·k ≤ 4096 and it costs no residency that matters (stage_x), x is
+//   widened to float once per block in shared memory, so only the weights are converted per chunk
+//   (65 instructions per 16 weight bytes instead of 81). "stage" / "nostage" force that choice.
+// - "deep": gemv_e4m3_kernel with rounds of 8 chunks (the whole row at k = 4096 before the wait)
+//   in registers, where the rounds divide the row.
+// Per lane all three add the same products (fmaf chains of 16 from zero) in the same order: their
+// results are bit-identical (tests/backend/cuda_gemv_test.cpp checks that). The switch is read at
+// each launch (a recorded step keeps the kernel it was recorded with); unset or "0": the default.
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/launch.cuh"
@@ -77,8 +76,12 @@ __device__ __forceinline__ int group_member(const GemvGroup& group, int64_t rows
   return member;
 }
 
-template <int Rows>
-__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+// Unroll: chunks a lane in flight, in rounds (the first round loaded before the wait). The default
+// is 4; OCTET_CUDA_GEMV_PREFETCH=deep takes 8 (the whole row at k = 4096 before the wait), held to
+// 64 registers at one row (4 blocks an SM, not 3 at the 78 it would take) and 80 at two. A minimum
+// of 0 blocks leaves the bound unstated (the default's code is unchanged).
+template <int Rows, int Unroll = kUnroll>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32, Unroll > kUnroll ? (Rows == 1 ? 4 : 3) : 0)
 gemv_e4m3_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_scales, GemvGroup group, int64_t k) {
   const int lane = threadIdx.x % 32;
   int64_t first_row = 0;
@@ -98,20 +101,20 @@ gemv_e4m3_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_sc
   // weights do not change during a step, and their DRAM latency then overlaps that kernel's tail.
   // The loop's first iteration uses them: the same sums in the same order.
   int64_t c = lane;
-  uint4 wv[kUnroll];
-  bool prefetched = row < n && c + 32 * (kUnroll - 1) < chunks;
+  uint4 wv[Unroll];
+  bool prefetched = row < n && c + 32 * (Unroll - 1) < chunks;
   if (prefetched)
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) wv[u] = __ldcs(weights + c + 32 * u);  // streamed once: do not keep in L2
+    for (int u = 0; u < Unroll; ++u) wv[u] = __ldcs(weights + c + 32 * u);  // streamed once: do not keep in L2
   await_earlier_kernels();
   if (row >= n) return;
-  for (; c + 32 * (kUnroll - 1) < chunks; c += 32 * kUnroll) {
+  for (; c + 32 * (Unroll - 1) < chunks; c += 32 * Unroll) {
     if (!prefetched)
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) wv[u] = __ldcs(weights + c + 32 * u);
+      for (int u = 0; u < Unroll; ++u) wv[u] = __ldcs(weights + c + 32 * u);
     prefetched = false;
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u)
+    for (int u = 0; u < Unroll; ++u)
 #pragma unroll
       for (int m = 0; m < Rows; ++m)
         acc[m] += dot16(wv[u], __ldg(reinterpret_cast<const uint4*>(x + m * k) + c + 32 * u));
@@ -131,7 +134,7 @@ gemv_e4m3_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_sc
 
 // The ring kernel's pieces. cp.async (sm_80 on) copies 16 bytes from global to shared memory without
 // a register; the evict-first policy keeps the weights, read once a step, from displacing
-// activations in L2 (the first kernel's __ldcs does the same).
+// activations in L2 (gemv_e4m3_kernel's __ldcs does the same).
 constexpr int kRingChunks = 8;
 constexpr int kRingPairs = kRingChunks / 2;
 constexpr int64_t kStagedXFloats = 4096;  // rows·k up to this: x widened into shared memory (16 KB)
@@ -433,14 +436,16 @@ TensorGemv tensor_core_gemv() {
 }
 
 // OCTET_CUDA_GEMV_PREFETCH (see the top of the file), read at each launch like the one above.
-enum class RingGemv { off, unstaged, staged, automatic };
+enum class RingGemv { off, deep, unstaged, staged, automatic };
 RingGemv ring_gemv() {
   const char* value = std::getenv("OCTET_CUDA_GEMV_PREFETCH");
-  if (value == nullptr) return RingGemv::automatic;
-  if (std::string_view(value) == "0") return RingGemv::off;
-  if (std::string_view(value) == "nostage") return RingGemv::unstaged;
-  if (std::string_view(value) == "stage") return RingGemv::staged;
-  return RingGemv::automatic;
+  if (value == nullptr) return RingGemv::off;
+  const std::string_view mode(value);
+  if (mode == "deep") return RingGemv::deep;
+  if (mode == "ring") return RingGemv::automatic;
+  if (mode == "stage") return RingGemv::staged;
+  if (mode == "nostage") return RingGemv::unstaged;
+  return RingGemv::off;
 }
 
 // How many blocks of the ring kernel the GPU holds at once, x widened (with the most shared memory
@@ -527,16 +532,19 @@ void launch_gemv_e4m3_group(const uint8_t* x, const float* row_scales, int64_t r
   for (int i = 0; i < group.count; ++i) total_blocks += (group.n[i] + kWarpsPerBlock - 1) / kWarpsPerBlock;
   if (total_blocks == 0) return;
   const RingGemv ring = ring_gemv();
-  if (rows <= 2 && ring != RingGemv::off) {
+  if (rows <= 2 && ring != RingGemv::off && ring != RingGemv::deep) {
     if (rows == 1) launch_ring<1>(ring, x, row_scales, group, k, total_blocks, s);
     else launch_ring<2>(ring, x, row_scales, group, k, total_blocks, s);
     return;
   }
   const LaunchShape shape{dim3(static_cast<unsigned>(total_blocks)), dim3(kWarpsPerBlock * 32)};
   const auto run = [&](auto kernel) { launch_kernel(kernel, shape, s, x, row_scales, group, k); };
+  // Rounds of 8 only where they divide the row (k a multiple of 4096): otherwise the tail's chunks
+  // go one dependent load at a time (4 of them at k = 14336).
+  const bool deep = ring == RingGemv::deep && k % (2 * kUnroll * 32 * 16) == 0;
   switch (rows) {
-    case 1: run(gemv_e4m3_kernel<1>); break;
-    case 2: run(gemv_e4m3_kernel<2>); break;
+    case 1: deep ? run(gemv_e4m3_kernel<1, 2 * kUnroll>) : run(gemv_e4m3_kernel<1>); break;
+    case 2: deep ? run(gemv_e4m3_kernel<2, 2 * kUnroll>) : run(gemv_e4m3_kernel<2>); break;
     case 3: run(gemv_e4m3_kernel<3>); break;
     case 4: run(gemv_e4m3_kernel<4>); break;
     case 5: run(gemv_e4m3_kernel<5>); break;
