@@ -134,11 +134,12 @@ stage_gemv() {  # the one-row GEMV's switch (OCTET_CUDA_GEMV_PREFETCH, gemv_fp8.
   local m8="--dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 128"
   bench "8B fp8 b1 (default GEMV)" 40 $m8 --batch 1
   OCTET_CUDA_GEMV_PREFETCH=deep bench "8B fp8 b1, OCTET_CUDA_GEMV_PREFETCH=deep" 40 $m8 --batch 1
+  OCTET_CUDA_GEMV_PREFETCH=rowpairs bench "8B fp8 b1, OCTET_CUDA_GEMV_PREFETCH=rowpairs" 40 $m8 --batch 1
   OCTET_CUDA_GEMV_PREFETCH=ring bench "8B fp8 b1, OCTET_CUDA_GEMV_PREFETCH=ring" 40 $m8 --batch 1
   OCTET_CUDA_GEMV_PREFETCH=stage bench "8B fp8 b1, OCTET_CUDA_GEMV_PREFETCH=stage" 40 $m8 --batch 1
   OCTET_CUDA_GEMV_PREFETCH=nostage bench "8B fp8 b1, OCTET_CUDA_GEMV_PREFETCH=nostage" 40 $m8 --batch 1
   bench "8B fp8 b1, FP8 LM head" 40 $m8 --batch 1 llm.lm_head_precision=fp8
-  OCTET_CUDA_GEMV_PREFETCH=ring bench "8B fp8 b1, FP8 LM head, OCTET_CUDA_GEMV_PREFETCH=ring" 40 $m8 --batch 1 llm.lm_head_precision=fp8
+  OCTET_CUDA_GEMV_PREFETCH=rowpairs bench "8B fp8 b1, FP8 LM head, OCTET_CUDA_GEMV_PREFETCH=rowpairs" 40 $m8 --batch 1 llm.lm_head_precision=fp8
   bench "70B fp8 b1 (tensor-core GEMV: unchanged)" 80 --dummy-weights configs/models/Llama-3.3-70B-Instruct.json --precision fp8 --prefill 128 --batch 1
 }
 stage_ncu_attention() {  # per-launch times of the decode attention kernels only, 8B b1 and b64 at context 1024
@@ -158,8 +159,9 @@ stage_ncu_detail() {  # ncu's full sections (occupancy, stall reasons, memory) f
   local -a runs=("attn_b64;;regex:grouped_attention;192;1;$m8 --batch 64"
     "attn_b1_v2;OCTET_CUDA_DECODE_ATTENTION=v2;regex:grouped_attention;192;1;$m8 --batch 1"
     "attn_b1_v1;;regex:attention_(kernel|combine);128;2;$m8 --batch 1"
-    "gemv_b1;;regex:gemv_e4m3_(ring_)?kernel;256;4;$m8 --batch 1"
-    "gemv_b1_ring;OCTET_CUDA_GEMV_PREFETCH=ring;regex:gemv_e4m3_(ring_)?kernel;256;4;$m8 --batch 1"
+    "gemv_b1;;regex:gemv_e4m3_(ring_|row_pairs_)?kernel;256;4;$m8 --batch 1"
+    "gemv_b1_ring;OCTET_CUDA_GEMV_PREFETCH=ring;regex:gemv_e4m3_(ring_|row_pairs_)?kernel;256;4;$m8 --batch 1"
+    "gemv_b1_rowpairs;OCTET_CUDA_GEMV_PREFETCH=rowpairs;regex:gemv_e4m3_(ring_|row_pairs_)?kernel;256;4;$m8 --batch 1"
     "prefill_attn_4096;;regex:prefill_attention;0;1;--dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 4096 --batch 1 --steps 1")
   for run in "${runs[@]}"; do
     IFS=';' read -r name environment kernel skip count args <<<"$run"

@@ -1,6 +1,7 @@
 // The CUDA-core FP8 GEMV (gemv_fp8.cu) at one and two rows, under every value of its switch
-// OCTET_CUDA_GEMV_PREFETCH (unset: the default kernel; "deep": its rounds of 8 chunks; the ring
-// kernel with the automatic choice of x widened in shared memory, with, without), against the plain
+// OCTET_CUDA_GEMV_PREFETCH (unset: the default kernel; "deep": its rounds of 8 chunks; "rowpairs":
+// two weight rows a warp at one row of x; the ring kernel with the automatic choice of x widened in
+// shared memory, with, without), against the plain
 // kernel launch_matmul_e4m3_simple: random
 // E4M3 codes over the finite range (NaN codes excluded), per-row and per-channel scales, k from one
 // 16-byte chunk to 28672 (rows shorter and longer than the ring of 8 chunks a lane, odd multiples of
@@ -34,7 +35,7 @@ using testing::DeviceVector;
 
 // Every value of OCTET_CUDA_GEMV_PREFETCH; the first (the default) is the kernel the others must
 // reproduce.
-const char* const kPrefetchModes[] = {nullptr, "deep", "ring", "stage", "nostage"};
+const char* const kPrefetchModes[] = {nullptr, "deep", "rowpairs", "ring", "stage", "nostage"};
 
 std::string mode_name(const char* mode) { return mode ? std::string("\"") + mode + "\"" : "unset"; }
 

@@ -113,8 +113,8 @@ TEST_F(CudaProgrammaticLaunch, DependentChainSeesEveryProducersWrites) {
 
 // The FP8 linear chain of decode: quantize the rows (row kernels, clusters), then the GEMV of their
 // codes (the kernels that load weights before their wait), 24 times, each step's input the step
-// before's output, from poisoned buffers; 1 row (CUDA-core GEMV: the default kernel, and the ring
-// kernel with x widened in shared memory or not) and 4 rows (tensor cores). With PDL the outputs of every step
+// before's output, from poisoned buffers; 1 row (CUDA-core GEMV: the default kernel, the ring kernel
+// with x widened in shared memory or not, two weight rows a warp) and 4 rows (tensor cores). With PDL the outputs of every step
 // must be bit-identical to plain launches (stream order).
 TEST_F(CudaProgrammaticLaunch, QuantizeGemvChainMatchesPlainLaunches) {
   constexpr int64_t kK = 2048, kSteps = 24;
@@ -124,7 +124,7 @@ TEST_F(CudaProgrammaticLaunch, QuantizeGemvChainMatchesPlainLaunches) {
   DeviceVector<uint8_t> w(codes.size(), &codes);
   DeviceVector<float> col_scales(scales.size(), &scales);
   struct Case { int64_t rows; const char* prefetch; };  // OCTET_CUDA_GEMV_PREFETCH for the one-row kernels
-  for (Case c : {Case{1, nullptr}, Case{1, "ring"}, Case{1, "nostage"}, Case{4, nullptr}}) {
+  for (Case c : {Case{1, nullptr}, Case{1, "ring"}, Case{1, "nostage"}, Case{1, "rowpairs"}, Case{4, nullptr}}) {
     const int64_t rows = c.rows;
     const testing::ScopedEnvironment prefetch("OCTET_CUDA_GEMV_PREFETCH", c.prefetch);
     const auto x0 = testing::random_normal(rng_, static_cast<size_t>(rows * kK));

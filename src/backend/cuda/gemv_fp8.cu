@@ -21,6 +21,8 @@
 //   (65 instructions per 16 weight bytes instead of 81). "stage" / "nostage" force that choice.
 // - "deep": gemv_e4m3_kernel with rounds of 8 chunks (the whole row at k = 4096 before the wait)
 //   in registers, where the rounds divide the row.
+// - gemv_e4m3_row_pairs_kernel ("rowpairs", one row of x): two weight rows a warp, x widened once
+//   for both (66 instructions per 16 weight bytes instead of 81), rounds of 4 chunks a lane a row.
 // Per lane all three add the same products (fmaf chains of 16 from zero) in the same order: their
 // results are bit-identical (tests/backend/cuda_gemv_test.cpp checks that). The switch is read at
 // each launch (a recorded step keeps the kernel it was recorded with); unset or "0": the default.
@@ -130,6 +132,111 @@ gemv_e4m3_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_sc
     for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xFFFFFFFF, v, offset);
     if (lane == 0) y[m * n + row] = v * row_scales[m] * col_scales[row];
   }
+}
+
+// OCTET_CUDA_GEMV_PREFETCH=rowpairs: each warp computes two adjacent weight rows, so a chunk of x is
+// loaded and widened once for both (about 52 instructions per 16 weight bytes instead of 81), in
+// rounds of kPairUnroll chunks a lane per row, the first before the wait; 16 rows a block; one row
+// of x only (two would spill at the 64 registers that keep 4 blocks an SM). A row past n reads row
+// n − 1 again (every load in bounds) and is not written.
+constexpr int kRowsPerWarp = 2;
+constexpr int kPairUnroll = 4;
+
+__device__ __forceinline__ void widen16(const uint4& codes, float (&f)[16]) {
+  const uint32_t words[4] = {codes.x, codes.y, codes.z, codes.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 lo = widen_pair(static_cast<uint16_t>(words[i] & 0xFFFF)), hi = widen_pair(static_cast<uint16_t>(words[i] >> 16));
+    f[4 * i] = lo.x;
+    f[4 * i + 1] = lo.y;
+    f[4 * i + 2] = hi.x;
+    f[4 * i + 3] = hi.y;
+  }
+}
+
+// dot16 with x widened (f[j]: byte j of the chunk): the same products in the same order.
+__device__ __forceinline__ float dot16_floats(const uint4& w, const float (&f)[16]) {
+  const uint32_t wv[4] = {w.x, w.y, w.z, w.w};
+  float sum = 0.0f;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 w0 = widen_pair(static_cast<uint16_t>(wv[i] & 0xFFFF)), w1 = widen_pair(static_cast<uint16_t>(wv[i] >> 16));
+    sum = fmaf(w0.x, f[4 * i], sum);
+    sum = fmaf(w0.y, f[4 * i + 1], sum);
+    sum = fmaf(w1.x, f[4 * i + 2], sum);
+    sum = fmaf(w1.y, f[4 * i + 3], sum);
+  }
+  return sum;
+}
+
+template <int Rows>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32, 4)
+gemv_e4m3_row_pairs_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_scales, GemvGroup group,
+                           int64_t k) {
+  const int lane = threadIdx.x % 32;
+  int64_t first_row = 0;
+  const int member = group_member(group, kWarpsPerBlock * kRowsPerWarp, first_row);
+  const int64_t n = group.n[member];
+  const int64_t row0 = first_row + (threadIdx.x / 32) * kRowsPerWarp;
+  const int64_t chunks = k / 16;
+  const uint4* weights[kRowsPerWarp];
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r)
+    weights[r] = reinterpret_cast<const uint4*>(group.w[member] + min(row0 + r, n - 1) * k);
+  const uint4* x_codes = reinterpret_cast<const uint4*>(x);
+  float acc[kRowsPerWarp][Rows];
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r)
+#pragma unroll
+    for (int m = 0; m < Rows; ++m) acc[r][m] = 0.0f;
+  int64_t c = lane;
+  uint4 wv[kRowsPerWarp][kPairUnroll];
+  bool prefetched = c + 32 * (kPairUnroll - 1) < chunks;
+  if (prefetched)
+#pragma unroll
+    for (int u = 0; u < kPairUnroll; ++u)
+#pragma unroll
+      for (int r = 0; r < kRowsPerWarp; ++r) wv[r][u] = __ldcs(weights[r] + c + 32 * u);
+  await_earlier_kernels();
+  for (; c + 32 * (kPairUnroll - 1) < chunks; c += 32 * kPairUnroll) {
+    if (!prefetched)
+#pragma unroll
+      for (int u = 0; u < kPairUnroll; ++u)
+#pragma unroll
+        for (int r = 0; r < kRowsPerWarp; ++r) wv[r][u] = __ldcs(weights[r] + c + 32 * u);
+    prefetched = false;
+#pragma unroll
+    for (int u = 0; u < kPairUnroll; ++u)
+#pragma unroll
+      for (int m = 0; m < Rows; ++m) {
+        float f[16];
+        widen16(__ldg(x_codes + m * chunks + c + 32 * u), f);
+#pragma unroll
+        for (int r = 0; r < kRowsPerWarp; ++r) acc[r][m] += dot16_floats(wv[r][u], f);
+      }
+  }
+  for (; c < chunks; c += 32) {
+    uint4 last[kRowsPerWarp];
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) last[r] = __ldcs(weights[r] + c);
+#pragma unroll
+    for (int m = 0; m < Rows; ++m) {
+      float f[16];
+      widen16(__ldg(x_codes + m * chunks + c), f);
+#pragma unroll
+      for (int r = 0; r < kRowsPerWarp; ++r) acc[r][m] += dot16_floats(last[r], f);
+    }
+  }
+  const float* __restrict__ col_scales = group.col_scales[member];
+  float* __restrict__ y = group.y[member];
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r)
+#pragma unroll
+    for (int m = 0; m < Rows; ++m) {
+      float v = acc[r][m];
+      for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xFFFFFFFF, v, offset);
+      if (lane == 0 && row0 + r < n) y[m * n + row0 + r] = v * row_scales[m] * col_scales[row0 + r];
+    }
 }
 
 // The ring kernel's pieces. cp.async (sm_80 on) copies 16 bytes from global to shared memory without
@@ -436,12 +543,13 @@ TensorGemv tensor_core_gemv() {
 }
 
 // OCTET_CUDA_GEMV_PREFETCH (see the top of the file), read at each launch like the one above.
-enum class RingGemv { off, deep, unstaged, staged, automatic };
+enum class RingGemv { off, deep, row_pairs, unstaged, staged, automatic };
 RingGemv ring_gemv() {
   const char* value = std::getenv("OCTET_CUDA_GEMV_PREFETCH");
   if (value == nullptr) return RingGemv::off;
   const std::string_view mode(value);
   if (mode == "deep") return RingGemv::deep;
+  if (mode == "rowpairs") return RingGemv::row_pairs;
   if (mode == "ring") return RingGemv::automatic;
   if (mode == "stage") return RingGemv::staged;
   if (mode == "nostage") return RingGemv::unstaged;
@@ -532,6 +640,15 @@ void launch_gemv_e4m3_group(const uint8_t* x, const float* row_scales, int64_t r
   for (int i = 0; i < group.count; ++i) total_blocks += (group.n[i] + kWarpsPerBlock - 1) / kWarpsPerBlock;
   if (total_blocks == 0) return;
   const RingGemv ring = ring_gemv();
+  if (rows == 1 && ring == RingGemv::row_pairs) {  // two rows would spill (160 bytes at 64 registers)
+    constexpr int64_t kPairRows = kWarpsPerBlock * kRowsPerWarp;
+    int64_t blocks = 0;
+    for (int i = 0; i < group.count; ++i) blocks += (group.n[i] + kPairRows - 1) / kPairRows;
+    const LaunchShape shape{dim3(static_cast<unsigned>(blocks)), dim3(kWarpsPerBlock * 32)};
+    launch_kernel(gemv_e4m3_row_pairs_kernel<1>, shape, s, x, row_scales, group, k);
+    OCTET_CUDA_LAUNCH_CHECK();
+    return;
+  }
   if (rows <= 2 && ring != RingGemv::off && ring != RingGemv::deep) {
     if (rows == 1) launch_ring<1>(ring, x, row_scales, group, k, total_blocks, s);
     else launch_ring<2>(ring, x, row_scales, group, k, total_blocks, s);
