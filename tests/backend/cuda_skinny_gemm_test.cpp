@@ -21,6 +21,7 @@
 #if OCTET_HAVE_CUDA
 #include "backend/cuda/kernels.h"
 #include "support/device_vector.h"
+#include "support/fp8_operands.h"
 
 namespace octet::backend {
 namespace {
@@ -37,50 +38,20 @@ class CudaSkinnyGemm : public ::testing::Test {
   std::vector<uint8_t> random_codes(size_t count) { return testing::random_e4m3_codes(rng_, count); }
   std::vector<float> random_scales(size_t count) { return testing::random_fp8_scales(rng_, count); }
 
-  // One weight of the product, on the device, with the plain kernel's result for x.
-  struct Weight {
-    int64_t n = 0;
-    std::unique_ptr<DeviceVector<uint8_t>> codes;
-    std::unique_ptr<DeviceVector<float>> scales;
-  };
-  Weight random_weight(int64_t n, int64_t k) {
-    const auto codes = random_codes(static_cast<size_t>(n * k));
-    const auto scales = random_scales(static_cast<size_t>(n));
-    Weight w;
-    w.n = n;
-    w.codes = std::make_unique<DeviceVector<uint8_t>>(codes.size(), &codes);
-    w.scales = std::make_unique<DeviceVector<float>>(scales.size(), &scales);
-    return w;
-  }
+  // One weight of the product, on the device.
+  using Weight = testing::DeviceFp8Rows;
+  Weight random_weight(int64_t n, int64_t k) { return testing::random_device_fp8_rows(rng_, n, k); }
 
   // The skinny GEMM of x (rows × k codes) with the weights as one group: each member's output,
   // from outputs poisoned with NaN; also checks that nothing was left unwritten.
   std::vector<std::vector<float>> skinny(const DeviceVector<uint8_t>& x, const DeviceVector<float>& row_scales,
                                          int64_t rows, const std::vector<const Weight*>& weights, int64_t k) {
-    cuda::GemvGroup group;
-    group.count = static_cast<int>(weights.size());
-    std::vector<std::unique_ptr<DeviceVector<float>>> outs;
-    for (size_t i = 0; i < weights.size(); ++i) {
-      outs.push_back(std::make_unique<DeviceVector<float>>(static_cast<size_t>(rows * weights[i]->n)));
-      group.w[i] = weights[i]->codes->data;
-      group.col_scales[i] = weights[i]->scales->data;
-      group.y[i] = outs.back()->data;
-      group.n[i] = weights[i]->n;
-    }
-    const size_t scratch_floats = cuda::skinny_gemm_e4m3_scratch_floats(rows, group, k);
+    const auto product = testing::group_with_outputs(weights, rows);
+    const size_t scratch_floats = cuda::skinny_gemm_e4m3_scratch_floats(rows, product.group, k);
     DeviceVector<float> scratch(std::max<size_t>(1, scratch_floats));
-    cuda::launch_skinny_gemm_e4m3_group(x.data, row_scales.data, rows, group, k, scratch.data, scratch_floats, nullptr);
-    std::vector<std::vector<float>> results;
-    for (size_t i = 0; i < weights.size(); ++i) {
-      results.push_back(outs[i]->host());
-      for (float v : results.back()) {
-        if (std::isnan(v)) {
-          ADD_FAILURE() << "unwritten output of member " << i << ", " << rows << " rows, n " << weights[i]->n << ", k " << k;
-          break;
-        }
-      }
-    }
-    return results;
+    cuda::launch_skinny_gemm_e4m3_group(x.data, row_scales.data, rows, product.group, k, scratch.data, scratch_floats,
+                                        nullptr);
+    return testing::download_outputs(product, std::to_string(rows) + " rows, k " + std::to_string(k));
   }
 
   std::vector<double> reference(const DeviceVector<uint8_t>& x, const DeviceVector<float>& row_scales, int64_t rows,

@@ -103,7 +103,8 @@ bool try_launch_quantize_rows_e4m3_in_registers(const float* x, int64_t rows, in
 // the few rows of decode batches; w is [n, k] row-major. k a multiple of 64: FP8 tensor cores
 // (mma.sync), 2 to 16 rows; one row, or k a multiple of 16 only: CUDA cores, up to 8 rows.
 // OCTET_CUDA_TENSOR_GEMV=0 keeps every shape on the CUDA-core kernel, =all puts one row on the
-// tensor cores too (both for comparison).
+// tensor cores too (both for comparison). OCTET_CUDA_GEMV_PREFETCH=ring|stage|nostage|deep|rowpairs puts
+// 1–2 rows on the alternatives in gemv_fp8.cu (measured slower; for comparison). Both are read at each call.
 bool gemv_e4m3_fits(int64_t rows, int64_t k);
 void launch_gemv_e4m3(const uint8_t* x, const float* row_scales, int64_t rows, const uint8_t* w, const float* col_scales,
                       int64_t n, int64_t k, float* y, cudaStream_t s);
