@@ -7,7 +7,7 @@
 #   tools/gpu_session.sh budget_s stages STAGE...            (only the named stages, in this order)
 #
 # Stages: tests (GPU tests), model (real SmolLM2 CUDA vs CPU + its bench; needs the GGUF), bench8 (8B fp8),
-# ab (8B fp8 with each fast path switched off in turn), serve_decode (the decode-bound server run only), serve_external (the same with the server in its own process), sync (pipelined against --sync-each-step decode; serve with a small pool), ab3 (this session's switches: PDL, decode / prefill attention, grouped GEMM; bf16 b1; 70B), ncu_attention (decode attention kernel times), check7 (the mid-session check: merged default and each new switch, 8B), ab7 (version 7's switches: fused products, decode attention v1, 70B with five-block GEMV, bf16 and FP8 vocabulary b1), ncu_detail (ncu --set full on the decode attention, GEMV and prefill attention kernels; DETAIL_RUNS selects), gemv (8B b1 under each OCTET_CUDA_GEMV_PREFETCH value, with the FP8 LM head, 70B b1), final (70B, bf16, FP8 vocabulary, decode-attention and PDL switches), bench70 (70B fp8), bf16 (8B bf16), vocab (8B with an FP8
+# ab (8B fp8 with each fast path switched off in turn), serve_decode (the decode-bound server run only), serve_external (the same with the server in its own process), sync (pipelined against --sync-each-step decode; serve with a small pool), ab3 (this session's switches: PDL, decode / prefill attention, grouped GEMM; bf16 b1; 70B), ncu_attention (decode attention kernel times), final7 (version 7's figures for issue 3's table, attention split sweep), check7 (the mid-session check: merged default and each new switch, 8B), ab7 (version 7's switches: fused products, decode attention v1, 70B with five-block GEMV, bf16 and FP8 vocabulary b1), ncu_detail (ncu --set full on the decode attention, GEMV and prefill attention kernels; DETAIL_RUNS selects), gemv (8B b1 under each OCTET_CUDA_GEMV_PREFETCH value, with the FP8 LM head, 70B b1), final (70B, bf16, FP8 vocabulary, decode-attention and PDL switches), bench70 (70B fp8), bf16 (8B bf16), vocab (8B with an FP8
 # LM head and table, and bf16 batch 1), ab2 (skinny GEMM and GEMM epilogue switches, 70B), serve, load,
 # sanitizer, profile (ncu per-kernel times of 8B decode b1 / b64, 8B prefill 4096, 70B decode b1). The build always runs first.
 #
@@ -152,6 +152,18 @@ stage_check7() {  # the mid-session check of version 7: the merged default and e
     OCTET_CUDA_GEMV_PREFETCH=$gemv bench "8B fp8, OCTET_CUDA_GEMV_PREFETCH=$gemv" 30 $m8 --batch 1
   done
   OCTET_CUDA_FUSED_PRODUCTS=0 bench "8B fp8, OCTET_CUDA_FUSED_PRODUCTS=0" 40 $m8 --batch 32,64,128
+}
+stage_final7() {  # version 7's figures for issue 3's table from one binary, and the attention split sweep
+  local m8="--dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8"
+  local m70="--dummy-weights configs/models/Llama-3.3-70B-Instruct.json --precision fp8"
+  bench "8B fp8" 100 $m8
+  for blocks in 256 2048; do
+    OCTET_CUDA_GROUPED_ATTENTION_BLOCKS=$blocks bench "8B fp8, OCTET_CUDA_GROUPED_ATTENTION_BLOCKS=$blocks" 30 $m8 --prefill 128 --batch 8,64
+  done
+  bench "70B fp8" 90 $m70 --prefill 1024,4096 --batch 1,8,64
+  OCTET_CUDA_TENSOR_GEMV_BLOCKS=5 bench "70B fp8, OCTET_CUDA_TENSOR_GEMV_BLOCKS=5" 50 $m70 --prefill 128 --batch 1
+  bench "8B bf16, batch 1" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision bf16 --prefill 128 --batch 1
+  bench "8B fp8, FP8 LM head and table" 40 $m8 --prefill 128 --batch 1,64 llm.lm_head_precision=fp8 llm.embedding_precision=fp8
 }
 stage_gemv() {  # the one-row GEMV's switch (OCTET_CUDA_GEMV_PREFETCH, gemv_fp8.cu): the default against each alternative
   local m8="--dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 128"
@@ -316,8 +328,9 @@ stage_load() {
 stage_sanitizer() {
   if (($(left) > 40)); then
     cap=$(($(left) - 20)); ((cap > 150)) && cap=150
+    # SANITIZER_FILTER (default every Cuda* test) narrows it to the suites a change touched.
     timeout "$cap" compute-sanitizer --tool memcheck --leak-check no build-gpu/octet_tests \
-      --gtest_filter='Cuda*' >"$out/sanitizer.log" 2>&1
+      --gtest_filter="${SANITIZER_FILTER:-Cuda*}" >"$out/sanitizer.log" 2>&1
     note "compute-sanitizer memcheck: rc $? — $(grep -E 'ERROR SUMMARY' "$out/sanitizer.log" | tail -1) $(grep -E '^\[  (PASSED|FAILED) ' "$out/sanitizer.log" | tr '\n' ' ')"
   else
     note "compute-sanitizer: skipped (time budget)"
