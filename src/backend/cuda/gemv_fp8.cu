@@ -9,10 +9,11 @@
 // (1024 rows: 128 blocks alone, fewer than the SMs) ride along with q.
 //
 // One and two rows (decode at batch 1) run on gemv_e4m3_kernel by default: each lane loads rounds
-// of 4 chunks, the first before the wait for the previous kernel. Two alternatives, behind
-// OCTET_CUDA_GEMV_PREFETCH, were written against ncu's view of it (45–47% of DRAM peak for q/k/v
-// and o, two dependent rounds at k = 4096) and measured slower in the real step (H200, 2026-12-01,
-// 8B fp8 b1: 3.108 ms a step by default, 3.253 on the ring kernel; docs/PERFORMANCE.md version 7):
+// of 4 chunks, the first before the wait for the previous kernel. The alternatives behind
+// OCTET_CUDA_GEMV_PREFETCH were written against ncu's view of it (45–47% of DRAM peak for q/k/v
+// and o, two dependent rounds at k = 4096) and none was faster in the real step (H200, 2026-12-01,
+// 8B fp8 b1, ms a step: 3.108 default against 3.253 ring; later 2.984 default against 3.137 deep
+// and 3.007 rowpairs; docs/PERFORMANCE.md version 7). They are kept for comparison:
 // - gemv_e4m3_ring_kernel ("ring"): each lane keeps kRingChunks = 8 chunks (128 bytes) in flight
 //   through cp.async into a ring in shared memory (no registers hold them), the first 8 issued before
 //   the wait (the whole row at k = 4096), each pair consumed refilling its slot with the pair 8
@@ -23,7 +24,7 @@
 //   in registers, where the rounds divide the row.
 // - gemv_e4m3_row_pairs_kernel ("rowpairs", one row of x): two weight rows a warp, x widened once
 //   for both (66 instructions per 16 weight bytes instead of 81), rounds of 4 chunks a lane a row.
-// Per lane all three add the same products (fmaf chains of 16 from zero) in the same order: their
+// Per lane all of them add the same products (fmaf chains of 16 from zero) in the same order: their
 // results are bit-identical (tests/backend/cuda_gemv_test.cpp checks that). The switch is read at
 // each launch (a recorded step keeps the kernel it was recorded with); unset or "0": the default.
 #include "backend/cuda/cuda_check.h"
