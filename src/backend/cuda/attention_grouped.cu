@@ -44,7 +44,10 @@ constexpr int kThreads = kWarps * 32;
 constexpr int kTile = 16;                  // positions per MMA tile
 constexpr int kMaxGroup = 8;               // query heads per KV head: the MMAs' 8 columns
 constexpr int64_t kMinSpan = 64;           // positions per split, at least: a tile per warp
-constexpr int64_t kTargetBlocks = 2048;    // ~4 resident blocks on each of 132 SMs, a few waves (or the switch below)
+// Blocks the splits aim for (or the switch below): one wave of 4 resident blocks on 132 SMs. Fewer,
+// longer splits won on the H200 (8B b8 / b64 step: 3.698 / 5.259 ms at 512 against 4.187 / 5.667 at
+// 2048): a warp's start and end (table, first tile; merge, fence, counter) weigh less.
+constexpr int64_t kTargetBlocks = 512;
 constexpr int kMaxSplits = 512;            // the merge's per-split weights fit the stages' memory
 constexpr int kExchangeStride = 20;        // floats per head row of the P exchange: stores conflict-free
 constexpr int kQTopExponent = 14;          // q scaled into [2^13, 2^14)

@@ -12,7 +12,7 @@ namespace octet::backend::cuda {
 // BF16 / FP8 caches, head_dim 64 or 128, groups of 1–8 query heads per KV head.
 bool grouped_attention_fits(const KvLayout& layout, int64_t heads);
 // Splits of each (token, KV head) item: a function of the shape only (replays with any positions),
-// aiming at 2048 blocks or OCTET_CUDA_GROUPED_ATTENTION_BLOCKS (a count, for tuning).
+// aiming at 512 blocks or OCTET_CUDA_GROUPED_ATTENTION_BLOCKS (a count, for tuning).
 int grouped_attention_splits(int64_t items, int64_t max_context);
 // items = tokens · kv_heads blocks of `splits` each; partial holds items · splits · group ·
 // (head_dim + 2) floats when splits > 1, counters one zero per item (left zero).

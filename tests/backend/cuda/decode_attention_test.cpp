@@ -310,7 +310,8 @@ class CudaDecodeAttention : public ::testing::Test {
   std::mt19937_64 rng_;
 };
 
-// One token of 5,000 positions: 79 splits of 64 positions (the grid has 128), merged by the last block.
+// One token of 5,000 positions: 79 splits of 64 positions (the grid has 128; with 8 KV heads 63 splits
+// of 80 in a grid of 64), merged by the last block.
 TEST_F(CudaDecodeAttention, LongContextManySplits) {
   check_both_kernels({2, 1, 64, KvStorage::e4m3, 8192}, {4999});
   check_both_kernels({1, 8, 128, KvStorage::bf16, 8192}, {4999});
@@ -324,8 +325,8 @@ TEST_F(CudaDecodeAttention, BelowOneSplit) {
   check_both_kernels({3, 1, 128, KvStorage::e5m2, 4096}, {63});
 }
 
-// 64 tokens of different lengths (1 .. 1,200): a few splits each, some used by one split only;
-// the Llama-3.1-8B shape among them.
+// 64 tokens of different lengths (1 .. 1,200): one split each for the Llama-3.1-8B shape (512 items
+// fill the target), a few for the others, some tokens using one split only.
 TEST_F(CudaDecodeAttention, BatchOf64DifferentLengths) {
   check_both_kernels({8, 4, 128, KvStorage::e4m3, 2048}, random_positions(rng_, 64, 1200));
   check_both_kernels({2, 8, 64, KvStorage::bf16, 2048}, random_positions(rng_, 64, 1200));
@@ -340,9 +341,9 @@ TEST_F(CudaDecodeAttention, OddGroupsFormatsAndBlockSizes) {
   check_both_kernels({4, 2, 64, KvStorage::bf16, 3000, 16}, {129, 1, 2500});
 }
 
-// Batch 1 at long contexts, as the grouped kernel runs every batch size with OCTET_CUDA_DECODE_ATTENTION=v2:
-// 9,000 positions over 141 splits of 64 (the Llama-3.1-8B shape), and 40,000 over 500 splits of
-// 80 (near the 512-split cap, one KV head: the merge's weights fill most of the shared memory).
+// Batch 1 at long contexts (the grouped kernel runs every batch size): 9,000 positions over 63 splits
+// of 144 (the Llama-3.1-8B shape), and 40,000 over 500 splits of 80 (near the 512-split cap, one KV
+// head: the merge's weights fill most of the shared memory).
 TEST_F(CudaDecodeAttention, BatchOneLongContexts) {
   check_both_kernels({8, 4, 128, KvStorage::e4m3, 16384}, {8999});
   check_both_kernels({8, 8, 128, KvStorage::e5m2, 16384}, {9000});
@@ -399,7 +400,11 @@ TEST(CudaDecodeAttentionSwitches, GroupedBlocksTargetSetsTheSplits) {
   layout.head_dim = 128;
   layout.storage = KvStorage::e4m3;
   auto floats = [&] { return cuda::attention_scratch(1, 32, 8192, layout, DecodeAttention::grouped).floats; };
-  EXPECT_EQ(floats(), 32u * 128 * 130);  // 2048 blocks / 8 items, within 8192 / 64 positions
+  EXPECT_EQ(floats(), 32u * 64 * 130);  // 512 blocks / 8 items (8192 / 64 positions would allow 128)
+  {
+    const testing::ScopedEnvironment target("OCTET_CUDA_GROUPED_ATTENTION_BLOCKS", "256");
+    EXPECT_EQ(floats(), 32u * 32 * 130);
+  }
   {
     const testing::ScopedEnvironment target("OCTET_CUDA_GROUPED_ATTENTION_BLOCKS", "16");
     EXPECT_EQ(floats(), 32u * 2 * 130);
