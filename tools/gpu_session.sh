@@ -7,7 +7,7 @@
 #   tools/gpu_session.sh budget_s stages STAGE...            (only the named stages, in this order)
 #
 # Stages: tests (GPU tests), model (real SmolLM2 CUDA vs CPU + its bench; needs the GGUF), bench8 (8B fp8),
-# ab (8B fp8 with each fast path switched off in turn), serve_decode (the decode-bound server run only), serve_external (the same with the server in its own process), sync (pipelined against --sync-each-step decode; serve with a small pool), ab3 (this session's switches: PDL, decode / prefill attention, grouped GEMM; bf16 b1; 70B), ncu_attention (decode attention kernel times), final7 (version 7's figures for issue 3's table, attention split sweep), check7 (the mid-session check: merged default and each new switch, 8B), ab7 (version 7's switches: fused products, decode attention v1, 70B with five-block GEMV, bf16 and FP8 vocabulary b1), ncu_detail (ncu --set full on the decode attention, GEMV and prefill attention kernels; DETAIL_RUNS selects), gemv (8B b1 under each OCTET_CUDA_GEMV_PREFETCH value, with the FP8 LM head, 70B b1), final (70B, bf16, FP8 vocabulary, decode-attention and PDL switches), bench70 (70B fp8), bf16 (8B bf16), vocab (8B with an FP8
+# ab (8B fp8 with each fast path switched off in turn), serve_decode (the decode-bound server run only), serve_external (the same with the server in its own process), sync (pipelined against --sync-each-step decode; serve with a small pool), ab3 (this session's switches: PDL, decode / prefill attention, grouped GEMM; bf16 b1; 70B), ncu_attention (decode attention kernel times), final7 (version 7's figures for issue 3's table, attention split sweep), check7 (the mid-session check: merged default and each new switch, 8B), ab7 (version 7's switches: fused products, decode attention v1, 70B with the four-block GEMV, bf16 and FP8 vocabulary b1), ncu_detail (ncu --set full on the decode attention, GEMV and prefill attention kernels; DETAIL_RUNS selects), gemv (8B b1 under each OCTET_CUDA_GEMV_PREFETCH value, with the FP8 LM head, 70B b1), final (70B, bf16, FP8 vocabulary, decode-attention and PDL switches), bench70 (70B fp8), bf16 (8B bf16), vocab (8B with an FP8
 # LM head and table, and bf16 batch 1), ab2 (skinny GEMM and GEMM epilogue switches, 70B), serve, load,
 # sanitizer, profile (ncu per-kernel times of 8B decode b1 / b64, 8B prefill 4096, 70B decode b1). The build always runs first.
 #
@@ -136,7 +136,7 @@ stage_ab7() {  # this session's switches (version 7), each against the default (
   OCTET_CUDA_FUSED_PRODUCTS=0 bench "8B fp8, OCTET_CUDA_FUSED_PRODUCTS=0" 40 $m8 --prefill 128 --batch 32,64,128
   OCTET_CUDA_DECODE_ATTENTION=v1 bench "8B fp8, OCTET_CUDA_DECODE_ATTENTION=v1" 40 $m8 --prefill 128 --batch 1,8,64
   bench "70B fp8 (default)" 90 $m70 --prefill 1024,4096 --batch 1,8,64
-  OCTET_CUDA_TENSOR_GEMV_BLOCKS=5 bench "70B fp8, OCTET_CUDA_TENSOR_GEMV_BLOCKS=5" 60 $m70 --prefill 128 --batch 1
+  OCTET_CUDA_TENSOR_GEMV_BLOCKS=1 bench "70B fp8, OCTET_CUDA_TENSOR_GEMV_BLOCKS=1 (the four-block build at one row)" 60 $m70 --prefill 128 --batch 1
   OCTET_CUDA_DECODE_ATTENTION=v1 bench "70B fp8, OCTET_CUDA_DECODE_ATTENTION=v1" 60 $m70 --prefill 128 --batch 1
   bench "8B bf16, batch 1" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision bf16 --prefill 128 --batch 1
   bench "8B fp8, FP8 LM head and table" 40 $m8 --prefill 128 --batch 1,64 llm.lm_head_precision=fp8 llm.embedding_precision=fp8
@@ -161,7 +161,7 @@ stage_final7() {  # version 7's figures for issue 3's table from one binary, and
     OCTET_CUDA_GROUPED_ATTENTION_BLOCKS=$blocks bench "8B fp8, OCTET_CUDA_GROUPED_ATTENTION_BLOCKS=$blocks" 30 $m8 --prefill 128 --batch 8,64
   done
   bench "70B fp8" 90 $m70 --prefill 1024,4096 --batch 1,8,64
-  OCTET_CUDA_TENSOR_GEMV_BLOCKS=5 bench "70B fp8, OCTET_CUDA_TENSOR_GEMV_BLOCKS=5" 50 $m70 --prefill 128 --batch 1
+  OCTET_CUDA_TENSOR_GEMV_BLOCKS=1 bench "70B fp8, OCTET_CUDA_TENSOR_GEMV_BLOCKS=1 (the four-block build at one row)" 50 $m70 --prefill 128 --batch 1
   bench "8B bf16, batch 1" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision bf16 --prefill 128 --batch 1
   bench "8B fp8, FP8 LM head and table" 40 $m8 --prefill 128 --batch 1,64 llm.lm_head_precision=fp8 llm.embedding_precision=fp8
 }
