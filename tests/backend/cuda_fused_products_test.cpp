@@ -37,15 +37,8 @@ size_t bit_mismatches(const std::vector<float>& a, const std::vector<float>& b) 
   return count;
 }
 
-bool any_nan(const std::vector<float>& values) {
-  for (float v : values)
-    if (std::isnan(v)) return true;
-  return false;
-}
-
-double relative_error(const std::vector<float>& got, const std::vector<float>& want) {
-  return testing::relative_error(got, std::vector<double>(want.begin(), want.end()));
-}
+using testing::any_nan;
+using testing::relative_error;
 
 // The same FP8 weights and norm on one backend; gate and up fused as the model fuses them.
 struct Weights {

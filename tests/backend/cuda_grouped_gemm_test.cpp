@@ -34,13 +34,8 @@ namespace {
 
 using testing::DeviceVector;
 
-bool any_nan(const std::vector<float>& values) {
-  return std::any_of(values.begin(), values.end(), [](float v) { return std::isnan(v); });
-}
-
-double relative_error(const std::vector<float>& got, const std::vector<float>& want) {
-  return testing::relative_error(got, std::vector<double>(want.begin(), want.end()));
-}
+using testing::any_nan;
+using testing::relative_error;
 
 class CudaGroupedGemm : public ::testing::Test {
  protected:

@@ -53,5 +53,15 @@ inline double relative_error(const std::vector<float>& a, const std::vector<doub
   }
   return std::sqrt(diff / norm);
 }
+inline double relative_error(const std::vector<float>& a, const std::vector<float>& b) {
+  return relative_error(a, std::vector<double>(b.begin(), b.end()));
+}
+
+// Whether any value is NaN: an output element left unwritten (tests poison outputs with NaN first).
+inline bool any_nan(const std::vector<float>& values) {
+  for (float v : values)
+    if (std::isnan(v)) return true;
+  return false;
+}
 
 }  // namespace octet::testing
