@@ -613,30 +613,20 @@ class CudaBackend final : public Backend {
                       grouped_gemm_ != GroupedGemm::off && unscaled_gemm_rows(m, k);
     if (!fits) return Backend::linear_swiglu(x, gate, up, gate_out, up_out, out);
     check_shape(out, m, n, "swiglu output");
-    const auto& input = quantized(x);
     ensure_capacity(group_product_, static_cast<size_t>(m * group->rows));
+    auto& o = cast(out);
+    // Where the fused kernel does not fit (rows not whole float4s), the default: GEMM, split pass, SwiGLU.
+    if (!swiglu_quantize_product_fits(group_product_.data(), group->rows, g.first_row, u.first_row, group->scales.data(),
+                                      m, n, o.data.data(), o.codes.data()))
+      return Backend::linear_swiglu(x, gate, up, gate_out, up_out, out);
+    const auto& input = quantized(x);
     if (!gemm_->run(GemmType::e4m3, input.codes.data(), group->codes.data(), group_product_.data(), m, group->rows, k, stream_))
       return Backend::linear_swiglu(x, gate, up, gate_out, up_out, out);
-    auto& o = cast(out);
-    if (try_launch_swiglu_quantize_product_in_registers(group_product_.data(), group->rows, g.first_row, u.first_row,
-                                                        input.row_scales.data(), group->scales.data(), m, n, o.data.data(),
-                                                        o.codes.data(), o.row_scales.data(), stream_)) {
-      o.codes_current = true;
-      return;
-    }
-    ScaleSplit split;
-    split.count = 2;
-    split.product_cols = group->rows;
-    Activations* members[] = {&gate_out, &up_out};
-    const CudaLinear* weights[] = {&g, &u};
-    for (int i = 0; i < 2; ++i) {
-      check_shape(*members[i], m, n, "linear output");
-      split.out[i] = cast(*members[i]).data.data();
-      split.first_col[i] = weights[i]->first_row;
-      split.cols[i] = n;
-    }
-    launch_scale_split(group_product_.data(), m, input.row_scales.data(), group->scales.data(), split, stream_);
-    swiglu(gate_out, up_out, out);
+    if (!try_launch_swiglu_quantize_product_in_registers(group_product_.data(), group->rows, g.first_row, u.first_row,
+                                                         input.row_scales.data(), group->scales.data(), m, n, o.data.data(),
+                                                         o.codes.data(), o.row_scales.data(), stream_))
+      fail("cuda backend: the fused SwiGLU refused a product it was checked to fit");
+    o.codes_current = true;
   }
 
   void linear(const Activations& x, const LinearWeight& weight, Activations& out) override {

@@ -338,18 +338,24 @@ bool try_launch_swiglu_quantize_in_registers(const float* gate, const float* up,
   return true;
 }
 
+bool swiglu_quantize_product_fits(const float* product, int64_t product_cols, int64_t gate_col, int64_t up_col,
+                                  const float* product_col_scales, int64_t rows, int64_t cols, const float* out,
+                                  const uint8_t* codes) {
+  // At most 4 float4s a thread: the column scales' loads double the registers of the inputs.
+  return plan_row(rows, cols, 4).vectors_per_thread != 0 && product_cols % 4 == 0 && aligned(product + gate_col, 16) &&
+         aligned(product + up_col, 16) && aligned(product_col_scales + gate_col, 16) &&
+         aligned(product_col_scales + up_col, 16) && aligned(out, 16) && aligned(codes, 4);
+}
+
 bool try_launch_swiglu_quantize_product_in_registers(const float* product, int64_t product_cols, int64_t gate_col,
                                                      int64_t up_col, const float* product_row_scales,
                                                      const float* product_col_scales, int64_t rows, int64_t cols,
                                                      float* out, uint8_t* codes, float* row_scales, cudaStream_t s) {
-  // At most 4 float4s a thread: the column scales' loads double the registers of the inputs.
+  if (!swiglu_quantize_product_fits(product, product_cols, gate_col, up_col, product_col_scales, rows, cols, out, codes))
+    return false;
   const RowPlan plan = plan_row(rows, cols, 4);
   const float* gate = product + gate_col;
   const float* up = product + up_col;
-  if (plan.vectors_per_thread == 0 || product_cols % 4 != 0 || !aligned(gate, 16) || !aligned(up, 16) ||
-      !aligned(product_col_scales + gate_col, 16) || !aligned(product_col_scales + up_col, 16) || !aligned(out, 16) ||
-      !aligned(codes, 4))
-    return false;
   const ProductInput input{product_cols, product_row_scales, product_col_scales + gate_col, product_col_scales + up_col};
   launch_planned<4>(plan, rows, s, SwigluKernels<true>{}, gate, up, cols, plan.parts, plan.chunk, out, codes, row_scales,
                     input);
