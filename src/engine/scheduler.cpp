@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <numeric>
 
 namespace octet::engine {
 
@@ -422,7 +423,7 @@ int64_t Scheduler::warm_up() {
     batch.positions.assign(static_cast<size_t>(tokens), 0);
     batch.slots.assign(static_cast<size_t>(tokens), padding_slot_);
     std::vector<int64_t> rows(static_cast<size_t>(tokens));
-    for (int64_t i = 0; i < tokens; ++i) rows[static_cast<size_t>(i)] = i;
+    std::iota(rows.begin(), rows.end(), int64_t{0});
     const int64_t replayed = backend.replayed_steps();
     model_.forward(batch, rows, nullptr);
     return backend.replayed_steps() > replayed;
@@ -432,7 +433,7 @@ int64_t Scheduler::warm_up() {
   padding_step(sizes.front());
   if (backend.samples_on_device()) {
     std::vector<int64_t> rows(static_cast<size_t>(sizes.front()));
-    for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int64_t>(i);
+    std::iota(rows.begin(), rows.end(), int64_t{0});
     std::vector<backend::RowSampling> settings(rows.size());
     std::vector<int32_t> tokens(rows.size());
     backend.sample_rows(model_.logits(), rows, settings, tokens);
