@@ -190,10 +190,11 @@ stage_ncu_attention() {  # per-launch times of the decode attention kernels only
 stage_ncu_detail() {  # ncu's full sections (occupancy, stall reasons, memory) for the kernels that miss their roofline
   local m8="--dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 16 --steps 2"
   # name;environment;kernel regex;launches skipped;launches profiled;bench arguments. The 16-token prefill's four
-  # passes come first (grouped attention and tensor-core GEMVs: 128 and 512 launches), then two unprofiled decode steps.
+  # passes come first (grouped attention and tensor-core GEMVs: 128 and 512 launches; under
+  # OCTET_CUDA_DECODE_ATTENTION=v1 the prefill too runs v1 and its merge: 256), then two unprofiled decode steps.
   local -a runs=("attn_b64;;regex:grouped_attention;192;1;$m8 --batch 64"
     "attn_b1_v2;OCTET_CUDA_DECODE_ATTENTION=v2;regex:grouped_attention;192;1;$m8 --batch 1"
-    "attn_b1_v1;OCTET_CUDA_DECODE_ATTENTION=v1;regex:attention_(kernel|combine);128;2;$m8 --batch 1"
+    "attn_b1_v1;OCTET_CUDA_DECODE_ATTENTION=v1;regex:attention_(kernel|combine);384;2;$m8 --batch 1"
     "gemv_b1;;regex:gemv_e4m3_(ring_|row_pairs_)?kernel;256;4;$m8 --batch 1"
     "gemv_b1_ring;OCTET_CUDA_GEMV_PREFETCH=ring;regex:gemv_e4m3_(ring_|row_pairs_)?kernel;256;4;$m8 --batch 1"
     "gemv_b1_rowpairs;OCTET_CUDA_GEMV_PREFETCH=rowpairs;regex:gemv_e4m3_(ring_|row_pairs_)?kernel;256;4;$m8 --batch 1"
