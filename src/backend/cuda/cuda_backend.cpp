@@ -585,20 +585,21 @@ class CudaBackend final : public Backend {
     check_shape(proj, m, n, "linear output");
     check_shape(residual, m, n, "residual");
     check_shape(out, m, n, "rmsnorm output");
-    const auto& input = quantized(x);
     float* product = cast(proj).data.data();
-    if (!gemm_->run(GemmType::e4m3, input.codes.data(), w.e4m3_codes(), product, m, n, k, stream_))
-      return Backend::linear_add_rmsnorm(x, weight, proj, residual, norm, eps, out);
+    float* r = cast(residual).data.data();
     auto& o = cast(out);
     const float* norm_weights = static_cast<const CudaVector&>(norm).values.data();
-    if (try_launch_add_product_rmsnorm_quantize_in_registers(cast(residual).data.data(), product, input.row_scales.data(),
-                                                             w.channel_scales(), norm_weights, eps, m, n, o.data.data(),
-                                                             o.codes.data(), o.row_scales.data(), stream_)) {
-      o.codes_current = true;
-      return;
-    }
-    launch_scale_rows_cols(product, m, n, input.row_scales.data(), w.channel_scales(), stream_);
-    add_rmsnorm(residual, proj, norm, eps, out);
+    // Where the fused norm does not fit (rows too wide, unaligned), the default: GEMM, scaling pass, norm.
+    if (!add_product_rmsnorm_quantize_fits(r, product, w.channel_scales(), norm_weights, m, n, o.data.data(), o.codes.data()))
+      return Backend::linear_add_rmsnorm(x, weight, proj, residual, norm, eps, out);
+    const auto& input = quantized(x);
+    if (!gemm_->run(GemmType::e4m3, input.codes.data(), w.e4m3_codes(), product, m, n, k, stream_))
+      return Backend::linear_add_rmsnorm(x, weight, proj, residual, norm, eps, out);
+    if (!try_launch_add_product_rmsnorm_quantize_in_registers(r, product, input.row_scales.data(), w.channel_scales(),
+                                                              norm_weights, eps, m, n, o.data.data(), o.codes.data(),
+                                                              o.row_scales.data(), stream_))
+      fail("cuda backend: the fused norm refused a product it was checked to fit");
+    o.codes_current = true;
   }
 
   void linear_swiglu(const Activations& x, const LinearWeight& gate, const LinearWeight& up, Activations& gate_out,
@@ -615,7 +616,7 @@ class CudaBackend final : public Backend {
     check_shape(out, m, n, "swiglu output");
     ensure_capacity(group_product_, static_cast<size_t>(m * group->rows));
     auto& o = cast(out);
-    // Where the fused kernel does not fit (rows not whole float4s), the default: GEMM, split pass, SwiGLU.
+    // Where the fused SwiGLU does not fit (rows not whole float4s), the default: GEMM, split pass, SwiGLU.
     if (!swiglu_quantize_product_fits(group_product_.data(), group->rows, g.first_row, u.first_row, group->scales.data(),
                                       m, n, o.data.data(), o.codes.data()))
       return Backend::linear_swiglu(x, gate, up, gate_out, up_out, out);

@@ -88,7 +88,10 @@ bool try_launch_swiglu_quantize_in_registers(const float* gate, const float* up,
 // launch_scale_rows_cols / launch_scale_split would scale it. SwiGLU's gate and up are the product's
 // columns [gate_col, gate_col + cols) and [up_col, …) of rows product_cols wide (one fused gate/up GEMM),
 // product_col_scales indexed by product column. False (nothing launched) where they do not fit.
-// Whether try_launch_swiglu_quantize_product_in_registers would launch (before running the GEMM it needs).
+// Whether the two below would launch (asked before running the GEMM they need).
+bool add_product_rmsnorm_quantize_fits(const float* residual, const float* product, const float* product_col_scales,
+                                       const float* weight, int64_t rows, int64_t cols, const float* out,
+                                       const uint8_t* codes);
 bool swiglu_quantize_product_fits(const float* product, int64_t product_cols, int64_t gate_col, int64_t up_col,
                                   const float* product_col_scales, int64_t rows, int64_t cols, const float* out,
                                   const uint8_t* codes);

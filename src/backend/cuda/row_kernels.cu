@@ -374,14 +374,20 @@ bool try_launch_add_rmsnorm_quantize_in_registers(float* residual, const float* 
   return true;
 }
 
+bool add_product_rmsnorm_quantize_fits(const float* residual, const float* product, const float* product_col_scales,
+                                       const float* weight, int64_t rows, int64_t cols, const float* out,
+                                       const uint8_t* codes) {
+  return plan_row(rows, cols, 4).vectors_per_thread != 0 && aligned(residual, 16) && aligned(product, 16) &&
+         aligned(product_col_scales, 16) && aligned(weight, 16) && aligned(out, 16) && aligned(codes, 4);
+}
+
 bool try_launch_add_product_rmsnorm_quantize_in_registers(float* residual, const float* product,
                                                           const float* product_row_scales, const float* product_col_scales,
                                                           const float* weight, float eps, int64_t rows, int64_t cols,
                                                           float* out, uint8_t* codes, float* row_scales, cudaStream_t s) {
-  const RowPlan plan = plan_row(rows, cols, 4);
-  if (plan.vectors_per_thread == 0 || !aligned(residual, 16) || !aligned(product, 16) || !aligned(product_col_scales, 16) ||
-      !aligned(weight, 16) || !aligned(out, 16) || !aligned(codes, 4))
+  if (!add_product_rmsnorm_quantize_fits(residual, product, product_col_scales, weight, rows, cols, out, codes))
     return false;
+  const RowPlan plan = plan_row(rows, cols, 4);
   const ProductInput input{cols, product_row_scales, product_col_scales, nullptr};
   launch_planned<4>(plan, rows, s, RmsnormKernels<true>{}, residual, product, weight, eps, cols, plan.parts, plan.chunk, out,
                     codes, row_scales, input);
