@@ -626,8 +626,16 @@ bool use_tensor_cores(int64_t rows, int64_t n, int64_t k) {
 
 // Up to 16 tokens: at 32 and 64, cuBLASLt was faster on the H200 (8B decode 7.57 vs 10.19 ms per
 // step at batch 32, docs/PERFORMANCE.md version 4), so the wider tiles are not dispatched.
+// OCTET_CUDA_GEMV_MAX_ROWS=N (1–16, read at each call) lowers the bound, so the rows above it take
+// cuBLASLt: for measuring where the GEMV stops winning.
 bool gemv_e4m3_fits(int64_t rows, int64_t k) {
-  if (k % 64 == 0 && tensor_core_gemv() != TensorGemv::off) return rows <= 16;
+  int64_t max_rows = 16;
+  if (const char* value = std::getenv("OCTET_CUDA_GEMV_MAX_ROWS")) {
+    const int parsed = std::atoi(value);
+    if (parsed >= 1 && parsed < 16) max_rows = parsed;
+  }
+  if (rows > max_rows) return false;
+  if (k % 64 == 0 && tensor_core_gemv() != TensorGemv::off) return true;
   return k % 16 == 0 && rows <= 8;
 }
 
