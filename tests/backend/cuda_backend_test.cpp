@@ -79,13 +79,16 @@ class CudaVsCpu : public ::testing::Test {
 
 TEST_F(CudaVsCpu, LinearAllFormatsAndShapes) {
   struct Shape { int64_t rows, in, out; };
-  // k a multiple of 64 and ≤ 16 rows: tensor-core GEMV (tiles of 8 and 16 tokens); k = 1040
-  // (16 · 65) and ≤ 8 rows: CUDA-core GEMV; k = 1000 or 40: the plain fallback; else cuBLASLt.
+  // k a multiple of 64 and ≤ 8 rows: tensor-core GEMV (16 rows with OCTET_CUDA_GEMV_MAX_ROWS=16,
+  // the second pass); k = 1040 (16 · 65) and ≤ 8 rows: CUDA-core GEMV; k = 1000 or 40: the plain
+  // fallback; else cuBLASLt.
   const Shape shapes[] = {{1, 576, 192}, {3, 1000, 257}, {8, 1024, 513}, {17, 64, 33}, {64, 512, 384}, {5, 40, 9},
                           {2, 1040, 77}, {7, 4096, 1030}, {4, 64, 15}, {13, 1088, 100}, {40, 1024, 257},
                           {65, 512, 384}, {12, 1040, 50}};
+  for (const char* max_rows : {"8", "16"})
   for (LinearFormat format : {LinearFormat::fp8, LinearFormat::bf16, LinearFormat::f32}) {
-    // FP8 on tensor cores (cuBLASLt above 8 rows, the mma.sync GEMV for k % 64 == 0) accumulates
+    const testing::ScopedEnvironment gemv_rows("OCTET_CUDA_GEMV_MAX_ROWS", max_rows);
+    // FP8 on tensor cores (cuBLASLt above the GEMV's rows, the mma.sync GEMV for k % 64 == 0) accumulates
     // narrower than float32 (about 1e-4 relative); the CUDA-core GEMV and the CPU in float32.
     const double tolerance = format == LinearFormat::bf16 ? 1e-3 : format == LinearFormat::fp8 ? 1e-3 : 1e-5;
     for (Shape s : shapes) {
@@ -96,7 +99,8 @@ TEST_F(CudaVsCpu, LinearAllFormatsAndShapes) {
       Pair in = pair(s.rows, s.in, x), out = poisoned(s.rows, s.out);
       cpu_->linear(*in.cpu, *wc, *out.cpu);
       gpu_->linear(*in.gpu, *wg, *out.gpu);
-      EXPECT_LT(error(out), tolerance) << "format " << int(format) << " rows " << s.rows << " in " << s.in << " out " << s.out;
+      EXPECT_LT(error(out), tolerance) << "format " << int(format) << " rows " << s.rows << " in " << s.in << " out " << s.out
+                                       << " GEMV up to " << max_rows << " rows";
     }
   }
 }
@@ -107,6 +111,7 @@ TEST_F(CudaVsCpu, LinearAllFormatsAndShapes) {
 // 8192 × 8192 weight (one row goes there from n, k >= 8192), odd n.
 TEST_F(CudaVsCpu, TensorCoreGemvBuiltForFiveBlocksASmGivesTheSameBits) {
   struct Shape { int64_t rows, in, out; };
+  const testing::ScopedEnvironment gemv_for_large("OCTET_CUDA_GEMV_LARGE", "0");  // else 8192 × 8192 takes cuBLASLt
   for (Shape s : {Shape{2, 1024, 513}, Shape{5, 4096, 1030}, Shape{8, 2048, 777}, Shape{1, 8192, 8192}}) {
     auto x = testing::random_normal(rng_, static_cast<size_t>(s.rows * s.in));
     auto w = testing::random_normal(rng_, static_cast<size_t>(s.out * s.in), 0.05f);
@@ -731,6 +736,20 @@ TEST_F(CudaVsCpu, TinyLlamaLogitsMatchWithGroupedGemms) {
   expect_tiny_llama_matches(*cpu_, *gpu_, rng_, 64, prompt_lengths, 1e-4, 1e-2, 1e-3);
   use_backend_with("OCTET_CUDA_GROUPED_GEMM", "all");
   expect_tiny_llama_matches(*cpu_, *gpu_, rng_, 512, {300, 150}, 1e-2, 2e-2, 1e-2);
+}
+
+// Weights large enough for cuBLASLt at every row count (gemv_e4m3_preferred; here every weight, with
+// OCTET_CUDA_GEMV_LARGE=64,64): one- and two-token decode steps (recorded and replayed) through the
+// unscaled GEMM into the fused norm / SwiGLU, and q/k/v through the grouped GEMM, match the CPU as the
+// GEMV's do; and OCTET_CUDA_GEMV_MAX_ROWS=0 (no GEMV at all) likewise.
+TEST_F(CudaVsCpu, TinyLlamaLogitsMatchWithLargeWeightsOnCublasLt) {
+  {
+    const testing::ScopedEnvironment large("OCTET_CUDA_GEMV_LARGE", "64,64");
+    expect_tiny_llama_matches(*cpu_, *gpu_, rng_, 64, {37}, 1e-4, 1e-2, 1e-3);
+    expect_tiny_llama_matches(*cpu_, *gpu_, rng_, 64, {9, 20}, 1e-4, 1e-2, 1e-3);
+  }
+  const testing::ScopedEnvironment no_gemv("OCTET_CUDA_GEMV_MAX_ROWS", "0");
+  expect_tiny_llama_matches(*cpu_, *gpu_, rng_, 64, {5, 3, 11}, 1e-4, 1e-2, 1e-3);
 }
 
 // Decode steps replayed from CUDA graphs give bit-identical logits to the same steps run op by op

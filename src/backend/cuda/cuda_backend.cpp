@@ -540,8 +540,10 @@ class CudaBackend final : public Backend {
   void linear_group(const Activations& x, std::span<const LinearWeight* const> weights,
                     std::span<Activations* const> outs) override {
     const bool skinny = use_skinny_gemm(x.rows, x.cols);
+    int64_t group_n = 0;  // the launch's matrix: the members' rows together
+    for (const LinearWeight* weight : weights) group_n += weight->out_features;
     bool fused = weights.size() <= GemvGroup::kMaxMembers && weights.size() == outs.size() &&
-                 (gemv_e4m3_fits(x.rows, x.cols) || skinny);
+                 (gemv_e4m3_preferred(x.rows, group_n, x.cols) || skinny);
     for (const LinearWeight* weight : weights) {
       const auto& w = static_cast<const CudaLinear&>(*weight);
       fused = fused && w.format == LinearFormat::fp8 && w.block_scales.size() == 0 && w.static_input_scale <= 0.0f &&
@@ -566,12 +568,14 @@ class CudaBackend final : public Backend {
     else launch_gemv_e4m3_group(input.codes.data(), input.row_scales.data(), x.rows, group, x.cols, stream_);
   }
 
-  // For 17–128 rows an FP8 product is an unscaled cuBLASLt GEMM plus a scaling pass over its output
+  // Where the GEMV is not taken (gemv_e4m3_preferred: above 8 rows, and large weights at every row
+  // count) an FP8 product is an unscaled cuBLASLt GEMM plus a scaling pass over its output
   // (gemm_e4m3, grouped_gemm). The two ops below leave out that pass where the product's only reader
   // follows at once: the norm and SwiGLU kernels apply the row and channel scales as they load it (the
   // same floats as the pass). OCTET_CUDA_FUSED_PRODUCTS=0 keeps the pass (for comparison).
-  bool unscaled_gemm_rows(int64_t m, int64_t k) const {
-    return fused_products_ && !gemv_e4m3_fits(m, k) && !use_skinny_gemm(m, k) && !(epilogue_scales_ && m > kMinEpilogueScaledRows);
+  bool unscaled_gemm_rows(int64_t m, int64_t n, int64_t k) const {
+    return fused_products_ && !gemv_e4m3_preferred(m, n, k) && !use_skinny_gemm(m, k) &&
+           !(epilogue_scales_ && m > kMinEpilogueScaledRows);
   }
   static bool plain_fp8(const CudaLinear& w) {
     return w.format == LinearFormat::fp8 && w.static_input_scale <= 0.0f && w.block_scales.size() == 0;
@@ -581,7 +585,7 @@ class CudaBackend final : public Backend {
                           const VectorWeight& norm, float eps, Activations& out) override {
     const auto& w = static_cast<const CudaLinear&>(weight);
     const int64_t m = x.rows, n = w.out_features, k = w.in_features;
-    if (!plain_fp8(w) || x.cols != k || !unscaled_gemm_rows(m, k)) return Backend::linear_add_rmsnorm(x, weight, proj, residual, norm, eps, out);
+    if (!plain_fp8(w) || x.cols != k || !unscaled_gemm_rows(m, n, k)) return Backend::linear_add_rmsnorm(x, weight, proj, residual, norm, eps, out);
     check_shape(proj, m, n, "linear output");
     check_shape(residual, m, n, "residual");
     check_shape(out, m, n, "rmsnorm output");
@@ -611,7 +615,7 @@ class CudaBackend final : public Backend {
     const FusedLinears* group = g.fused.get();
     const bool fits = group && group == u.fused.get() && group->members == 2 && g.fused_index == 0 && u.fused_index == 1 &&
                       plain_fp8(g) && plain_fp8(u) && u.out_features == n && u.in_features == k && x.cols == k &&
-                      grouped_gemm_ != GroupedGemm::off && unscaled_gemm_rows(m, k);
+                      grouped_gemm_ != GroupedGemm::off && unscaled_gemm_rows(m, n + u.out_features, k);
     if (!fits) return Backend::linear_swiglu(x, gate, up, gate_out, up_out, out);
     check_shape(out, m, n, "swiglu output");
     ensure_capacity(group_product_, static_cast<size_t>(m * group->rows));
@@ -656,7 +660,7 @@ class CudaBackend final : public Backend {
           return;
         }
         // Decode-sized batches read each weight once through the GEMV; larger ones go to tensor cores.
-        if (gemv_e4m3_fits(m, k)) {
+        if (gemv_e4m3_preferred(m, n, k)) {
           launch_gemv_e4m3(codes, scales, m, w.e4m3_codes(), w.channel_scales(), n, k, y, stream_);
         } else if (use_skinny_gemm(m, k)) {
           GemvGroup group;

@@ -35,6 +35,7 @@
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <string_view>
 
@@ -624,19 +625,49 @@ bool use_tensor_cores(int64_t rows, int64_t n, int64_t k) {
 }
 }  // namespace
 
-// Up to 16 tokens: at 32 and 64, cuBLASLt was faster on the H200 (8B decode 7.57 vs 10.19 ms per
-// step at batch 32, docs/PERFORMANCE.md version 4), so the wider tiles are not dispatched.
-// OCTET_CUDA_GEMV_MAX_ROWS=N (1–16, read at each call) lowers the bound, so the rows above it take
-// cuBLASLt: for measuring where the GEMV stops winning.
+// Up to 16 tokens on tensor cores (8 on CUDA cores): the kernels' reach. Which shapes the backend
+// actually gives them is gemv_e4m3_preferred's choice.
 bool gemv_e4m3_fits(int64_t rows, int64_t k) {
-  int64_t max_rows = 16;
-  if (const char* value = std::getenv("OCTET_CUDA_GEMV_MAX_ROWS")) {
-    const int parsed = std::atoi(value);
-    if (parsed >= 1 && parsed < 16) max_rows = parsed;
-  }
-  if (rows > max_rows) return false;
+  if (rows > 16) return false;
   if (k % 64 == 0 && tensor_core_gemv() != TensorGemv::off) return true;
   return k % 16 == 0 && rows <= 8;
+}
+
+namespace {
+// Measured on the H200, 2026-12-01 (docs/PERFORMANCE.md version 8), ms a decode step, GEMV against
+// cuBLASLt for the same rows: Llama-3.1-8B b1 2.978 / 3.322, b2 3.251 / 3.368, b4 3.378 / 3.552, b8
+// 3.658 / 3.605, b12 4.504 / 3.908, b16 4.746 / 4.024; Llama-3.3-70B (every weight n, k >= 8192) b1
+// 20.145 / 19.559, b2 20.481 / 20.162, b8 21.808 / 21.044, b16 26.040 / 21.446. So the GEMV takes up
+// to 8 rows of weights below that size, and none of the large ones: cuBLASLt streams them faster.
+constexpr int64_t kPreferredRows = 8;
+constexpr int64_t kCublasLtFromN = 8192;
+constexpr int64_t kCublasLtFromK = 8192;
+
+// Read at each call (a recorded step keeps the choice it was recorded with), for measuring the bounds:
+// OCTET_CUDA_GEMV_MAX_ROWS=R (0–16) the row bound; OCTET_CUDA_GEMV_LARGE=N,K where the large weights
+// start, =0 none is large.
+int64_t preferred_rows() {
+  const char* value = std::getenv("OCTET_CUDA_GEMV_MAX_ROWS");
+  if (value == nullptr) return kPreferredRows;
+  const int parsed = std::atoi(value);
+  return parsed >= 0 && parsed <= 16 ? parsed : kPreferredRows;
+}
+bool large_weight(int64_t n, int64_t k) {
+  int64_t from_n = kCublasLtFromN, from_k = kCublasLtFromK;
+  if (const char* value = std::getenv("OCTET_CUDA_GEMV_LARGE")) {
+    if (std::string_view(value) == "0") return false;
+    long long parsed_n = 0, parsed_k = 0;
+    if (std::sscanf(value, "%lld,%lld", &parsed_n, &parsed_k) == 2 && parsed_n > 0 && parsed_k > 0) {
+      from_n = parsed_n;
+      from_k = parsed_k;
+    }
+  }
+  return n >= from_n && k >= from_k;
+}
+}  // namespace
+
+bool gemv_e4m3_preferred(int64_t rows, int64_t n, int64_t k) {
+  return gemv_e4m3_fits(rows, k) && rows <= preferred_rows() && !large_weight(n, k);
 }
 
 void launch_gemv_e4m3(const uint8_t* x, const float* row_scales, int64_t rows, const uint8_t* w, const float* col_scales,

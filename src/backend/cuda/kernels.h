@@ -113,6 +113,10 @@ bool try_launch_quantize_rows_e4m3_in_registers(const float* x, int64_t rows, in
 // tensor cores too (both for comparison). OCTET_CUDA_GEMV_PREFETCH=ring|stage|nostage|deep|rowpairs puts
 // 1–2 rows on the alternatives in gemv_fp8.cu (measured slower; for comparison). Both are read at each call.
 bool gemv_e4m3_fits(int64_t rows, int64_t k);
+// Whether the backend gives a launch of n weight rows (a group's together) to the GEMV rather than to
+// cuBLASLt: up to 8 rows, and no weight with n and k both >= 8192 (measured faster on cuBLASLt at every
+// row count). OCTET_CUDA_GEMV_MAX_ROWS=R and OCTET_CUDA_GEMV_LARGE=N,K (=0: none) move the bounds.
+bool gemv_e4m3_preferred(int64_t rows, int64_t n, int64_t k);
 void launch_gemv_e4m3(const uint8_t* x, const float* row_scales, int64_t rows, const uint8_t* w, const float* col_scales,
                       int64_t n, int64_t k, float* y, cudaStream_t s);
 // Weights that share the input x, in one launch: y_i[m, n_i] = x · w_iᵀ, each [n_i, k].
