@@ -10,7 +10,8 @@
 # ab (8B fp8 with each fast path switched off in turn), serve_decode (the decode-bound server run only), serve_external (the same with the server in its own process), sync (pipelined against --sync-each-step decode; serve with a small pool), ab3 (this session's switches: PDL, decode / prefill attention, grouped GEMM; bf16 b1; 70B), ncu_attention (decode attention kernel times), final7 (version 7's figures for issue 3's table, attention split sweep), check7 (the mid-session check: merged default and each new switch, 8B), ab7 (version 7's switches: fused products, decode attention v1, 70B with the four-block GEMV, bf16 and FP8 vocabulary b1), ncu_detail (ncu --set full on the decode attention, GEMV and prefill attention kernels; DETAIL_RUNS selects), gemv (8B b1 under each OCTET_CUDA_GEMV_PREFETCH value, with the FP8 LM head, 70B b1), final (70B, bf16, FP8 vocabulary, decode-attention and PDL switches), bench70 (70B fp8), bf16 (8B bf16), vocab (8B with an FP8
 # LM head and table, and bf16 batch 1), ab2 (skinny GEMM and GEMM epilogue switches, 70B), serve, load,
 # sanitizer, profile (ncu per-kernel times of 8B decode b1 / b64, 8B prefill 4096, 70B decode b1), timeline (nsys
-# trace of replayed steps: kernel durations and the gaps between them), gemv_rows (GEMV against cuBLASLt at 9–16 rows). The build always runs first.
+# trace of replayed steps: kernel durations and the gaps between them; needs nsys), gemv_rows (GEMV against cuBLASLt at
+# 9–16 rows), lines (the bench runs listed in the file $BENCH_LINES, "label|ENV=value ...|bench arguments" a line). The build always runs first.
 #
 # load: after the tests, only load speed (issue 4 part 6): writes a Llama-3.1-8B-shaped checkpoint
 # of LOAD_LAYERS layers (default 16: 9.1 GB BF16, 5.5 GB FP8; 32 layers are 16.1 GB BF16) in BF16 and in ModelOpt FP8 (tools/make_random_hf_checkpoint.py),
@@ -68,8 +69,8 @@ bench() {  # name, seconds, args...
     note "$name: skipped (time budget)"
     return
   fi
-  echo "== $name: octet bench $*" >>"$out/bench.txt"
-  timeout "$limit" build-gpu/octet bench "$@" >>"$out/bench.txt" 2>&1
+  echo "== $name: ${BENCH_ENV:+$BENCH_ENV }octet bench $*" >>"$out/bench.txt"
+  env ${BENCH_ENV:-} timeout "$limit" build-gpu/octet bench "$@" >>"$out/bench.txt" 2>&1
   note "$name: rc $? at ${SECONDS}s"
 }
 stage_tests() {
@@ -363,6 +364,14 @@ stage_gemv_rows() {  # where the GEMV stops beating cuBLASLt: 8B at 9–16 rows 
   local m8="--dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 16 --batch 9,12,16"
   bench "8B fp8 9-16 rows, GEMV (default)" 40 $m8
   OCTET_CUDA_GEMV_MAX_ROWS=8 bench "8B fp8 9-16 rows, OCTET_CUDA_GEMV_MAX_ROWS=8 (cuBLASLt)" 40 $m8
+}
+stage_lines() {  # the bench runs listed in $BENCH_LINES (a file): "label|ENV=value ...|octet bench arguments" a line
+  [[ -f "${BENCH_LINES:-}" ]] || { note "lines: no BENCH_LINES file"; return; }
+  local label environment args
+  while IFS='|' read -r label environment args; do
+    [[ -z "$label" || "$label" == \#* ]] && continue
+    BENCH_ENV="$environment" bench "$label" 60 $args
+  done <"$BENCH_LINES"
 }
 stage_profile() {  # ncu per-kernel times (serialised kernels, clocks not locked); tables by tools/ncu_kernel_table.py
   local m8="--dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8"
