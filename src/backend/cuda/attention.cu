@@ -126,7 +126,7 @@ attention_kernel(const float* q, int64_t heads, const int64_t* slots, const int6
     const bool valid = position < end;
     float score = -INFINITY;
     if (valid) {
-      const int64_t cell = kv_cell(layout, pool_row(layout, table, position), kv_head);
+      const int64_t cell = pool_row(layout, table, position) * kv_heads + kv_head;
       const float dot = dot_row<S>(query, k_cache, cell * head_dim, head_dim);
       score = kScaled ? dot * k_scales[cell] : dot;
     }
@@ -139,7 +139,7 @@ attention_kernel(const float* q, int64_t heads, const int64_t* slots, const int6
     for (int offset = 16; offset > 0; offset /= 2) weight_sum += __shfl_xor_sync(0xFFFFFFFF, weight_sum, offset);
     running_sum = running_sum * correction + weight_sum;
     running_max = new_max;
-    if (kScaled && valid) weight *= v_scales[kv_cell(layout, pool_row(layout, table, position), kv_head)];
+    if (kScaled && valid) weight *= v_scales[pool_row(layout, table, position) * kv_heads + kv_head];
 #pragma unroll
     for (int d = 0; d < 16; ++d) acc[d] *= correction;
 #pragma unroll
@@ -147,7 +147,7 @@ attention_kernel(const float* q, int64_t heads, const int64_t* slots, const int6
       const int row = step + my_row;
       const float p = __shfl_sync(0xFFFFFFFF, weight, row);
       if (chunk + row < end) {
-        const int64_t cell = kv_cell(layout, pool_row(layout, table, chunk + row), kv_head);
+        const int64_t cell = pool_row(layout, table, chunk + row) * kv_heads + kv_head;
         float v[16];
         load16<S>(v_cache, cell * head_dim + my_piece * 16, v);
 #pragma unroll

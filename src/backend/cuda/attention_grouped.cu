@@ -278,13 +278,13 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
       for (int c = 0; c < Shape::kCopiesPerLane; ++c) {
         const int index = lane + 32 * c, row = index / Shape::kRowPieces, piece = index % Shape::kRowPieces;
         const int pool = __shfl_sync(kAll, row_of_lane, row);
-        const int64_t at = kv_cell(layout, max(pool, 0), kv_head) * Shape::kRowBytes + piece * 16;
+        const int64_t at = (static_cast<int64_t>(max(pool, 0)) * kv_heads + kv_head) * Shape::kRowBytes + piece * 16;
         const uint32_t to = stage + piece_offset<Shape>(row, piece);
         copy16_async(to, static_cast<const uint8_t*>(k_cache) + at, pool >= 0);
         copy16_async(to + Shape::kTileBytes, static_cast<const uint8_t*>(v_cache) + at, pool >= 0);
       }
       if constexpr (kFp8) {  // lanes 0–15 the k scales of positions 0–15, lanes 16–31 the v scales
-        const int64_t cell = kv_cell(layout, max(row_of_lane, 0), kv_head);
+        const int64_t cell = static_cast<int64_t>(max(row_of_lane, 0)) * kv_heads + kv_head;
         copy4_async(stage + 2 * Shape::kTileBytes + lane * 4, (lane < kTile ? k_scales : v_scales) + cell,
                     row_of_lane >= 0);
       }

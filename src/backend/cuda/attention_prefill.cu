@@ -272,7 +272,7 @@ prefill_attention_kernel(const float* __restrict__ q, int heads, const int64_t* 
 #pragma unroll
       for (int i = 0; i < 8; ++i) kw[l][i] = vw[l][i] = 0u;
       if (kv0 + p <= rows.kv_last) {
-        const int64_t cell = kv_cell(layout, pool_row(layout, table, kv0 + p), kv_head);
+        const int64_t cell = pool_row(layout, table, kv0 + p) * kv_heads + kv_head;
         load16_bf16<S>(k_cache, cell * D + piece * 16, kw[l]);
         load16_bf16<S>(v_cache, cell * D + piece * 16, vw[l]);
         if constexpr (kScaled) {
@@ -449,7 +449,7 @@ prefill_attention_pipelined_kernel(const float* __restrict__ q, int heads, const
       k_raw[l] = v_raw[l] = RawPiece<S>{};
       k_scale_raw[l] = v_scale_raw[l] = 0.0f;
       if (kv0 + p <= rows.kv_last) {
-        const int64_t cell = kv_cell(layout, pool_row(layout, table, kv0 + p), kv_head);
+        const int64_t cell = pool_row(layout, table, kv0 + p) * kv_heads + kv_head;
         load_raw_piece<S>(k_cache, cell * D + piece * 16, k_raw[l]);
         load_raw_piece<S>(v_cache, cell * D + piece * 16, v_raw[l]);
         if (kScaled && piece == 0) {

@@ -6,8 +6,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-#include <string_view>
 
 namespace octet::backend::cuda {
 namespace {
@@ -50,12 +48,6 @@ void check_fits(const KvCacheSpec& spec) {
        spec.slots, spec.max_positions, need / gib, budget, context, spec.slots);
 }
 
-// OCTET_CUDA_KV_HEAD_MAJOR=1 lays the pool out head-major (KvLayout::head_major), read when a cache is made.
-bool head_major_from_environment() {
-  const char* value = std::getenv("OCTET_CUDA_KV_HEAD_MAJOR");
-  return value != nullptr && std::string_view(value) == "1";
-}
-
 }  // namespace
 
 uint64_t kv_block_bytes(const KvCacheSpec& spec) {
@@ -77,7 +69,7 @@ int64_t kv_blocks_that_fit(const KvCacheSpec& spec) {
 }
 
 CudaKvCache::CudaKvCache(const KvCacheSpec& s, cudaStream_t stream, LiveKvCaches live)
-    : storage(storage_of(s)), head_major(head_major_from_environment()), stream_(stream), live_(std::move(live)) {
+    : storage(storage_of(s)), stream_(stream), live_(std::move(live)) {
   spec = s;
   if (spec.layers <= 0 || spec.kv_heads <= 0 || spec.head_dim <= 0 || spec.slots <= 0 || spec.max_positions <= 0 ||
       spec.block_size <= 0 || spec.num_blocks < 0)
@@ -87,7 +79,7 @@ CudaKvCache::CudaKvCache(const KvCacheSpec& s, cudaStream_t stream, LiveKvCaches
   check_static_scales(spec.static_k_scales, spec.layers, "K");
   check_static_scales(spec.static_v_scales, spec.layers, "V");
   check_fits(spec);
-  const int64_t cells = spec.pool_blocks() * spec.block_size * spec.kv_heads;  // (pool row, kv head), in kv_cell order
+  const int64_t cells = spec.pool_blocks() * spec.block_size * spec.kv_heads;  // (pool row, kv head)
   for (int64_t layer = 0; layer < spec.layers; ++layer) {
     k.emplace_back(static_cast<size_t>(cells * spec.head_dim * element_bytes(storage)));
     v.emplace_back(static_cast<size_t>(cells * spec.head_dim * element_bytes(storage)));
@@ -180,8 +172,7 @@ KvLayout CudaKvCache::layout() const {
   int shift = -1;
   for (int bit = 0; bit < 31; ++bit)
     if ((int64_t{1} << bit) == spec.block_size) shift = bit;
-  return KvLayout{table_.data(), spec.blocks_per_slot(), spec.block_size, spec.kv_heads, spec.head_dim, storage, shift,
-                  head_major};
+  return KvLayout{table_.data(), spec.blocks_per_slot(), spec.block_size, spec.kv_heads, spec.head_dim, storage, shift};
 }
 
 }  // namespace octet::backend::cuda

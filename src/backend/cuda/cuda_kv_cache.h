@@ -1,7 +1,6 @@
 #pragma once
 // The CUDA KV cache: per layer a pool of blocks [pool_blocks, block_size, kv_heads, head_dim] for K and
-// V, or [pool_blocks, kv_heads, block_size, head_dim] when head_major (plus one float scale per (pool
-// row, kv head) in FP8, in the same order), and one device block table
+// V (plus one float scale per (pool row, kv head) in FP8), and one device block table
 // [slots, blocks_per_slot] int32 shared by all layers. The table's device address never changes, so
 // recorded steps (CUDA graphs) read whatever set_block_table last uploaded.
 #include "backend/backend.h"
@@ -47,7 +46,6 @@ class CudaKvCache final : public KvCache {
 
   EpochTicket ticket;  // freeing the cache drops recorded steps
   KvStorage storage;
-  bool head_major = false;  // KvLayout::head_major
   std::vector<DeviceBuffer<uint8_t>> k, v;
   std::vector<DeviceBuffer<float>> k_scales, v_scales;
 

@@ -164,9 +164,6 @@ struct KvLayout {
   int64_t head_dim = 0;
   KvStorage storage = KvStorage::f32;
   int block_shift = -1;  // log2(block_size) when it is a power of two, else -1
-  // Where (pool row, kv head) lives (kv_cell in kv_layout.cuh): false, cells [pool row, kv head]; true,
-  // [block, kv head, row in block], so one head's rows of a block are contiguous (block_size · row bytes).
-  bool head_major = false;
 };
 // Static scales > 0 (a checkpoint's per-layer K/V scales) replace the dynamic per-(token, head) amax.
 void launch_kv_write(const float* k, const float* v, int64_t tokens, const int64_t* slots, const int64_t* positions,

@@ -20,21 +20,9 @@ __device__ __forceinline__ int64_t pool_row(const KvLayout& layout, const int32_
   return static_cast<int64_t>(table[p / b]) * b + p % b;
 }
 
-// The index of cell (pool row, kv head): of its K and V rows (times the row's elements) and of their scales.
-// Head-major layouts keep a block's rows of one head together, so a tile of consecutive positions is one
-// contiguous run instead of rows kv_heads apart.
-__host__ __device__ __forceinline__ int64_t kv_cell(const KvLayout& layout, int64_t row, int64_t head) {
-  if (!layout.head_major) return row * layout.kv_heads + head;
-  if (layout.block_shift >= 0) {
-    const int64_t in_block = row & ((int64_t{1} << layout.block_shift) - 1);
-    return (((row >> layout.block_shift) * layout.kv_heads + head) << layout.block_shift) + in_block;
-  }
-  return (row / layout.block_size * layout.kv_heads + head) * layout.block_size + row % layout.block_size;
-}
-
 // The cache cell (pool row, kv head) of a token.
 __device__ __forceinline__ int64_t cache_cell(const KvLayout& layout, int64_t slot, int64_t position, int64_t head) {
-  return kv_cell(layout, pool_row(layout, layout.block_table + slot * layout.blocks_per_slot, position), head);
+  return pool_row(layout, layout.block_table + slot * layout.blocks_per_slot, position) * layout.kv_heads + head;
 }
 
 __device__ __forceinline__ float2 widen_fp8_pair(uint16_t pair, __nv_fp8_interpretation_t kind) {

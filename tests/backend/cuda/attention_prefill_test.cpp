@@ -4,7 +4,7 @@
 // prompt (not a multiple of either kernel's tile) and a 16-token chunk (the shortest run the kernels
 // take) continuing it; GQA groups 1, 2, 3 (a token's rows straddle tiles), 7 and 8; head_dim 64 and
 // 128; every KV storage, FP8 with dynamic and static scales; block sizes that shift and divide;
-// shuffled block tables; position-major and head-major pools (OCTET_CUDA_KV_HEAD_MAJOR); outputs poisoned with NaN. Fresh random inputs per run (seed printed).
+// shuffled block tables; outputs poisoned with NaN. Fresh random inputs per run (seed printed).
 // Tolerances: the tensor-core rows within 1e-2 norm-relative over the batch and 2e-2 per token (q
 // and the probabilities are rounded to BF16, 2^-9 relative each, ~2e-3 expected; a wrong mask,
 // block, row or scale is off by O(1), and the per-token bound catches a single wrong token that the
@@ -90,12 +90,7 @@ TEST(CudaPrefillAttention, LongChunksEveryGroupAndStorageMatchCpu) {
     std::vector<Subject> subjects;
     subjects.push_back({"pipelined", cuda_backend_with_prefill_kernel(nullptr), nullptr});
     subjects.push_back({"v1", cuda_backend_with_prefill_kernel("v1"), nullptr});
-    subjects.push_back({"pipelined, head-major cache", cuda_backend_with_prefill_kernel(nullptr), nullptr});
-    for (Subject& subject : subjects) {
-      // OCTET_CUDA_KV_HEAD_MAJOR is read when a cache is made: the last subject's pool is head-major.
-      const testing::ScopedEnvironment layout("OCTET_CUDA_KV_HEAD_MAJOR", &subject == &subjects.back() ? "1" : "0");
-      subject.cache = subject.backend->make_kv_cache(spec);
-    }
+    for (Subject& subject : subjects) subject.cache = subject.backend->make_kv_cache(spec);
     auto next = pool.begin();
     for (int64_t slot = 0; slot < slots; ++slot) {
       const std::vector<int32_t> table(next, next + needed[slot]);

@@ -137,9 +137,6 @@ class PagedCache {
   }
 
   const cuda::KvLayout& layout() const { return layout_; }
-  // The same device arrays read as the other layout (KvLayout::head_major): the cells are random either
-  // way, and the reference below follows the layout.
-  void set_head_major(bool head_major) { layout_.head_major = head_major; }
   const void* k() const { return k_codes_ ? static_cast<const void*>(k_codes_->data) : k_bf16_->data; }
   const void* v() const { return v_codes_ ? static_cast<const void*>(v_codes_->data) : v_bf16_->data; }
   const float* k_scales() const { return k_scales_ ? k_scales_->data : nullptr; }
@@ -154,9 +151,8 @@ class PagedCache {
       const int64_t kv_head = h / shape_.group;
       const float* qh = q.data() + (token * heads + h) * dim;
       auto cell = [&](int64_t p) {
-        const int64_t block = table_[static_cast<size_t>(token * blocks_per_slot + p / shape_.block_size)];
-        if (layout_.head_major) return (block * shape_.kv_heads + kv_head) * shape_.block_size + p % shape_.block_size;
-        return (block * shape_.block_size + p % shape_.block_size) * shape_.kv_heads + kv_head;
+        const int32_t block = table_[static_cast<size_t>(token * blocks_per_slot + p / shape_.block_size)];
+        return (static_cast<int64_t>(block) * shape_.block_size + p % shape_.block_size) * shape_.kv_heads + kv_head;
       };
       double top = -INFINITY;
       for (int64_t p = 0; p <= position; ++p) {
@@ -293,8 +289,8 @@ class CudaDecodeAttention : public ::testing::Test {
     OCTET_REQUIRE_GPU();
     rng_.seed(testing::test_seed(::testing::UnitTest::GetInstance()->current_test_info()->name()));
   }
-  // Each kernel over the same cache and positions, read as either layout: once, then again at other
-  // (shorter) positions; q of head h times q_factors[h % size] where given.
+  // Each kernel over the same cache and positions: once, then again at other (shorter) positions;
+  // q of head h times q_factors[h % size] where given.
   void check_both_kernels(const Shape& shape, const std::vector<int64_t>& positions, const Values& magnitudes = {},
                           const std::vector<float>& q_factors = {}) {
     const auto tokens = static_cast<int64_t>(positions.size());
@@ -304,15 +300,12 @@ class CudaDecodeAttention : public ::testing::Test {
     std::vector<int64_t> shorter(positions.size());
     for (size_t i = 0; i < positions.size(); ++i) shorter[i] = positions[i] / 3;
     const std::vector<bool> all(positions.size(), true);
-    for (bool head_major : {false, true})
-      for (DecodeAttention kernel : {DecodeAttention::grouped, DecodeAttention::v1}) {
-        cache.set_head_major(head_major);
-        Launch launch(cache, shape, kernel, tokens, rng_);
-        if (!q_factors.empty()) launch.scale_q(q_factors);
-        const std::string what = describe(shape, kernel, tokens) + (head_major ? ", head-major" : "");
-        launch.check(positions, all, what);
-        launch.check(shorter, all, what + ", second launch at a third of the positions");
-      }
+    for (DecodeAttention kernel : {DecodeAttention::grouped, DecodeAttention::v1}) {
+      Launch launch(cache, shape, kernel, tokens, rng_);
+      if (!q_factors.empty()) launch.scale_q(q_factors);
+      launch.check(positions, all, describe(shape, kernel, tokens));
+      launch.check(shorter, all, describe(shape, kernel, tokens) + ", second launch at a third of the positions");
+    }
   }
   std::mt19937_64 rng_;
 };
