@@ -33,16 +33,6 @@ int64_t max_tuned_rows() {
   return rows;
 }
 
-// OCTET_CUDA_GEMM_SPLITK=0 asks the heuristic for algorithms without a split-k reduction (no separate
-// reduce kernel after the GEMM), for measuring what that launch costs inside a decode step.
-bool split_k_allowed() {
-  static const bool allowed = [] {
-    const char* value = std::getenv("OCTET_CUDA_GEMM_SPLITK");
-    return value == nullptr || std::string_view(value) != "0";
-  }();
-  return allowed;
-}
-
 bool fast_accumulation() {
   static const bool enabled = [] {
     const char* value = std::getenv("OCTET_CUDA_GEMM_FAST_ACCUM");
@@ -136,11 +126,6 @@ CublasLtGemm::Plan& CublasLtGemm::plan(GemmType type, const OuterScales* scales,
   OCTET_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&preference));
   OCTET_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                           &workspace_bytes_, sizeof workspace_bytes_));
-  if (!split_k_allowed()) {
-    const uint32_t no_reduction = CUBLASLT_REDUCTION_SCHEME_NONE;
-    OCTET_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
-                                                            &no_reduction, sizeof no_reduction));
-  }
   cublasLtMatmulHeuristicResult_t results[kCandidates] = {};
   int found = 0;
   const int wanted = gemm_tuning() && m <= max_tuned_rows() ? kCandidates : 1;
