@@ -138,7 +138,7 @@ stage_ab7() {  # this session's switches (version 7), each against the default (
   OCTET_CUDA_FUSED_PRODUCTS=0 bench "8B fp8, OCTET_CUDA_FUSED_PRODUCTS=0" 40 $m8 --prefill 128 --batch 32,64,128
   OCTET_CUDA_DECODE_ATTENTION=v1 bench "8B fp8, OCTET_CUDA_DECODE_ATTENTION=v1" 40 $m8 --prefill 128 --batch 1,8,64
   bench "70B fp8 (default)" 90 $m70 --prefill 1024,4096 --batch 1,8,64
-  OCTET_CUDA_TENSOR_GEMV_BLOCKS=1 bench "70B fp8, OCTET_CUDA_TENSOR_GEMV_BLOCKS=1 (the four-block build at one row)" 60 $m70 --prefill 128 --batch 1
+  OCTET_CUDA_TENSOR_GEMV_BLOCKS=1 bench "70B fp8, OCTET_CUDA_TENSOR_GEMV_BLOCKS=1 (the compiler's build)" 60 $m70 --prefill 128 --batch 1
   OCTET_CUDA_DECODE_ATTENTION=v1 bench "70B fp8, OCTET_CUDA_DECODE_ATTENTION=v1" 60 $m70 --prefill 128 --batch 1
   bench "8B bf16, batch 1" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision bf16 --prefill 128 --batch 1
   bench "8B fp8, FP8 LM head and table" 40 $m8 --prefill 128 --batch 1,64 llm.lm_head_precision=fp8 llm.embedding_precision=fp8
@@ -163,7 +163,7 @@ stage_final7() {  # version 7's figures for issue 3's table from one binary, and
     OCTET_CUDA_GROUPED_ATTENTION_BLOCKS=$blocks bench "8B fp8, OCTET_CUDA_GROUPED_ATTENTION_BLOCKS=$blocks" 30 $m8 --prefill 128 --batch 8,64
   done
   bench "70B fp8" 90 $m70 --prefill 1024,4096 --batch 1,8,64
-  OCTET_CUDA_TENSOR_GEMV_BLOCKS=1 bench "70B fp8, OCTET_CUDA_TENSOR_GEMV_BLOCKS=1 (the four-block build at one row)" 50 $m70 --prefill 128 --batch 1
+  OCTET_CUDA_TENSOR_GEMV_BLOCKS=1 bench "70B fp8, OCTET_CUDA_TENSOR_GEMV_BLOCKS=1 (the compiler's build)" 50 $m70 --prefill 128 --batch 1
   bench "8B bf16, batch 1" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision bf16 --prefill 128 --batch 1
   bench "8B fp8, FP8 LM head and table" 40 $m8 --prefill 128 --batch 1,64 llm.lm_head_precision=fp8 llm.embedding_precision=fp8
 }

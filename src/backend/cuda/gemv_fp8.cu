@@ -604,14 +604,13 @@ void launch_ring(RingGemv mode, const uint8_t* x, const float* row_scales, const
 // TB/s in version 5's profile against 3.6–3.9 for its other GEMVs — runs in one wave on 132 SMs instead
 // of 1.2. H200, 2026-12-01, the same binary: 70B b1 20.242 / 20.235 ms a step against 20.482 / 20.493
 // (two calls), but 70B b8 23.062 against 22.190 ms; 8B b2 / b4 / b8 3.236 / 3.340 / 3.568 against 3.258
-// / 3.398 / 3.711. So it runs one row (only large weights take the tensor cores at one row) by default.
+// / 3.398 / 3.711. Since version 8 no Llama-3.3-70B weight takes the GEMV (gemv_e4m3_preferred), so the
+// five-block build is the default for 1–8 rows, where it was faster on Llama-3.1-8B.
 // OCTET_CUDA_TENSOR_GEMV_BLOCKS (read at each launch: a recorded step keeps the kernel it was recorded
-// with, and tests can set it): "5" the five-block build for 1–8 rows, "1" the compiler's for every row.
-bool five_blocks_a_sm(int64_t rows) {
+// with, and tests can set it): "1" the compiler's build for every row (for comparison).
+bool five_blocks_a_sm() {
   const char* value = std::getenv("OCTET_CUDA_TENSOR_GEMV_BLOCKS");
-  if (value != nullptr && std::string_view(value) == "5") return true;
-  if (value != nullptr && std::string_view(value) == "1") return false;
-  return rows == 1;
+  return value == nullptr || std::string_view(value) != "1";
 }
 
 bool use_tensor_cores(int64_t rows, int64_t n, int64_t k) {
@@ -688,7 +687,7 @@ void launch_gemv_e4m3_group(const uint8_t* x, const float* row_scales, int64_t r
   int64_t group_n = 0;  // the launch's matrix: the members' rows together
   for (int i = 0; i < group.count; ++i) group_n += group.n[i];
   if (use_tensor_cores(rows, group_n, k)) {
-    if (rows <= 8 && five_blocks_a_sm(rows)) launch_mma<1, 1, 4, 5>(x, row_scales, rows, group, k, s);
+    if (rows <= 8 && five_blocks_a_sm()) launch_mma<1, 1, 4, 5>(x, row_scales, rows, group, k, s);
     else if (rows <= 8) launch_mma<1, 1, 4>(x, row_scales, rows, group, k, s);
     else launch_mma<1, 2, 4>(x, row_scales, rows, group, k, s);
     return;
