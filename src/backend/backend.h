@@ -248,6 +248,15 @@ class Backend {
     rope(k, cache.spec.head_dim, batch.positions, inverse_frequencies);
     kv_write(cache, layer, batch, k, v);
   }
+  // The attention block's start: q, k, v = x · qkv[0..2]ᵀ (linear_group), then rope_kv_write(q, k, v), in
+  // one op where the backend can skip the pass that splits one product into q, k and v.
+  virtual void linear_qkv_rope_kv_write(const Activations& x, std::span<const LinearWeight* const> qkv, Activations& q,
+                                        Activations& k, Activations& v, KvCache& cache, int64_t layer,
+                                        const TokenBatch& batch, std::span<const float> inverse_frequencies) {
+    Activations* outs[] = {&q, &k, &v};
+    linear_group(x, qkv, outs);
+    rope_kv_write(cache, layer, batch, q, k, v, inverse_frequencies);
+  }
   // q: [tokens, heads*head_dim] → out: same shape; causal attention over the slot's cache (GQA).
   virtual void attention(const KvCache& cache, int64_t layer, const TokenBatch& batch, const Activations& q,
                          Activations& out) = 0;

@@ -276,10 +276,9 @@ void LlamaModel::attention_block(const Layer& layer, int64_t index, const backen
   if (previous_down_proj) backend_.linear_add_rmsnorm(*b.act, *previous_down_proj, *b.proj, *b.x, *layer.attn_norm, eps, *b.normed);
   else backend_.rmsnorm(*b.x, *layer.attn_norm, eps, *b.normed);
   // normed: [tokens, hidden] → q: [tokens, heads·head_dim], k, v: [tokens, kv_heads·head_dim]
+  // (then RoPE on q and k, and k, v into the cache at the batch's positions)
   const backend::LinearWeight* qkv[] = {layer.q_proj.get(), layer.k_proj.get(), layer.v_proj.get()};
-  backend::Activations* qkv_out[] = {b.q.get(), b.k.get(), b.v.get()};
-  backend_.linear_group(*b.normed, qkv, qkv_out);
-  backend_.rope_kv_write(*kv_cache_, index, batch, *b.q, *b.k, *b.v, rope_inverse_frequencies_);
+  backend_.linear_qkv_rope_kv_write(*b.normed, qkv, *b.q, *b.k, *b.v, *kv_cache_, index, batch, rope_inverse_frequencies_);
   // attn: [tokens, heads·head_dim] = softmax(q·Kᵀ/√d)·V over each token's own sequence
   backend_.attention(*kv_cache_, index, batch, *b.q, *b.attn);
 }

@@ -206,5 +206,59 @@ TEST(CpuBackend, Fp8KvCacheRoundTripsWithinE4M3Precision) {
   EXPECT_EQ(cache->bytes_per_position(), 2u * (kv_heads * head_dim + kv_heads * 4));
 }
 
+// Backend::linear_qkv_rope_kv_write's default is linear_group then rope_kv_write: the same q, k, v and the
+// same cached K/V as the two ops called one after the other (FP8 linears, FP8 cache, two slots).
+TEST(CpuBackend, LinearQkvRopeKvWriteIsTheGroupThenRopeKvWrite) {
+  std::mt19937_64 rng(testing::test_seed("CpuBackend.LinearQkvRopeKvWrite"));
+  auto backend = make_cpu_backend(2);
+  const int64_t hidden = 48, heads = 4, kv_heads = 2, head_dim = 8, tokens = 5;
+  std::vector<std::unique_ptr<LinearWeight>> weights;
+  for (int64_t out : {heads * head_dim, kv_heads * head_dim, kv_heads * head_dim}) {
+    const auto w = random_normal(rng, static_cast<size_t>(out * hidden), 0.2f);
+    weights.push_back(backend->make_linear(w.data(), out, hidden, LinearSpec{LinearFormat::fp8, 0.0f}));
+  }
+  const LinearWeight* qkv[] = {weights[0].get(), weights[1].get(), weights[2].get()};
+  const std::vector<float> frequencies = {1.0f, 0.3f, 0.05f, 0.001f};
+  TokenBatch batch{{0, 0, 0, 0, 0}, {0, 0, 1, 1, 2}, {0, 1, 0, 1, 0}};  // positions, slots
+  const auto x = activations(*backend, tokens, hidden, random_normal(rng, static_cast<size_t>(tokens * hidden)));
+  KvCacheSpec spec{1, kv_heads, head_dim, 8, 2, KvCacheSpec::Storage::fp8};
+  struct Run {
+    std::unique_ptr<KvCache> cache;
+    std::unique_ptr<Activations> q, k, v;
+  };
+  auto run = [&](bool one_op) {
+    Run r{backend->make_kv_cache(spec), backend->make_activations(tokens, heads * head_dim),
+          backend->make_activations(tokens, kv_heads * head_dim), backend->make_activations(tokens, kv_heads * head_dim)};
+    if (one_op) {
+      backend->linear_qkv_rope_kv_write(*x, qkv, *r.q, *r.k, *r.v, *r.cache, 0, batch, frequencies);
+    } else {
+      Activations* outs[] = {r.q.get(), r.k.get(), r.v.get()};
+      backend->linear_group(*x, qkv, outs);
+      backend->rope_kv_write(*r.cache, 0, batch, *r.q, *r.k, *r.v, frequencies);
+    }
+    return r;
+  };
+  Run fused = run(true), apart = run(false);
+  EXPECT_EQ(data(*fused.q), data(*apart.q));
+  EXPECT_EQ(data(*fused.k), data(*apart.k));
+  EXPECT_EQ(data(*fused.v), data(*apart.v));
+  std::vector<float> a(head_dim), b(head_dim);
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t h = 0; h < kv_heads; ++h) {
+      const auto& one = static_cast<const cpu::CpuKvCache&>(*fused.cache);
+      const auto& two = static_cast<const cpu::CpuKvCache&>(*apart.cache);
+      one.read_k(0, batch.slots[t], batch.positions[t], h, a.data());
+      two.read_k(0, batch.slots[t], batch.positions[t], h, b.data());
+      EXPECT_EQ(a, b) << "K of token " << t << " head " << h;
+      one.read_v(0, batch.slots[t], batch.positions[t], h, a.data());
+      two.read_v(0, batch.slots[t], batch.positions[t], h, b.data());
+      EXPECT_EQ(a, b) << "V of token " << t << " head " << h;
+    }
+  // And the op did rotate: q differs from the plain product.
+  auto plain = backend->make_activations(tokens, heads * head_dim);
+  backend->linear(*x, *weights[0], *plain);
+  EXPECT_NE(data(*plain), data(*fused.q));
+}
+
 }  // namespace
 }  // namespace octet::backend

@@ -171,11 +171,22 @@ void launch_kv_write(const float* k, const float* v, int64_t tokens, const int64
                      float* k_scales, float* v_scales, cudaStream_t s);
 
 // RoPE on q [tokens, heads, head_dim] and k in place, then k and v into the cache: one launch for
-// what launch_rope (twice) and launch_kv_write do.
+// what launch_rope (twice) and launch_kv_write do. With a QkvProduct, q, k and v are first taken from
+// the unscaled product of one GEMM over the fused q/k/v group, scaled exactly as launch_scale_split
+// would (value · (row_scales[t] · col_scales[c])) into q, k and values_out (v is then not read): the
+// split pass's launch is saved, the bits are the same.
+struct QkvProduct {
+  const float* product = nullptr;  // [tokens, cols]
+  int64_t cols = 0;
+  int64_t first_col[3] = {};  // q's, k's and v's first product column
+  const float* row_scales = nullptr;  // per token
+  const float* col_scales = nullptr;  // per product column
+  float* values_out = nullptr;  // [tokens, kv_heads · head_dim]: v's rows as the split would write them
+};
 void launch_rope_kv_write(float* q, float* k, const float* v, int64_t tokens, int64_t heads, const int64_t* slots,
                           const int64_t* positions, const float* inverse_frequencies, const KvLayout& layout,
                           float static_k_scale, float static_v_scale, void* k_cache, void* v_cache, float* k_scales,
-                          float* v_scales, cudaStream_t s);
+                          float* v_scales, cudaStream_t s, const QkvProduct* from_product = nullptr);
 
 // attention.cu: causal GQA over each token's slot, positions [0, position]. Long contexts with few
 // items are split over the positions (flash-decoding) and the splits merged. The number of splits

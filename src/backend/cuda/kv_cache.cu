@@ -66,11 +66,13 @@ __global__ void kv_write_kernel(const float* k, const float* v, int64_t tokens, 
 }
 
 // One warp per (token, head) of q, k and v: RoPE on q and k in place (rotate-half pairing, float32
-// angle as in rope_kernel), then k and v into the cache exactly as kv_write_kernel stores them.
+// angle as in rope_kernel), then k and v into the cache exactly as kv_write_kernel stores them. With
+// source.product set, the warp first writes its row from the product, scaled as scale_split_kernel
+// scales it.
 __global__ void rope_kv_write_kernel(float* q, float* k, const float* v, int64_t tokens, int64_t heads,
                                      const int64_t* slots, const int64_t* positions, const float* inverse_frequencies,
                                      KvLayout layout, float static_k_scale, float static_v_scale, void* k_cache,
-                                     void* v_cache, float* k_scales, float* v_scales) {
+                                     void* v_cache, float* k_scales, float* v_scales, QkvProduct source) {
   await_earlier_kernels();
   const int64_t kv_heads = layout.kv_heads, head_dim = layout.head_dim, half = head_dim / 2;
   const int64_t items_per_token = heads + 2 * kv_heads;
@@ -81,7 +83,16 @@ __global__ void rope_kv_write_kernel(float* q, float* k, const float* v, int64_t
   const bool is_q = which < heads, is_k = !is_q && which < heads + kv_heads;
   const int64_t head = is_q ? which : is_k ? which - heads : which - heads - kv_heads;
   float* row = is_q ? q + (token * heads + head) * head_dim : is_k ? k + (token * kv_heads + head) * head_dim : nullptr;
-  const float* src = is_q || is_k ? row : v + (token * kv_heads + head) * head_dim;
+  const int64_t v_offset = (token * kv_heads + head) * head_dim;
+  const float* src = is_q || is_k ? row : source.product ? source.values_out + v_offset : v + v_offset;
+  if (source.product) {
+    const int64_t first = (is_q ? source.first_col[0] : is_k ? source.first_col[1] : source.first_col[2]) + head * head_dim;
+    const float* from = source.product + token * source.cols + first;
+    const float row_scale = source.row_scales[token];
+    float* to = is_q || is_k ? row : source.values_out + v_offset;
+    for (int64_t i = lane; i < head_dim; i += 32) to[i] = from[i] * (row_scale * source.col_scales[first + i]);
+    __syncwarp();  // the rotation below pairs elements another lane wrote
+  }
   float amax = 0.0f;
   if (is_q || is_k) {
     const float position = static_cast<float>(positions[token]);
@@ -108,14 +119,17 @@ __global__ void rope_kv_write_kernel(float* q, float* k, const float* v, int64_t
 void launch_rope_kv_write(float* q, float* k, const float* v, int64_t tokens, int64_t heads, const int64_t* slots,
                           const int64_t* positions, const float* inverse_frequencies, const KvLayout& layout,
                           float static_k_scale, float static_v_scale, void* k_cache, void* v_cache, float* k_scales,
-                          float* v_scales, cudaStream_t s) {
+                          float* v_scales, cudaStream_t s, const QkvProduct* from_product) {
   const int64_t warps = tokens * (heads + 2 * layout.kv_heads);
   if (warps == 0) return;
   constexpr int kWarpsPerBlock = 8;
   const LaunchShape shape{dim3(static_cast<unsigned>((warps + kWarpsPerBlock - 1) / kWarpsPerBlock)),
                           dim3(kWarpsPerBlock * 32)};
+  const QkvProduct source = from_product ? *from_product : QkvProduct{};
+  if (source.product && (source.row_scales == nullptr || source.col_scales == nullptr || source.values_out == nullptr))
+    fail("rope_kv_write: a q/k/v product without its row and column scales or the values' rows");
   launch_kernel(rope_kv_write_kernel, shape, s, q, k, v, tokens, heads, slots, positions, inverse_frequencies, layout,
-                static_k_scale, static_v_scale, k_cache, v_cache, k_scales, v_scales);
+                static_k_scale, static_v_scale, k_cache, v_cache, k_scales, v_scales, source);
   OCTET_CUDA_LAUNCH_CHECK();
 }
 
