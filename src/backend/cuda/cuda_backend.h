@@ -1,0 +1,211 @@
+#pragma once
+// The CUDA backend: weights in device memory in their precision, float32 activations, one stream.
+// Linear layers dispatch on the number of rows: the FP8 GEMV kernel for decode-sized batches,
+// cuBLASLt for the rest (see linear()). Forward steps of up to StepGraphs::kMaxTokens tokens are
+// recorded as CUDA graphs and replayed (step_graphs.h); OCTET_CUDA_GRAPHS=0 runs every op eagerly.
+// Attention sends runs of >= kMinPrefillRunTokens prompt tokens of one slot to the tensor-core
+// kernel (attention_prefill.cu) in steps that are never recorded, the rest to the decode kernel
+// (attention.cu: the grouped tensor-core kernel, or with OCTET_CUDA_DECODE_ATTENTION=v1 the one
+// before it, a query head per block on CUDA cores); OCTET_CUDA_TC_ATTENTION=0 keeps every token on
+// the decode kernel (for comparison); OCTET_CUDA_PREFILL_ATTENTION=v1 runs the first tensor-core
+// prefill kernel instead of the pipelined one.
+// OCTET_CUDA_SKINNY_GEMM=1 sends FP8 linears of 17–128 rows to the skinny GEMM (skinny_gemm_fp8.cu)
+// instead of cuBLASLt; off by default until it is measured faster.
+// On sm_90 and later the backend's own kernels are programmatic dependent launches, each one's blocks
+// scheduled while the kernel before it finishes (launch.cuh); OCTET_CUDA_PDL=0 launches them plainly.
+// q/k/v and gate/up are fused into one allocation per group (fuse_linears) and, above the GEMV's rows,
+// multiplied by one GEMM whose output one pass scales and splits (grouped_gemm());
+// OCTET_CUDA_GROUPED_GEMM=0 runs one GEMM per member as before.
+// Declared here for the files that define its members, one concept each (the groups below).
+#include "backend/backend.h"
+#include "backend/cuda/cublaslt_gemm.h"
+#include "backend/cuda/cuda_kv_cache.h"
+#include "backend/cuda/cuda_tensors.h"
+#include "backend/cuda/device_buffer.h"
+#include "backend/cuda/kernels.h"
+#include "backend/cuda/staged_upload.h"
+#include "backend/cuda/step_graphs.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace octet::backend::cuda {
+
+// The backend's environment switches (cuda_backend.cpp), read once when it is made.
+bool switched_on(const char* variable);
+bool switched_on_explicitly(const char* variable);
+PrefillKernel prefill_kernel_from_environment();
+std::optional<DecodeAttention> decode_attention_kernel();
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device);
+  ~CudaBackend() override;
+
+  std::string name() const override { return "cuda"; }
+
+  // Weights and embeddings: cuda_backend_weights.cpp.
+  std::unique_ptr<LinearWeight> make_linear(const float* weights, int64_t out, int64_t in, const LinearSpec& spec) override;
+  std::unique_ptr<LinearWeight> make_linear_from_stored(const StoredTensor& stored, const LinearSpec& spec) override;
+  std::unique_ptr<LinearWeight> make_fp8_block_linear(const uint8_t* e4m3_codes, const float* block_scales, int64_t out,
+                                                      int64_t in, const LinearSpec& spec) override;
+  std::unique_ptr<EmbeddingTable> make_embedding_from_stored(const StoredTensor& table, EmbeddingFormat format) override;
+  std::unique_ptr<LinearWeight> make_random_linear(int64_t out, int64_t in, const LinearSpec& spec, uint64_t seed) override;
+  std::unique_ptr<VectorWeight> make_vector(const float* values, int64_t size) override;
+  std::unique_ptr<VectorWeight> make_random_vector(int64_t size, uint64_t seed) override;
+  std::unique_ptr<EmbeddingTable> make_embedding(const float* table, int64_t vocab, int64_t hidden,
+                                                 EmbeddingFormat format) override;
+  std::unique_ptr<EmbeddingTable> make_embedding_sharing(const LinearWeight& fp8_head) override;
+  std::unique_ptr<EmbeddingTable> make_random_embedding(int64_t vocab, int64_t hidden, EmbeddingFormat format,
+                                                        uint64_t seed) override;
+  void fuse_linears(std::span<LinearWeight* const> weights) override;
+
+  // Activations, caches, steps, norms, sampling and copies: cuda_backend.cpp.
+  std::unique_ptr<Activations> make_activations(int64_t rows, int64_t cols) override;
+  std::unique_ptr<KvCache> make_kv_cache(const KvCacheSpec& spec) override;
+  int64_t kv_blocks_that_fit(const KvCacheSpec& spec) override { return cuda::kv_blocks_that_fit(spec); }
+  void prepare_batch(const TokenBatch& batch) override;
+  bool begin_step(const void* caller, const TokenBatch& batch, std::span<const int64_t> logit_rows) override;
+  int64_t replayed_steps() const override { return replayed_steps_; }
+  int64_t max_recorded_step_tokens() const override { return graphs_.max_recorded_tokens(); }
+  void end_step() override;
+  void cancel_step() override;
+  double last_step_device_ms() override;
+  void synchronize() override { OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  void embed(const EmbeddingTable& table, std::span<const int32_t> tokens, Activations& out) override;
+  void rmsnorm(const Activations& x, const VectorWeight& weight, float eps, Activations& out) override;
+  void add_rmsnorm(Activations& residual, const Activations& delta, const VectorWeight& weight, float eps,
+                   Activations& out) override;
+  void swiglu(const Activations& gate, const Activations& up, Activations& out) override;
+  void add(Activations& x, const Activations& y) override;
+  void copy_rows_to_host(const Activations& x, std::span<const int64_t> rows, float* out) override;
+  void sample_rows(const Activations& logits, std::span<const int64_t> rows, std::span<const RowSampling> per_row,
+                   std::span<int32_t> tokens_out) override;
+  bool samples_on_device() const override { return device_sampling_; }
+  void gather_rows(const Activations& x, std::span<const int64_t> rows, Activations& out) override;
+
+  // Linear layers: cuda_backend_linear.cpp.
+  void linear_group(const Activations& x, std::span<const LinearWeight* const> weights,
+                    std::span<Activations* const> outs) override;
+  void linear_add_rmsnorm(const Activations& x, const LinearWeight& weight, Activations& proj, Activations& residual,
+                          const VectorWeight& norm, float eps, Activations& out) override;
+  void linear_swiglu(const Activations& x, const LinearWeight& gate, const LinearWeight& up, Activations& gate_out,
+                     Activations& up_out, Activations& out) override;
+  void linear(const Activations& x, const LinearWeight& weight, Activations& out) override;
+
+  // Attention and the KV cache: cuda_backend_attention.cpp.
+  void rope(Activations& x, int64_t head_dim, std::span<const int64_t> positions,
+            std::span<const float> inverse_frequencies) override;
+  void kv_write(KvCache& cache, int64_t layer, const TokenBatch& batch, const Activations& k, const Activations& v) override;
+  void rope_kv_write(KvCache& cache, int64_t layer, const TokenBatch& batch, Activations& q, Activations& k,
+                     const Activations& v, std::span<const float> inverse_frequencies) override;
+  void attention(const KvCache& cache, int64_t layer, const TokenBatch& batch, const Activations& q, Activations& out) override;
+
+ private:
+  // cuda_backend_weights.cpp
+  StagedUpload& staging();
+  DeviceBuffer<uint8_t> upload_to_scratch(const StoredTensor& stored);
+  template <typename T>
+  void convert_stored(const StoredTensor& stored, T* out);
+  void check_row_scales(const DeviceBuffer<float>& scales);
+  std::unique_ptr<CudaLinear> new_linear(int64_t out, int64_t in, const LinearSpec& spec);
+  std::unique_ptr<CudaEmbedding> new_embedding(int64_t vocab, int64_t hidden, EmbeddingFormat format);
+
+  // cuda_backend_linear.cpp
+  bool unscaled_gemm_rows(int64_t m, int64_t n, int64_t k) const;
+  static bool plain_fp8(const CudaLinear& w);
+  static constexpr int64_t kMinEpilogueScaledRows = 128;  // see gemm_e4m3()
+  bool gemm_e4m3(const uint8_t* codes, const float* row_scales, const CudaLinear& w, int64_t m, float* y);
+  bool grouped_gemm(const Activations& x, std::span<const LinearWeight* const> weights, std::span<Activations* const> outs);
+  bool use_skinny_gemm(int64_t rows, int64_t k) const;
+  void launch_skinny_gemm(const uint8_t* codes, const float* row_scales, int64_t rows, const GemvGroup& group, int64_t k);
+  const CudaActivations& quantized(const Activations& x);
+
+  // cuda_backend_attention.cpp
+  void decode_attention(const CudaKvCache& c, int64_t layer, const Activations& q, int64_t tokens, Activations& out,
+                        const int32_t* token_list);
+  void upload_frequencies(std::span<const float> inverse_frequencies);
+  const PrefillPlan& prefill_plan(const TokenBatch& batch, int64_t group);
+
+  // cuda_backend.cpp
+  void expect_prepared(size_t tokens) const;
+
+  // Scratch grows, never shrinks; growth frees the old buffer, so recorded steps are dropped.
+  template <typename T>
+  void ensure_capacity(DeviceBuffer<T>& buffer, size_t count) {
+    if (buffer.size() >= count) return;
+    if (graphs_.capturing()) fail("cuda backend: scratch of {} elements grew while recording a step", count);
+    buffer = DeviceBuffer<T>(std::max(count, buffer.size() * 2));
+    ++*epoch_;
+  }
+
+  int device_;
+  // OCTET_CUDA_SAMPLING=0: callers copy logits to the host and sample there, as before device sampling
+  // (an A/B switch; sample_rows itself still runs on the device).
+  bool device_sampling_ = switched_on("OCTET_CUDA_SAMPLING");
+  bool epilogue_scales_ = switched_on("OCTET_CUDA_GEMM_EPILOGUE_SCALES");  // see gemm_e4m3()
+  bool fused_products_ = switched_on("OCTET_CUDA_FUSED_PRODUCTS");        // see linear_add_rmsnorm()
+  // OCTET_CUDA_GROUPED_GEMM=0: fused groups run one GEMM per member (for comparison); =all: one GEMM
+  // at every row count (see grouped_gemm()).
+  enum class GroupedGemm { off, on, all };
+  GroupedGemm grouped_gemm_ = [] {
+    const char* value = std::getenv("OCTET_CUDA_GROUPED_GEMM");
+    if (value != nullptr && std::strcmp(value, "all") == 0) return GroupedGemm::all;
+    return switched_on("OCTET_CUDA_GROUPED_GEMM") ? GroupedGemm::on : GroupedGemm::off;
+  }();
+  LiveKvCaches live_caches_ = std::make_shared<std::vector<CudaKvCache*>>();
+  std::vector<SampleRowSpec> sample_specs_host_;
+  DeviceBuffer<SampleRowSpec> sample_specs_;
+  DeviceBuffer<int32_t> sampled_tokens_;
+  AllocationEpoch epoch_;
+  StepGraphs graphs_;
+  bool tc_attention_;
+  PrefillKernel prefill_kernel_;
+
+  std::optional<DecodeAttention> decode_attention_ = decode_attention_kernel();  // nullopt: by batch size
+  bool skinny_gemm_;
+  StepGraphs::Action step_action_ = StepGraphs::Action::eager;
+  // Bracket the last step on the stream (last_step_device_ms); none while a capture is open.
+  cudaEvent_t step_start_ = nullptr, step_stop_ = nullptr;
+  bool step_timed_ = false;
+  void record_step_stop();
+  bool in_step_ = false;
+  bool fp8_linears_ = false;  // an FP8 weight exists: norms and SwiGLU also write E4M3 codes
+  int64_t replayed_steps_ = 0;
+  std::vector<int64_t> step_rows_host_;
+  DeviceBuffer<int64_t> step_rows_;
+  int compute_capability_ = 0;
+  std::string device_name_;
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<CublasLtGemm> gemm_;
+  std::unique_ptr<StagedUpload> staging_;  // made by the first upload of stored weights
+  DeviceBuffer<int32_t> tokens_;
+  DeviceBuffer<int64_t> positions_, slots_, gather_rows_;
+  size_t prepared_ = 0;
+  uint64_t prepared_batches_ = 0;  // prepare_batch calls so far
+  PrefillPlan plan_;
+  uint64_t plan_batch_ = 0;  // plan_ is of the prepared_batches_-th batch (0: none yet)
+  int64_t plan_group_ = 0;
+  DeviceBuffer<PrefillTile> prefill_tiles_;
+  DeviceBuffer<int32_t> other_tokens_;
+  DeviceBuffer<uint8_t> codes_;
+  DeviceBuffer<float> row_scales_;
+  DeviceBuffer<uint16_t> bf16_;
+  DeviceBuffer<float> frequencies_;
+  DeviceBuffer<float> attention_scratch_;
+  DeviceBuffer<uint32_t> attention_counters_;  // the grouped attention's finished splits per item, zero between launches
+  DeviceBuffer<float> skinny_scratch_;  // the skinny GEMM's split-k partial sums
+  DeviceBuffer<float> group_product_;   // a fused group's [rows, group rows] product before scale_split
+  std::vector<float> frequencies_host_;
+};
+
+}  // namespace octet::backend::cuda
