@@ -749,6 +749,38 @@ TEST_F(CudaVsCpu, TinyLlamaLogitsMatchWithLargeWeightsOnCublasLt) {
   expect_tiny_llama_matches(*cpu_, *gpu_, rng_, 64, {5, 3, 11}, 1e-4, 1e-2, 1e-3);
 }
 
+// q/k/v's one cuBLASLt GEMM read by the RoPE + KV write with its scales (linear_qkv_rope_kv_write) against
+// the split pass then rope_kv_write (OCTET_CUDA_FUSED_QKV_ROPE=0): the same logits to the bit, over 24
+// sequences (24-row steps, recorded and replayed, and the 57-token prefill) and, with every weight on
+// cuBLASLt (OCTET_CUDA_GEMV_LARGE=64,64), at one and two rows; and the same as the CPU within the usual bounds.
+TEST_F(CudaVsCpu, QkvProductReadByTheRopeGivesTheSameLogits) {
+  auto separate = [] {
+    const testing::ScopedEnvironment off("OCTET_CUDA_FUSED_QKV_ROPE", "0");
+    return make_cuda_backend(0);
+  }();
+  model::ModelOptions options;
+  options.max_context = 64;
+  options.precision = Precision::fp8;
+  std::vector<int64_t> many;
+  for (int64_t slot = 0; slot < 24; ++slot) many.push_back(1 + slot % 5);
+  for (const char* large : {static_cast<const char*>(nullptr), "64,64"}) {
+    const testing::ScopedEnvironment where("OCTET_CUDA_GEMV_LARGE", large);
+    const std::vector<std::vector<int64_t>> prompts = large ? std::vector<std::vector<int64_t>>{{37}, {9, 20}}
+                                                            : std::vector<std::vector<int64_t>>{many, {37, 20}};
+    for (const auto& prompt_lengths : prompts) {
+      RandomWeights weights(rng_());
+      const auto fused = tiny_llama_logits(*gpu_, tiny_config(), weights, options, prompt_lengths);
+      const auto plain = tiny_llama_logits(*separate, tiny_config(), weights, options, prompt_lengths);
+      ASSERT_EQ(fused.size(), plain.size());
+      for (size_t step = 0; step < fused.size(); ++step)
+        EXPECT_EQ(std::memcmp(fused[step].data(), plain[step].data(), fused[step].size() * sizeof(float)), 0)
+            << "step " << step << " of " << prompt_lengths.size() << " sequences, OCTET_CUDA_GEMV_LARGE "
+            << (large ? large : "unset") << ": the fused q/k/v product differs";
+    }
+    expect_tiny_llama_matches(*cpu_, *gpu_, rng_, 64, large ? std::vector<int64_t>{37} : many, 1e-4, 1e-2, 1e-3);
+  }
+}
+
 // Decode steps replayed from CUDA graphs give bit-identical logits to the same steps run op by op
 // (same kernels, same inputs), across batch shapes that change between steps; a replay still
 // checks the batch (a position past the context is refused).

@@ -101,6 +101,9 @@ class CudaBackend final : public Backend {
   void linear_swiglu(const Activations& x, const LinearWeight& gate, const LinearWeight& up, Activations& gate_out,
                      Activations& up_out, Activations& out) override;
   void linear(const Activations& x, const LinearWeight& weight, Activations& out) override;
+  void linear_qkv_rope_kv_write(const Activations& x, std::span<const LinearWeight* const> qkv, Activations& q,
+                                Activations& k, Activations& v, KvCache& cache, int64_t layer, const TokenBatch& batch,
+                                std::span<const float> inverse_frequencies) override;
 
   // Attention and the KV cache: cuda_backend_attention.cpp.
   void rope(Activations& x, int64_t head_dim, std::span<const int64_t> positions,
@@ -134,6 +137,9 @@ class CudaBackend final : public Backend {
   void decode_attention(const CudaKvCache& c, int64_t layer, const Activations& q, int64_t tokens, Activations& out,
                         const int32_t* token_list);
   void upload_frequencies(std::span<const float> inverse_frequencies);
+  // rope_kv_write, with q, k and v first taken from a fused group's product where source is given.
+  void rope_kv_write_from(KvCache& cache, int64_t layer, const TokenBatch& batch, Activations& q, Activations& k,
+                          const Activations& v, std::span<const float> inverse_frequencies, const QkvProduct* source);
   const PrefillPlan& prefill_plan(const TokenBatch& batch, int64_t group);
 
   // cuda_backend.cpp
@@ -154,6 +160,7 @@ class CudaBackend final : public Backend {
   bool device_sampling_ = switched_on("OCTET_CUDA_SAMPLING");
   bool epilogue_scales_ = switched_on("OCTET_CUDA_GEMM_EPILOGUE_SCALES");  // see gemm_e4m3()
   bool fused_products_ = switched_on("OCTET_CUDA_FUSED_PRODUCTS");        // see linear_add_rmsnorm()
+  bool fused_qkv_rope_ = switched_on("OCTET_CUDA_FUSED_QKV_ROPE");        // see linear_qkv_rope_kv_write()
   // OCTET_CUDA_GROUPED_GEMM=0: fused groups run one GEMM per member (for comparison); =all: one GEMM
   // at every row count (see grouped_gemm()).
   enum class GroupedGemm { off, on, all };

@@ -48,6 +48,12 @@ void CudaBackend::kv_write(KvCache& cache, int64_t layer, const TokenBatch& batc
 
 void CudaBackend::rope_kv_write(KvCache& cache, int64_t layer, const TokenBatch& batch, Activations& q, Activations& k,
                                 const Activations& v, std::span<const float> inverse_frequencies) {
+  rope_kv_write_from(cache, layer, batch, q, k, v, inverse_frequencies, nullptr);
+}
+
+void CudaBackend::rope_kv_write_from(KvCache& cache, int64_t layer, const TokenBatch& batch, Activations& q,
+                                     Activations& k, const Activations& v, std::span<const float> inverse_frequencies,
+                                     const QkvProduct* source) {
   auto& c = static_cast<CudaKvCache&>(cache);
   expect_prepared(batch.size());
   c.check_batch(batch);
@@ -64,7 +70,7 @@ void CudaBackend::rope_kv_write(KvCache& cache, int64_t layer, const TokenBatch&
                        slots_.data(), positions_.data(), frequencies_.data(), c.layout(), c.static_k_scale(layer),
                        c.static_v_scale(layer), c.k[layer].data(), c.v[layer].data(),
                        c.fp8() ? c.k_scales[layer].data() : nullptr, c.fp8() ? c.v_scales[layer].data() : nullptr,
-                       stream_);
+                       stream_, source);
 }
 
 void CudaBackend::attention(const KvCache& cache, int64_t layer, const TokenBatch& batch, const Activations& q, Activations& out) {

@@ -162,6 +162,44 @@ void CudaBackend::linear(const Activations& x, const LinearWeight& weight, Activ
   }
 }
 
+// The fused q/k/v group where linear_group would run grouped_gemm's unscaled GEMM and then its split
+// pass: the GEMM alone, its product read by the RoPE + KV write with the row and channel scales
+// (QkvProduct): one pass fewer, the same bits in q, k, v and the cache. OCTET_CUDA_FUSED_QKV_ROPE=0
+// keeps the split pass (for comparison). Elsewhere (the GEMV, separate GEMMs, prefill sizes that
+// scale in the epilogue) the default.
+void CudaBackend::linear_qkv_rope_kv_write(const Activations& x, std::span<const LinearWeight* const> qkv,
+                                           Activations& q, Activations& k, Activations& v, KvCache& cache,
+                                           int64_t layer, const TokenBatch& batch,
+                                           std::span<const float> inverse_frequencies) {
+  Activations* const outs[] = {&q, &k, &v};
+  const FusedLinears* group = qkv.size() == 3 ? static_cast<const CudaLinear&>(*qkv[0]).fused.get() : nullptr;
+  bool fits = fused_qkv_rope_ && grouped_gemm_ != GroupedGemm::off && group != nullptr && group->members == 3;
+  QkvProduct source;
+  int64_t group_n = 0;
+  for (size_t i = 0; fits && i < qkv.size(); ++i) {
+    const auto& w = static_cast<const CudaLinear&>(*qkv[i]);
+    fits = w.fused.get() == group && w.fused_index == static_cast<int>(i) && w.in_features == x.cols && plain_fp8(w);
+    source.first_col[i] = w.first_row;
+    group_n += w.out_features;
+  }
+  const int64_t m = x.rows, k_in = x.cols;
+  fits = fits && !gemv_e4m3_preferred(m, group_n, k_in) && !use_skinny_gemm(m, k_in) &&
+         !(epilogue_scales_ && m > kMinEpilogueScaledRows);
+  if (!fits) return Backend::linear_qkv_rope_kv_write(x, qkv, q, k, v, cache, layer, batch, inverse_frequencies);
+  for (size_t i = 0; i < qkv.size(); ++i) check_shape(*outs[i], m, qkv[i]->out_features, "linear output");
+  const auto& input = quantized(x);
+  ensure_capacity(group_product_, static_cast<size_t>(m * group->rows));
+  if (!gemm_->run(GemmType::e4m3, input.codes.data(), group->codes.data(), group_product_.data(), m, group->rows, k_in,
+                  stream_))
+    return Backend::linear_qkv_rope_kv_write(x, qkv, q, k, v, cache, layer, batch, inverse_frequencies);
+  source.product = group_product_.data();
+  source.cols = group->rows;
+  source.row_scales = input.row_scales.data();
+  source.col_scales = group->scales.data();
+  source.values_out = cast(v).data.data();
+  rope_kv_write_from(cache, layer, batch, q, k, v, inverse_frequencies, &source);
+}
+
 // An FP8 product on cuBLASLt with the scales applied in its epilogue or, where it has no such
 // algorithm for the shape (or OCTET_CUDA_GEMM_EPILOGUE_SCALES=0), unscaled and then scaled by a
 // pass over the output. False when cuBLASLt has no FP8 algorithm for the shape at all.
