@@ -6,8 +6,7 @@
 // kernel (attention_prefill.cu) in steps that are never recorded, the rest to the decode kernel
 // (attention.cu: the grouped tensor-core kernel, or with OCTET_CUDA_DECODE_ATTENTION=v1 the one
 // before it, a query head per block on CUDA cores); OCTET_CUDA_TC_ATTENTION=0 keeps every token on
-// the decode kernel (for comparison); OCTET_CUDA_PREFILL_ATTENTION=v1 runs the first tensor-core
-// prefill kernel instead of the pipelined one.
+// the decode kernel (for comparison).
 // OCTET_CUDA_SKINNY_GEMM=1 sends FP8 linears of 17–128 rows to the skinny GEMM (skinny_gemm_fp8.cu)
 // instead of cuBLASLt; off by default until it is measured faster.
 // On sm_90 and later the backend's own kernels are programmatic dependent launches, each one's blocks
@@ -139,15 +138,6 @@ bool switched_on_explicitly(const char* variable) {
   return value != nullptr && std::strcmp(value, "1") == 0;
 }
 
-// OCTET_CUDA_PREFILL_ATTENTION: "v1" (the first tensor-core prefill kernel, for comparison) or
-// "pipelined" / unset (the default).
-PrefillKernel prefill_kernel_from_environment() {
-  const char* value = std::getenv("OCTET_CUDA_PREFILL_ATTENTION");
-  if (value == nullptr || *value == '\0' || std::strcmp(value, "pipelined") == 0) return PrefillKernel::pipelined;
-  if (std::strcmp(value, "v1") == 0) return PrefillKernel::v1;
-  fail("OCTET_CUDA_PREFILL_ATTENTION is '{}', expected 'v1' or 'pipelined'", value);
-}
-
 // OCTET_CUDA_DECODE_ATTENTION: "v2" the grouped decode kernel for every batch, "v1" the one before
 // it; unset or "auto": v1 below kMinGroupedDecodeTokens tokens, v2 from there.
 std::optional<DecodeAttention> decode_attention_kernel() {
@@ -171,7 +161,7 @@ class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(int device)
       : device_(device), epoch_(std::make_shared<uint64_t>(0)), graphs_(epoch_, switched_on("OCTET_CUDA_GRAPHS")),
-        tc_attention_(switched_on("OCTET_CUDA_TC_ATTENTION")), prefill_kernel_(prefill_kernel_from_environment()),
+        tc_attention_(switched_on("OCTET_CUDA_TC_ATTENTION")),
         skinny_gemm_(switched_on_explicitly("OCTET_CUDA_SKINNY_GEMM")) {
     OCTET_CUDA_CHECK(cudaSetDevice(device));
     cudaDeviceProp props{};
@@ -755,7 +745,7 @@ class CudaBackend final : public Backend {
         if (others > 0) decode_attention(c, layer, q, others, out, other_tokens_.data());
         launch_prefill_attention(cast(q).data.data(), heads, slots_.data(), positions_.data(), prefill_tiles_.data(),
                                  static_cast<int64_t>(plan.tiles.size()), layout, c.k[layer].data(), c.v[layer].data(),
-                                 k_scales, v_scales, cast(out).data.data(), prefill_kernel_, stream_);
+                                 k_scales, v_scales, cast(out).data.data(), stream_);
         return;
       }
     }
@@ -1012,7 +1002,7 @@ class CudaBackend final : public Backend {
   const PrefillPlan& prefill_plan(const TokenBatch& batch, int64_t group) {
     if (plan_batch_ == prepared_batches_ && plan_group_ == group) return plan_;
     plan_ = plan_prefill_attention(batch.slots.data(), batch.positions.data(), static_cast<int64_t>(batch.size()), group,
-                                   kMinPrefillRunTokens, prefill_kernel_);
+                                   kMinPrefillRunTokens);
     ensure_capacity(prefill_tiles_, std::max<size_t>(1, plan_.tiles.size()));
     ensure_capacity(other_tokens_, std::max<size_t>(1, plan_.other_tokens.size()));
     if (!plan_.tiles.empty()) prefill_tiles_.upload(plan_.tiles.data(), plan_.tiles.size(), stream_);
@@ -1057,7 +1047,6 @@ class CudaBackend final : public Backend {
   AllocationEpoch epoch_;
   StepGraphs graphs_;
   bool tc_attention_;
-  PrefillKernel prefill_kernel_;
 
   std::optional<DecodeAttention> decode_attention_ = decode_attention_kernel();  // nullopt: by batch size
   bool skinny_gemm_;
