@@ -7,7 +7,7 @@
 #   tools/gpu_session.sh budget_s stages STAGE...            (only the named stages, in this order)
 #
 # Stages: tests (GPU tests), model (real SmolLM2 CUDA vs CPU + its bench; needs the GGUF), bench8 (8B fp8),
-# ab (8B fp8 with each fast path switched off in turn), serve_decode (the decode-bound server run only), serve_external (the same with the server in its own process), sync (pipelined against --sync-each-step decode; serve with a small pool), ab3 (this session's switches: PDL, decode / prefill attention, grouped GEMM; bf16 b1; 70B), ncu_attention (decode attention kernel times), final7 (version 7's figures for issue 3's table, attention split sweep), check7 (the mid-session check: merged default and each new switch, 8B), ab7 (version 7's switches: fused products, decode attention v1, 70B with the four-block GEMV, bf16 and FP8 vocabulary b1), ncu_detail (ncu --set full on the decode attention, GEMV and prefill attention kernels; DETAIL_RUNS selects), gemv (8B b1 under each OCTET_CUDA_GEMV_PREFETCH value, with the FP8 LM head, 70B b1), final (70B, bf16, FP8 vocabulary, decode-attention and PDL switches), bench70 (70B fp8), bf16 (8B bf16), vocab (8B with an FP8
+# ab (8B fp8 with each fast path switched off in turn), serve_decode (the decode-bound server run only), serve_external (the same with the server in its own process), sync (pipelined against --sync-each-step decode; serve with a small pool), ab3 (this session's switches: PDL, decode attention, grouped GEMM; bf16 b1; 70B), ncu_attention (decode attention kernel times), final7 (version 7's figures for issue 3's table, attention split sweep), check7 (the mid-session check: merged default and each new switch, 8B), ab7 (version 7's switches: fused products, decode attention v1, 70B with the four-block GEMV, bf16 and FP8 vocabulary b1), ncu_detail (ncu --set full on the decode attention, GEMV and prefill attention kernels; DETAIL_RUNS selects), gemv (8B b1, with the FP8 LM head, 70B b1), final (70B, bf16, FP8 vocabulary, decode-attention and PDL switches), bench70 (70B fp8), bf16 (8B bf16), vocab (8B with an FP8
 # LM head and table, and bf16 batch 1), ab2 (skinny GEMM and GEMM epilogue switches, 70B), serve, load,
 # sanitizer, profile (ncu per-kernel times of 8B decode b1 / b64, 8B prefill 4096, 70B decode b1), timeline (nsys
 # trace of replayed steps: kernel durations and the gaps between them; needs nsys), gemv_rows (GEMV against cuBLASLt at
@@ -92,7 +92,6 @@ stage_ab() {  # each fast path off in turn, against stage_bench8's figures
   OCTET_CUDA_PDL=0 bench "8B fp8, OCTET_CUDA_PDL=0 (plain launches)" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json $b --batch 1,8,64
   OCTET_CUDA_DECODE_ATTENTION=v1 bench "8B fp8, OCTET_CUDA_DECODE_ATTENTION=v1" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json $b --batch 1,8,64
   OCTET_CUDA_TC_ATTENTION=0 bench "8B fp8, OCTET_CUDA_TC_ATTENTION=0" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 1024,4096 --batch 1
-  OCTET_CUDA_PREFILL_ATTENTION=v1 bench "8B fp8, OCTET_CUDA_PREFILL_ATTENTION=v1" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 1024,4096 --batch 1
   OCTET_CUDA_ROW_KERNELS=0 bench "8B fp8, OCTET_CUDA_ROW_KERNELS=0" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json $b --batch 1,8,64
   OCTET_CUDA_TENSOR_GEMV=all bench "8B fp8, OCTET_CUDA_TENSOR_GEMV=all" 30 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json $b --batch 1
   OCTET_CUDA_GEMM_TUNE=0 bench "8B fp8, OCTET_CUDA_GEMM_TUNE=0" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json $b --batch 32,64,128
@@ -126,7 +125,6 @@ stage_ab3() {  # this session's switches, each against the default (bench8 gives
   local m70="--dummy-weights configs/models/Llama-3.3-70B-Instruct.json --precision fp8"
   OCTET_CUDA_PDL=0 bench "8B fp8, OCTET_CUDA_PDL=0" 40 $m8 --prefill 128 --batch 1,8,64
   OCTET_CUDA_DECODE_ATTENTION=v1 bench "8B fp8, OCTET_CUDA_DECODE_ATTENTION=v1" 40 $m8 --prefill 128 --batch 1,8,64
-  OCTET_CUDA_PREFILL_ATTENTION=v1 bench "8B fp8, OCTET_CUDA_PREFILL_ATTENTION=v1" 40 $m8 --prefill 4096 --batch 1
   OCTET_CUDA_GROUPED_GEMM=0 bench "8B fp8, OCTET_CUDA_GROUPED_GEMM=0" 40 $m8 --prefill 128 --batch 32,64,128
   bench "8B bf16, batch 1" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision bf16 --prefill 128 --batch 1
   bench "70B fp8 prefill 4096, b1 (default)" 80 $m70 --prefill 4096 --batch 1
@@ -150,9 +148,6 @@ stage_check7() {  # the mid-session check of version 7: the merged default and e
   for blocks in 512 1024 4096; do
     OCTET_CUDA_GROUPED_ATTENTION_BLOCKS=$blocks bench "8B fp8, OCTET_CUDA_GROUPED_ATTENTION_BLOCKS=$blocks" 30 $m8 --batch 8,64
   done
-  for gemv in deep rowpairs; do
-    OCTET_CUDA_GEMV_PREFETCH=$gemv bench "8B fp8, OCTET_CUDA_GEMV_PREFETCH=$gemv" 30 $m8 --batch 1
-  done
   OCTET_CUDA_FUSED_PRODUCTS=0 bench "8B fp8, OCTET_CUDA_FUSED_PRODUCTS=0" 40 $m8 --batch 32,64,128
 }
 stage_final7() {  # version 7's figures for issue 3's table from one binary, and the attention split sweep
@@ -167,16 +162,10 @@ stage_final7() {  # version 7's figures for issue 3's table from one binary, and
   bench "8B bf16, batch 1" 40 --dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision bf16 --prefill 128 --batch 1
   bench "8B fp8, FP8 LM head and table" 40 $m8 --prefill 128 --batch 1,64 llm.lm_head_precision=fp8 llm.embedding_precision=fp8
 }
-stage_gemv() {  # the one-row GEMV's switch (OCTET_CUDA_GEMV_PREFETCH, gemv_fp8.cu): the default against each alternative
+stage_gemv() {  # the one-row GEMV (gemv_fp8.cu) at 8B b1, with the FP8 LM head, and 70B b1
   local m8="--dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 128"
   bench "8B fp8 b1 (default GEMV)" 40 $m8 --batch 1
-  OCTET_CUDA_GEMV_PREFETCH=deep bench "8B fp8 b1, OCTET_CUDA_GEMV_PREFETCH=deep" 40 $m8 --batch 1
-  OCTET_CUDA_GEMV_PREFETCH=rowpairs bench "8B fp8 b1, OCTET_CUDA_GEMV_PREFETCH=rowpairs" 40 $m8 --batch 1
-  OCTET_CUDA_GEMV_PREFETCH=ring bench "8B fp8 b1, OCTET_CUDA_GEMV_PREFETCH=ring" 40 $m8 --batch 1
-  OCTET_CUDA_GEMV_PREFETCH=stage bench "8B fp8 b1, OCTET_CUDA_GEMV_PREFETCH=stage" 40 $m8 --batch 1
-  OCTET_CUDA_GEMV_PREFETCH=nostage bench "8B fp8 b1, OCTET_CUDA_GEMV_PREFETCH=nostage" 40 $m8 --batch 1
   bench "8B fp8 b1, FP8 LM head" 40 $m8 --batch 1 llm.lm_head_precision=fp8
-  OCTET_CUDA_GEMV_PREFETCH=rowpairs bench "8B fp8 b1, FP8 LM head, OCTET_CUDA_GEMV_PREFETCH=rowpairs" 40 $m8 --batch 1 llm.lm_head_precision=fp8
   bench "70B fp8 b1 (tensor-core GEMV: unchanged)" 80 --dummy-weights configs/models/Llama-3.3-70B-Instruct.json --precision fp8 --prefill 128 --batch 1
 }
 stage_ncu_attention() {  # per-launch times of the decode attention kernels only, 8B b1 and b64 at context 1024
@@ -197,9 +186,7 @@ stage_ncu_detail() {  # ncu's full sections (occupancy, stall reasons, memory) f
   local -a runs=("attn_b64;;regex:grouped_attention;192;1;$m8 --batch 64"
     "attn_b1_v2;OCTET_CUDA_DECODE_ATTENTION=v2;regex:grouped_attention;192;1;$m8 --batch 1"
     "attn_b1_v1;OCTET_CUDA_DECODE_ATTENTION=v1;regex:attention_(kernel|combine);384;2;$m8 --batch 1"
-    "gemv_b1;;regex:gemv_e4m3_(ring_|row_pairs_)?kernel;256;4;$m8 --batch 1"
-    "gemv_b1_ring;OCTET_CUDA_GEMV_PREFETCH=ring;regex:gemv_e4m3_(ring_|row_pairs_)?kernel;256;4;$m8 --batch 1"
-    "gemv_b1_rowpairs;OCTET_CUDA_GEMV_PREFETCH=rowpairs;regex:gemv_e4m3_(ring_|row_pairs_)?kernel;256;4;$m8 --batch 1"
+    "gemv_b1;;regex:gemv_e4m3_kernel;256;4;$m8 --batch 1"
     "prefill_attn_4096;;regex:prefill_attention;0;1;--dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 4096 --batch 1 --steps 1")
   for run in "${runs[@]}"; do
     IFS=';' read -r name environment kernel skip count args <<<"$run"

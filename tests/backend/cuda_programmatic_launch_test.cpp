@@ -10,7 +10,6 @@
 #include "model/llama_model.h"
 #include "support/random.h"
 #include "support/require_gpu.h"
-#include "support/scoped_environment.h"
 
 #include <gtest/gtest.h>
 
@@ -113,9 +112,8 @@ TEST_F(CudaProgrammaticLaunch, DependentChainSeesEveryProducersWrites) {
 
 // The FP8 linear chain of decode: quantize the rows (row kernels, clusters), then the GEMV of their
 // codes (the kernels that load weights before their wait), 24 times, each step's input the step
-// before's output, from poisoned buffers; 1 row (CUDA-core GEMV: the default kernel, the ring kernel
-// with x widened in shared memory or not, two weight rows a warp) and 4 rows (tensor cores). With PDL the outputs of every step
-// must be bit-identical to plain launches (stream order).
+// before's output, from poisoned buffers; 1 row (CUDA-core GEMV) and 4 rows (tensor cores). With PDL
+// the outputs of every step must be bit-identical to plain launches (stream order).
 TEST_F(CudaProgrammaticLaunch, QuantizeGemvChainMatchesPlainLaunches) {
   constexpr int64_t kK = 2048, kSteps = 24;
   const auto codes = testing::random_e4m3_codes(rng_, static_cast<size_t>(kK * kK));
@@ -123,10 +121,7 @@ TEST_F(CudaProgrammaticLaunch, QuantizeGemvChainMatchesPlainLaunches) {
   for (auto& scale : scales) scale /= 10.0f;  // the chain's values then stay near their size (×~10 a step otherwise)
   DeviceVector<uint8_t> w(codes.size(), &codes);
   DeviceVector<float> col_scales(scales.size(), &scales);
-  struct Case { int64_t rows; const char* prefetch; };  // OCTET_CUDA_GEMV_PREFETCH for the one-row kernels
-  for (Case c : {Case{1, nullptr}, Case{1, "ring"}, Case{1, "nostage"}, Case{1, "rowpairs"}, Case{4, nullptr}}) {
-    const int64_t rows = c.rows;
-    const testing::ScopedEnvironment prefetch("OCTET_CUDA_GEMV_PREFETCH", c.prefetch);
+  for (int64_t rows : {1, 4}) {
     const auto x0 = testing::random_normal(rng_, static_cast<size_t>(rows * kK));
     auto run = [&](bool programmatic) {
       TestStream stream(programmatic);
@@ -155,7 +150,7 @@ TEST_F(CudaProgrammaticLaunch, QuantizeGemvChainMatchesPlainLaunches) {
     for (size_t i = 0; i < plain.size(); ++i) {
       for (float v : plain[i]) ASSERT_TRUE(std::isfinite(v)) << rows << " rows: the chain left the float range";
       EXPECT_EQ(std::memcmp(plain[i].data(), programmatic[i].data(), plain[i].size() * sizeof(float)), 0)
-          << rows << " rows, OCTET_CUDA_GEMV_PREFETCH " << (c.prefetch ? c.prefetch : "unset") << ", look " << i
+          << rows << " rows, look " << i
           << ": programmatic launches differ from plain ones";
     }
   }

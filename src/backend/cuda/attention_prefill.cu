@@ -8,15 +8,13 @@
 // running max / sum in float32, and accumulates P·V the same way (P re-packed from S's accumulator
 // registers, which have the A-operand layout). Rounding: q and p to BF16 (2^-9 relative each), and
 // f32-stored K/V to BF16; the output's relative error is ~1e-3.
-// Two kernels (PrefillKernel in kernels.h):
-// - pipelined (the default): 128 rows per block (8 warps), so each K/V tile serves twice the rows;
-//   the global loads of the next K/V tile are issued into registers before the warps compute on the
-//   current one, then widened into the other of two shared buffers (one barrier per tile);
-//   K and V are both stored [position][dim] with a padded row and read as B fragments by ldmatrix
-//   (.trans for V), conflict-free; the causal mask is applied only where a tile crosses the warp's
-//   first row; the host plan puts the tiles that see the most keys first.
-// - v1 (OCTET_CUDA_PREFILL_ATTENTION=v1, for comparison): 64 rows per block (4 warps), V stored
-//   transposed, loads and MMAs of a tile one after the other.
+// The kernel is pipelined: 128 rows per block (8 warps); the global loads of the next K/V tile are
+// issued into registers before the warps compute on the current one, then widened into the other of
+// two shared buffers (one barrier per tile); K and V are both stored [position][dim] with a padded
+// row and read as B fragments by ldmatrix (.trans for V), conflict-free; the causal mask is applied
+// only where a tile crosses the warp's first row; the host plan puts the tiles that see the most
+// keys first. (The first kernel, 64 rows a block with loads and MMAs of a tile one after the other,
+// was slower and is removed: docs/PERFORMANCE.md version 6.)
 // FLOPs: 4 · head_dim per (row, visible position); bytes: each K/V tile once per block of rows.
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
@@ -51,8 +49,6 @@ __device__ __forceinline__ void mma_bf16(float c[4], const uint32_t a[4], uint32
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
-
-// ---- The warp's part, shared by both kernels ----
 
 // The block's tile of a run and the warp's 16 rows in it. Row f of a run is query head
 // (kv_head · group + f % group) of the run's token f / group; a lane holds rows g and g + 8 of its
@@ -213,121 +209,6 @@ __device__ __forceinline__ void write_rows(SoftmaxState<D>& st, const WarpRows& 
   }
 }
 
-// ---- v1 ----
-
-constexpr int kWarps = 4;
-constexpr int kThreads = kWarps * 32;
-constexpr int kTileRows = 16 * kWarps;  // 16 query rows per warp: the M of one MMA
-static_assert(kTileRows == kPrefillTileRowsV1, "kernels.h states the tile height");
-
-// Sixteen consecutive cached elements as eight BF16 pairs (element 2i in the low half of out[i]).
-// FP8 codes and BF16 values come back exactly (E4M3 and E5M2 values are BF16 values); f32 rounds
-// to nearest.
-template <KvStorage S>
-__device__ __forceinline__ void load16_bf16(const void* cache, int64_t element_offset, uint32_t out[8]) {
-  float values[16];
-  load16<S>(cache, element_offset, values);
-#pragma unroll
-  for (int i = 0; i < 8; ++i) out[i] = pack_bf16(values[2 * i], values[2 * i + 1]);
-}
-
-// v1: one block per (tile of kPrefillTileRowsV1 rows of a run, KV head), rows as in WarpRows.
-template <KvStorage S, int D>
-__global__ void __launch_bounds__(kThreads)
-prefill_attention_kernel(const float* __restrict__ q, int heads, const int64_t* __restrict__ slots,
-                         const int64_t* __restrict__ positions, const PrefillTile* __restrict__ tiles, KvLayout layout,
-                         const void* __restrict__ k_cache, const void* __restrict__ v_cache,
-                         const float* __restrict__ k_scales, const float* __restrict__ v_scales, float* __restrict__ out) {
-  await_earlier_kernels();
-  constexpr bool kScaled = S == KvStorage::e4m3 || S == KvStorage::e5m2;
-  constexpr int kKStride = D + kPad;               // K tile: [position][dim]
-  constexpr int kVStride = kTilePositions + kPad;  // V tile, transposed: [dim][position]
-  constexpr int kPieces = D / 16;                  // 16-element pieces of a cached row
-  constexpr int kLoadsPerThread = kTilePositions * kPieces / kThreads;
-  static_assert(kTilePositions * kPieces % kThreads == 0, "every thread loads the same number of pieces");
-  __shared__ __align__(16) uint16_t k_tile[kTilePositions * kKStride];
-  __shared__ __align__(16) uint16_t v_tile[D * kVStride];
-  __shared__ __align__(8) float k_scale_tile[kTilePositions];
-  __shared__ __align__(8) float v_scale_tile[kTilePositions];
-
-  const PrefillTile tile = tiles[blockIdx.x];
-  const int kv_heads = static_cast<int>(layout.kv_heads), kv_head = static_cast<int>(blockIdx.y);
-  const int32_t* table = layout.block_table + slots[tile.first_token] * layout.blocks_per_slot;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-  const WarpRows rows = warp_rows(tile, kTileRows, heads / kv_heads, kv_head, positions, warp, g);
-  uint32_t qa[D / 16][4];
-  load_query_fragments<D>(q, heads, rows, t, qa);
-  SoftmaxState<D> st;
-  start_softmax(st);
-
-  for (int64_t kv0 = 0; kv0 <= rows.kv_last; kv0 += kTilePositions) {
-    __syncthreads();  // the previous tile's readers are done
-    // Positions past kv_last (possibly without a block) read as zeros: finite, and masked below.
-    uint32_t kw[kLoadsPerThread][8], vw[kLoadsPerThread][8];
-    float ks[kLoadsPerThread], vs[kLoadsPerThread];
-#pragma unroll
-    for (int l = 0; l < kLoadsPerThread; ++l) {
-      const int chunk = threadIdx.x + l * kThreads, p = chunk / kPieces, piece = chunk % kPieces;
-      ks[l] = vs[l] = 0.0f;
-#pragma unroll
-      for (int i = 0; i < 8; ++i) kw[l][i] = vw[l][i] = 0u;
-      if (kv0 + p <= rows.kv_last) {
-        const int64_t cell = pool_row(layout, table, kv0 + p) * kv_heads + kv_head;
-        load16_bf16<S>(k_cache, cell * D + piece * 16, kw[l]);
-        load16_bf16<S>(v_cache, cell * D + piece * 16, vw[l]);
-        if constexpr (kScaled) {
-          ks[l] = k_scales[cell];
-          vs[l] = v_scales[cell];
-        }
-      }
-    }
-#pragma unroll
-    for (int l = 0; l < kLoadsPerThread; ++l) {
-      const int chunk = threadIdx.x + l * kThreads, p = chunk / kPieces, piece = chunk % kPieces;
-      uint4* k_dst = reinterpret_cast<uint4*>(k_tile + p * kKStride + piece * 16);
-      k_dst[0] = make_uint4(kw[l][0], kw[l][1], kw[l][2], kw[l][3]);
-      k_dst[1] = make_uint4(kw[l][4], kw[l][5], kw[l][6], kw[l][7]);
-#pragma unroll
-      for (int i = 0; i < 16; ++i)
-        v_tile[(piece * 16 + i) * kVStride + p] = static_cast<uint16_t>(i % 2 ? vw[l][i / 2] >> 16 : vw[l][i / 2] & 0xFFFF);
-      if (kScaled && piece == 0) {
-        k_scale_tile[p] = ks[l];
-        v_scale_tile[p] = vs[l];
-      }
-    }
-    __syncthreads();
-    if (!rows.active || kv0 > rows.last_seen) continue;  // warp-uniform: no key of this tile is visible to its rows
-
-    // S = Q · Kᵀ for the warp's 16 rows × 64 positions (8 accumulator tiles of 16 × 8).
-    float s[kTilePositions / 8][4];
-#pragma unroll
-    for (int j = 0; j < kTilePositions / 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk)
-#pragma unroll
-      for (int j = 0; j < kTilePositions / 8; ++j) {
-        const uint16_t* key = k_tile + (j * 8 + g) * kKStride + kk * 16 + 2 * t;
-        mma_bf16(s[j], qa[kk], *reinterpret_cast<const uint32_t*>(key), *reinterpret_cast<const uint32_t*>(key + 8));
-      }
-    softmax_tile<kScaled, D>(s, st, k_scale_tile, kv0, rows, true, t);
-
-    // O += P · V, 16 positions per step.
-#pragma unroll
-    for (int u = 0; u < kTilePositions / 16; ++u) {
-      uint32_t pa[4];
-      probability_fragment<kScaled>(s, u, v_scale_tile, t, pa);
-#pragma unroll
-      for (int n = 0; n < D / 8; ++n) {
-        const uint16_t* value = v_tile + (n * 8 + g) * kVStride + 16 * u + 2 * t;
-        mma_bf16(st.o[n], pa, *reinterpret_cast<const uint32_t*>(value), *reinterpret_cast<const uint32_t*>(value + 8));
-      }
-    }
-  }
-  write_rows<D>(st, rows, heads, t, out);
-}
-
-// ---- The pipelined kernel ----
-
 constexpr int kPipelinedWarps = 8;
 constexpr int kPipelinedThreads = kPipelinedWarps * 32;
 static_assert(16 * kPipelinedWarps == kPrefillTileRows, "kernels.h states the tile height");
@@ -347,8 +228,8 @@ __device__ __forceinline__ void load_raw_piece(const void* cache, int64_t elemen
   for (int i = 0; i < RawPiece<S>::kElementBytes; ++i) out.words[i] = source[i];
 }
 
-// The piece as eight BF16 pairs (element 2i in the low half of out[i]): FP8 and BF16 exactly, f32
-// rounded to nearest, as load16_bf16.
+// The piece as eight BF16 pairs (element 2i in the low half of out[i]): FP8 and BF16 exactly (E4M3
+// and E5M2 values are BF16 values), f32 rounded to nearest.
 template <KvStorage S>
 __device__ __forceinline__ void widen_raw_piece(const RawPiece<S>& in, uint32_t out[8]) {
   if constexpr (S == KvStorage::e4m3 || S == KvStorage::e5m2) {
@@ -532,17 +413,12 @@ prefill_attention_pipelined_kernel(const float* __restrict__ q, int heads, const
   write_rows<D>(st, rows, heads, t, out);
 }
 
-// Every launch of this file (through launch.cuh's launch_kernel): kernel v1 or the pipelined one, for head_dim D; grid is (KV heads,
-// tiles), v1 takes it transposed.
+// Every launch of this file (through launch.cuh's launch_kernel), for head_dim D; grid is (KV heads,
+// tiles).
 template <KvStorage S, int D>
-void launch_prefill(PrefillKernel kernel, dim3 grid, cudaStream_t s, const float* q, int heads, const int64_t* slots,
+void launch_prefill(dim3 grid, cudaStream_t s, const float* q, int heads, const int64_t* slots,
                     const int64_t* positions, const PrefillTile* tiles, const KvLayout& layout, const void* k_cache,
                     const void* v_cache, const float* k_scales, const float* v_scales, float* out) {
-  if (kernel == PrefillKernel::v1) {
-    launch_kernel(prefill_attention_kernel<S, D>, LaunchShape{dim3(grid.y, grid.x), dim3(kThreads)}, s, q, heads, slots,
-                  positions, tiles, layout, k_cache, v_cache, k_scales, v_scales, out);
-    return;
-  }
   // D = 128 needs 68 KiB, past the 48 KiB a launch may take without asking.
   constexpr int shared_bytes = pipelined_shared_bytes<D>();
   OCTET_CUDA_CHECK(cudaFuncSetAttribute(prefill_attention_pipelined_kernel<S, D>,
@@ -552,13 +428,13 @@ void launch_prefill(PrefillKernel kernel, dim3 grid, cudaStream_t s, const float
 }
 
 template <KvStorage S>
-void launch_for_storage(PrefillKernel kernel, dim3 grid, cudaStream_t s, const float* q, int heads, const int64_t* slots,
+void launch_for_storage(dim3 grid, cudaStream_t s, const float* q, int heads, const int64_t* slots,
                         const int64_t* positions, const PrefillTile* tiles, const KvLayout& layout, const void* k_cache,
                         const void* v_cache, const float* k_scales, const float* v_scales, float* out) {
   if (layout.head_dim == 128)
-    launch_prefill<S, 128>(kernel, grid, s, q, heads, slots, positions, tiles, layout, k_cache, v_cache, k_scales, v_scales, out);
+    launch_prefill<S, 128>(grid, s, q, heads, slots, positions, tiles, layout, k_cache, v_cache, k_scales, v_scales, out);
   else
-    launch_prefill<S, 64>(kernel, grid, s, q, heads, slots, positions, tiles, layout, k_cache, v_cache, k_scales, v_scales, out);
+    launch_prefill<S, 64>(grid, s, q, heads, slots, positions, tiles, layout, k_cache, v_cache, k_scales, v_scales, out);
 }
 
 }  // namespace
@@ -566,8 +442,8 @@ void launch_for_storage(PrefillKernel kernel, dim3 grid, cudaStream_t s, const f
 bool prefill_attention_fits(int64_t head_dim) { return head_dim == 64 || head_dim == 128; }
 
 PrefillPlan plan_prefill_attention(const int64_t* slots, const int64_t* positions, int64_t tokens, int64_t group,
-                                   int64_t min_run_tokens, PrefillKernel kernel) {
-  const int64_t tile_rows = prefill_tile_rows(kernel);
+                                   int64_t min_run_tokens) {
+  const int64_t tile_rows = kPrefillTileRows;
   PrefillPlan plan;
   std::vector<int64_t> tile_last_positions;
   for (int64_t begin = 0; begin < tokens;) {
@@ -602,20 +478,20 @@ PrefillPlan plan_prefill_attention(const int64_t* slots, const int64_t* position
 void launch_prefill_attention(const float* q, int64_t heads, const int64_t* slots, const int64_t* positions,
                               const PrefillTile* tiles, int64_t tile_count, const KvLayout& layout, const void* k_cache,
                               const void* v_cache, const float* k_scales, const float* v_scales, float* out,
-                              PrefillKernel kernel, cudaStream_t s) {
+                              cudaStream_t s) {
   if (!prefill_attention_fits(layout.head_dim)) fail("prefill attention: head_dim {} is not 64 or 128", layout.head_dim);
   if (heads % layout.kv_heads != 0) fail("prefill attention: {} heads are not a multiple of {} kv heads", heads, layout.kv_heads);
   if (tile_count == 0) return;
-  if (kernel == PrefillKernel::pipelined && tile_count > 65535)
+  if (tile_count > 65535)
     fail("prefill attention: {} tiles of {} rows, more than the 65535 blocks of a grid's y dimension", tile_count,
          kPrefillTileRows);
-  const dim3 grid(static_cast<unsigned>(layout.kv_heads), static_cast<unsigned>(tile_count));  // v1: transposed
+  const dim3 grid(static_cast<unsigned>(layout.kv_heads), static_cast<unsigned>(tile_count));
   const int h = static_cast<int>(heads);
   switch (layout.storage) {
-    case KvStorage::f32: launch_for_storage<KvStorage::f32>(kernel, grid, s, q, h, slots, positions, tiles, layout, k_cache, v_cache, k_scales, v_scales, out); break;
-    case KvStorage::bf16: launch_for_storage<KvStorage::bf16>(kernel, grid, s, q, h, slots, positions, tiles, layout, k_cache, v_cache, k_scales, v_scales, out); break;
-    case KvStorage::e4m3: launch_for_storage<KvStorage::e4m3>(kernel, grid, s, q, h, slots, positions, tiles, layout, k_cache, v_cache, k_scales, v_scales, out); break;
-    case KvStorage::e5m2: launch_for_storage<KvStorage::e5m2>(kernel, grid, s, q, h, slots, positions, tiles, layout, k_cache, v_cache, k_scales, v_scales, out); break;
+    case KvStorage::f32: launch_for_storage<KvStorage::f32>(grid, s, q, h, slots, positions, tiles, layout, k_cache, v_cache, k_scales, v_scales, out); break;
+    case KvStorage::bf16: launch_for_storage<KvStorage::bf16>(grid, s, q, h, slots, positions, tiles, layout, k_cache, v_cache, k_scales, v_scales, out); break;
+    case KvStorage::e4m3: launch_for_storage<KvStorage::e4m3>(grid, s, q, h, slots, positions, tiles, layout, k_cache, v_cache, k_scales, v_scales, out); break;
+    case KvStorage::e5m2: launch_for_storage<KvStorage::e5m2>(grid, s, q, h, slots, positions, tiles, layout, k_cache, v_cache, k_scales, v_scales, out); break;
   }
   OCTET_CUDA_LAUNCH_CHECK();
 }

@@ -29,15 +29,6 @@ bool switched_on_explicitly(const char* variable) {
   return value != nullptr && std::strcmp(value, "1") == 0;
 }
 
-// OCTET_CUDA_PREFILL_ATTENTION: "v1" (the first tensor-core prefill kernel, for comparison) or
-// "pipelined" / unset (the default).
-PrefillKernel prefill_kernel_from_environment() {
-  const char* value = std::getenv("OCTET_CUDA_PREFILL_ATTENTION");
-  if (value == nullptr || *value == '\0' || std::strcmp(value, "pipelined") == 0) return PrefillKernel::pipelined;
-  if (std::strcmp(value, "v1") == 0) return PrefillKernel::v1;
-  fail("OCTET_CUDA_PREFILL_ATTENTION is '{}', expected 'v1' or 'pipelined'", value);
-}
-
 // OCTET_CUDA_DECODE_ATTENTION: "v2" the grouped decode kernel for every batch, "v1" the one before
 // it; unset or "auto": v1 below kMinGroupedDecodeTokens tokens, v2 from there.
 std::optional<DecodeAttention> decode_attention_kernel() {
@@ -50,8 +41,7 @@ std::optional<DecodeAttention> decode_attention_kernel() {
 
 CudaBackend::CudaBackend(int device)
     : device_(device), epoch_(std::make_shared<uint64_t>(0)), graphs_(epoch_, switched_on("OCTET_CUDA_GRAPHS")),
-      tc_attention_(switched_on("OCTET_CUDA_TC_ATTENTION")), prefill_kernel_(prefill_kernel_from_environment()),
-      skinny_gemm_(switched_on_explicitly("OCTET_CUDA_SKINNY_GEMM")) {
+      tc_attention_(switched_on("OCTET_CUDA_TC_ATTENTION")), skinny_gemm_(switched_on_explicitly("OCTET_CUDA_SKINNY_GEMM")) {
   OCTET_CUDA_CHECK(cudaSetDevice(device));
   cudaDeviceProp props{};
   OCTET_CUDA_CHECK(cudaGetDeviceProperties(&props, device));

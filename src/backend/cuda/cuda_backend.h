@@ -7,8 +7,7 @@
 // kernel (attention_prefill.cu) in steps that are never recorded, the rest to the decode kernel
 // (attention.cu: the grouped tensor-core kernel, or with OCTET_CUDA_DECODE_ATTENTION=v1 the one
 // before it, a query head per block on CUDA cores); OCTET_CUDA_TC_ATTENTION=0 keeps every token on
-// the decode kernel (for comparison); OCTET_CUDA_PREFILL_ATTENTION=v1 runs the first tensor-core
-// prefill kernel instead of the pipelined one.
+// the decode kernel (for comparison).
 // OCTET_CUDA_SKINNY_GEMM=1 sends FP8 linears of 17–128 rows to the skinny GEMM (skinny_gemm_fp8.cu)
 // instead of cuBLASLt; off by default until it is measured faster.
 // On sm_90 and later the backend's own kernels are programmatic dependent launches, each one's blocks
@@ -43,7 +42,6 @@ namespace octet::backend::cuda {
 // The backend's environment switches (cuda_backend.cpp), read once when it is made.
 bool switched_on(const char* variable);
 bool switched_on_explicitly(const char* variable);
-PrefillKernel prefill_kernel_from_environment();
 std::optional<DecodeAttention> decode_attention_kernel();
 
 class CudaBackend final : public Backend {
@@ -176,7 +174,6 @@ class CudaBackend final : public Backend {
   AllocationEpoch epoch_;
   StepGraphs graphs_;
   bool tc_attention_;
-  PrefillKernel prefill_kernel_;
 
   std::optional<DecodeAttention> decode_attention_ = decode_attention_kernel();  // nullopt: by batch size
   bool skinny_gemm_;

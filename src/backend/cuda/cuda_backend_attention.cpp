@@ -95,7 +95,7 @@ void CudaBackend::attention(const KvCache& cache, int64_t layer, const TokenBatc
       if (others > 0) decode_attention(c, layer, q, others, out, other_tokens_.data());
       launch_prefill_attention(cast(q).data.data(), heads, slots_.data(), positions_.data(), prefill_tiles_.data(),
                                static_cast<int64_t>(plan.tiles.size()), layout, c.k[layer].data(), c.v[layer].data(),
-                               k_scales, v_scales, cast(out).data.data(), prefill_kernel_, stream_);
+                               k_scales, v_scales, cast(out).data.data(), stream_);
       return;
     }
   }
@@ -140,7 +140,7 @@ void CudaBackend::upload_frequencies(std::span<const float> inverse_frequencies)
 const PrefillPlan& CudaBackend::prefill_plan(const TokenBatch& batch, int64_t group) {
   if (plan_batch_ == prepared_batches_ && plan_group_ == group) return plan_;
   plan_ = plan_prefill_attention(batch.slots.data(), batch.positions.data(), static_cast<int64_t>(batch.size()), group,
-                                 kMinPrefillRunTokens, prefill_kernel_);
+                                 kMinPrefillRunTokens);
   ensure_capacity(prefill_tiles_, std::max<size_t>(1, plan_.tiles.size()));
   ensure_capacity(other_tokens_, std::max<size_t>(1, plan_.other_tokens.size()));
   if (!plan_.tiles.empty()) prefill_tiles_.upload(plan_.tiles.data(), plan_.tiles.size(), stream_);

@@ -1,32 +1,22 @@
-// FP8 E4M3 GEMV / skinny GEMM for decode (rows ≤ 8). Bytes: n·k weight bytes (read once) + rows·k
+// FP8 E4M3 GEMV / skinny GEMM for decode (rows ≤ 16). Bytes: n·k weight bytes (read once) + rows·k
 // activation bytes (L2-resident) + rows·n·4 output bytes; FLOPs: 2·rows·n·k. At rows = 1 the weight
 // bytes dominate, so the roofline is n·k / read bandwidth (e.g. 28672×8192: 235 MB, ≈ 78 µs at 3 TB/s).
 //
-// One warp per output row: each lane streams 16-byte chunks of the weight row, widens E4M3 pairs to
-// half2 in hardware and accumulates in float32 (products of E4M3 values are exact in float32; half
-// accumulation would overflow at 448²). A group of weights sharing the input (q/k/v, gate/up) runs
-// as one launch: blocks are dealt out to the weights in order, so small matrices such as k and v
-// (1024 rows: 128 blocks alone, fewer than the SMs) ride along with q.
+// Two kernels. gemv_e4m3_kernel (CUDA cores, 1–8 rows): one warp per output row, each lane streams
+// 16-byte chunks of the weight row in rounds of 4 (the first before the wait for the previous
+// kernel), widens E4M3 pairs to half2 in hardware and accumulates in float32 (products of E4M3 values
+// are exact in float32; half accumulation would overflow at 448²). gemv_e4m3_mma_kernel (tensor
+// cores, k a multiple of 64, up to 16 rows): see its comment. Which one a shape takes is
+// use_tensor_cores' choice (OCTET_CUDA_TENSOR_GEMV); whether the backend gives a shape to the GEMV at
+// all is gemv_e4m3_preferred's.
 //
-// One and two rows (decode at batch 1) run on gemv_e4m3_kernel by default: each lane loads rounds
-// of 4 chunks, the first before the wait for the previous kernel. The alternatives behind
-// OCTET_CUDA_GEMV_PREFETCH were written against ncu's view of it (45–47% of DRAM peak for q/k/v
-// and o, two dependent rounds at k = 4096) and none was faster in the real step (H200, 2026-12-01,
-// 8B fp8 b1, ms a step: 3.108 default against 3.253 ring; later 2.984 default against 3.137 deep
-// and 3.007 rowpairs; docs/PERFORMANCE.md version 7). They are kept for comparison:
-// - gemv_e4m3_ring_kernel ("ring"): each lane keeps kRingChunks = 8 chunks (128 bytes) in flight
-//   through cp.async into a ring in shared memory (no registers hold them), the first 8 issued before
-//   the wait (the whole row at k = 4096), each pair consumed refilling its slot with the pair 8
-//   chunks ahead; where rows·k ≤ 4096 and it costs no residency that matters (stage_x), x is
-//   widened to float once per block in shared memory, so only the weights are converted per chunk
-//   (65 instructions per 16 weight bytes instead of 81). "stage" / "nostage" force that choice.
-// - "deep": gemv_e4m3_kernel with rounds of 8 chunks (the whole row at k = 4096 before the wait)
-//   in registers, where the rounds divide the row.
-// - gemv_e4m3_row_pairs_kernel ("rowpairs", one row of x): two weight rows a warp, x widened once
-//   for both (66 instructions per 16 weight bytes instead of 81), rounds of 4 chunks a lane a row.
-// Per lane all of them add the same products (fmaf chains of 16 from zero) in the same order: their
-// results are bit-identical (tests/backend/cuda_gemv_test.cpp checks that). The switch is read at
-// each launch (a recorded step keeps the kernel it was recorded with); unset or "0": the default.
+// A group of weights sharing the input (q/k/v, gate/up) runs as one launch: blocks are dealt out to
+// the weights in order, so small matrices such as k and v (1024 rows: 128 blocks alone, fewer than
+// the SMs) ride along with q.
+//
+// The one-row alternatives once behind OCTET_CUDA_GEMV_PREFETCH (a cp.async ring in shared memory,
+// rounds of 8 chunks, two weight rows a warp) were all slower in the real step and are removed; their
+// figures are in docs/PERFORMANCE.md version 7.
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/launch.cuh"
@@ -80,12 +70,8 @@ __device__ __forceinline__ int group_member(const GemvGroup& group, int64_t rows
   return member;
 }
 
-// Unroll: chunks a lane in flight, in rounds (the first round loaded before the wait). The default
-// is 4; OCTET_CUDA_GEMV_PREFETCH=deep takes 8 (the whole row at k = 4096 before the wait), held to
-// 64 registers at one row (4 blocks an SM, not 3 at the 78 it would take) and 80 at two. A minimum
-// of 0 blocks leaves the bound unstated (the default's code is unchanged).
-template <int Rows, int Unroll = kUnroll>
-__global__ void __launch_bounds__(kWarpsPerBlock * 32, Unroll > kUnroll ? (Rows == 1 ? 4 : 3) : 0)
+template <int Rows>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
 gemv_e4m3_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_scales, GemvGroup group, int64_t k) {
   const int lane = threadIdx.x % 32;
   int64_t first_row = 0;
@@ -105,20 +91,20 @@ gemv_e4m3_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_sc
   // weights do not change during a step, and their DRAM latency then overlaps that kernel's tail.
   // The loop's first iteration uses them: the same sums in the same order.
   int64_t c = lane;
-  uint4 wv[Unroll];
-  bool prefetched = row < n && c + 32 * (Unroll - 1) < chunks;
+  uint4 wv[kUnroll];
+  bool prefetched = row < n && c + 32 * (kUnroll - 1) < chunks;
   if (prefetched)
 #pragma unroll
-    for (int u = 0; u < Unroll; ++u) wv[u] = __ldcs(weights + c + 32 * u);  // streamed once: do not keep in L2
+    for (int u = 0; u < kUnroll; ++u) wv[u] = __ldcs(weights + c + 32 * u);  // streamed once: do not keep in L2
   await_earlier_kernels();
   if (row >= n) return;
-  for (; c + 32 * (Unroll - 1) < chunks; c += 32 * Unroll) {
+  for (; c + 32 * (kUnroll - 1) < chunks; c += 32 * kUnroll) {
     if (!prefetched)
 #pragma unroll
-      for (int u = 0; u < Unroll; ++u) wv[u] = __ldcs(weights + c + 32 * u);
+      for (int u = 0; u < kUnroll; ++u) wv[u] = __ldcs(weights + c + 32 * u);
     prefetched = false;
 #pragma unroll
-    for (int u = 0; u < Unroll; ++u)
+    for (int u = 0; u < kUnroll; ++u)
 #pragma unroll
       for (int m = 0; m < Rows; ++m)
         acc[m] += dot16(wv[u], __ldg(reinterpret_cast<const uint4*>(x + m * k) + c + 32 * u));
@@ -128,251 +114,6 @@ gemv_e4m3_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_sc
 #pragma unroll
     for (int m = 0; m < Rows; ++m) acc[m] += dot16(wv, __ldg(reinterpret_cast<const uint4*>(x + m * k) + c));
   }
-#pragma unroll
-  for (int m = 0; m < Rows; ++m) {
-    float v = acc[m];
-    for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xFFFFFFFF, v, offset);
-    if (lane == 0) y[m * n + row] = v * row_scales[m] * col_scales[row];
-  }
-}
-
-// OCTET_CUDA_GEMV_PREFETCH=rowpairs: each warp computes two adjacent weight rows, so a chunk of x is
-// loaded and widened once for both (about 52 instructions per 16 weight bytes instead of 81), in
-// rounds of kPairUnroll chunks a lane per row, the first before the wait; 16 rows a block; one row
-// of x only (two would spill at the 64 registers that keep 4 blocks an SM). A row past n reads row
-// n − 1 again (every load in bounds) and is not written.
-constexpr int kRowsPerWarp = 2;
-constexpr int kPairUnroll = 4;
-
-__device__ __forceinline__ void widen16(const uint4& codes, float (&f)[16]) {
-  const uint32_t words[4] = {codes.x, codes.y, codes.z, codes.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 lo = widen_pair(static_cast<uint16_t>(words[i] & 0xFFFF)), hi = widen_pair(static_cast<uint16_t>(words[i] >> 16));
-    f[4 * i] = lo.x;
-    f[4 * i + 1] = lo.y;
-    f[4 * i + 2] = hi.x;
-    f[4 * i + 3] = hi.y;
-  }
-}
-
-// dot16 with x widened (f[j]: byte j of the chunk): the same products in the same order.
-__device__ __forceinline__ float dot16_floats(const uint4& w, const float (&f)[16]) {
-  const uint32_t wv[4] = {w.x, w.y, w.z, w.w};
-  float sum = 0.0f;
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 w0 = widen_pair(static_cast<uint16_t>(wv[i] & 0xFFFF)), w1 = widen_pair(static_cast<uint16_t>(wv[i] >> 16));
-    sum = fmaf(w0.x, f[4 * i], sum);
-    sum = fmaf(w0.y, f[4 * i + 1], sum);
-    sum = fmaf(w1.x, f[4 * i + 2], sum);
-    sum = fmaf(w1.y, f[4 * i + 3], sum);
-  }
-  return sum;
-}
-
-template <int Rows>
-__global__ void __launch_bounds__(kWarpsPerBlock * 32, 4)
-gemv_e4m3_row_pairs_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_scales, GemvGroup group,
-                           int64_t k) {
-  const int lane = threadIdx.x % 32;
-  int64_t first_row = 0;
-  const int member = group_member(group, kWarpsPerBlock * kRowsPerWarp, first_row);
-  const int64_t n = group.n[member];
-  const int64_t row0 = first_row + (threadIdx.x / 32) * kRowsPerWarp;
-  const int64_t chunks = k / 16;
-  const uint4* weights[kRowsPerWarp];
-#pragma unroll
-  for (int r = 0; r < kRowsPerWarp; ++r)
-    weights[r] = reinterpret_cast<const uint4*>(group.w[member] + min(row0 + r, n - 1) * k);
-  const uint4* x_codes = reinterpret_cast<const uint4*>(x);
-  float acc[kRowsPerWarp][Rows];
-#pragma unroll
-  for (int r = 0; r < kRowsPerWarp; ++r)
-#pragma unroll
-    for (int m = 0; m < Rows; ++m) acc[r][m] = 0.0f;
-  int64_t c = lane;
-  uint4 wv[kRowsPerWarp][kPairUnroll];
-  bool prefetched = c + 32 * (kPairUnroll - 1) < chunks;
-  if (prefetched)
-#pragma unroll
-    for (int u = 0; u < kPairUnroll; ++u)
-#pragma unroll
-      for (int r = 0; r < kRowsPerWarp; ++r) wv[r][u] = __ldcs(weights[r] + c + 32 * u);
-  await_earlier_kernels();
-  for (; c + 32 * (kPairUnroll - 1) < chunks; c += 32 * kPairUnroll) {
-    if (!prefetched)
-#pragma unroll
-      for (int u = 0; u < kPairUnroll; ++u)
-#pragma unroll
-        for (int r = 0; r < kRowsPerWarp; ++r) wv[r][u] = __ldcs(weights[r] + c + 32 * u);
-    prefetched = false;
-#pragma unroll
-    for (int u = 0; u < kPairUnroll; ++u)
-#pragma unroll
-      for (int m = 0; m < Rows; ++m) {
-        float f[16];
-        widen16(__ldg(x_codes + m * chunks + c + 32 * u), f);
-#pragma unroll
-        for (int r = 0; r < kRowsPerWarp; ++r) acc[r][m] += dot16_floats(wv[r][u], f);
-      }
-  }
-  for (; c < chunks; c += 32) {
-    uint4 last[kRowsPerWarp];
-#pragma unroll
-    for (int r = 0; r < kRowsPerWarp; ++r) last[r] = __ldcs(weights[r] + c);
-#pragma unroll
-    for (int m = 0; m < Rows; ++m) {
-      float f[16];
-      widen16(__ldg(x_codes + m * chunks + c), f);
-#pragma unroll
-      for (int r = 0; r < kRowsPerWarp; ++r) acc[r][m] += dot16_floats(last[r], f);
-    }
-  }
-  const float* __restrict__ col_scales = group.col_scales[member];
-  float* __restrict__ y = group.y[member];
-#pragma unroll
-  for (int r = 0; r < kRowsPerWarp; ++r)
-#pragma unroll
-    for (int m = 0; m < Rows; ++m) {
-      float v = acc[r][m];
-      for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xFFFFFFFF, v, offset);
-      if (lane == 0 && row0 + r < n) y[m * n + row0 + r] = v * row_scales[m] * col_scales[row0 + r];
-    }
-}
-
-// The ring kernel's pieces. cp.async (sm_80 on) copies 16 bytes from global to shared memory without
-// a register; the evict-first policy keeps the weights, read once a step, from displacing
-// activations in L2 (gemv_e4m3_kernel's __ldcs does the same).
-constexpr int kRingChunks = 8;
-constexpr int kRingPairs = kRingChunks / 2;
-constexpr int64_t kStagedXFloats = 4096;  // rows·k up to this: x widened into shared memory (16 KB)
-constexpr size_t kRingBytes = size_t{kWarpsPerBlock} * kRingChunks * 32 * sizeof(uint4);
-static_assert(kRingBytes + kStagedXFloats * sizeof(float) <= 48 * 1024, "the default dynamic shared memory limit");
-
-__device__ __forceinline__ uint64_t evict_first_policy() {
-  uint64_t policy;
-  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(policy));
-  return policy;
-}
-
-__device__ __forceinline__ void copy_16_bytes_async(uint4* shared, const uint4* global, uint64_t policy) {
-  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(shared));
-  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;\n" ::"r"(address), "l"(global), "l"(policy)
-               : "memory");
-}
-
-__device__ __forceinline__ void commit_copies() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-
-// Until at most `Pending` of this thread's committed groups are still in flight; the rest are
-// complete and visible to it.
-template <int Pending>
-__device__ __forceinline__ void await_copies() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending) : "memory");
-}
-
-// dot16 with x already widened: x[i · quarter_stride] holds the floats of bytes 4i … 4i+3 of the chunk.
-__device__ __forceinline__ float dot16_widened(const uint4& w, const float4* x, int32_t quarter_stride) {
-  const uint32_t wv[4] = {w.x, w.y, w.z, w.w};
-  float sum = 0.0f;
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 w0 = widen_pair(static_cast<uint16_t>(wv[i] & 0xFFFF)), w1 = widen_pair(static_cast<uint16_t>(wv[i] >> 16));
-    const float4 xv = x[i * quarter_stride];
-    sum = fmaf(w0.x, xv.x, sum);
-    sum = fmaf(w0.y, xv.y, sum);
-    sum = fmaf(w1.x, xv.z, sum);
-    sum = fmaf(w1.y, xv.w, sum);
-  }
-  return sum;
-}
-
-// Dynamic shared memory: the ring (warp w's slot s of lane l at [(w · kRingChunks + s) · 32 + l]),
-// then, with StagedX, x as floats: float4 q of chunk c of row m at [(m · 4 + q) · chunks + c], so
-// that a warp's lanes (consecutive chunks) read consecutive float4s.
-// Blocks an SM must hold (a register budget): the ring alone allows 6 in 228 KB of shared memory,
-// at most 40 registers a thread; staged x, 4.
-template <int Rows, bool StagedX>
-constexpr int kRingBlocksPerSm = Rows == 1 && !StagedX ? 6 : 4;
-
-template <int Rows, bool StagedX>
-__global__ void __launch_bounds__(kWarpsPerBlock * 32, (kRingBlocksPerSm<Rows, StagedX>))
-gemv_e4m3_ring_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_scales, GemvGroup group, int64_t k) {
-  extern __shared__ uint4 shared[];
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  int64_t first_row = 0;
-  const int member = group_member(group, kWarpsPerBlock, first_row);
-  const int64_t n = group.n[member];
-  const int64_t row = first_row + warp;
-  const int64_t chunks = k / 16;
-  // This lane's chunks: lane, lane + 32, lane + 64, …
-  const int count = row < n && lane < chunks ? static_cast<int>((chunks - 1 - lane) / 32 + 1) : 0;
-  const uint4* weights = reinterpret_cast<const uint4*>(group.w[member] + (row < n ? row : 0) * k) + lane;
-  uint4* ring = shared + warp * kRingChunks * 32 + lane;
-  const uint64_t policy = evict_first_policy();
-  // Chunks travel in pairs (2q, 2q + 1), one commit group a pair, empty past the row's end (fewer
-  // waits, commits and loop steps per chunk): before pair q is read, q + kRingPairs groups are
-  // committed, so waiting for all but the newest kRingPairs − 1 completes pair q's.
-#pragma unroll
-  for (int j = 0; j < kRingChunks; ++j) {
-    if (j < count) copy_16_bytes_async(ring + j * 32, weights + j * 32, policy);
-    if (j % 2 == 1) commit_copies();
-  }
-  await_earlier_kernels();
-  const float4* staged_x = reinterpret_cast<const float4*>(shared + kWarpsPerBlock * kRingChunks * 32);
-  if constexpr (StagedX) {
-    float4* widened = reinterpret_cast<float4*>(shared + kWarpsPerBlock * kRingChunks * 32);
-    for (int64_t index = threadIdx.x; index < Rows * chunks; index += blockDim.x) {
-      const int64_t m = index / chunks, c = index % chunks;
-      const uint4 codes = __ldg(reinterpret_cast<const uint4*>(x + m * k) + c);
-      const uint32_t words[4] = {codes.x, codes.y, codes.z, codes.w};
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        const float2 lo = widen_pair(static_cast<uint16_t>(words[q] & 0xFFFF)), hi = widen_pair(static_cast<uint16_t>(words[q] >> 16));
-        widened[(m * 4 + q) * chunks + c] = make_float4(lo.x, lo.y, hi.x, hi.y);
-      }
-    }
-    __syncthreads();
-  }
-  if (row >= n) return;
-  float acc[Rows];
-#pragma unroll
-  for (int m = 0; m < Rows; ++m) acc[m] = 0.0f;
-  // This lane's chunk j of row m: weights[32 j], x_codes[32 j + m · chunks] or, widened, float4 i
-  // at x_widened[32 j + (4 m + i) · chunks]; the pointers step by a pair of chunks.
-  const uint4* ahead = weights + kRingChunks * 32;  // the pair kRingPairs after this one
-  const float4* x_widened = staged_x + lane;
-  const uint4* x_codes = reinterpret_cast<const uint4*>(x) + lane;
-  const int32_t quarter = static_cast<int32_t>(chunks);  // < 2³¹ float4s: shared memory
-  const auto add_chunk = [&](const uint4& wv, int half) {
-#pragma unroll
-    for (int m = 0; m < Rows; ++m) {
-      if constexpr (StagedX) acc[m] += dot16_widened(wv, x_widened + half * 32 + m * 4 * quarter, quarter);
-      else acc[m] += dot16(wv, __ldg(x_codes + half * 32 + m * chunks));
-    }
-  };
-  const int pairs = count / 2;
-  for (int q = 0; q < pairs; ++q) {
-    await_copies<kRingPairs - 1>();
-    uint4* slot = ring + (q % kRingPairs) * 64;
-    const uint4 w0 = slot[0], w1 = slot[32];
-    add_chunk(w0, 0);
-    add_chunk(w1, 1);
-    // The slot just read and used takes the pair kRingPairs ahead.
-    const int next = 2 * (q + kRingPairs);
-    if (next < count) copy_16_bytes_async(slot, ahead, policy);
-    if (next + 1 < count) copy_16_bytes_async(slot + 32, ahead + 32, policy);
-    commit_copies();
-    ahead += 64;
-    x_widened += 64;
-    x_codes += 64;
-  }
-  if (count % 2 == 1) {  // the last chunk, alone in its pair
-    await_copies<0>();
-    add_chunk(ring[(pairs % kRingPairs) * 64], 0);
-  }
-  const float* __restrict__ col_scales = group.col_scales[member];
-  float* __restrict__ y = group.y[member];
 #pragma unroll
   for (int m = 0; m < Rows; ++m) {
     float v = acc[m];
@@ -545,60 +286,6 @@ TensorGemv tensor_core_gemv() {
   return TensorGemv::from_two_rows;
 }
 
-// OCTET_CUDA_GEMV_PREFETCH (see the top of the file), read at each launch like the one above.
-enum class RingGemv { off, deep, row_pairs, unstaged, staged, automatic };
-RingGemv ring_gemv() {
-  const char* value = std::getenv("OCTET_CUDA_GEMV_PREFETCH");
-  if (value == nullptr) return RingGemv::off;
-  const std::string_view mode(value);
-  if (mode == "deep") return RingGemv::deep;
-  if (mode == "rowpairs") return RingGemv::row_pairs;
-  if (mode == "ring") return RingGemv::automatic;
-  if (mode == "stage") return RingGemv::staged;
-  if (mode == "nostage") return RingGemv::unstaged;
-  return RingGemv::off;
-}
-
-// How many blocks of the ring kernel the GPU holds at once, x widened (with the most shared memory
-// that takes) or not; the first call asks the runtime, later ones reuse it (one kind of GPU a process).
-template <int Rows, bool StagedX>
-int64_t ring_block_slots() {
-  static const int64_t slots = [] {
-    const size_t bytes = kRingBytes + (StagedX ? kStagedXFloats * sizeof(float) : 0);
-    int device = 0, sms = 0, per_sm = 0;
-    OCTET_CUDA_CHECK(cudaGetDevice(&device));
-    OCTET_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    OCTET_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_e4m3_ring_kernel<Rows, StagedX>,
-                                                                   kWarpsPerBlock * 32, bytes));
-    return int64_t{sms} * per_sm;
-  }();
-  return slots;
-}
-
-// Whether x is widened into shared memory. Its 16 KB (one row of 4096) cost residency: on the H200
-// 4 blocks an SM instead of 6 (shared memory), so the automatic choice leaves x unstaged exactly
-// where that decides whether the whole grid is resident, i.e. whether all of its first chunks go
-// out before the wait (Llama-3.1-8B's q/k/v: 768 blocks; 528 fit staged, 792 unstaged); grids
-// resident either way (o) or far larger than the GPU (gate/up, the vocabulary) take the fewer
-// instructions.
-template <int Rows>
-bool stage_x(RingGemv mode, int64_t k, int64_t blocks) {
-  if (mode == RingGemv::unstaged || Rows * k > kStagedXFloats) return false;
-  if (mode == RingGemv::staged) return true;
-  return blocks <= ring_block_slots<Rows, true>() || blocks > ring_block_slots<Rows, false>();
-}
-
-template <int Rows>
-void launch_ring(RingGemv mode, const uint8_t* x, const float* row_scales, const GemvGroup& group, int64_t k,
-                 int64_t blocks, cudaStream_t s) {
-  const bool staged = stage_x<Rows>(mode, k, blocks);
-  const LaunchShape shape{dim3(static_cast<unsigned>(blocks)), dim3(kWarpsPerBlock * 32),
-                          kRingBytes + (staged ? static_cast<size_t>(Rows * k) * sizeof(float) : 0)};
-  if (staged) launch_kernel(gemv_e4m3_ring_kernel<Rows, true>, shape, s, x, row_scales, group, k);
-  else launch_kernel(gemv_e4m3_ring_kernel<Rows, false>, shape, s, x, row_scales, group, k);
-  OCTET_CUDA_LAUNCH_CHECK();
-}
-
 // The 1–8 token tensor-core kernel is also compiled for five resident blocks a SM (48 registers, a few
 // bytes spilled, against 54 and four), so a grid of 640 blocks — Llama-3.3-70B's q/k/v at batch 1, 2.7
 // TB/s in version 5's profile against 3.6–3.9 for its other GEMVs — runs in one wave on 132 SMs instead
@@ -695,29 +382,11 @@ void launch_gemv_e4m3_group(const uint8_t* x, const float* row_scales, int64_t r
   int64_t total_blocks = 0;
   for (int i = 0; i < group.count; ++i) total_blocks += (group.n[i] + kWarpsPerBlock - 1) / kWarpsPerBlock;
   if (total_blocks == 0) return;
-  const RingGemv ring = ring_gemv();
-  if (rows == 1 && ring == RingGemv::row_pairs) {  // two rows would spill (160 bytes at 64 registers)
-    constexpr int64_t kPairRows = kWarpsPerBlock * kRowsPerWarp;
-    int64_t blocks = 0;
-    for (int i = 0; i < group.count; ++i) blocks += (group.n[i] + kPairRows - 1) / kPairRows;
-    const LaunchShape shape{dim3(static_cast<unsigned>(blocks)), dim3(kWarpsPerBlock * 32)};
-    launch_kernel(gemv_e4m3_row_pairs_kernel<1>, shape, s, x, row_scales, group, k);
-    OCTET_CUDA_LAUNCH_CHECK();
-    return;
-  }
-  if (rows <= 2 && ring != RingGemv::off && ring != RingGemv::deep) {
-    if (rows == 1) launch_ring<1>(ring, x, row_scales, group, k, total_blocks, s);
-    else launch_ring<2>(ring, x, row_scales, group, k, total_blocks, s);
-    return;
-  }
   const LaunchShape shape{dim3(static_cast<unsigned>(total_blocks)), dim3(kWarpsPerBlock * 32)};
   const auto run = [&](auto kernel) { launch_kernel(kernel, shape, s, x, row_scales, group, k); };
-  // Rounds of 8 only where they divide the row (k a multiple of 4096): otherwise the tail's chunks
-  // go one dependent load at a time (4 of them at k = 14336).
-  const bool deep = ring == RingGemv::deep && k % (2 * kUnroll * 32 * 16) == 0;
   switch (rows) {
-    case 1: deep ? run(gemv_e4m3_kernel<1, 2 * kUnroll>) : run(gemv_e4m3_kernel<1>); break;
-    case 2: deep ? run(gemv_e4m3_kernel<2, 2 * kUnroll>) : run(gemv_e4m3_kernel<2>); break;
+    case 1: run(gemv_e4m3_kernel<1>); break;
+    case 2: run(gemv_e4m3_kernel<2>); break;
     case 3: run(gemv_e4m3_kernel<3>); break;
     case 4: run(gemv_e4m3_kernel<4>); break;
     case 5: run(gemv_e4m3_kernel<5>); break;

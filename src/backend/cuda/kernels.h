@@ -110,8 +110,7 @@ bool try_launch_quantize_rows_e4m3_in_registers(const float* x, int64_t rows, in
 // the few rows of decode batches; w is [n, k] row-major. k a multiple of 64: FP8 tensor cores
 // (mma.sync), 2 to 16 rows; one row, or k a multiple of 16 only: CUDA cores, up to 8 rows.
 // OCTET_CUDA_TENSOR_GEMV=0 keeps every shape on the CUDA-core kernel, =all puts one row on the
-// tensor cores too (both for comparison). OCTET_CUDA_GEMV_PREFETCH=ring|stage|nostage|deep|rowpairs puts
-// 1–2 rows on the alternatives in gemv_fp8.cu (measured slower; for comparison). Both are read at each call.
+// tensor cores too (both for comparison); read at each call.
 bool gemv_e4m3_fits(int64_t rows, int64_t k);
 // Whether the backend gives a launch of n weight rows (a group's together) to the GEMV rather than to
 // cuBLASLt: up to 8 rows, and no weight with n and k both >= 8192 (measured faster on cuBLASLt at every
@@ -215,16 +214,9 @@ void launch_attention(const float* q, int64_t tokens, int64_t heads, const int64
 // attention_prefill.cu: the same attention on tensor cores (mma.sync, BF16 operands, float32
 // softmax and accumulators) for runs of a batch: entries of one slot at consecutive positions, in
 // batch order, at least min_run_tokens long. head_dim 64 or 128. A run's rows are its (token,
-// query head of the KV group) pairs, prefill_tile_rows(kernel) per block, a block per (tile, KV head).
-// The plan and the launch must name the same kernel: pipelined (the default, 128 rows per block,
-// next K/V tile loaded while the current one is computed) or v1 (the first kernel, 64 rows, kept
-// for comparison: OCTET_CUDA_PREFILL_ATTENTION=v1).
-enum class PrefillKernel { pipelined, v1 };
-constexpr int kPrefillTileRows = 128;   // PrefillKernel::pipelined
-constexpr int kPrefillTileRowsV1 = 64;  // PrefillKernel::v1
-constexpr int prefill_tile_rows(PrefillKernel kernel) {
-  return kernel == PrefillKernel::v1 ? kPrefillTileRowsV1 : kPrefillTileRows;
-}
+// query head of the KV group) pairs, kPrefillTileRows per block, a block per (tile, KV head); the
+// next K/V tile is loaded while the current one is computed.
+constexpr int kPrefillTileRows = 128;
 struct PrefillTile {
   int32_t first_token = 0;  // the run's first batch entry
   int32_t run_tokens = 0;
@@ -236,11 +228,11 @@ struct PrefillPlan {
 };
 bool prefill_attention_fits(int64_t head_dim);
 PrefillPlan plan_prefill_attention(const int64_t* slots, const int64_t* positions, int64_t tokens, int64_t group,
-                                   int64_t min_run_tokens, PrefillKernel kernel);
+                                   int64_t min_run_tokens);
 void launch_prefill_attention(const float* q, int64_t heads, const int64_t* slots, const int64_t* positions,
                               const PrefillTile* tiles, int64_t tile_count, const KvLayout& layout, const void* k_cache,
                               const void* v_cache, const float* k_scales, const float* v_scales, float* out,
-                              PrefillKernel kernel, cudaStream_t s);
+                              cudaStream_t s);
 
 // random_weights.cu: deterministic pseudo-random weights generated on the device.
 void launch_random_e4m3(uint8_t* codes, int64_t count, uint64_t seed, cudaStream_t s);  // codes of N(0,1)·(448/4)

@@ -2,8 +2,8 @@
 // (plan_prefill_attention, attention_prefill.cu), checked against its definition on random batches:
 // every (token, query head of the group) row is computed exactly once, by a tile of a maximal run
 // of >= min_run_tokens entries of one slot at consecutive positions, or by the CUDA-core kernel's
-// token list when its maximal run is shorter; tiles are aligned to the kernel's tile height (128
-// rows for the pipelined kernel, 64 for v1), longest-running first.
+// token list when its maximal run is shorter; tiles are aligned to the kernel's tile height
+// (kPrefillTileRows), longest-running first.
 // Runs without a GPU (host code only), wherever the CUDA backend is compiled.
 #ifdef OCTET_HAVE_CUDA
 #include "backend/cuda/kernels.h"
@@ -14,7 +14,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <random>
-#include <utility>
 #include <vector>
 
 namespace octet::backend::cuda {
@@ -38,11 +37,9 @@ TEST(PrefillAttentionPlan, CoversEveryRowOnceByMaximalRuns) {
       for (int i = 0; i < length; ++i) slots.push_back(slot), positions.push_back(position++);
     }
     const auto tokens = static_cast<int64_t>(slots.size());
-    for (auto [group, kernel] : {std::pair{int64_t{1}, PrefillKernel::pipelined}, std::pair{int64_t{3}, PrefillKernel::pipelined},
-                                 std::pair{int64_t{4}, PrefillKernel::pipelined}, std::pair{int64_t{8}, PrefillKernel::pipelined},
-                                 std::pair{int64_t{3}, PrefillKernel::v1}, std::pair{int64_t{4}, PrefillKernel::v1}}) {
-      const int64_t min_run = 16, tile_rows = prefill_tile_rows(kernel);
-      const PrefillPlan plan = plan_prefill_attention(slots.data(), positions.data(), tokens, group, min_run, kernel);
+    for (int64_t group : {1, 3, 4, 8}) {
+      const int64_t min_run = 16, tile_rows = kPrefillTileRows;
+      const PrefillPlan plan = plan_prefill_attention(slots.data(), positions.data(), tokens, group, min_run);
       auto continues = [&](int64_t t) {  // entry t continues entry t - 1's run
         return t > 0 && t < tokens && slots[t] == slots[t - 1] && positions[t] == positions[t - 1] + 1;
       };

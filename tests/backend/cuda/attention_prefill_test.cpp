@@ -1,8 +1,7 @@
-// The tensor-core prefill attention (attention_prefill.cu), both kernels: the pipelined default and
-// v1 (OCTET_CUDA_PREFILL_ATTENTION=v1), against the CPU backend on shapes the CudaVsCpu test does not
-// reach: a 1000-token chunk continuing a 300-position cached prefix in the same batch as a 203-token
-// prompt (not a multiple of either kernel's tile) and a 16-token chunk (the shortest run the kernels
-// take) continuing it; GQA groups 1, 2, 3 (a token's rows straddle tiles), 7 and 8; head_dim 64 and
+// The tensor-core prefill attention (attention_prefill.cu) against the CPU backend on shapes the
+// CudaVsCpu test does not reach: a 1000-token chunk continuing a 300-position cached prefix in the
+// same batch as a 203-token prompt (not a multiple of the kernel's tile) and a 16-token chunk (the
+// shortest run the kernel takes) continuing it; GQA groups 1, 2, 3 (a token's rows straddle tiles), 7 and 8; head_dim 64 and
 // 128; every KV storage, FP8 with dynamic and static scales; block sizes that shift and divide;
 // shuffled block tables; outputs poisoned with NaN. Fresh random inputs per run (seed printed).
 // Tolerances: the tensor-core rows within 1e-2 norm-relative over the batch and 2e-2 per token (q
@@ -15,14 +14,12 @@
 #include "support/backend_rows.h"
 #include "support/random.h"
 #include "support/require_gpu.h"
-#include "support/scoped_environment.h"
 #include "support/token_segments.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <limits>
 #include <memory>
 #include <random>
@@ -31,13 +28,6 @@
 
 namespace octet::backend {
 namespace {
-
-// A CUDA backend made with OCTET_CUDA_PREFILL_ATTENTION set to value (nullptr: unset); the
-// variable is restored afterwards, also when the backend refuses the value.
-std::unique_ptr<Backend> cuda_backend_with_prefill_kernel(const char* value) {
-  const testing::ScopedEnvironment environment("OCTET_CUDA_PREFILL_ATTENTION", value);
-  return make_cuda_backend(0);
-}
 
 struct Case {
   int64_t heads, kv_heads, head_dim;
@@ -88,8 +78,7 @@ TEST(CudaPrefillAttention, LongChunksEveryGroupAndStorageMatchCpu) {
     std::shuffle(pool.begin(), pool.end(), rng);
     auto cache_cpu = cpu->make_kv_cache(spec);
     std::vector<Subject> subjects;
-    subjects.push_back({"pipelined", cuda_backend_with_prefill_kernel(nullptr), nullptr});
-    subjects.push_back({"v1", cuda_backend_with_prefill_kernel("v1"), nullptr});
+    subjects.push_back({"pipelined", make_cuda_backend(0), nullptr});
     for (Subject& subject : subjects) subject.cache = subject.backend->make_kv_cache(spec);
     auto next = pool.begin();
     for (int64_t slot = 0; slot < slots; ++slot) {
@@ -160,18 +149,6 @@ TEST(CudaPrefillAttention, LongChunksEveryGroupAndStorageMatchCpu) {
       }
     }
   }
-}
-
-// A value of the switch that names no kernel is refused when the backend is made, naming it.
-TEST(CudaPrefillAttention, UnknownKernelSwitchIsRefused) {
-  OCTET_REQUIRE_GPU();
-  try {
-    cuda_backend_with_prefill_kernel("v3");
-    ADD_FAILURE() << "OCTET_CUDA_PREFILL_ATTENTION=v3 was accepted";
-  } catch (const std::exception& e) {
-    EXPECT_NE(std::string(e.what()).find("OCTET_CUDA_PREFILL_ATTENTION"), std::string::npos) << e.what();
-  }
-  EXPECT_NE(cuda_backend_with_prefill_kernel("pipelined"), nullptr);
 }
 
 }  // namespace
