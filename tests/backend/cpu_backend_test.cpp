@@ -260,5 +260,26 @@ TEST(CpuBackend, LinearQkvRopeKvWriteIsTheGroupThenRopeKvWrite) {
   EXPECT_NE(data(*plain), data(*fused.q));
 }
 
+// Positions never written (a benchmark's context) read as zeros, not as whatever the heap held: the
+// cache is made right where a freed buffer of ones of its size was, which an uninitialised pool would reuse.
+TEST(CpuBackend, KvCachePositionsNeverWrittenReadAsZero) {
+  auto backend = make_cpu_backend(1);
+  const int64_t kv_heads = 2, head_dim = 16, positions = 8;
+  for (auto storage : {KvCacheSpec::Storage::f32, KvCacheSpec::Storage::bf16, KvCacheSpec::Storage::fp8}) {
+    KvCacheSpec spec{1, kv_heads, head_dim, positions, 1, storage};
+    { std::vector<float> ones(static_cast<size_t>(positions * kv_heads * head_dim), 1.0f); }
+    auto cache = backend->make_kv_cache(spec);
+    const auto& cpu_cache = static_cast<const cpu::CpuKvCache&>(*cache);
+    std::vector<float> row(head_dim, -1.0f);
+    for (int64_t p = 0; p < positions; ++p)
+      for (int64_t h = 0; h < kv_heads; ++h) {
+        cpu_cache.read_k(0, 0, p, h, row.data());
+        EXPECT_EQ(row, std::vector<float>(head_dim, 0.0f)) << "K at " << p << ", storage " << int(storage);
+        cpu_cache.read_v(0, 0, p, h, row.data());
+        EXPECT_EQ(row, std::vector<float>(head_dim, 0.0f)) << "V at " << p << ", storage " << int(storage);
+      }
+  }
+}
+
 }  // namespace
 }  // namespace octet::backend

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <mutex>
@@ -244,12 +245,20 @@ CpuKvCache::CpuKvCache(const KvCacheSpec& s)
   if (!spec.static_v_scales.empty() && static_cast<int64_t>(spec.static_v_scales.size()) != spec.layers)
     fail("kv cache: {} static V scales for {} layers", spec.static_v_scales.size(), spec.layers);
   const int64_t pool_rows = spec.pool_blocks() * spec.block_size;
-  // Left uninitialised on purpose: the kernel maps pages only when a position is first written, so a
-  // pool sized for the whole context costs resident memory only for the positions in use.
+  // calloc: zeros that cost no resident memory until written (a large pool is fresh zero pages from the
+  // kernel, mapped when a position is first written), and positions never written (a benchmark's
+  // context) read as 0, as on the GPU, never as stale heap bytes.
   lanes_.resize(static_cast<size_t>(2 * spec.layers));
+  const auto zeros = [](size_t count, size_t size, const char* what) {
+    void* p = std::calloc(count, size);
+    if (p == nullptr) fail("kv cache: no host memory for its {} ({} bytes)", what, count * size);
+    return p;
+  };
   for (Lane& l : lanes_) {
-    l.bytes.reset(new uint8_t[static_cast<size_t>(pool_rows * spec.kv_heads * spec.head_dim * element_bytes_)]);
-    if (spec.storage == KvCacheSpec::Storage::fp8) l.scales.reset(new float[static_cast<size_t>(pool_rows * spec.kv_heads)]);
+    l.bytes.reset(static_cast<uint8_t*>(
+        zeros(static_cast<size_t>(pool_rows * spec.kv_heads * spec.head_dim), static_cast<size_t>(element_bytes_), "K/V rows")));
+    if (spec.storage == KvCacheSpec::Storage::fp8)
+      l.scales.reset(static_cast<float*>(zeros(static_cast<size_t>(pool_rows * spec.kv_heads), sizeof(float), "scales")));
   }
   if (spec.num_blocks == 0) {
     const int64_t per_slot = spec.blocks_per_slot();

@@ -3,6 +3,7 @@
 #include "backend/backend.h"
 
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 
 namespace octet { class ThreadPool; }
@@ -79,9 +80,12 @@ class CpuKvCache final : public KvCache {
   int64_t length(int64_t slot) const { return lengths_[slot]; }
 
  private:
-  struct Lane {  // one of K or V, for one layer: [pool rows, kv_heads, head_dim]
-    std::unique_ptr<uint8_t[]> bytes;
-    std::unique_ptr<float[]> scales;  // per (row, head), fp8 only
+  struct Free {
+    void operator()(void* p) const { std::free(p); }
+  };
+  struct Lane {  // one of K or V, for one layer: [pool rows, kv_heads, head_dim], zeros until written
+    std::unique_ptr<uint8_t[], Free> bytes;
+    std::unique_ptr<float[], Free> scales;  // per (row, head), fp8 only
   };
   void check_slot(int64_t slot) const;
   int64_t row_of(int64_t slot, int64_t position) const;  // the pool row holding (slot, position)
