@@ -9,8 +9,7 @@
 # Stages: tests (GPU tests), model (real SmolLM2 CUDA vs CPU + its bench; needs the GGUF), bench8 (8B fp8),
 # ab (8B fp8 with each fast path switched off in turn), serve_decode (the decode-bound server run only), serve_external (the same with the server in its own process), sync (pipelined against --sync-each-step decode; serve with a small pool), ab3 (this session's switches: PDL, decode attention, grouped GEMM; bf16 b1; 70B), ncu_attention (decode attention kernel times), final7 (version 7's figures for issue 3's table, attention split sweep), check7 (the mid-session check: merged default and each new switch, 8B), ab7 (version 7's switches: fused products, decode attention v1, 70B with the four-block GEMV, bf16 and FP8 vocabulary b1), ncu_detail (ncu --set full on the decode attention, GEMV and prefill attention kernels; DETAIL_RUNS selects), gemv (8B b1, with the FP8 LM head, 70B b1), final (70B, bf16, FP8 vocabulary, decode-attention and PDL switches), bench70 (70B fp8), bf16 (8B bf16), vocab (8B with an FP8
 # LM head and table, and bf16 batch 1), ab2 (skinny GEMM and GEMM epilogue switches, 70B), serve, load,
-# sanitizer, profile (ncu per-kernel times of 8B decode b1 / b64, 8B prefill 4096, 70B decode b1), timeline (nsys
-# trace of replayed steps: kernel durations and the gaps between them; needs nsys), gemv_rows (GEMV against cuBLASLt at
+# sanitizer, profile (ncu per-kernel times of 8B decode b1 / b64, 8B prefill 4096, 70B decode b1), gemv_rows (GEMV against cuBLASLt at
 # 9–16 rows), lines (the bench runs listed in the file $BENCH_LINES, "label|ENV=value ...|bench arguments" a line). The build always runs first.
 #
 # load: after the tests, only load speed (issue 4 part 6): writes a Llama-3.1-8B-shaped checkpoint
@@ -326,31 +325,10 @@ stage_sanitizer() {
     note "compute-sanitizer: skipped (time budget)"
   fi
 }
-stage_timeline() {  # nsys trace of graph-replayed decode steps: each kernel's duration and the gap before it (tools/timeline_table.py)
-  local nsys_bin
-  nsys_bin=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys /usr/local/cuda/nsight-systems*/bin/nsys 2>/dev/null | head -1)
-  if [[ -z "$nsys_bin" ]]; then note "timeline: no nsys on this machine"; return; fi
-  local m8="--dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 16 --steps 4"
-  local m70="--dummy-weights configs/models/Llama-3.3-70B-Instruct.json --precision fp8 --prefill 16 --steps 4"
-  # name|layers|environment|bench arguments; TIMELINE_RUNS selects.
-  local -a runs=("70b_b1|80||$m70 --batch 1" "8b_b1|32||$m8 --batch 1" "8b_b64|32||$m8 --batch 64" "8b_b16|32||$m8 --batch 16")
-  for run in "${runs[@]}"; do
-    IFS='|' read -r name layers environment args <<<"$run"
-    [[ -n "${TIMELINE_RUNS:-}" && " $TIMELINE_RUNS " != *" $name "* ]] && continue
-    if (($(left) < 60)); then note "timeline $name: skipped (time budget)"; continue; fi
-    env $environment timeout 120 "$nsys_bin" profile --trace=cuda --cuda-graph-trace=node --force-overwrite true \
-      -o "/tmp/tl_$name" build-gpu/octet bench $args >"$out/tl_$name.log" 2>&1
-    "$nsys_bin" stats --report cuda_gpu_trace --format csv --force-export true --output "/tmp/tl_$name" \
-      "/tmp/tl_$name.nsys-rep" >>"$out/tl_$name.log" 2>&1
-    python3 tools/timeline_table.py "/tmp/tl_${name}_cuda_gpu_trace.csv" --layers "$layers" >"$out/timeline_$name.txt" 2>&1
-    note "timeline $name: $(head -1 "$out/timeline_$name.txt") at ${SECONDS}s"
-    head -30 "$out/timeline_$name.txt"
-  done
-}
-stage_gemv_rows() {  # where the GEMV stops beating cuBLASLt: 8B at 9–16 rows with OCTET_CUDA_GEMV_MAX_ROWS=8
+stage_gemv_rows() {  # where the GEMV stops beating cuBLASLt: 8B at 9–16 rows, the GEMV (OCTET_CUDA_GEMV_MAX_ROWS=16) against the default
   local m8="--dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 16 --batch 9,12,16"
-  bench "8B fp8 9-16 rows, GEMV (default)" 40 $m8
-  OCTET_CUDA_GEMV_MAX_ROWS=8 bench "8B fp8 9-16 rows, OCTET_CUDA_GEMV_MAX_ROWS=8 (cuBLASLt)" 40 $m8
+  OCTET_CUDA_GEMV_MAX_ROWS=16 bench "8B fp8 9-16 rows, OCTET_CUDA_GEMV_MAX_ROWS=16 (GEMV)" 40 $m8
+  bench "8B fp8 9-16 rows, default (cuBLASLt)" 40 $m8
 }
 stage_lines() {  # the bench runs listed in $BENCH_LINES (a file): "label|ENV=value ...|octet bench arguments" a line
   [[ -f "${BENCH_LINES:-}" ]] || { note "lines: no BENCH_LINES file"; return; }

@@ -122,6 +122,10 @@ class CudaBackend final : public Backend {
   std::unique_ptr<CudaEmbedding> new_embedding(int64_t vocab, int64_t hidden, EmbeddingFormat format);
 
   // cuda_backend_linear.cpp
+  // Whether an FP8 product of m rows over n weight rows (of k columns) goes to cuBLASLt unscaled, with a
+  // scaling pass or a reader that applies the scales after it (not the GEMV, the skinny GEMM or an
+  // epilogue-scaled prefill GEMM); unscaled_gemm_rows: that, and the fused products are on.
+  bool unscaled_cublaslt(int64_t m, int64_t n, int64_t k) const;
   bool unscaled_gemm_rows(int64_t m, int64_t n, int64_t k) const;
   static bool plain_fp8(const CudaLinear& w);
   static constexpr int64_t kMinEpilogueScaledRows = 128;  // see gemm_e4m3()

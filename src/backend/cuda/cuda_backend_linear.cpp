@@ -7,6 +7,22 @@
 #include <span>
 
 namespace octet::backend::cuda {
+namespace {
+
+// The fused group (fuse_linears) whose members are exactly `weights`, in its order, all of in_features
+// columns; null where they are not such a group.
+const FusedLinears* whole_group(std::span<const LinearWeight* const> weights, int64_t in_features) {
+  if (weights.empty()) return nullptr;
+  const FusedLinears* group = static_cast<const CudaLinear&>(*weights[0]).fused.get();
+  if (!group || group->members != static_cast<int>(weights.size())) return nullptr;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    const auto& w = static_cast<const CudaLinear&>(*weights[i]);
+    if (w.fused.get() != group || w.fused_index != static_cast<int>(i) || w.in_features != in_features) return nullptr;
+  }
+  return group;
+}
+
+}  // namespace
 
 // One GEMV launch for FP8 weights that share the input at decode sizes; above them one GEMM for a
 // fused group (grouped_gemm), else one linear each.
@@ -46,9 +62,12 @@ void CudaBackend::linear_group(const Activations& x, std::span<const LinearWeigh
 // (gemm_e4m3, grouped_gemm). The two ops below leave out that pass where the product's only reader
 // follows at once: the norm and SwiGLU kernels apply the row and channel scales as they load it (the
 // same floats as the pass). OCTET_CUDA_FUSED_PRODUCTS=0 keeps the pass (for comparison).
+bool CudaBackend::unscaled_cublaslt(int64_t m, int64_t n, int64_t k) const {
+  return !gemv_e4m3_preferred(m, n, k) && !use_skinny_gemm(m, k) && !(epilogue_scales_ && m > kMinEpilogueScaledRows);
+}
+
 bool CudaBackend::unscaled_gemm_rows(int64_t m, int64_t n, int64_t k) const {
-  return fused_products_ && !gemv_e4m3_preferred(m, n, k) && !use_skinny_gemm(m, k) &&
-         !(epilogue_scales_ && m > kMinEpilogueScaledRows);
+  return fused_products_ && unscaled_cublaslt(m, n, k);
 }
 
 bool CudaBackend::plain_fp8(const CudaLinear& w) {
@@ -86,9 +105,9 @@ void CudaBackend::linear_swiglu(const Activations& x, const LinearWeight& gate, 
   const auto& u = static_cast<const CudaLinear&>(up);
   const int64_t m = x.rows, n = g.out_features, k = g.in_features;
   // One fused allocation holding gate then up (fuse_linears), so one GEMM gives both.
-  const FusedLinears* group = g.fused.get();
-  const bool fits = group && group == u.fused.get() && group->members == 2 && g.fused_index == 0 && u.fused_index == 1 &&
-                    plain_fp8(g) && plain_fp8(u) && u.out_features == n && u.in_features == k && x.cols == k &&
+  const LinearWeight* members[] = {&gate, &up};
+  const FusedLinears* group = whole_group(members, x.cols);
+  const bool fits = group && plain_fp8(g) && plain_fp8(u) && u.out_features == n && x.cols == k &&
                     grouped_gemm_ != GroupedGemm::off && unscaled_gemm_rows(m, n + u.out_features, k);
   if (!fits) return Backend::linear_swiglu(x, gate, up, gate_out, up_out, out);
   check_shape(out, m, n, "swiglu output");
@@ -172,20 +191,14 @@ void CudaBackend::linear_qkv_rope_kv_write(const Activations& x, std::span<const
                                            int64_t layer, const TokenBatch& batch,
                                            std::span<const float> inverse_frequencies) {
   Activations* const outs[] = {&q, &k, &v};
-  const FusedLinears* group = qkv.size() == 3 ? static_cast<const CudaLinear&>(*qkv[0]).fused.get() : nullptr;
-  bool fits = fused_qkv_rope_ && grouped_gemm_ != GroupedGemm::off && group != nullptr && group->members == 3;
-  QkvProduct source;
-  int64_t group_n = 0;
-  for (size_t i = 0; fits && i < qkv.size(); ++i) {
-    const auto& w = static_cast<const CudaLinear&>(*qkv[i]);
-    fits = w.fused.get() == group && w.fused_index == static_cast<int>(i) && w.in_features == x.cols && plain_fp8(w);
-    source.first_col[i] = w.first_row;
-    group_n += w.out_features;
-  }
+  const FusedLinears* group = qkv.size() == 3 ? whole_group(qkv, x.cols) : nullptr;
   const int64_t m = x.rows, k_in = x.cols;
-  fits = fits && !gemv_e4m3_preferred(m, group_n, k_in) && !use_skinny_gemm(m, k_in) &&
-         !(epilogue_scales_ && m > kMinEpilogueScaledRows);
-  if (!fits) return Backend::linear_qkv_rope_kv_write(x, qkv, q, k, v, cache, layer, batch, inverse_frequencies);
+  int64_t group_n = 0;
+  for (const LinearWeight* w : qkv) group_n += w->out_features;
+  if (!fused_qkv_rope_ || grouped_gemm_ == GroupedGemm::off || !group || !unscaled_cublaslt(m, group_n, k_in))
+    return Backend::linear_qkv_rope_kv_write(x, qkv, q, k, v, cache, layer, batch, inverse_frequencies);
+  QkvProduct source;
+  for (size_t i = 0; i < qkv.size(); ++i) source.first_col[i] = static_cast<const CudaLinear&>(*qkv[i]).first_row;
   for (size_t i = 0; i < qkv.size(); ++i) check_shape(*outs[i], m, qkv[i]->out_features, "linear output");
   const auto& input = quantized(x);
   ensure_capacity(group_product_, static_cast<size_t>(m * group->rows));
@@ -225,15 +238,14 @@ bool CudaBackend::gemm_e4m3(const uint8_t* codes, const float* row_scales, const
 // There the members stay separate unless OCTET_CUDA_GROUPED_GEMM=all (an experiment). False: not such
 // a group or no cuBLASLt algorithm (the caller runs the members one by one).
 bool CudaBackend::grouped_gemm(const Activations& x, std::span<const LinearWeight* const> weights, std::span<Activations* const> outs) {
-  if (grouped_gemm_ == GroupedGemm::off || weights.empty() || weights.size() != outs.size()) return false;
-  const FusedLinears* group = static_cast<const CudaLinear&>(*weights[0]).fused.get();
-  if (!group || group->members != static_cast<int>(weights.size())) return false;
+  if (grouped_gemm_ == GroupedGemm::off || weights.size() != outs.size()) return false;
+  const FusedLinears* group = whole_group(weights, x.cols);
+  if (!group) return false;
   ScaleSplit split;
   split.count = group->members;
   split.product_cols = group->rows;
   for (size_t i = 0; i < weights.size(); ++i) {
     const auto& w = static_cast<const CudaLinear&>(*weights[i]);
-    if (w.fused.get() != group || w.fused_index != static_cast<int>(i) || w.in_features != x.cols) return false;
     check_shape(*outs[i], x.rows, w.out_features, "linear output");
     split.out[i] = cast(*outs[i]).data.data();
     split.first_col[i] = w.first_row;
