@@ -131,6 +131,19 @@ struct RowSampling {
   uint64_t step = 0;     // the sequence's token index: its draw depends only on (seed, step)
 };
 
+// One decoder layer's weights, for ops that run whole layers (Backend::run_decoder_layers).
+struct DecoderLayerWeights {
+  const LinearWeight* q = nullptr;
+  const LinearWeight* k = nullptr;
+  const LinearWeight* v = nullptr;
+  const LinearWeight* o = nullptr;
+  const LinearWeight* gate = nullptr;
+  const LinearWeight* up = nullptr;
+  const LinearWeight* down = nullptr;
+  const VectorWeight* attn_norm = nullptr;
+  const VectorWeight* ffn_norm = nullptr;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -277,6 +290,14 @@ class Backend {
                                   const VectorWeight& norm, float eps, Activations& out) {
     linear(x, weight, proj);
     add_rmsnorm(residual, proj, norm, eps, out);
+  }
+  // Every decoder layer of the step in one op, where the backend has a kernel for this batch (CUDA: one
+  // token, a persistent kernel): x holds the embedded tokens and becomes the residual after the last
+  // layer (its down projection added), and the cache is written as the layer-by-layer ops write it.
+  // Returns false, having done nothing, where it has none: the caller then runs the layers op by op.
+  virtual bool run_decoder_layers(std::span<const DecoderLayerWeights> layers, Activations& x, KvCache& cache,
+                                  const TokenBatch& batch, std::span<const float> inverse_frequencies, float eps) {
+    return false;
   }
   // x += y
   virtual void add(Activations& x, const Activations& y) = 0;

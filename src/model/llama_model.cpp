@@ -149,6 +149,9 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const WeightSource* weights, b
     backend.fuse_linears(gate_up);
     layers_.push_back(std::move(layer));
   }
+  for (const Layer& l : layers_)
+    layer_weights_.push_back({l.q_proj.get(), l.k_proj.get(), l.v_proj.get(), l.o_proj.get(), l.gate_proj.get(),
+                              l.up_proj.get(), l.down_proj.get(), l.attn_norm.get(), l.ffn_norm.get()});
   final_norm_ = vector("model.norm.weight", hidden);
   if (!config.tied_embeddings) lm_head_ = linear("lm_head", config.vocab, hidden, head, /*honour_exclusion=*/false);
 
@@ -233,16 +236,11 @@ void LlamaModel::forward(const backend::TokenBatch& batch, std::span<const int64
   // A backend may replay a recorded pass of this shape instead of running the ops below.
   if (!backend_.begin_step(this, batch, logit_rows)) {
     try {
-      // x: [tokens, hidden]. Each block's output projection joins x at the next norm, in one op
-      // (linear_add_rmsnorm: fused where the backend can); the last layer's down projection is added after the loop.
+      // x: [tokens, hidden], then every layer: in one op where the backend can, else op by op.
       backend_.embed(*embedding_, batch.tokens, *buffers_.x);
-      for (int64_t i = 0; i < config_.layers; ++i) {
-        attention_block(layers_[i], i, batch, i > 0 ? layers_[i - 1].down_proj.get() : nullptr);
-        mlp_block(layers_[i]);
-      }
-      if (!layers_.empty()) {
-        backend_.linear(*buffers_.act, *layers_.back().down_proj, *buffers_.proj);
-        backend_.add(*buffers_.x, *buffers_.proj);
+      if (!backend_.run_decoder_layers(layer_weights_, *buffers_.x, *kv_cache_, batch, rope_inverse_frequencies_,
+                                       static_cast<float>(config_.rms_norm_eps))) {
+        run_layers_op_by_op(batch);
       }
       // Only the rows that need logits go through the final norm and the LM head.
       if (!logit_rows.empty()) {
@@ -266,6 +264,19 @@ void LlamaModel::forward(const backend::TokenBatch& batch, std::span<const int64
 const backend::Activations& LlamaModel::logits() const {
   if (!buffers_.logits) fail("the model has no logits yet: run a forward pass with logit rows first");
   return *buffers_.logits;
+}
+
+// Each block's output projection joins x at the next norm, in one op (linear_add_rmsnorm: fused where
+// the backend can); the last layer's down projection is added after the loop.
+void LlamaModel::run_layers_op_by_op(const backend::TokenBatch& batch) {
+  for (int64_t i = 0; i < config_.layers; ++i) {
+    attention_block(layers_[i], i, batch, i > 0 ? layers_[i - 1].down_proj.get() : nullptr);
+    mlp_block(layers_[i]);
+  }
+  if (!layers_.empty()) {
+    backend_.linear(*buffers_.act, *layers_.back().down_proj, *buffers_.proj);
+    backend_.add(*buffers_.x, *buffers_.proj);
+  }
 }
 
 void LlamaModel::attention_block(const Layer& layer, int64_t index, const backend::TokenBatch& batch,

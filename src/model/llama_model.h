@@ -87,6 +87,7 @@ class LlamaModel {
     std::unique_ptr<backend::Activations> x, normed, q, k, v, attn, proj, gate, up, act, last, logits;
   };
 
+  void run_layers_op_by_op(const backend::TokenBatch& batch);
   void attention_block(const Layer& layer, int64_t index, const backend::TokenBatch& batch,
                        const backend::LinearWeight* previous_down_proj);
   void mlp_block(const Layer& layer);
@@ -98,6 +99,7 @@ class LlamaModel {
   backend::Backend& backend_;
   std::unique_ptr<backend::EmbeddingTable> embedding_;
   std::vector<Layer> layers_;
+  std::vector<backend::DecoderLayerWeights> layer_weights_;  // layers_' weights, for run_decoder_layers
   std::unique_ptr<backend::VectorWeight> final_norm_;
   std::unique_ptr<backend::LinearWeight> lm_head_;
   std::unique_ptr<backend::KvCache> kv_cache_;

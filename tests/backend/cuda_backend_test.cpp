@@ -749,6 +749,111 @@ TEST_F(CudaVsCpu, TinyLlamaLogitsMatchWithLargeWeightsOnCublasLt) {
   expect_tiny_llama_matches(*cpu_, *gpu_, rng_, 64, {5, 3, 11}, 1e-4, 1e-2, 1e-3);
 }
 
+// The persistent decode kernel (every layer of a one-token step in one launch, persistent_decode.cu)
+// against the layer-by-layer ops (OCTET_CUDA_PERSISTENT_DECODE=0) and the CPU: head_dim 64 (GQA group
+// 2) and 128 (group 4), a short context and one whose attention splits span several 64-position chunks
+// (4,400 positions over the kernel's splits): the FP8 bound of expect_tiny_llama_matches against the
+// float32 CPU result, and no further from the layer-by-layer FP8 logits than twice FP8's own error
+// (two FP8 paths that sum in different orders round some activations differently).
+TEST_F(CudaVsCpu, PersistentDecodeMatchesTheLayerByLayerOps) {
+  model::LlamaConfig wide = tiny_config();
+  wide.heads = 8;
+  wide.head_dim = 128;
+  struct Case {
+    model::LlamaConfig config;
+    int64_t context, prompt;
+  };
+  for (const Case& c : {Case{tiny_config(), 64, 37}, Case{wide, 64, 21}, Case{tiny_config(), 4608, 4400}}) {
+    model::LlamaConfig config = c.config;
+    config.context_length = c.context;
+    RandomWeights weights(rng_());
+    model::ModelOptions options;
+    options.max_context = c.context;
+    options.precision = Precision::f32;
+    const auto reference = tiny_llama_logits(*cpu_, config, weights, options, {c.prompt});
+    options.precision = Precision::fp8;
+    const auto on_cpu = tiny_llama_logits(*cpu_, config, weights, options, {c.prompt});
+    const auto op_by_op = [&] {
+      const testing::ScopedEnvironment off("OCTET_CUDA_PERSISTENT_DECODE", "0");
+      return tiny_llama_logits(*gpu_, config, weights, options, {c.prompt});
+    }();
+    const testing::ScopedEnvironment required("OCTET_CUDA_PERSISTENT_DECODE", "require");
+    const auto persistent = tiny_llama_logits(*gpu_, config, weights, options, {c.prompt});
+    const std::string what = "head_dim " + std::to_string(config.head_dim) + ", prompt " + std::to_string(c.prompt);
+    for (size_t step = 1; step < persistent.size(); ++step) {
+      const auto error = [&](const std::vector<float>& a) {
+        return testing::relative_error(a, std::vector<double>(reference[step].begin(), reference[step].end()));
+      };
+      EXPECT_LT(error(persistent[step]), 1.5 * error(on_cpu[step]) + 1e-3) << "step " << step << ", " << what;
+      EXPECT_LT(testing::relative_error(persistent[step], std::vector<double>(op_by_op[step].begin(), op_by_op[step].end())),
+                2.0 * error(on_cpu[step]) + 1e-3)
+          << "step " << step << ", " << what;
+    }
+  }
+}
+
+// The kernel's sums run in a fixed order (grid barriers, per-tile partial sums added in tile order):
+// the same one-token steps (from position 0, so every step is the kernel's) twice give the same
+// logits to the bit, and so do eager steps (OCTET_CUDA_GRAPHS=0) and recorded, replayed ones.
+TEST_F(CudaVsCpu, PersistentDecodeIsDeterministicAndReplaysExactly) {
+  const testing::ScopedEnvironment required("OCTET_CUDA_PERSISTENT_DECODE", "require");
+  auto eager = [] {
+    const testing::ScopedEnvironment graphs_off("OCTET_CUDA_GRAPHS", "0");
+    return make_cuda_backend(0);
+  }();
+  RandomWeights weights(rng_());
+  model::ModelOptions options;
+  options.max_context = 64;
+  options.precision = Precision::fp8;
+  const model::LlamaConfig config = tiny_config();
+  auto run = [&](Backend& backend) {
+    model::LlamaModel model(config, &weights, backend, options);
+    std::vector<std::vector<float>> steps;
+    std::vector<float> logits(config.vocab);
+    for (int64_t step = 0; step < 8; ++step) {
+      const TokenBatch batch{{static_cast<int32_t>(11 * step + 2)}, {step}, {0}};
+      const int64_t row = 0;
+      model.forward(batch, std::span<const int64_t>(&row, 1), logits.data());
+      steps.push_back(logits);
+    }
+    return steps;
+  };
+  const int64_t replayed_before = gpu_->replayed_steps();
+  const auto recorded = run(*gpu_), recorded_again = run(*gpu_), unrecorded = run(*eager), unrecorded_again = run(*eager);
+  EXPECT_GE(gpu_->replayed_steps() - replayed_before, 8);
+  for (size_t step = 0; step < recorded.size(); ++step) {
+    const size_t bytes = recorded[step].size() * sizeof(float);
+    EXPECT_EQ(std::memcmp(recorded[step].data(), recorded_again[step].data(), bytes), 0) << "step " << step << ", recorded";
+    EXPECT_EQ(std::memcmp(unrecorded[step].data(), unrecorded_again[step].data(), bytes), 0) << "step " << step << ", eager";
+    EXPECT_EQ(std::memcmp(recorded[step].data(), unrecorded[step].data(), bytes), 0) << "step " << step << ": replayed against eager";
+  }
+}
+
+// A shape the kernel cannot take runs layer by layer, and with OCTET_CUDA_PERSISTENT_DECODE=require
+// the step fails naming why (head_dim 32); a bad value of the switch is refused by name.
+TEST_F(CudaVsCpu, PersistentDecodeRefusesShapesItCannotTakeByName) {
+  model::LlamaConfig narrow = tiny_config();
+  narrow.head_dim = 32;
+  narrow.heads = 8;
+  narrow.kv_heads = 4;
+  RandomWeights weights(rng_());
+  model::ModelOptions options;
+  options.max_context = 64;
+  options.precision = Precision::fp8;
+  EXPECT_NO_THROW(tiny_llama_logits(*gpu_, narrow, weights, options, {5}));
+  {
+    const testing::ScopedEnvironment required("OCTET_CUDA_PERSISTENT_DECODE", "require");
+    try {
+      tiny_llama_logits(*gpu_, narrow, weights, options, {5});
+      ADD_FAILURE() << "head_dim 32 was taken";
+    } catch (const std::exception& e) {
+      EXPECT_NE(std::string(e.what()).find("head_dim"), std::string::npos) << e.what();
+    }
+  }
+  const testing::ScopedEnvironment bad("OCTET_CUDA_PERSISTENT_DECODE", "yes");
+  EXPECT_THROW(tiny_llama_logits(*gpu_, tiny_config(), weights, options, {5}), std::exception);
+}
+
 // q/k/v's one cuBLASLt GEMM read by the RoPE + KV write with its scales (linear_qkv_rope_kv_write) against
 // the split pass then rope_kv_write (OCTET_CUDA_FUSED_QKV_ROPE=0): the same logits to the bit, over 24
 // sequences (24-row steps, recorded and replayed, and the 57-token prefill) and, with every weight on

@@ -22,6 +22,7 @@
 #include "backend/cuda/cuda_tensors.h"
 #include "backend/cuda/device_buffer.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/persistent_decode.h"
 #include "backend/cuda/staged_upload.h"
 #include "backend/cuda/step_graphs.h"
 
@@ -103,6 +104,10 @@ class CudaBackend final : public Backend {
                                 Activations& k, Activations& v, KvCache& cache, int64_t layer, const TokenBatch& batch,
                                 std::span<const float> inverse_frequencies) override;
 
+  // Every layer of a one-token step in the persistent kernel: cuda_backend_persistent.cpp.
+  bool run_decoder_layers(std::span<const DecoderLayerWeights> layers, Activations& x, KvCache& cache,
+                          const TokenBatch& batch, std::span<const float> inverse_frequencies, float eps) override;
+
   // Attention and the KV cache: cuda_backend_attention.cpp.
   void rope(Activations& x, int64_t head_dim, std::span<const int64_t> positions,
             std::span<const float> inverse_frequencies) override;
@@ -143,6 +148,9 @@ class CudaBackend final : public Backend {
   void rope_kv_write_from(KvCache& cache, int64_t layer, const TokenBatch& batch, Activations& q, Activations& k,
                           const Activations& v, std::span<const float> inverse_frequencies, const QkvProduct* source);
   const PrefillPlan& prefill_plan(const TokenBatch& batch, int64_t group);
+
+  // cuda_backend_persistent.cpp
+  const PersistentLayer* persistent_layers(const std::vector<PersistentLayer>& host);
 
   // cuda_backend.cpp
   void expect_prepared(size_t tokens) const;
@@ -214,6 +222,14 @@ class CudaBackend final : public Backend {
   DeviceBuffer<float> skinny_scratch_;  // the skinny GEMM's split-k partial sums
   DeviceBuffer<float> group_product_;   // a fused group's [rows, group rows] product before scale_split
   std::vector<float> frequencies_host_;
+  struct PersistentLayerTable {
+    std::vector<PersistentLayer> host;
+    DeviceBuffer<PersistentLayer> device;
+  };
+  std::vector<PersistentLayerTable> persistent_layer_tables_;  // see persistent_layers()
+  DeviceBuffer<float> persistent_scratch_;
+  DeviceBuffer<unsigned> persistent_barrier_;
+  DeviceBuffer<unsigned long long> persistent_trace_;  // OCTET_CUDA_PERSISTENT_TRACE's timestamps
 };
 
 }  // namespace octet::backend::cuda
