@@ -12,6 +12,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -65,9 +66,38 @@ void print_trace(const std::vector<unsigned long long>& t, int blocks, int layer
   double producer = 0, consumer = 0;
   const unsigned long long* waits = t.data() + static_cast<int64_t>(blocks) * layers * kTraceEvents;
   for (int b = 0; b < blocks; ++b) producer += static_cast<double>(waits[2 * b]), consumer += static_cast<double>(waits[2 * b + 1]);
+  // Each barrier's cost split: how far apart the blocks arrive (the last arrival minus the mean one) and
+  // how long after the last arrival the blocks leave on average (the barrier's own latency).
+  static constexpr int kBarrierEvents[][2] = {{2, 3}, {4, 5}, {7, 8}, {10, 11}};
+  for (const auto& [before, after] : kBarrierEvents) {
+    double spread = 0, release = 0;
+    for (int l = 0; l < layers; ++l) {
+      unsigned long long last = 0;
+      double arrival = 0, leave = 0;
+      for (int b = 0; b < blocks; ++b) {
+        const unsigned long long* e = t.data() + (static_cast<int64_t>(b) * layers + l) * kTraceEvents;
+        last = std::max(last, e[before]);
+        arrival += static_cast<double>(e[before]);
+        leave += static_cast<double>(e[after]);
+      }
+      spread += static_cast<double>(last) - arrival / blocks;
+      release += leave / blocks - static_cast<double>(last);
+    }
+    line += fmt::format(" | barrier after {}: arrivals {:.2f} before the last, left {:.2f} after it", kIntervals[before],
+                        spread / layers / 1e3, release / layers / 1e3);
+  }
   line += fmt::format(" | waits: producer for a slot {:.2f}, warp 0 for a tile {:.2f}", producer / blocks / layers / 1e3,
                       consumer / blocks / layers / 1e3);
   std::fprintf(stderr, "%s\n", line.c_str());
+}
+
+// Tuning switches, read at each step (0 or unset: off): OCTET_CUDA_PERSISTENT_IN_FLIGHT=N at most N tiles'
+// copies outstanding a block (else as many as the ring has slots); OCTET_CUDA_PERSISTENT_POLL_NS=N the
+// grid barrier's poll sleeps N ns between reads. Version 10 measured both: 1–3 in flight slower, sleeps
+// of 100 and 500 ns no change (docs/PERFORMANCE.md).
+int tuning_value(const char* variable) {
+  const char* value = std::getenv(variable);
+  return value == nullptr ? 0 : std::max(0, std::atoi(value));
 }
 
 }  // namespace
@@ -168,7 +198,8 @@ bool CudaBackend::run_decoder_layers(std::span<const DecoderLayerWeights> layers
     OCTET_CUDA_CHECK(cudaMemsetAsync(persistent_trace_.data(), 0, persistent_trace_.bytes(), stream_));
   }
   launch_persistent_decode(device_layers, shape, buffers, slots_.data(), positions_.data(), c.layout(),
-                           frequencies_.data(), splits, blocks, stream_, trace ? persistent_trace_.data() : nullptr);
+                           frequencies_.data(), splits, blocks, stream_, trace ? persistent_trace_.data() : nullptr,
+                           tuning_value("OCTET_CUDA_PERSISTENT_IN_FLIGHT"), tuning_value("OCTET_CUDA_PERSISTENT_POLL_NS"));
   if (trace) {
     std::vector<unsigned long long> host_trace(persistent_trace_.size());
     OCTET_CUDA_CHECK(cudaMemcpyAsync(host_trace.data(), persistent_trace_.data(), persistent_trace_.bytes(),

@@ -21,8 +21,9 @@
 // so a barrier costs compute time, not stream time, as long as the ring (≈ 200 KB a SM, ~6 µs of its
 // share of the copy bandwidth) outlasts it.
 //
-// Measured (H200, docs/PERFORMANCE.md version 10): it does not. With the ring streaming, every other
-// memory access of a block waits ~2 µs, so each barrier costs 6–9 µs and the attention stage 18 µs;
+// Measured (H200, docs/PERFORMANCE.md version 10): it does not. Blocks leave a barrier 4–6 µs after the
+// last one arrives (fence, arrival, poll: memory round trips, whatever the ring's depth), the attention
+// stage (table, K, V, fence, count, merge) takes 18 µs;
 // Llama-3.1-8B spends 62 of a layer's 105 µs outside its tiles, the ring is full for 51 µs of them, and
 // the step is slower than the layer-by-layer ops (3.68 against 2.98 ms). Hence off by default
 // (cuda_backend_persistent.cpp); OCTET_CUDA_PERSISTENT_TRACE prints that breakdown. Closing the gap needs
@@ -72,6 +73,8 @@ struct Params {
   const float* inverse_frequencies;
   int splits;
   int slots_in_ring;
+  int in_flight;      // > 0: at most this many tiles' copies outstanding (see produce)
+  int poll_ns;        // > 0: the grid barrier's poll sleeps this long between reads
   int xs_bytes;       // the stage input's E4M3 codes
   int unit_floats;    // the per-(unit, tile) sums
   unsigned long long* trace;  // nullptr, or PersistentDecodeTrace's timestamps
@@ -203,7 +206,7 @@ __device__ __forceinline__ void store_release(unsigned* p, unsigned v) {
 // arrivals over the launch (the k-th barrier is passed at k · blocks); each block adds its arrival
 // without waiting for the old value and polls, one round trip fewer than an atomic that returns.
 // counter[1] counts the blocks that left, and the last one resets both for the next launch.
-__device__ void grid_barrier(unsigned* counter, unsigned& passed) {
+__device__ void grid_barrier(unsigned* counter, unsigned& passed, int poll_ns) {
   consumers_sync();
   ++passed;
   if (threadIdx.x == 0) {
@@ -211,6 +214,7 @@ __device__ void grid_barrier(unsigned* counter, unsigned& passed) {
     asm volatile("red.release.gpu.global.add.u32 [%0], 1;\n" ::"l"(counter) : "memory");
     const unsigned target = passed * gridDim.x;
     while (load_acquire(counter) < target) {
+      if (poll_ns > 0) __nanosleep(poll_ns);  // fewer polls in the line the arrivals update
     }
     __threadfence();
   }
@@ -341,6 +345,15 @@ __device__ void produce(const Params& p, uint8_t* ring, SmallShared& small) {
         const int slot = static_cast<int>(sequence % p.slots_in_ring);
         const uint32_t use = sequence / p.slots_in_ring;
         if (lane == 0) {
+          // Copies in flight beyond what saturates DRAM only queue, and every other access of the step
+          // (barriers, attention) waits behind them: with in_flight > 0 the producer first waits for the
+          // copy issued in_flight tiles ago to land (the ring still buffers what has landed).
+          if (p.in_flight > 0 && sequence >= static_cast<uint32_t>(p.in_flight)) {
+            const uint32_t earlier = sequence - p.in_flight;
+            const unsigned long long before = p.trace ? now_ns() : 0;
+            mbarrier_wait(&small.full[earlier % p.slots_in_ring], (earlier / p.slots_in_ring) & 1);
+            if (p.trace) waited += now_ns() - before;
+          }
           if (use > 0) {
             const unsigned long long before = p.trace ? now_ns() : 0;
             mbarrier_wait(&small.empty[slot], (use - 1) & 1);
@@ -752,7 +765,7 @@ __global__ void __launch_bounds__(kThreads, 1) persistent_decode_kernel(Params p
             unit_row_sum(units, t, unit, r % kTileRows) * (x_scale * L.scales[linear][row]);
       }
     }
-    grid_barrier(p.buffers.barrier, passed);
+    grid_barrier(p.buffers.barrier, passed, p.poll_ns);
     mark(p, layer, 3);
     // B: attention splits; the block finishing a kv head's last split merges its group
     for (int item = blockIdx.x; item < s.kv_heads * p.splits; item += gridDim.x) {
@@ -770,7 +783,7 @@ __global__ void __launch_bounds__(kThreads, 1) persistent_decode_kernel(Params p
       }
     }
     mark(p, layer, 4);
-    grid_barrier(p.buffers.barrier, passed);
+    grid_barrier(p.buffers.barrier, passed, p.poll_ns);
     mark(p, layer, 5);
     // C: o, added to x
     {
@@ -779,7 +792,7 @@ __global__ void __launch_bounds__(kThreads, 1) persistent_decode_kernel(Params p
       stream_stage(p, t, layer, 6, sequence, ring, xs, units, small, waited);
       add_to_residual(p, t, units, x_scale, L.scales[PersistentLayer::kO]);
     }
-    grid_barrier(p.buffers.barrier, passed);
+    grid_barrier(p.buffers.barrier, passed, p.poll_ns);
     mark(p, layer, 8);
     // D: gate/up and SwiGLU
     {
@@ -798,7 +811,7 @@ __global__ void __launch_bounds__(kThreads, 1) persistent_decode_kernel(Params p
       }
       publish_amax(amax + 2 * layer + 1, consumers_max(block_amax, small.reduce));
     }
-    grid_barrier(p.buffers.barrier, passed);
+    grid_barrier(p.buffers.barrier, passed, p.poll_ns);
     mark(p, layer, 11);
     // E: down, added to x
     {
@@ -807,7 +820,7 @@ __global__ void __launch_bounds__(kThreads, 1) persistent_decode_kernel(Params p
       stream_stage(p, t, layer, 12, sequence, ring, xs, units, small, waited);
       add_to_residual(p, t, units, x_scale, L.scales[PersistentLayer::kDown]);
     }
-    if (layer + 1 < s.layers) grid_barrier(p.buffers.barrier, passed);  // the next layer's norm reads all of x
+    if (layer + 1 < s.layers) grid_barrier(p.buffers.barrier, passed, p.poll_ns);  // the next layer's norm reads all of x
   }
   leave_grid(p.buffers.barrier);
   if (p.trace && threadIdx.x == 0) wait_totals(p)[1] = waited;
@@ -875,7 +888,7 @@ int persistent_decode_blocks(const PersistentDecodeShape& s, int device) {
 void launch_persistent_decode(const PersistentLayer* layers, const PersistentDecodeShape& shape,
                               const PersistentDecodeBuffers& buffers, const int64_t* slots, const int64_t* positions,
                               const KvLayout& layout, const float* inverse_frequencies, int splits, int blocks,
-                              cudaStream_t s, unsigned long long* trace) {
+                              cudaStream_t s, unsigned long long* trace, int in_flight, int poll_ns) {
   int device = 0;
   OCTET_CUDA_CHECK(cudaGetDevice(&device));
   Params p{};
@@ -888,6 +901,8 @@ void launch_persistent_decode(const PersistentLayer* layers, const PersistentDec
   p.inverse_frequencies = inverse_frequencies;
   p.splits = splits;
   p.trace = trace;
+  p.in_flight = in_flight;
+  p.poll_ns = poll_ns;
   p.slots_in_ring = ring_slots(shape, blocks, device);
   p.xs_bytes = xs_bytes(shape);
   p.unit_floats = static_cast<int>(unit_floats(shape, blocks));
