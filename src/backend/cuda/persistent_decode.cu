@@ -2,7 +2,9 @@
 // and at each boundary the weight stream stops (the next kernel's first loads wait for the previous
 // one's last block); on Llama-3.1-8B that left the step at 64% of the copy roofline in version 8.
 //
-// Shape of the kernel: one block per SM, all resident at once (the grid is what the device holds).
+// Shape of the kernel: one block per SM, all resident at once (the grid is what the device holds; a
+// GPU shared with other work that keeps an SM would leave a block waiting to start while the others
+// wait at the first barrier, so the kernel needs the device to itself).
 // Each block owns a share of every weight matrix: 16-row units, dealt out to the blocks in order. A
 // producer warp streams the block's tiles (16 rows × up to 2048 bytes of k) for the whole step —
 // layer after layer, stage after stage — through a ring of shared-memory slots with bulk copies (TMA),
