@@ -44,19 +44,16 @@ const CudaLinear* streamable(const LinearWeight* weight, int64_t out, int64_t in
 // OCTET_CUDA_PERSISTENT_TRACE=1 (eager steps only: OCTET_CUDA_GRAPHS=0): each step waits for the kernel
 // and prints to stderr where its time went (the means over blocks and layers of the intervals between
 // persistent_decode.h's trace events, and the waits), for tuning the kernel.
-bool tracing() {
-  const char* value = std::getenv("OCTET_CUDA_PERSISTENT_TRACE");
-  return value != nullptr && std::strcmp(value, "1") == 0;
-}
-
 void print_trace(const std::vector<unsigned long long>& t, int blocks, int layers) {
   static const char* const kIntervals[kTraceEvents] = {
       "layer",         "qkv input", "qkv tiles", "barrier",       "attention+merge", "barrier",    "o input",
       "o tiles",       "barrier",   "gate/up input", "gate/up tiles", "barrier",     "down input", "down tiles"};
+  // Block b's events of layer l (the next layer's follow them).
+  const auto events = [&](int b, int l) { return t.data() + (static_cast<int64_t>(b) * layers + l) * kTraceEvents; };
   double mean[kTraceEvents] = {};
   for (int b = 0; b < blocks; ++b)
     for (int l = 0; l < layers; ++l) {
-      const unsigned long long* e = t.data() + (static_cast<int64_t>(b) * layers + l) * kTraceEvents;
+      const unsigned long long* e = events(b, l);
       for (int i = 1; i < kTraceEvents; ++i) mean[i] += static_cast<double>(e[i] - e[i - 1]);
       if (l + 1 < layers) mean[0] += static_cast<double>(e[kTraceEvents] - e[0]);  // the next layer's start
     }
@@ -75,7 +72,7 @@ void print_trace(const std::vector<unsigned long long>& t, int blocks, int layer
       unsigned long long last = 0;
       double arrival = 0, leave = 0;
       for (int b = 0; b < blocks; ++b) {
-        const unsigned long long* e = t.data() + (static_cast<int64_t>(b) * layers + l) * kTraceEvents;
+        const unsigned long long* e = events(b, l);
         last = std::max(last, e[before]);
         arrival += static_cast<double>(e[before]);
         leave += static_cast<double>(e[after]);
@@ -192,7 +189,7 @@ bool CudaBackend::run_decoder_layers(std::span<const DecoderLayerWeights> layers
   buffers.amax = buffers.act + shape.ffn;
   buffers.partial = buffers.amax + 2 * shape.layers;
   buffers.barrier = persistent_barrier_.data();
-  const bool trace = tracing() && !graphs_.capturing();
+  const bool trace = switched_on_explicitly("OCTET_CUDA_PERSISTENT_TRACE") && !graphs_.capturing();
   if (trace) {
     ensure_capacity(persistent_trace_, static_cast<size_t>(persistent_decode_trace_words(blocks, shape.layers)));
     OCTET_CUDA_CHECK(cudaMemsetAsync(persistent_trace_.data(), 0, persistent_trace_.bytes(), stream_));

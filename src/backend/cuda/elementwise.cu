@@ -2,6 +2,7 @@
 // is bytes / bandwidth (e.g. rmsnorm of [tokens, 8192] float32: 2 · 32 KiB per token).
 #include "backend/cuda/block_reduce.cuh"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/e4m3_encode.cuh"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/launch.cuh"
 
@@ -18,7 +19,7 @@ constexpr int kThreads = 256;
 __device__ void quantize_own_row(const float* row, int64_t cols, float local_amax, float* shared, uint8_t* codes,
                                  float* row_scale) {
   const float amax = block_max(local_amax, shared);
-  const float scale = (amax > 0.0f && isfinite(amax)) ? amax / 448.0f : 1.0f;
+  const float scale = e4m3_row_scale(amax);
   if (threadIdx.x == 0) *row_scale = scale;
   const float inverse = 1.0f / scale;
   for (int64_t i = threadIdx.x; i < cols; i += blockDim.x)

@@ -32,11 +32,7 @@ __device__ void store_head(KvStorage storage, const float* src, int64_t head_dim
     case KvStorage::e4m3:
     case KvStorage::e5m2: {
       const bool e4m3 = storage == KvStorage::e4m3;
-      float scale = static_scale;
-      if (scale <= 0.0f) {
-        const float amax = warp_max(lane_amax);
-        scale = amax > 0.0f && isfinite(amax) ? amax / (e4m3 ? 448.0f : 57344.0f) : 1.0f;
-      }
+      const float scale = static_scale > 0.0f ? static_scale : fp8_cache_scale(warp_max(lane_amax), e4m3);
       if (lane == 0) scales[cell] = scale;
       const float inverse = 1.0f / scale;
       auto* codes = static_cast<__nv_fp8_storage_t*>(cache);

@@ -20,6 +20,12 @@ __device__ __forceinline__ int64_t pool_row(const KvLayout& layout, const int32_
   return static_cast<int64_t>(table[p / b]) * b + p % b;
 }
 
+// The dynamic scale of a head row stored in an FP8 cache (where the checkpoint gives no static one): the
+// row's amax over the format's largest value, 1 for an all-zero or non-finite row.
+__device__ __forceinline__ float fp8_cache_scale(float amax, bool e4m3) {
+  return amax > 0.0f && isfinite(amax) ? amax / (e4m3 ? 448.0f : 57344.0f) : 1.0f;
+}
+
 // The cache cell (pool row, kv head) of a token.
 __device__ __forceinline__ int64_t cache_cell(const KvLayout& layout, int64_t slot, int64_t position, int64_t head) {
   return pool_row(layout, layout.block_table + slot * layout.blocks_per_slot, position) * layout.kv_heads + head;

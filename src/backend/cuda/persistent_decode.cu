@@ -39,6 +39,7 @@
 #include "backend/cuda/persistent_decode.h"
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/e4m3_encode.cuh"
 #include "backend/cuda/kv_layout.cuh"
 #include "backend/cuda/launch.cuh"
 #include "backend/cuda/mma_e4m3.cuh"
@@ -200,10 +201,6 @@ __device__ __forceinline__ unsigned load_acquire(const unsigned* p) {
   return v;
 }
 
-__device__ __forceinline__ void store_release(unsigned* p, unsigned v) {
-  asm volatile("st.release.gpu.global.u32 [%0], %1;\n" ::"l"(p), "r"(v) : "memory");
-}
-
 // All blocks' consumers: every write before it is visible to every read after it. counter[0] counts
 // arrivals over the launch (the k-th barrier is passed at k · blocks); each block adds its arrival
 // without waiting for the old value and polls, one round trip fewer than an atomic that returns.
@@ -231,34 +228,23 @@ __device__ void leave_grid(unsigned* counter) {
   }
 }
 
-__device__ float consumers_sum(float v, float* scratch) {
-  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xFFFFFFFF, v, o);
+// The sum (or max) of one float per consumer thread, in every consumer thread (block_reduce.cuh's
+// block_sum / block_max synchronise the whole block, which the producer warp never joins). Both
+// identities are 0: the maxima taken here are of absolute values.
+template <bool kMax>
+__device__ float consumers_reduce(float v, float* scratch) {
+  const auto combine = [](float a, float b) { return kMax ? fmaxf(a, b) : a + b; };
+  for (int o = 16; o > 0; o /= 2) v = combine(v, __shfl_xor_sync(0xFFFFFFFF, v, o));
   if (threadIdx.x % 32 == 0) scratch[threadIdx.x / 32] = v;
   consumers_sync();
   float total = 0.0f;
 #pragma unroll
-  for (int w = 0; w < kConsumerWarps; ++w) total += scratch[w];
+  for (int w = 0; w < kConsumerWarps; ++w) total = combine(total, scratch[w]);
   consumers_sync();
   return total;
 }
-
-__device__ float consumers_max(float v, float* scratch) {
-  for (int o = 16; o > 0; o /= 2) v = fmaxf(v, __shfl_xor_sync(0xFFFFFFFF, v, o));
-  if (threadIdx.x % 32 == 0) scratch[threadIdx.x / 32] = v;
-  consumers_sync();
-  float total = 0.0f;
-#pragma unroll
-  for (int w = 0; w < kConsumerWarps; ++w) total = fmaxf(total, scratch[w]);
-  consumers_sync();
-  return total;
-}
-
-__device__ __forceinline__ uint32_t encode4(const float4& v, float inverse) {
-  const auto code = [](float x) { return static_cast<uint32_t>(__nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E4M3)); };
-  return code(v.x * inverse) | code(v.y * inverse) << 8 | code(v.z * inverse) << 16 | code(v.w * inverse) << 24;
-}
-
-__device__ __forceinline__ float scale_of(float amax) { return amax > 0.0f && isfinite(amax) ? amax / 448.0f : 1.0f; }
+__device__ __forceinline__ float consumers_sum(float v, float* scratch) { return consumers_reduce<false>(v, scratch); }
+__device__ __forceinline__ float consumers_max(float v, float* scratch) { return consumers_reduce<true>(v, scratch); }
 
 // ---- which tiles a block owns ----
 // A stage's matrix in units of 16 rows: q/k/v stacked (q_dim + 2 kv_dim rows), o, gate/up as pairs
@@ -306,6 +292,17 @@ __device__ __forceinline__ int unit_source(const PersistentDecodeShape& s, int s
   }
 }
 
+// The positions [begin, end) of attention split `split` for a token at `position`: ceil((position + 1) /
+// splits) each, so the token's own position falls in the last non-empty split.
+struct SplitPositions {
+  int begin, end;
+};
+__device__ __forceinline__ SplitPositions split_positions(int position, int split, int splits) {
+  const int span = (position + splits) / splits;
+  const int begin = split * span;
+  return {begin, min(position + 1, begin + span)};
+}
+
 // ---- producer ----
 // The cached K/V rows (and scales) the block's first attention item of the layer will read, brought into
 // L2 while the layer's q/k/v tiles stream: under the weight stream a DRAM round trip takes microseconds,
@@ -316,8 +313,8 @@ __device__ void prefetch_attention_rows(const Params& p, const PersistentLayer& 
   if (lane < 16 || item >= p.shape.kv_heads * p.splits) return;
   const int kv = item / p.splits, split = item % p.splits;
   const int position = static_cast<int>(p.positions[0]);
-  const int span = (position + p.splits) / p.splits;
-  const int begin = split * span, end = min(position, begin + span);  // the new position is written later
+  const SplitPositions positions = split_positions(position, split, p.splits);
+  const int begin = positions.begin, end = min(position, positions.end);  // the new position is written later
   const int64_t slot = p.slots[0];
   const int64_t row_bytes = p.shape.head_dim;
   for (int j = begin + lane - 16; j < end; j += 16) {
@@ -451,12 +448,12 @@ __device__ float prepare_norm(const Params& p, const float* weight, uint8_t* xs,
                            value[j].z * inv_rms * scale[j].z, value[j].w * inv_rms * scale[j].w);
     amax = fmaxf(fmaxf(fmaxf(fmaxf(amax, fabsf(value[j].x)), fabsf(value[j].y)), fabsf(value[j].z)), fabsf(value[j].w));
   }
-  const float x_scale = scale_of(consumers_max(amax, small.reduce));
+  const float x_scale = e4m3_row_scale(consumers_max(amax, small.reduce));
   const float inverse = 1.0f / x_scale;
 #pragma unroll
   for (int j = 0; j < kMaxNormVectors; ++j) {
     const int i = threadIdx.x + j * kConsumers;
-    if (i < vectors) reinterpret_cast<uint32_t*>(xs)[i] = encode4(value[j], inverse);
+    if (i < vectors) reinterpret_cast<uint32_t*>(xs)[i] = encode4_e4m3(value[j], inverse);
   }
   consumers_sync();
   return x_scale;
@@ -464,10 +461,10 @@ __device__ float prepare_norm(const Params& p, const float* weight, uint8_t* xs,
 
 // xs = E4M3(values) with the scale of their amax (published by the stage that wrote them).
 __device__ float prepare_scaled(const float* values, int count, const float* amax, uint8_t* xs) {
-  const float x_scale = scale_of(__ldcg(amax));
+  const float x_scale = e4m3_row_scale(__ldcg(amax));
   const float inverse = 1.0f / x_scale;
   const float4* v = reinterpret_cast<const float4*>(values);
-  for (int i = threadIdx.x; i < count / 4; i += kConsumers) reinterpret_cast<uint32_t*>(xs)[i] = encode4(__ldcg(v + i), inverse);
+  for (int i = threadIdx.x; i < count / 4; i += kConsumers) reinterpret_cast<uint32_t*>(xs)[i] = encode4_e4m3(__ldcg(v + i), inverse);
   consumers_sync();
   return x_scale;
 }
@@ -509,8 +506,8 @@ __device__ void store_new_row(const Params& p, const PersistentLayer& L, const f
   for (int j = 0; j < kPerLane; ++j) amax = fmaxf(amax, fabsf(value[j]));
   for (int o = 16; o > 0; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFF, amax, o));
   const bool e4m3 = p.layout.storage == KvStorage::e4m3;
-  float scale = rotate ? L.static_k_scale : L.static_v_scale;
-  if (scale <= 0.0f) scale = amax > 0.0f && isfinite(amax) ? amax / (e4m3 ? 448.0f : 57344.0f) : 1.0f;
+  const float static_scale = rotate ? L.static_k_scale : L.static_v_scale;
+  const float scale = static_scale > 0.0f ? static_scale : fp8_cache_scale(amax, e4m3);
   float* scales = rotate ? L.k_scales : L.v_scales;
   if (lane == 0) scales[cell] = scale;
   if (lane == 0) (rotate ? sh.new_key_scale : sh.new_value_scale) = scale;
@@ -533,8 +530,7 @@ __device__ void attention_item(const Params& p, const PersistentLayer& L, int it
   const int kv = item / p.splits, split = item % p.splits;
   const int position = static_cast<int>(p.positions[0]);
   const int64_t slot = p.slots[0];
-  const int span = (position + p.splits) / p.splits;  // ceil((position + 1) / splits)
-  const int begin = split * span, end = min(position + 1, begin + span);
+  const auto [begin, end] = split_positions(position, split, p.splits);
   float* out = p.buffers.partial + static_cast<int64_t>(kv * p.splits + split) * group * (D + 2);
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   if (begin >= end) {

@@ -2,6 +2,7 @@
 // Reads 4 bytes and writes 1 per element (plus a scale per row).
 #include "backend/cuda/block_reduce.cuh"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/e4m3_encode.cuh"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/launch.cuh"
 
@@ -22,7 +23,7 @@ __global__ void quantize_rows_e4m3_kernel(const float* x, int64_t cols, float st
     for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) amax = fmaxf(amax, fabsf(row[i]));
     __shared__ float reduce_scratch[32];
     amax = block_max(amax, reduce_scratch);
-    scale = (amax > 0.0f && isfinite(amax)) ? amax / 448.0f : 1.0f;
+    scale = e4m3_row_scale(amax);
   }
   if (threadIdx.x == 0) row_scales[blockIdx.x] = scale;
   const float inverse = 1.0f / scale;

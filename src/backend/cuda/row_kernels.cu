@@ -17,6 +17,7 @@
 // the row; the norm weights are loaded in the same burst as the row, so nothing is read before.
 #include "backend/cuda/block_reduce.cuh"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/e4m3_encode.cuh"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/launch.cuh"
 
@@ -34,12 +35,6 @@ constexpr int kMaxThreads = 1024;
 
 __device__ __forceinline__ float amax4(float amax, const float4& v) {
   return fmaxf(fmaxf(fmaxf(fmaxf(amax, fabsf(v.x)), fabsf(v.y)), fabsf(v.z)), fabsf(v.w));
-}
-
-__device__ __forceinline__ uint32_t encode4(const float4& v, float inverse) {
-  // __NV_SATFINITE: overflow saturates to ±448 like the CPU encoder; rounding is to nearest even.
-  const auto code = [](float x) { return static_cast<uint32_t>(__nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E4M3)); };
-  return code(v.x * inverse) | code(v.y * inverse) << 8 | code(v.z * inverse) << 16 | code(v.w * inverse) << 24;
 }
 
 // The part of a row this block holds: float4s [begin, end) of row `row`. A row is split into
@@ -98,14 +93,14 @@ __device__ void encode_row(const float4 (&value)[V], const RowSpan& span, float 
   float scale = static_scale;
   if (scale <= 0.0f) {
     amax = row_reduce<kCluster>(amax, true, shared, parts);
-    scale = (amax > 0.0f && isfinite(amax)) ? amax / 448.0f : 1.0f;
+    scale = e4m3_row_scale(amax);
   }
   if (threadIdx.x == 0 && span.begin == 0) *row_scale = scale;
   const float inverse = 1.0f / scale;
   uint32_t* packed = reinterpret_cast<uint32_t*>(codes);
 #pragma unroll
   for (int j = 0; j < V; ++j)
-    if (span.holds(j)) packed[span.index(j)] = encode4(value[j], inverse);
+    if (span.holds(j)) packed[span.index(j)] = encode4_e4m3(value[j], inverse);
 }
 
 // Each kernel: grid = rows · parts blocks; parts > 1 only with kCluster (a cluster per row).
