@@ -291,6 +291,10 @@ class Backend {
     linear(x, weight, proj);
     add_rmsnorm(residual, proj, norm, eps, out);
   }
+  // A hint, given just before a linear op: the linear op after it reads `weights`, and the ops between
+  // the two read little memory. A backend may start bringing those weights closer (CUDA: into L2,
+  // during the small kernels) once the next linear op has streamed its own. Only speed depends on it.
+  virtual void prefetch_for_following_linear(std::span<const LinearWeight* const> weights) {}
   // Every decoder layer of the step in one op, where the backend has a kernel for this batch (CUDA: one
   // token, a persistent kernel): x holds the embedded tokens and becomes the residual after the last
   // layer (its down projection added), and the cache is written as the layer-by-layer ops write it.

@@ -274,6 +274,8 @@ void LlamaModel::run_layers_op_by_op(const backend::TokenBatch& batch) {
     mlp_block(layers_[i]);
   }
   if (!layers_.empty()) {
+    const backend::LinearWeight* head[] = {lm_head_.get()};
+    backend_.prefetch_for_following_linear(head);
     backend_.linear(*buffers_.act, *layers_.back().down_proj, *buffers_.proj);
     backend_.add(*buffers_.x, *buffers_.proj);
   }
@@ -283,12 +285,19 @@ void LlamaModel::attention_block(const Layer& layer, int64_t index, const backen
                                  const backend::LinearWeight* previous_down_proj) {
   auto& b = buffers_;
   const float eps = static_cast<float>(config_.rms_norm_eps);
+  const backend::LinearWeight* qkv[] = {layer.q_proj.get(), layer.k_proj.get(), layer.v_proj.get()};
+  const backend::LinearWeight* o[] = {layer.o_proj.get()};
   // The previous layer's down projection (of act) joins the residual here, in one op with the norm.
-  if (previous_down_proj) backend_.linear_add_rmsnorm(*b.act, *previous_down_proj, *b.proj, *b.x, *layer.attn_norm, eps, *b.normed);
-  else backend_.rmsnorm(*b.x, *layer.attn_norm, eps, *b.normed);
+  // Before each linear op, the hint of the one after it (Backend::prefetch_for_following_linear).
+  if (previous_down_proj) {
+    backend_.prefetch_for_following_linear(qkv);
+    backend_.linear_add_rmsnorm(*b.act, *previous_down_proj, *b.proj, *b.x, *layer.attn_norm, eps, *b.normed);
+  } else {
+    backend_.rmsnorm(*b.x, *layer.attn_norm, eps, *b.normed);
+  }
   // normed: [tokens, hidden] → q: [tokens, heads·head_dim], k, v: [tokens, kv_heads·head_dim]
   // (then RoPE on q and k, and k, v into the cache at the batch's positions)
-  const backend::LinearWeight* qkv[] = {layer.q_proj.get(), layer.k_proj.get(), layer.v_proj.get()};
+  backend_.prefetch_for_following_linear(o);
   backend_.linear_qkv_rope_kv_write(*b.normed, qkv, *b.q, *b.k, *b.v, *kv_cache_, index, batch, rope_inverse_frequencies_);
   // attn: [tokens, heads·head_dim] = softmax(q·Kᵀ/√d)·V over each token's own sequence
   backend_.attention(*kv_cache_, index, batch, *b.q, *b.attn);
@@ -298,8 +307,12 @@ void LlamaModel::mlp_block(const Layer& layer) {
   auto& b = buffers_;
   // attn → o_proj, added to the residual x, normed; normed: [tokens, hidden] → gate, up: [tokens, ffn] →
   // act; act's down projection joins x at the next layer's norm (or after the last layer).
+  const backend::LinearWeight* gate_up[] = {layer.gate_proj.get(), layer.up_proj.get()};
+  const backend::LinearWeight* down[] = {layer.down_proj.get()};
+  backend_.prefetch_for_following_linear(gate_up);
   backend_.linear_add_rmsnorm(*b.attn, *layer.o_proj, *b.proj, *b.x, *layer.ffn_norm,
                               static_cast<float>(config_.rms_norm_eps), *b.normed);
+  backend_.prefetch_for_following_linear(down);
   backend_.linear_swiglu(*b.normed, *layer.gate_proj, *layer.up_proj, *b.gate, *b.up, *b.act);
 }
 

@@ -310,6 +310,54 @@ TEST_F(CudaVsCpu, QkvProductReadByTheRopeGivesTheSameLogits) {
   }
 }
 
+// The weight prefetch into L2 (OCTET_CUDA_L2_PREFETCH_MB: a side stream forked after each linear op's
+// weight stream; 1 MiB covers the tiny model's weights) changes no bit: the same logits as with it
+// off (0), in eager, recorded and replayed steps, on the GEMV and on cuBLASLt
+// (OCTET_CUDA_GEMV_LARGE=64,64), in fp8 (and bf16, whose weights it leaves alone), with both
+// eviction priorities. A bad setting is refused by name.
+TEST_F(CudaVsCpu, WeightPrefetchChangesNoLogit) {
+  std::vector<int64_t> many;
+  for (int64_t slot = 0; slot < 24; ++slot) many.push_back(1 + slot % 5);
+  auto plain = [] {
+    const testing::ScopedEnvironment off("OCTET_CUDA_L2_PREFETCH_MB", "0");
+    return make_cuda_backend(0);
+  }();
+  for (const char* evict : {"last", "normal"}) {
+    auto prefetching = [&] {
+      const testing::ScopedEnvironment bytes("OCTET_CUDA_L2_PREFETCH_MB", "1");
+      const testing::ScopedEnvironment priority("OCTET_CUDA_L2_PREFETCH_EVICT", evict);
+      return make_cuda_backend(0);
+    }();
+    for (Precision precision : {Precision::fp8, Precision::bf16}) {
+      model::ModelOptions options;
+      options.max_context = 64;
+      options.precision = precision;
+      for (const char* large : {static_cast<const char*>(nullptr), "64,64"}) {
+        const testing::ScopedEnvironment where("OCTET_CUDA_GEMV_LARGE", large);
+        for (const auto& prompt_lengths : std::vector<std::vector<int64_t>>{{37}, {9, 20}, many}) {
+          RandomWeights weights(rng_());
+          const auto with = tiny_llama_logits(*prefetching, tiny_config(), weights, options, prompt_lengths);
+          const auto without = tiny_llama_logits(*plain, tiny_config(), weights, options, prompt_lengths);
+          ASSERT_EQ(with.size(), without.size());
+          for (size_t step = 0; step < with.size(); ++step)
+            EXPECT_EQ(std::memcmp(with[step].data(), without[step].data(), with[step].size() * sizeof(float)), 0)
+                << "step " << step << " of " << prompt_lengths.size() << " sequences, eviction " << evict << ", "
+                << (precision == Precision::fp8 ? "fp8" : "bf16") << ", OCTET_CUDA_GEMV_LARGE " << (large ? large : "unset");
+        }
+      }
+    }
+  }
+  for (const auto& [variable, value] : {std::pair{"OCTET_CUDA_L2_PREFETCH_MB", "lots"}, std::pair{"OCTET_CUDA_L2_PREFETCH_EVICT", "first"}}) {
+    const testing::ScopedEnvironment bad(variable, value);
+    try {
+      make_cuda_backend(0);
+      ADD_FAILURE() << variable << "=" << value << " was accepted";
+    } catch (const std::exception& e) {
+      EXPECT_NE(std::string(e.what()).find(variable), std::string::npos) << e.what();
+    }
+  }
+}
+
 // Decode steps replayed from CUDA graphs give bit-identical logits to the same steps run op by op
 // (same kernels, same inputs), across batch shapes that change between steps; a replay still
 // checks the batch (a position past the context is refused).

@@ -1,14 +1,20 @@
 #include "backend/cuda/cublaslt_gemm.h"
 
 #include "backend/cuda/cuda_check.h"
+#include "common/error.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <string>
 #include <string_view>
 #include <tuple>
+#include <vector>
+
+#include <fmt/format.h>
 
 namespace octet::backend::cuda {
 namespace {
@@ -31,6 +37,35 @@ int64_t max_tuned_rows() {
     return value == nullptr ? CublasLtGemm::kMaxTunedRows : std::max<int64_t>(0, std::strtoll(value, nullptr, 10));
   }();
   return rows;
+}
+
+// OCTET_CUDA_GEMM_TUNE_LOG=1 prints each tuned shape's candidates (time a run, tile / stages / split-k /
+// cluster ids) and the choice on stderr.
+bool tuning_log() {
+  static const bool enabled = [] {
+    const char* value = std::getenv("OCTET_CUDA_GEMM_TUNE_LOG");
+    return value != nullptr && std::string_view(value) == "1";
+  }();
+  return enabled;
+}
+
+// OCTET_CUDA_GEMM_ALGO=m:n:k:i,... (an experiment): shape m×n×k takes the heuristic's candidate i
+// untimed, so a step can be measured with each candidate in turn. -1: not forced.
+int forced_candidate(int64_t m, int64_t n, int64_t k) {
+  const char* value = std::getenv("OCTET_CUDA_GEMM_ALGO");
+  if (value == nullptr) return -1;
+  std::string_view rest(value);
+  while (!rest.empty()) {
+    const size_t comma = rest.find(',');
+    const std::string entry(rest.substr(0, comma));
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    long long fm = 0, fn = 0, fk = 0;
+    int index = -1;
+    if (std::sscanf(entry.c_str(), "%lld:%lld:%lld:%d", &fm, &fn, &fk, &index) != 4 || index < 0)
+      fail("OCTET_CUDA_GEMM_ALGO entry '{}' is not m:n:k:candidate", entry);
+    if (fm == m && fn == n && fk == k) return index;
+  }
+  return -1;
 }
 
 bool fast_accumulation() {
@@ -142,7 +177,10 @@ CublasLtGemm::Plan& CublasLtGemm::plan(GemmType type, const OuterScales* scales,
     p.tuned = p.candidates.size() == 1;
     TunedChoices& choices = tuned_choices();
     std::lock_guard lock(choices.mutex);
-    if (auto chosen = choices.index.find(p.key); chosen != choices.index.end() && chosen->second < p.candidates.size()) {
+    if (const int forced = forced_candidate(m, n, k); forced >= 0 && static_cast<size_t>(forced) < p.candidates.size()) {
+      p.algo = p.candidates[forced];
+      p.tuned = true;
+    } else if (auto chosen = choices.index.find(p.key); chosen != choices.index.end() && chosen->second < p.candidates.size()) {
       p.algo = p.candidates[chosen->second];
       p.tuned = true;
     }
@@ -156,9 +194,7 @@ void CublasLtGemm::tune(Plan& p, const void* x, const void* w, float* out, cudaS
   cudaEvent_t start = nullptr, stop = nullptr;
   OCTET_CUDA_CHECK(cudaEventCreate(&start));
   OCTET_CUDA_CHECK(cudaEventCreate(&stop));
-  float best_ms = INFINITY;
-  size_t best = 0;
-  bool any_ran = false;
+  std::vector<float> fastest(p.candidates.size(), INFINITY);  // ms of kTimedRuns; INFINITY: refused to run
   for (size_t i = 0; i < p.candidates.size(); ++i) {
     const cublasLtMatmulAlgo_t& algo = p.candidates[i];
     const auto once = [&] {
@@ -166,20 +202,37 @@ void CublasLtGemm::tune(Plan& p, const void* x, const void* w, float* out, cudaS
                             workspace_bytes_, s);
     };
     if (once() != CUBLAS_STATUS_SUCCESS) continue;  // a candidate that refuses to run is skipped
-    any_ran = true;
     OCTET_CUDA_CHECK(cudaEventRecord(start, s));
     for (int run = 0; run < kTimedRuns; ++run) once();
     OCTET_CUDA_CHECK(cudaEventRecord(stop, s));
     OCTET_CUDA_CHECK(cudaEventSynchronize(stop));
     float ms = 0.0f;
     OCTET_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    if (ms < best_ms) {
-      best_ms = ms;
-      best = i;
-    }
+    fastest[i] = ms;
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
+  size_t best = 0;
+  for (size_t i = 1; i < fastest.size(); ++i)
+    if (fastest[i] < fastest[best]) best = i;
+  const bool any_ran = !fastest.empty() && fastest[best] != INFINITY;
+  if (tuning_log() && any_ran) {
+    std::string line = fmt::format("gemm tune m {} n {} k {}: chose {} of {} (µs a run:", std::get<3>(p.key),
+                                   std::get<4>(p.key), std::get<5>(p.key), best, fastest.size());
+    for (float ms : fastest) line += ms == INFINITY ? " -" : fmt::format(" {:.1f}", ms * 1000.0f / kTimedRuns);
+    line += "; tile, stages, split-k, cluster:";
+    for (const cublasLtMatmulAlgo_t& algo : p.candidates) {
+      uint32_t tile = 0, stages = 0, cluster = 0;
+      int32_t splits = 0;
+      size_t written = 0;
+      cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &tile, sizeof tile, &written);
+      cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_STAGES_ID, &stages, sizeof stages, &written);
+      cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits, sizeof splits, &written);
+      cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID, &cluster, sizeof cluster, &written);
+      line += fmt::format(" {}/{}/{}/{}", tile, stages, splits, cluster);
+    }
+    fmt::print(stderr, "{})\n", line);
+  }
   if (!any_ran) {  // nothing to choose from: the caller falls back, and no choice is shared
     p.usable = false;
     return;

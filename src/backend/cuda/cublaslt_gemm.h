@@ -32,7 +32,9 @@ class CublasLtGemm {
   // heuristic's first pick everywhere (for comparison). The choice is shared by every CublasLtGemm
   // of the process, so all backends run a shape with the same algorithm (bit-identical results).
   // Experiments (off by default): OCTET_CUDA_GEMM_TUNE_ROWS=N tunes shapes up to N rows (prefill),
-  // OCTET_CUDA_GEMM_FAST_ACCUM=1 turns on cuBLASLt's fast (less exact) FP8 accumulation.
+  // OCTET_CUDA_GEMM_FAST_ACCUM=1 turns on cuBLASLt's fast (less exact) FP8 accumulation,
+  // OCTET_CUDA_GEMM_ALGO=m:n:k:i,… runs shape m×n×k with the heuristic's candidate i (untimed), and
+  // OCTET_CUDA_GEMM_TUNE_LOG=1 prints the candidates' times and the choices.
   bool run(GemmType type, const void* x, const void* w, float* out, int64_t m, int64_t n, int64_t k, cudaStream_t s);
 
   // out[i, j] = row_scales[i] · col_scales[j] · Σ_k x[i, k] · w[j, k] for E4M3 x and w, the scales

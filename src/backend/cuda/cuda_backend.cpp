@@ -51,10 +51,21 @@ CudaBackend::CudaBackend(int device)
   OCTET_CUDA_CHECK(cudaEventCreate(&step_start_));
   OCTET_CUDA_CHECK(cudaEventCreate(&step_stop_));
   set_programmatic_launches(stream_, switched_on("OCTET_CUDA_PDL"));
+  if (prefetch_bytes_ > 0) {  // made here: never while a step is being recorded
+    OCTET_CUDA_CHECK(cudaStreamCreateWithFlags(&prefetch_stream_, cudaStreamNonBlocking));
+    OCTET_CUDA_CHECK(cudaEventCreateWithFlags(&prefetch_fork_, cudaEventDisableTiming));
+    OCTET_CUDA_CHECK(cudaEventCreateWithFlags(&prefetch_join_, cudaEventDisableTiming));
+  }
   gemm_ = std::make_unique<CublasLtGemm>();
 }
 
 CudaBackend::~CudaBackend() {
+  if (prefetch_stream_ != nullptr) {
+    cudaStreamSynchronize(prefetch_stream_);
+    cudaEventDestroy(prefetch_fork_);
+    cudaEventDestroy(prefetch_join_);
+    cudaStreamDestroy(prefetch_stream_);
+  }
   cudaStreamSynchronize(stream_);
   cudaEventDestroy(step_start_);
   cudaEventDestroy(step_stop_);
@@ -111,6 +122,7 @@ bool CudaBackend::begin_step(const void* caller, const TokenBatch& batch, std::s
 
 void CudaBackend::end_step() {
   in_step_ = false;
+  join_weight_prefetch();
   graphs_.end(step_action_, stream_);
   record_step_stop();
 }
@@ -118,6 +130,7 @@ void CudaBackend::end_step() {
 void CudaBackend::cancel_step() {
   in_step_ = false;
   step_timed_ = false;
+  join_weight_prefetch();
   graphs_.abandon_capture(stream_);
 }
 

@@ -44,6 +44,8 @@ namespace octet::backend::cuda {
 bool switched_on(const char* variable);
 bool switched_on_explicitly(const char* variable);
 std::optional<DecodeAttention> decode_attention_kernel();
+int64_t l2_prefetch_bytes_setting();       // cuda_backend_prefetch.cpp
+bool l2_prefetch_evict_last_setting();
 
 class CudaBackend final : public Backend {
  public:
@@ -79,7 +81,10 @@ class CudaBackend final : public Backend {
   void end_step() override;
   void cancel_step() override;
   double last_step_device_ms() override;
-  void synchronize() override { OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  void synchronize() override {
+    join_weight_prefetch();
+    OCTET_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
   void embed(const EmbeddingTable& table, std::span<const int32_t> tokens, Activations& out) override;
   void rmsnorm(const Activations& x, const VectorWeight& weight, float eps, Activations& out) override;
   void add_rmsnorm(Activations& residual, const Activations& delta, const VectorWeight& weight, float eps,
@@ -103,6 +108,9 @@ class CudaBackend final : public Backend {
   void linear_qkv_rope_kv_write(const Activations& x, std::span<const LinearWeight* const> qkv, Activations& q,
                                 Activations& k, Activations& v, KvCache& cache, int64_t layer, const TokenBatch& batch,
                                 std::span<const float> inverse_frequencies) override;
+
+  // The next linear's weights into L2 during the small kernels: cuda_backend_prefetch.cpp.
+  void prefetch_for_following_linear(std::span<const LinearWeight* const> weights) override;
 
   // Every layer of a one-token step in the persistent kernel: cuda_backend_persistent.cpp.
   bool run_decoder_layers(std::span<const DecoderLayerWeights> layers, Activations& x, KvCache& cache,
@@ -134,6 +142,7 @@ class CudaBackend final : public Backend {
   bool unscaled_gemm_rows(int64_t m, int64_t n, int64_t k) const;
   static bool plain_fp8(const CudaLinear& w);
   static constexpr int64_t kMinEpilogueScaledRows = 128;  // see gemm_e4m3()
+  void linear_unhinted(const Activations& x, const LinearWeight& weight, Activations& out);  // linear() less the prefetch
   bool gemm_e4m3(const uint8_t* codes, const float* row_scales, const CudaLinear& w, int64_t m, float* y);
   bool grouped_gemm(const Activations& x, std::span<const LinearWeight* const> weights, std::span<Activations* const> outs);
   bool use_skinny_gemm(int64_t rows, int64_t k) const;
@@ -151,6 +160,12 @@ class CudaBackend final : public Backend {
 
   // cuda_backend_persistent.cpp
   const PersistentLayer* persistent_layers(const std::vector<PersistentLayer>& host);
+
+  // cuda_backend_prefetch.cpp
+  // Called right after a linear op's weight-streaming kernels (of `rows` input rows): the pending
+  // hint's prefetch forks onto prefetch_stream_ there; join_weight_prefetch joins it back.
+  void issue_weight_prefetch(int64_t rows);
+  void join_weight_prefetch();
 
   // cuda_backend.cpp
   void expect_prepared(size_t tokens) const;
@@ -227,6 +242,13 @@ class CudaBackend final : public Backend {
     DeviceBuffer<PersistentLayer> device;
   };
   std::vector<PersistentLayerTable> persistent_layer_tables_;  // see persistent_layers()
+  // OCTET_CUDA_L2_PREFETCH_MB=N (default 4, 0: off): each hint prefetches up to N MiB of its weights.
+  int64_t prefetch_bytes_ = l2_prefetch_bytes_setting();
+  bool prefetch_evict_last_ = l2_prefetch_evict_last_setting();  // OCTET_CUDA_L2_PREFETCH_EVICT=normal: off
+  L2PrefetchRanges pending_prefetch_;
+  cudaStream_t prefetch_stream_ = nullptr;  // made with the backend where prefetch_bytes_ > 0
+  cudaEvent_t prefetch_fork_ = nullptr, prefetch_join_ = nullptr;
+  bool prefetch_unjoined_ = false;  // work on prefetch_stream_ that stream_ has not waited for
   DeviceBuffer<float> persistent_scratch_;
   DeviceBuffer<unsigned> persistent_barrier_;
   DeviceBuffer<unsigned long long> persistent_trace_;  // OCTET_CUDA_PERSISTENT_TRACE's timestamps

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <span>
+#include <utility>
 
 namespace octet::backend::cuda {
 namespace {
@@ -39,7 +40,11 @@ void CudaBackend::linear_group(const Activations& x, std::span<const LinearWeigh
             w.in_features == x.cols;
   }
   if (!fused) {
+    // The hint waits for the group's last member (Backend::linear_group runs them one by one).
+    const L2PrefetchRanges hint = std::exchange(pending_prefetch_, {});
     if (!grouped_gemm(x, weights, outs)) Backend::linear_group(x, weights, outs);
+    pending_prefetch_ = hint;
+    issue_weight_prefetch(x.rows);
     return;
   }
   GemvGroup group;
@@ -55,6 +60,7 @@ void CudaBackend::linear_group(const Activations& x, std::span<const LinearWeigh
   const auto& input = quantized(x);
   if (skinny) launch_skinny_gemm(input.codes.data(), input.row_scales.data(), x.rows, group, x.cols);
   else launch_gemv_e4m3_group(input.codes.data(), input.row_scales.data(), x.rows, group, x.cols, stream_);
+  issue_weight_prefetch(x.rows);
 }
 
 // Where the GEMV is not taken (gemv_e4m3_preferred: above 8 rows, and large weights at every row
@@ -92,6 +98,7 @@ void CudaBackend::linear_add_rmsnorm(const Activations& x, const LinearWeight& w
   const auto& input = quantized(x);
   if (!gemm_->run(GemmType::e4m3, input.codes.data(), w.e4m3_codes(), product, m, n, k, stream_))
     return Backend::linear_add_rmsnorm(x, weight, proj, residual, norm, eps, out);
+  issue_weight_prefetch(m);
   if (!try_launch_add_product_rmsnorm_quantize_in_registers(r, product, input.row_scales.data(), w.channel_scales(),
                                                             norm_weights, eps, m, n, o.data.data(), o.codes.data(),
                                                             o.row_scales.data(), stream_))
@@ -120,6 +127,7 @@ void CudaBackend::linear_swiglu(const Activations& x, const LinearWeight& gate, 
   const auto& input = quantized(x);
   if (!gemm_->run(GemmType::e4m3, input.codes.data(), group->codes.data(), group_product_.data(), m, group->rows, k, stream_))
     return Backend::linear_swiglu(x, gate, up, gate_out, up_out, out);
+  issue_weight_prefetch(m);
   if (!try_launch_swiglu_quantize_product_in_registers(group_product_.data(), group->rows, g.first_row, u.first_row,
                                                        input.row_scales.data(), group->scales.data(), m, n, o.data.data(),
                                                        o.codes.data(), o.row_scales.data(), stream_))
@@ -127,7 +135,13 @@ void CudaBackend::linear_swiglu(const Activations& x, const LinearWeight& gate, 
   o.codes_current = true;
 }
 
+// Every linear op issues the pending prefetch hint right after its weight stream.
 void CudaBackend::linear(const Activations& x, const LinearWeight& weight, Activations& out) {
+  linear_unhinted(x, weight, out);
+  issue_weight_prefetch(x.rows);
+}
+
+void CudaBackend::linear_unhinted(const Activations& x, const LinearWeight& weight, Activations& out) {
   const auto& w = static_cast<const CudaLinear&>(weight);
   const int64_t m = x.rows, n = w.out_features, k = w.in_features;
   check_shape(x, m, k, "linear input");
@@ -205,6 +219,7 @@ void CudaBackend::linear_qkv_rope_kv_write(const Activations& x, std::span<const
   if (!gemm_->run(GemmType::e4m3, input.codes.data(), group->codes.data(), group_product_.data(), m, group->rows, k_in,
                   stream_))
     return Backend::linear_qkv_rope_kv_write(x, qkv, q, k, v, cache, layer, batch, inverse_frequencies);
+  issue_weight_prefetch(m);
   source.product = group_product_.data();
   source.cols = group->rows;
   source.row_scales = input.row_scales.data();

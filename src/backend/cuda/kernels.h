@@ -32,6 +32,16 @@ void launch_rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, cons
                  const float* inverse_frequencies, cudaStream_t s);
 void launch_gather_rows(const float* x, const int64_t* rows, int64_t count, int64_t cols, float* out, cudaStream_t s);
 
+// l2_prefetch.cu: asks L2 for every 128-byte line of up to kMax byte ranges (nothing is read back),
+// with the evict_last priority or the normal one; the kernel ends as soon as the requests are issued.
+struct L2PrefetchRanges {
+  static constexpr int kMax = 4;
+  int count = 0;
+  const void* start[kMax] = {};
+  int64_t bytes[kMax] = {};
+};
+void launch_l2_prefetch(const L2PrefetchRanges& ranges, bool evict_last, cudaStream_t s);
+
 // sampling.cu: tokens_out[i] = the token drawn from logits row specs[i].row ([*, vocab]) as
 // backend::RowSampling says (one block per row; only the ids are written).
 struct SampleRowSpec {
