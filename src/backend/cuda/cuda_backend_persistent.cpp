@@ -91,8 +91,7 @@ void print_trace(const std::vector<unsigned long long>& t, int blocks, int layer
 // Tuning switches, read at each step (0 or unset: off): OCTET_CUDA_PERSISTENT_IN_FLIGHT=N at most N tiles'
 // copies outstanding a block (else as many as the ring has slots); OCTET_CUDA_PERSISTENT_POLL_NS=N the
 // grid barrier's poll sleeps N ns between reads. Version 10 measured both: 1–3 in flight slower, sleeps
-// of 100 and 500 ns no change (docs/PERFORMANCE.md). OCTET_CUDA_PERSISTENT_L2_AHEAD=N: each tile's rows
-// also prefetched into L2 N tiles before their copy (not measured yet).
+// of 100 and 500 ns no change (docs/PERFORMANCE.md).
 int tuning_value(const char* variable) {
   const char* value = std::getenv(variable);
   return value == nullptr ? 0 : std::max(0, std::atoi(value));
@@ -197,8 +196,7 @@ bool CudaBackend::run_decoder_layers(std::span<const DecoderLayerWeights> layers
   }
   launch_persistent_decode(device_layers, shape, buffers, slots_.data(), positions_.data(), c.layout(),
                            frequencies_.data(), splits, blocks, stream_, trace ? persistent_trace_.data() : nullptr,
-                           tuning_value("OCTET_CUDA_PERSISTENT_IN_FLIGHT"), tuning_value("OCTET_CUDA_PERSISTENT_POLL_NS"),
-                           tuning_value("OCTET_CUDA_PERSISTENT_L2_AHEAD"));
+                           tuning_value("OCTET_CUDA_PERSISTENT_IN_FLIGHT"), tuning_value("OCTET_CUDA_PERSISTENT_POLL_NS"));
   if (trace) {
     std::vector<unsigned long long> host_trace(persistent_trace_.size());
     OCTET_CUDA_CHECK(cudaMemcpyAsync(host_trace.data(), persistent_trace_.data(), persistent_trace_.bytes(),

@@ -78,7 +78,6 @@ struct Params {
   int slots_in_ring;
   int in_flight;      // > 0: at most this many tiles' copies outstanding (see produce)
   int poll_ns;        // > 0: the grid barrier's poll sleeps this long between reads
-  int l2_ahead;       // > 0: each tile's rows are also prefetched into L2 this many tiles before its copy
   int xs_bytes;       // the stage input's E4M3 codes
   int unit_floats;    // the per-(unit, tile) sums
   unsigned long long* trace;  // nullptr, or PersistentDecodeTrace's timestamps
@@ -305,44 +304,6 @@ __device__ __forceinline__ SplitPositions split_positions(int position, int spli
 }
 
 // ---- producer ----
-// Tile `index` of the block's sequence (every layer has the same tiles): its first row's bytes, the
-// rows' pitch and length; src is nullptr past the last layer.
-struct TileSource {
-  const uint8_t* src = nullptr;
-  int64_t pitch = 0;
-  unsigned row_bytes = 0;
-};
-
-__device__ TileSource tile_source(const Params& p, uint32_t index, const StageTiles (&stages)[kStages], uint32_t per_layer) {
-  TileSource source;
-  const uint32_t layer = index / per_layer;
-  if (per_layer == 0 || layer >= static_cast<uint32_t>(p.shape.layers)) return source;
-  uint32_t rest = index % per_layer;
-  int stage = 0;
-  while (rest >= static_cast<uint32_t>(stages[stage].tiles())) rest -= stages[stage].tiles(), ++stage;
-  const StageTiles& t = stages[stage];
-  const int unit = static_cast<int>(rest) / t.slices, slice = static_cast<int>(rest) % t.slices;
-  int first_row = 0;
-  const int linear = unit_source(p.shape, stage, t, unit, first_row);
-  const int k0 = slice * kSliceBytes;
-  source.src = p.layers[layer].codes[linear] + static_cast<int64_t>(first_row) * t.k + k0;
-  source.pitch = t.k;
-  source.row_bytes = static_cast<unsigned>(min(kSliceBytes, t.k - k0));
-  return source;
-}
-
-// The ring holds ~6 µs of a SM's share of the stream, less than a layer's waits; L2 holds several times
-// more. So the producer also asks L2 for the rows of the tile l2_ahead places later, which DRAM then
-// fetches while the ring is full, and the tile's copy later reads from L2.
-__device__ void prefetch_tile_into_l2(const TileSource& source, int lane) {
-#if __CUDA_ARCH__ >= 900
-  if (source.src != nullptr && lane < kTileRows)
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(source.src + lane * source.pitch),
-                 "r"(source.row_bytes)
-                 : "memory");
-#endif
-}
-
 // The cached K/V rows (and scales) the block's first attention item of the layer will read, brought into
 // L2 while the layer's q/k/v tiles stream: under the weight stream a DRAM round trip takes microseconds,
 // and the attention's loads are on every block's critical path. Positions before the token's own are
@@ -370,12 +331,6 @@ __device__ void produce(const Params& p, uint8_t* ring, SmallShared& small) {
   const uint64_t policy = evict_first_policy();
   uint32_t sequence = 0;  // the block's tiles in order, over all layers and stages
   unsigned long long waited = 0;
-  StageTiles stages[kStages];
-  uint32_t per_layer = 0;
-  for (int stage = 0; stage < kStages; ++stage) stages[stage] = stage_tiles(p.shape, stage), per_layer += stages[stage].tiles();
-  if (p.l2_ahead > 0)
-    for (uint32_t ahead = 0; ahead < static_cast<uint32_t>(p.l2_ahead); ++ahead)
-      prefetch_tile_into_l2(tile_source(p, ahead, stages, per_layer), lane);
   for (int layer = 0; layer < p.shape.layers; ++layer) {
     const PersistentLayer& L = p.layers[layer];
     for (int stage = 0; stage < kStages; ++stage) {
@@ -411,7 +366,6 @@ __device__ void produce(const Params& p, uint8_t* ring, SmallShared& small) {
           bulk_copy(ring + static_cast<size_t>(slot) * kSlotBytes + lane * kRowPitch, src, row_bytes, &small.full[slot],
                     policy);
         }
-        if (p.l2_ahead > 0) prefetch_tile_into_l2(tile_source(p, sequence + p.l2_ahead, stages, per_layer), lane);
       }
       if (stage == kQkv) prefetch_attention_rows(p, L, lane);
     }
@@ -932,7 +886,7 @@ int persistent_decode_blocks(const PersistentDecodeShape& s, int device) {
 void launch_persistent_decode(const PersistentLayer* layers, const PersistentDecodeShape& shape,
                               const PersistentDecodeBuffers& buffers, const int64_t* slots, const int64_t* positions,
                               const KvLayout& layout, const float* inverse_frequencies, int splits, int blocks,
-                              cudaStream_t s, unsigned long long* trace, int in_flight, int poll_ns, int l2_ahead) {
+                              cudaStream_t s, unsigned long long* trace, int in_flight, int poll_ns) {
   int device = 0;
   OCTET_CUDA_CHECK(cudaGetDevice(&device));
   Params p{};
@@ -947,7 +901,6 @@ void launch_persistent_decode(const PersistentLayer* layers, const PersistentDec
   p.trace = trace;
   p.in_flight = in_flight;
   p.poll_ns = poll_ns;
-  p.l2_ahead = l2_ahead;
   p.slots_in_ring = ring_slots(shape, blocks, device);
   p.xs_bytes = xs_bytes(shape);
   p.unit_floats = static_cast<int>(unit_floats(shape, blocks));

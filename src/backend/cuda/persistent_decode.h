@@ -69,7 +69,6 @@ inline int64_t persistent_decode_trace_words(int blocks, int layers) {
 void launch_persistent_decode(const PersistentLayer* layers, const PersistentDecodeShape& shape,
                               const PersistentDecodeBuffers& buffers, const int64_t* slots, const int64_t* positions,
                               const KvLayout& layout, const float* inverse_frequencies, int splits, int blocks,
-                              cudaStream_t s, unsigned long long* trace = nullptr, int in_flight = 0, int poll_ns = 0,
-                              int l2_ahead = 0);
+                              cudaStream_t s, unsigned long long* trace = nullptr, int in_flight = 0, int poll_ns = 0);
 
 }  // namespace octet::backend::cuda
