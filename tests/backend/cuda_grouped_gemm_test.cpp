@@ -4,11 +4,10 @@
 // OCTET_CUDA_GROUPED_GEMM, and the shared allocation's lifetime (old buffers freed by fusion, the
 // group freed once, with its last member). Skips, saying so, where no GPU can be used.
 #include "backend/backend.h"
-#include "backend/cpu/cpu_tensors.h"
 #include "backend/device.h"
 #include "support/backend_rows.h"
+#include "support/cuda_vs_cpu.h"
 #include "support/random.h"
-#include "support/require_gpu.h"
 #include "support/scoped_environment.h"
 
 #include <gtest/gtest.h>
@@ -37,21 +36,14 @@ using testing::DeviceVector;
 using testing::any_nan;
 using testing::relative_error;
 
-class CudaGroupedGemm : public ::testing::Test {
+// The CUDA-against-CPU fixture (a CPU and a CUDA backend, a per-test seeded generator).
+class CudaGroupedGemm : public CudaVsCpu {
  protected:
-  void SetUp() override {
-    OCTET_REQUIRE_GPU();
-    cpu_ = make_cpu_backend(2);
-    gpu_ = make_cuda_backend(0);
-    rng_.seed(testing::test_seed(::testing::UnitTest::GetInstance()->current_test_info()->name()));
-  }
   // A GPU backend made with the environment variable set to value (restored afterwards).
   static std::unique_ptr<Backend> cuda_backend_with(const char* variable, const char* value) {
     const testing::ScopedEnvironment environment(variable, value);
     return make_cuda_backend(0);
   }
-  std::unique_ptr<Backend> cpu_, gpu_;
-  std::mt19937_64 rng_;
 };
 
 // ---- the kernel ------------------------------------------------------------------------------------
