@@ -3,12 +3,11 @@
 // an LM-head-sized FP8 linear within the FP8 linears' 1e-3, and a tiny model with both in fp8.
 // Skips, saying so, where no GPU can be used.
 #include "backend/backend.h"
-#include "backend/cpu/cpu_tensors.h"
 #include "backend/device.h"
 #include "model/llama_model.h"
 #include "support/backend_rows.h"
+#include "support/cuda_vs_cpu.h"
 #include "support/random.h"
-#include "support/require_gpu.h"
 #include "support/tiny_checkpoint.h"
 
 #include <gtest/gtest.h>
@@ -22,15 +21,9 @@ namespace {
 
 namespace tw = octet::testing;
 
-class CudaFp8Vocab : public ::testing::Test {
+// On the CUDA-against-CPU fixture (a CPU and a CUDA backend, a per-test seeded generator).
+class CudaFp8Vocab : public CudaVsCpu {
  protected:
-  void SetUp() override {
-    OCTET_REQUIRE_GPU();
-    cpu_ = make_cpu_backend(2);
-    gpu_ = make_cuda_backend(0);
-    rng_.seed(tw::test_seed(::testing::UnitTest::GetInstance()->current_test_info()->name()));
-  }
-
   // The rows of `table` for `tokens`, gathered by `backend` into a NaN-poisoned buffer and read back.
   std::vector<float> gather(Backend& backend, const EmbeddingTable& table, const std::vector<int32_t>& tokens) {
     auto out = backend.make_activations(static_cast<int64_t>(tokens.size()), table.hidden);
@@ -55,9 +48,6 @@ class CudaFp8Vocab : public ::testing::Test {
     for (int i = 0; i < count; ++i) out.push_back(id(rng_));
     return out;
   }
-
-  std::unique_ptr<Backend> cpu_, gpu_;
-  std::mt19937_64 rng_;
 };
 
 TEST_F(CudaFp8Vocab, EmbeddingGatherMatchesCpuBitForBit) {

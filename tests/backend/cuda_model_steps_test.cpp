@@ -55,6 +55,11 @@ model::LlamaConfig tiny_config() {
   return config;
 }
 
+// The same floats to the bit (and as many).
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
 // Logits of a tiny random Llama: one step prefilling slot i with prompt_lengths[i] tokens, then 5
 // decode steps of every slot.
 std::vector<std::vector<float>> tiny_llama_logits(Backend& backend, const model::LlamaConfig& config,
@@ -246,10 +251,9 @@ TEST_F(CudaVsCpu, PersistentDecodeIsDeterministicAndReplaysExactly) {
   const auto recorded = run(*gpu_), recorded_again = run(*gpu_), unrecorded = run(*eager), unrecorded_again = run(*eager);
   EXPECT_GE(gpu_->replayed_steps() - replayed_before, 8);
   for (size_t step = 0; step < recorded.size(); ++step) {
-    const size_t bytes = recorded[step].size() * sizeof(float);
-    EXPECT_EQ(std::memcmp(recorded[step].data(), recorded_again[step].data(), bytes), 0) << "step " << step << ", recorded";
-    EXPECT_EQ(std::memcmp(unrecorded[step].data(), unrecorded_again[step].data(), bytes), 0) << "step " << step << ", eager";
-    EXPECT_EQ(std::memcmp(recorded[step].data(), unrecorded[step].data(), bytes), 0) << "step " << step << ": replayed against eager";
+    EXPECT_TRUE(same_bits(recorded[step], recorded_again[step])) << "step " << step << ", recorded";
+    EXPECT_TRUE(same_bits(unrecorded[step], unrecorded_again[step])) << "step " << step << ", eager";
+    EXPECT_TRUE(same_bits(recorded[step], unrecorded[step])) << "step " << step << ": replayed against eager";
   }
 }
 
@@ -302,7 +306,7 @@ TEST_F(CudaVsCpu, QkvProductReadByTheRopeGivesTheSameLogits) {
       const auto plain = tiny_llama_logits(*separate, tiny_config(), weights, options, prompt_lengths);
       ASSERT_EQ(fused.size(), plain.size());
       for (size_t step = 0; step < fused.size(); ++step)
-        EXPECT_EQ(std::memcmp(fused[step].data(), plain[step].data(), fused[step].size() * sizeof(float)), 0)
+        EXPECT_TRUE(same_bits(fused[step], plain[step]))
             << "step " << step << " of " << prompt_lengths.size() << " sequences, OCTET_CUDA_GEMV_LARGE "
             << (large ? large : "unset") << ": the fused q/k/v product differs";
     }
@@ -340,7 +344,7 @@ TEST_F(CudaVsCpu, WeightPrefetchChangesNoLogit) {
           const auto without = tiny_llama_logits(*plain, tiny_config(), weights, options, prompt_lengths);
           ASSERT_EQ(with.size(), without.size());
           for (size_t step = 0; step < with.size(); ++step)
-            EXPECT_EQ(std::memcmp(with[step].data(), without[step].data(), with[step].size() * sizeof(float)), 0)
+            EXPECT_TRUE(same_bits(with[step], without[step]))
                 << "step " << step << " of " << prompt_lengths.size() << " sequences, eviction " << evict << ", "
                 << (precision == Precision::fp8 ? "fp8" : "bf16") << ", OCTET_CUDA_GEMV_LARGE " << (large ? large : "unset");
         }
@@ -408,7 +412,7 @@ TEST_F(CudaVsCpu, RecordedStepsMatchEagerSteps) {
   ASSERT_EQ(eager.size(), recorded.size());
   for (size_t step = 0; step < eager.size(); ++step) {
     ASSERT_EQ(eager[step].size(), recorded[step].size());
-    EXPECT_EQ(std::memcmp(eager[step].data(), recorded[step].data(), eager[step].size() * sizeof(float)), 0)
+    EXPECT_TRUE(same_bits(eager[step], recorded[step]))
         << "step " << step << " differs between eager and replayed";
   }
 }
@@ -446,9 +450,9 @@ TEST_F(CudaVsCpu, RecordedStepsAreKeptPerModel) {
   const int64_t replayed_before = gpu_->replayed_steps();
   for (int64_t step = 0; step < 6; ++step) {
     decode(a, step, logits);
-    EXPECT_EQ(std::memcmp(logits.data(), expected_a[step].data(), logits.size() * sizeof(float)), 0) << "model a, step " << step;
+    EXPECT_TRUE(same_bits(logits, expected_a[step])) << "model a, step " << step;
     decode(b, step, logits);
-    EXPECT_EQ(std::memcmp(logits.data(), expected_b[step].data(), logits.size() * sizeof(float)), 0) << "model b, step " << step;
+    EXPECT_TRUE(same_bits(logits, expected_b[step])) << "model b, step " << step;
   }
   // Per model: step 0 eager (and sizes buffers), 1 eager (b's buffers were new), then recorded, then replayed.
   EXPECT_GE(gpu_->replayed_steps() - replayed_before, 6);
@@ -493,7 +497,7 @@ TEST_F(CudaVsCpu, StaleRecordingsMakeRoomForNewShapes) {
     for (int64_t tokens = 2; tokens <= 64; ++tokens) ASSERT_EQ(replays_of(tokens), 1) << "shape " << tokens;
   EXPECT_EQ(replays_of(65), 0);  // recorded now (and launched: not a replay)
   EXPECT_EQ(replays_of(65), 1);
-  EXPECT_EQ(std::memcmp(logits.data(), eager_logits.data(), logits.size() * sizeof(float)), 0)
+  EXPECT_TRUE(same_bits(logits, eager_logits))
       << "the replayed 65-token step differs from its eager pass";
   EXPECT_EQ(replays_of(1), 0) << "shape 1 should have been evicted, and none is stale now";
 }
