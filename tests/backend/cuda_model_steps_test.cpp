@@ -60,6 +60,15 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
+// Two runs' logits step by step, each the same to the bit (and as many steps); the failure names the
+// first step that differs.
+::testing::AssertionResult same_steps(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {
+  if (a.size() != b.size()) return ::testing::AssertionFailure() << a.size() << " steps against " << b.size();
+  for (size_t step = 0; step < a.size(); ++step)
+    if (!same_bits(a[step], b[step])) return ::testing::AssertionFailure() << "step " << step << " differs";
+  return ::testing::AssertionSuccess();
+}
+
 // Logits of a tiny random Llama: one step prefilling slot i with prompt_lengths[i] tokens, then 5
 // decode steps of every slot.
 std::vector<std::vector<float>> tiny_llama_logits(Backend& backend, const model::LlamaConfig& config,
@@ -304,11 +313,8 @@ TEST_F(CudaVsCpu, QkvProductReadByTheRopeGivesTheSameLogits) {
       RandomWeights weights(rng_());
       const auto fused = tiny_llama_logits(*gpu_, tiny_config(), weights, options, prompt_lengths);
       const auto plain = tiny_llama_logits(*separate, tiny_config(), weights, options, prompt_lengths);
-      ASSERT_EQ(fused.size(), plain.size());
-      for (size_t step = 0; step < fused.size(); ++step)
-        EXPECT_TRUE(same_bits(fused[step], plain[step]))
-            << "step " << step << " of " << prompt_lengths.size() << " sequences, OCTET_CUDA_GEMV_LARGE "
-            << (large ? large : "unset") << ": the fused q/k/v product differs";
+      EXPECT_TRUE(same_steps(fused, plain)) << prompt_lengths.size() << " sequences, OCTET_CUDA_GEMV_LARGE "
+                                            << (large ? large : "unset") << ": the fused q/k/v product differs";
     }
     expect_tiny_llama_matches(*cpu_, *gpu_, rng_, 64, large ? std::vector<int64_t>{37} : many, 1e-4, 1e-2, 1e-3);
   }
@@ -342,11 +348,9 @@ TEST_F(CudaVsCpu, WeightPrefetchChangesNoLogit) {
           RandomWeights weights(rng_());
           const auto with = tiny_llama_logits(*prefetching, tiny_config(), weights, options, prompt_lengths);
           const auto without = tiny_llama_logits(*plain, tiny_config(), weights, options, prompt_lengths);
-          ASSERT_EQ(with.size(), without.size());
-          for (size_t step = 0; step < with.size(); ++step)
-            EXPECT_TRUE(same_bits(with[step], without[step]))
-                << "step " << step << " of " << prompt_lengths.size() << " sequences, eviction " << evict << ", "
-                << (precision == Precision::fp8 ? "fp8" : "bf16") << ", OCTET_CUDA_GEMV_LARGE " << (large ? large : "unset");
+          EXPECT_TRUE(same_steps(with, without))
+              << prompt_lengths.size() << " sequences, eviction " << evict << ", "
+              << (precision == Precision::fp8 ? "fp8" : "bf16") << ", OCTET_CUDA_GEMV_LARGE " << (large ? large : "unset");
         }
       }
     }
@@ -409,12 +413,7 @@ TEST_F(CudaVsCpu, RecordedStepsMatchEagerSteps) {
   EXPECT_EQ(eager_backend->replayed_steps(), 0);
   // 3-sequence steps: 1 eager, 1 recorded, 6 replayed; 1-sequence steps: 1 + 1 + 2.
   EXPECT_EQ(gpu_->replayed_steps(), 8);
-  ASSERT_EQ(eager.size(), recorded.size());
-  for (size_t step = 0; step < eager.size(); ++step) {
-    ASSERT_EQ(eager[step].size(), recorded[step].size());
-    EXPECT_TRUE(same_bits(eager[step], recorded[step]))
-        << "step " << step << " differs between eager and replayed";
-  }
+  EXPECT_TRUE(same_steps(eager, recorded)) << "eager against replayed";
 }
 
 // Two models on one backend, stepping in turn with the same batch shape (a draft and a target
