@@ -1,28 +1,16 @@
 #include "tokenizer/tokenizer.h"
 
 #include "common/error.h"
+#include "tokenizer/bpe_merge.h"
 #include "tokenizer/byte_level.h"
 
 #include <algorithm>
-#include <climits>
 
 namespace octet::tokenizer {
 namespace {
 
-std::vector<std::string> utf8_characters(const std::string& text) {
-  std::vector<std::string> out;
-  for (size_t i = 0; i < text.size();) {
-    size_t length = 1;
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c >= 0xF0) length = 4;
-    else if (c >= 0xE0) length = 3;
-    else if (c >= 0xC0) length = 2;
-    length = std::min(length, text.size() - i);
-    out.push_back(text.substr(i, length));
-    i += length;
-  }
-  return out;
-}
+// Pieces up to this many bytes are cached (nearly all: words, numbers, spaces).
+constexpr size_t kMaxCachedPieceBytes = 256;
 
 }  // namespace
 
@@ -69,22 +57,24 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool allow_special
     encode_ordinary(text, out);
     return out;
   }
+  // Each special's next occurrence, searched again only once the text before it is consumed: one pass
+  // over the text per special (searching every special afresh after each match was quadratic).
+  std::vector<size_t> next_at(specials_.size());
+  for (size_t i = 0; i < specials_.size(); ++i) next_at[i] = text.find(specials_[i].first);
   size_t position = 0;
   while (position < text.size()) {
-    // The earliest special token in the rest of the text; the longest one where several start there.
-    size_t best_at = std::string_view::npos;
-    const std::pair<std::string, int32_t>* best = nullptr;
-    for (const auto& special : specials_) {
-      const size_t at = text.find(special.first, position);
-      if (at < best_at) {
-        best_at = at;
-        best = &special;
-      }
-    }
-    if (!best) break;
-    encode_ordinary(text.substr(position, best_at - position), out);
-    out.push_back(best->second);
-    position = best_at + best->first.size();
+    // The earliest special token in the rest of the text; the longest one where several start there
+    // (specials_ is longest first).
+    size_t best = specials_.size();
+    for (size_t i = 0; i < specials_.size(); ++i)
+      if (next_at[i] != std::string_view::npos && (best == specials_.size() || next_at[i] < next_at[best])) best = i;
+    if (best == specials_.size()) break;
+    const size_t at = next_at[best];
+    encode_ordinary(text.substr(position, at - position), out);
+    out.push_back(specials_[best].second);
+    position = at + specials_[best].first.size();
+    for (size_t i = 0; i < specials_.size(); ++i)
+      if (next_at[i] != std::string_view::npos && next_at[i] < position) next_at[i] = text.find(specials_[i].first, position);
   }
   if (position < text.size()) encode_ordinary(text.substr(position), out);
   return out;
@@ -108,22 +98,7 @@ void Tokenizer::encode_piece(const std::string& piece, std::vector<int32_t>& out
   if (auto whole = token_to_id_.find(level); whole != token_to_id_.end()) {
     ids.push_back(whole->second);
   } else {
-    // Merge the adjacent pair of lowest rank (leftmost on ties) until no pair has a merge.
-    std::vector<std::string> symbols = utf8_characters(level);
-    for (;;) {
-      int32_t best_rank = INT32_MAX;
-      size_t best_index = 0;
-      for (size_t i = 0; i + 1 < symbols.size(); ++i) {
-        auto it = merge_rank_.find(symbols[i] + " " + symbols[i + 1]);
-        if (it != merge_rank_.end() && it->second < best_rank) {
-          best_rank = it->second;
-          best_index = i;
-        }
-      }
-      if (best_rank == INT32_MAX) break;
-      symbols[best_index] += symbols[best_index + 1];
-      symbols.erase(symbols.begin() + static_cast<long>(best_index) + 1);
-    }
+    const std::vector<std::string> symbols = bpe_merge(level, merge_rank_);
     for (const auto& symbol : symbols) {
       auto it = token_to_id_.find(symbol);
       if (it != token_to_id_.end()) {
@@ -140,6 +115,7 @@ void Tokenizer::encode_piece(const std::string& piece, std::vector<int32_t>& out
     }
   }
   out.insert(out.end(), ids.begin(), ids.end());
+  if (piece.size() > kMaxCachedPieceBytes) return;  // rare, and a cache of long pieces would hold much memory
   std::lock_guard lock(cache_->mutex);
   if (cache_->ids.size() > 100000) cache_->ids.clear();  // bound the memory a long-running server spends here
   cache_->ids.emplace(piece, std::move(ids));

@@ -1,6 +1,7 @@
 #pragma once
 // Byte-level BPE tokenizer (GPT-2 byte alphabet, merges by rank) with the pre-tokenizers of the
 // models we run, special tokens matched whole, and chat templates.
+#include "tokenizer/bpe_merge.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/pre_tokenizer.h"
 
@@ -69,7 +70,7 @@ class Tokenizer {
   Vocabulary vocabulary_;
   PreTokenizer pre_tokenizer_;
   std::unordered_map<std::string, int32_t> token_to_id_;
-  std::unordered_map<std::string, int32_t> merge_rank_;  // "left\x01right" → rank
+  MergeRanks merge_rank_;
   std::vector<std::pair<std::string, int32_t>> specials_;  // longest first
   std::vector<std::string> decoded_;                      // raw bytes of each token
   struct PieceCache {  // pre-tokenized piece → ids; shared by threads (the server encodes concurrently)

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <fstream>
 
 namespace octet::tokenizer {
@@ -75,6 +76,24 @@ TEST(Tokenizer, SpecialTokensAreMatchedWholeOnlyWhenAllowed) {
   EXPECT_EQ(std::count(plain.begin(), plain.end(), *im_end), 0);
   // End of turn and end of text stop generation.
   EXPECT_NE(std::find(tok.stop_ids().begin(), tok.stop_ids().end(), *im_end), tok.stop_ids().end());
+}
+
+// Inputs as long as a request body may be (1 MB): a run of letters, of spaces and of punctuation is
+// one piece each, and thousands of special tokens. The merge and the special-token search were
+// quadratic in these lengths (hours); now they take well under a second.
+TEST(Tokenizer, LongRunsAndManySpecialTokensRoundTrip) {
+  OCTET_REQUIRE_SMOLLM2(path);
+  Tokenizer tok = smollm2(path);
+  const auto im_end = tok.token_id("<|im_end|>");
+  ASSERT_TRUE(im_end);
+  std::string text = std::string(200000, 'x') + std::string(200000, ' ') + std::string(100000, '!') + "abc";
+  for (int i = 0; i < 20000; ++i) text += i % 2 ? "<|im_end|>" : "<|im_end|>hi ";
+  const auto ids = tok.encode(text);
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), *im_end), 20000);
+  EXPECT_EQ(tok.decode(ids), text);
+  const auto plain = tok.encode(text, /*allow_special=*/false);
+  EXPECT_EQ(std::count(plain.begin(), plain.end(), *im_end), 0);
+  EXPECT_EQ(tok.decode(plain), text);
 }
 
 TEST(ChatTemplate, SmolLM2InsertsItsDefaultSystemTurn) {
