@@ -1,6 +1,7 @@
 #include "planner/chat_completions_client.h"
 
 #include "common/error.h"
+#include "planner/chat_completion_response.h"
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -21,38 +22,6 @@ struct HttpReply {
   std::string body;
   std::string transport_error;  // set when no HTTP answer came (timeout, refused, …)
 };
-
-// Parses an OpenAI chat.completion body; errors say which field is missing or malformed.
-ChatCompletion parse_completion(const std::string& body, const std::string& url) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(body);
-  } catch (const nlohmann::json::exception&) {
-    fail("{}: the answer is not JSON (starts with {:?})", url, body.substr(0, 60));
-  }
-  if (!j.is_object() || !j.contains("choices") || !j["choices"].is_array() || j["choices"].empty())
-    fail("{}: the answer has no choices[]", url);
-  const auto& choice = j["choices"][0];
-  if (!choice.is_object() || !choice.contains("message") || !choice["message"].is_object() ||
-      !choice["message"].contains("content") || !choice["message"]["content"].is_string())
-    fail("{}: choices[0].message.content is missing or not a string", url);
-  ChatCompletion c;
-  c.text = choice["message"]["content"].get<std::string>();
-  if (j.contains("usage") && j["usage"].is_object()) {
-    c.prompt_tokens = j["usage"].value("prompt_tokens", int64_t{0});
-    c.completion_tokens = j["usage"].value("completion_tokens", int64_t{0});
-  }
-  return c;
-}
-
-std::string server_message(const std::string& body) {
-  try {
-    auto j = nlohmann::json::parse(body);
-    if (j.contains("error") && j["error"].is_object() && j["error"].contains("message")) return j["error"]["message"].get<std::string>();
-  } catch (const nlohmann::json::exception&) {
-  }
-  return body.substr(0, 200);
-}
 
 #ifdef OCTET_HAVE_CURL
 size_t collect(char* data, size_t size, size_t count, void* out) {
@@ -116,11 +85,11 @@ ChatCompletion request_chat_completion(const ApiSettings& api, const ChatRequest
       continue;
     }
     if (reply.status == 200) {
-      ChatCompletion c = parse_completion(reply.body, url);
+      ChatCompletion c = parse_chat_completion(reply.body, url);
       c.attempts = attempt + 1;
       return c;
     }
-    last_error = fmt::format("HTTP {}: {}", reply.status, server_message(reply.body));
+    last_error = fmt::format("HTTP {}: {}", reply.status, error_message_of(reply.body));
     const bool retryable = reply.status == 429 || reply.status >= 500;
     if (!retryable) fail("{}: {}", url, last_error);
   }
