@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -54,12 +55,25 @@ double number_in(const json& body, const char* name, double low, double high, do
 std::optional<int64_t> integer(const json& body, const char* name, int64_t low, int64_t high) {
   const json* v = field(body, name);
   if (!v) return std::nullopt;
-  if (!v->is_number_integer() && !(v->is_number_float() && std::floor(v->get<double>()) == v->get<double>()))
+  const auto out_of_range = [&] { bad(name, fmt::format("'{}' must be in [{}, {}], got {}", name, low, high, v->dump())); };
+  if (v->is_number_unsigned()) {  // nlohmann keeps non-negative integers as uint64: compare without a cast
+    const uint64_t x = v->get<uint64_t>();
+    if ((low > 0 && x < static_cast<uint64_t>(low)) || x > static_cast<uint64_t>(std::max<int64_t>(high, 0)) || high < 0)
+      out_of_range();
+    return static_cast<int64_t>(x);
+  }
+  if (v->is_number_integer()) {
+    const int64_t x = v->get<int64_t>();
+    if (x < low || x > high) out_of_range();
+    return x;
+  }
+  if (!v->is_number_float() || std::floor(v->get<double>()) != v->get<double>())
     bad(name, fmt::format("'{}' must be an integer, got {}", name, type_name(*v)));
+  // An integral float (7.0, 1e3): in range before the conversion, which is undefined at 2^63 and above
+  // (static_cast<double>(INT64_MAX) rounds up to 2^63, so that bound is checked apart).
   const double x = v->get<double>();
-  if (x < static_cast<double>(low) || x > static_cast<double>(high))
-    bad(name, fmt::format("'{}' must be in [{}, {}], got {}", name, low, high, v->dump()));
-  return v->is_number_unsigned() ? static_cast<int64_t>(v->get<uint64_t>()) : v->get<int64_t>();
+  if (x < static_cast<double>(low) || x > static_cast<double>(high) || x >= 9223372036854775808.0) out_of_range();
+  return static_cast<int64_t>(x);
 }
 
 bool boolean(const json& body, const char* name, bool fallback) {

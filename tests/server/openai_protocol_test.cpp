@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+
 namespace octet::server {
 namespace {
 
@@ -73,6 +75,39 @@ TEST(OpenAiProtocol, ErrorsNameTheParameter) {
   EXPECT_EQ(param_of(Endpoint::completion, R"({"prompt":"a","stream_options":{"include_usage":true},"stream":true,"seed":1e30})"), "seed");
   EXPECT_EQ(param_of(Endpoint::completion, R"({"prompt":"a","ignore_eos":1})"), "ignore_eos");
   EXPECT_EQ(param_of(Endpoint::completion, R"({"prompt":"a","repetition_penalty":0})"), "repetition_penalty");
+}
+
+// Integers at the edges of their ranges, as integers and as integral floats. A float of 2^63 passed the
+// range check (INT64_MAX as a double rounds up to 2^63) and its conversion was undefined: a fuzz finding.
+TEST(OpenAiProtocol, IntegerFieldsAtTheEdgesOfTheirRanges) {
+  auto param_of = [](const std::string& fields) {
+    try {
+      parse_request(Endpoint::completion, R"({"prompt": "a", )" + fields + "}", defaults());
+    } catch (const ApiError& error) {
+      return error.param;
+    }
+    return std::string("<accepted>");
+  };
+  auto seed_of = [](const std::string& value) {
+    return parse_request(Endpoint::completion, R"({"prompt": "a", "seed": )" + value + "}", defaults()).params.seed;
+  };
+  EXPECT_EQ(param_of(R"("seed": 9223372036854775808.0)"), "seed");
+  EXPECT_EQ(param_of(R"("seed": 9223372036854775808)"), "seed");
+  EXPECT_EQ(param_of(R"("seed": 18446744073709551615)"), "seed");
+  EXPECT_EQ(param_of(R"("seed": -9223372036854777856.0)"), "seed");
+  EXPECT_EQ(seed_of("9223372036854775807"), static_cast<uint64_t>(INT64_MAX));
+  EXPECT_EQ(seed_of("-9223372036854775808"), static_cast<uint64_t>(INT64_MIN));
+  EXPECT_EQ(seed_of("-9223372036854775808.0"), static_cast<uint64_t>(INT64_MIN));
+  EXPECT_EQ(seed_of("4611686018427387904.0"), uint64_t{1} << 62);
+  EXPECT_EQ(param_of(R"("max_tokens": 0)"), "max_tokens");
+  EXPECT_EQ(param_of(R"("max_tokens": 2147483648)"), "max_tokens");
+  EXPECT_EQ(param_of(R"("max_tokens": 2147483648.0)"), "max_tokens");
+  EXPECT_EQ(param_of(R"("max_tokens": 1.5)"), "max_tokens");
+  EXPECT_EQ(param_of(R"("max_tokens": -1)"), "max_tokens");
+  EXPECT_EQ(param_of(R"("max_tokens": 2147483647, "top_k": -1, "n": 1.0)"), "<accepted>");
+  EXPECT_EQ(param_of(R"("top_k": -2)"), "top_k");
+  EXPECT_EQ(param_of(R"("n": 2)"), "n");
+  EXPECT_EQ(parse_request(Endpoint::completion, R"({"prompt": "a", "max_tokens": 3.0})", defaults()).max_tokens, 3);
 }
 
 TEST(OpenAiProtocol, ResponseAndChunkShapes) {
