@@ -2,6 +2,7 @@
 #include "cli/commands.h"
 #include "cli/config_flags.h"
 #include "cli/engine_flags.h"
+#include "cli/json_output.h"
 #include "octet/config.h"
 #include "engine/model_bench.h"
 
@@ -128,7 +129,7 @@ void run_model_bench(const BenchFlags& flags) {
                                {"gb_s", d.bytes_per_s / 1e9}, {"percent_of_roofline", d.percent_of_roofline}});
       out.push_back(j);
     }
-    fmt::print("{}\n", out.dump(2));
+    fmt::print("{}\n", json_output(out));
     return;
   }
   for (const auto& r : reports) {
@@ -164,7 +165,7 @@ void run_bench(const BenchFlags& flags) {
                                 {"decode_tokens", r.decode_tokens}, {"prefill_tok_s", r.prefill_tok_s},
                                 {"decode_tok_s", r.decode_tok_s}, {"ms_per_token", r.ms_per_token},
                                 {"time_to_first_token_ms", r.ttft_ms}, {"peak_memory_bytes", r.peak_memory_bytes}});
-    fmt::print("{}\n", out.dump(2));
+    fmt::print("{}\n", json_output(out));
     return;
   }
   fmt::print("model: {} ({} parameters), device: {}, median of {} runs\n", info.path, format_count(info.parameters),

@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 #include "cli/config_flags.h"
 #include "cli/engine_flags.h"
+#include "cli/json_output.h"
 #include "common/error.h"
 #include "octet/config.h"
 #include "server/load_generator.h"
@@ -32,13 +33,12 @@ struct BenchServeFlags {
 
 void print_report(const BenchServeFlags& f, const server::LoadReport& r, const std::string& target) {
   if (f.json) {
-    fmt::print("{}\n", nlohmann::json{{"target", target}, {"clients", f.clients}, {"requests", r.requests},
+    fmt::print("{}\n", json_output(nlohmann::json{{"target", target}, {"clients", f.clients}, {"requests", r.requests},
                                       {"failed", r.failed}, {"input_tokens", f.input_tokens},
                                       {"output_tokens", f.output_tokens}, {"seconds", r.seconds},
                                       {"requests_per_s", r.requests_per_s}, {"output_tokens_per_s", r.output_tokens_per_s},
                                       {"ttft_p50_ms", r.ttft_p50_ms}, {"ttft_p99_ms", r.ttft_p99_ms},
-                                      {"itl_p50_ms", r.itl_p50_ms}, {"itl_p99_ms", r.itl_p99_ms}}
-                           .dump(2));
+                                      {"itl_p50_ms", r.itl_p50_ms}, {"itl_p99_ms", r.itl_p99_ms}}));
   } else {
     fmt::print("server: {} · {} clients · {} requests of {} in / {} out\n", target, f.clients, r.requests,
                f.input_tokens, f.output_tokens);

@@ -1,6 +1,7 @@
 // octet eval: one precision against another on a text file (perplexity, top-1 agreement, KL).
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
+#include "cli/json_output.h"
 #include "common/error.h"
 #include "eval/text_comparison.h"
 
@@ -47,7 +48,7 @@ void run_eval(const EvalFlags& flags) {
                           {"lm_head_precision", flags.lm_head}, {"embedding_precision", flags.embedding},
                           {"perplexity", r.candidate_perplexity}, {"baseline_perplexity", r.baseline_perplexity},
                           {"top1_agreement", r.top1_agreement}, {"mean_kl", r.mean_kl}};
-    fmt::print("{}\n", out.dump(2));
+    fmt::print("{}\n", json_output(out));
     return;
   }
   fmt::print("{} positions of {} (windows of {} tokens)\n", r.positions, flags.text_file, flags.window);

@@ -2,6 +2,7 @@
 #include "cli/commands.h"
 #include "cli/config_flags.h"
 #include "cli/engine_flags.h"
+#include "cli/json_output.h"
 #include "octet/config.h"
 
 #include <fmt/format.h>
@@ -30,7 +31,7 @@ void run_info(const InfoFlags& flags) {
                           {"tied_embeddings", m.tied_embeddings}, {"precision", m.precision},
                           {"weight_bytes_bf16", m.weight_bytes_bf16}, {"weight_bytes_fp8", m.weight_bytes_fp8},
                           {"savings_percentage", m.savings_percentage}};
-    fmt::print("{}\n", out.dump(2));
+    fmt::print("{}\n", json_output(out));
     return;
   }
   fmt::print("model            {}\n", m.name.empty() ? m.path : m.name);

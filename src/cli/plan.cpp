@@ -1,6 +1,7 @@
 // octet plan PROMPT: a planner query (local FP8 engine, or the OpenAI-compatible API as fallback).
 #include "cli/commands.h"
 #include "cli/config_flags.h"
+#include "cli/json_output.h"
 #include "octet/planner.h"
 
 #include <fmt/format.h>
@@ -21,10 +22,9 @@ void run_plan(const PlanFlags& flags) {
   Planner planner(load_config(flags.config.request()));
   const PlanResult r = planner.query_llm(flags.prompt);
   if (flags.json) {
-    fmt::print("{}\n", nlohmann::json{{"text", r.text}, {"route", r.route}, {"prompt_tokens", r.prompt_tokens},
+    fmt::print("{}\n", json_output(nlohmann::json{{"text", r.text}, {"route", r.route}, {"prompt_tokens", r.prompt_tokens},
                                       {"completion_tokens", r.completion_tokens}, {"latency_ms", r.latency_ms},
-                                      {"fallback_reason", r.fallback_reason}}
-                           .dump(2));
+                                      {"fallback_reason", r.fallback_reason}}));
     return;
   }
   fmt::print("{}\n", r.text);

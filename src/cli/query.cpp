@@ -2,6 +2,7 @@
 #include "cli/commands.h"
 #include "cli/config_flags.h"
 #include "cli/engine_flags.h"
+#include "cli/json_output.h"
 #include "octet/config.h"
 
 #include <fmt/format.h>
@@ -56,7 +57,7 @@ void run_query(const QueryFlags& flags) {
                           {"model", info.path},
                           {"precision", info.precision},
                           {"device", info.device}};
-    fmt::print("{}\n", out.dump(2));
+    fmt::print("{}\n", json_output(out));
     return;
   }
   fmt::print("\n");
