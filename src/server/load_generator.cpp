@@ -1,10 +1,12 @@
 #include "server/load_generator.h"
 
 #include "runtime/metrics.h"
+#include "server/completion_stream.h"
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -44,29 +46,18 @@ RequestTiming stream_one(const LoadOptions& o, const std::vector<int32_t>& promp
   request.body = body.dump();
   request.set_header("Content-Type", "application/json");
   if (!o.api_key.empty()) request.set_header("Authorization", "Bearer " + o.api_key);
-  std::string buffer;
+  CompletionStream stream;
+  std::string body_start;  // what a refused request's body said
   bool done = false;
   const auto sent = Clock::now();
   auto last = sent;
   request.content_receiver = [&](const char* data, size_t length, uint64_t, uint64_t) {
-    buffer.append(data, length);
-    size_t end;
-    while ((end = buffer.find("\n\n")) != std::string::npos) {
-      const std::string event = buffer.substr(0, end);
-      buffer.erase(0, end + 2);
-      if (event.rfind("data: ", 0) != 0) continue;
-      const std::string payload = event.substr(6);
-      if (payload == "[DONE]") {
-        done = true;
-        continue;
-      }
-      const auto chunk = nlohmann::json::parse(payload, nullptr, false);
-      if (chunk.is_discarded() || chunk.contains("error")) {
-        t.error = chunk.is_discarded() ? "unparsable chunk" : chunk["error"].value("message", "error event");
-        continue;
-      }
-      if (chunk.contains("usage") && chunk["usage"].is_object()) t.output_tokens = chunk["usage"].value("completion_tokens", 0);
-      if (chunk["choices"].empty() || chunk["choices"][0].value("text", "").empty()) continue;
+    if (body_start.size() < 300) body_start.append(data, std::min(length, 300 - body_start.size()));
+    for (const StreamEvent& event : stream.push(std::string_view(data, length))) {
+      if (event.done) done = true;
+      if (!event.error.empty()) t.error = event.error;
+      if (event.completion_tokens) t.output_tokens = *event.completion_tokens;
+      if (!event.text) continue;
       const auto now = Clock::now();
       if (t.ttft_ms == 0) t.ttft_ms = ms_between(sent, now);
       else t.gaps_ms.push_back(ms_between(last, now));
@@ -81,7 +72,7 @@ RequestTiming stream_one(const LoadOptions& o, const std::vector<int32_t>& promp
     return t;
   }
   if (response.status != 200) {
-    t.error = "HTTP " + std::to_string(response.status) + ": " + buffer;
+    t.error = "HTTP " + std::to_string(response.status) + ": " + body_start;
     return t;
   }
   t.ok = done && t.error.empty();
