@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <optional>
 
 namespace octet::tokenizer {
 namespace {
@@ -31,6 +33,28 @@ std::pair<std::string, std::string> split_merge(const std::string& merge, const 
   if (space == std::string::npos || space == 0 || space + 1 == merge.size())
     fail("{}: merge #{} '{}' is not two symbols separated by a space", source, rank, merge);
   return {merge.substr(0, space), merge.substr(space + 1)};
+}
+
+// A field of a JSON object that must be a string (or absent / null: nullopt); errors name the field.
+std::optional<std::string> optional_string(const nlohmann::json& object, const char* key, const std::string& where) {
+  const auto it = object.find(key);
+  if (it == object.end() || it->is_null()) return std::nullopt;
+  if (!it->is_string()) fail("{}: {} must be a string, found {}", where, key, it->type_name());
+  return it->get<std::string>();
+}
+
+bool optional_bool(const nlohmann::json& object, const char* key, bool fallback, const std::string& where) {
+  const auto it = object.find(key);
+  if (it == object.end() || it->is_null()) return fallback;
+  if (!it->is_boolean()) fail("{}: {} must be true or false, found {}", where, key, it->type_name());
+  return it->get<bool>();
+}
+
+// A token's text where tokenizer_config.json names one: a string or an AddedToken object's content.
+std::string token_text(const nlohmann::json& token, const std::string& where) {
+  if (token.is_string()) return token.get<std::string>();
+  if (token.is_object()) return optional_string(token, "content", where).value_or("");
+  return "";
 }
 
 }  // namespace
@@ -71,7 +95,8 @@ Tokenizer Tokenizer::from_gguf(const gguf::File& file) {
 Tokenizer Tokenizer::from_hf_json(const nlohmann::json& j, const std::string& source, const nlohmann::json* config) {
   if (!j.is_object() || !j.contains("model") || !j["model"].is_object()) fail("{}: no 'model' object", source);
   const auto& model = j["model"];
-  if (model.value("type", std::string("BPE")) != "BPE") fail("{}: model.type is '{}', expected BPE", source, model["type"].dump());
+  if (const auto type = model.find("type"); type != model.end() && !(type->is_string() && *type == "BPE"))
+    fail("{}: model.type is {}, expected \"BPE\"", source, type->dump());
   if (!model.contains("vocab") || !model["vocab"].is_object()) fail("{}: model.vocab must be an object", source);
   Vocabulary v;
   v.source = source;
@@ -90,14 +115,19 @@ Tokenizer Tokenizer::from_hf_json(const nlohmann::json& j, const std::string& so
   }
   if (j.contains("added_tokens") && j["added_tokens"].is_array())
     for (const auto& added : j["added_tokens"]) {
-      if (!added.contains("id") || !added.contains("content")) fail("{}: an added token lacks id or content", source);
-      place(added["id"].get<int64_t>(), added["content"].get<std::string>(), added.value("special", false));
+      if (!added.is_object() || !added.contains("id") || !added.contains("content"))
+        fail("{}: an added token lacks id or content", source);
+      if (!added["id"].is_number_integer()) fail("{}: added token id {} is not an integer", source, added["id"].dump());
+      if (!added["content"].is_string()) fail("{}: added token {}'s content is not a string", source, added["id"].dump());
+      place(added["id"].get<int64_t>(), added["content"].get<std::string>(),
+            optional_bool(added, "special", false, source + ": added token " + added["id"].dump()));
     }
   if (model.contains("merges") && model["merges"].is_array()) {
     size_t rank = 0;
     for (const auto& m : model["merges"]) {
       if (m.is_string()) v.merges.push_back(split_merge(m.get<std::string>(), source, rank));
-      else if (m.is_array() && m.size() == 2) v.merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
+      else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string())
+        v.merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
       else fail("{}: merge #{} is neither \"a b\" nor [a, b]", source, rank);
       ++rank;
     }
@@ -107,11 +137,6 @@ Tokenizer Tokenizer::from_hf_json(const nlohmann::json& j, const std::string& so
   else if (pre.find("\"Digits\"") != std::string::npos) v.pre_tokenizer = PreTokenizerKind::smollm;
   else v.pre_tokenizer = PreTokenizerKind::gpt2;
 
-  auto token_text = [](const nlohmann::json& t) -> std::string {
-    if (t.is_string()) return t.get<std::string>();
-    if (t.is_object() && t.contains("content")) return t["content"].get<std::string>();
-    return "";
-  };
   auto id_of = [&](const std::string& text) -> std::optional<int32_t> {
     for (size_t i = 0; i < v.tokens.size(); ++i)
       if (v.tokens[i] == text) return static_cast<int32_t>(i);
@@ -119,17 +144,20 @@ Tokenizer Tokenizer::from_hf_json(const nlohmann::json& j, const std::string& so
   };
   std::string jinja;
   if (config) {
-    if (config->contains("bos_token")) v.bos_id = id_of(token_text((*config)["bos_token"]));
+    const std::string where = "tokenizer_config.json beside " + source;
+    if (!config->is_object()) fail("{}: expected a JSON object", where);
+    if (config->contains("bos_token")) v.bos_id = id_of(token_text((*config)["bos_token"], where + ": bos_token"));
     if (config->contains("eos_token"))
-      if (auto eos = id_of(token_text((*config)["eos_token"]))) v.stop_ids.push_back(*eos);
+      if (auto eos = id_of(token_text((*config)["eos_token"], where + ": eos_token"))) v.stop_ids.push_back(*eos);
     if (config->contains("chat_template")) {
       const auto& t = (*config)["chat_template"];
       if (t.is_string()) jinja = t.get<std::string>();
       else if (t.is_array())
         for (const auto& named : t)
-          if (named.value("name", "") == "default") jinja = named.value("template", "");
+          if (named.is_object() && optional_string(named, "name", where + ": chat_template[]") == "default")
+            jinja = optional_string(named, "template", where + ": chat_template[]").value_or("");
     }
-    v.add_bos = config->value("add_bos_token", false);
+    v.add_bos = optional_bool(*config, "add_bos_token", false, where);
   }
   // Llama 3 adds <|begin_of_text|> through the post-processor rather than add_bos_token.
   if (j.contains("post_processor") && v.bos_id && j["post_processor"].dump().find(v.tokens[*v.bos_id]) != std::string::npos)

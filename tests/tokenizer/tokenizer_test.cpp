@@ -1,6 +1,7 @@
 // The tokenizer against Hugging Face's tokenizers (golden ids from tools/make_tokenizer_golden.py),
 // plus round-trip properties on random bytes and the chat templates.
 #include "formats/gguf.h"
+#include "support/error_text.h"
 #include "support/model_files.h"
 #include "support/random.h"
 #include "tokenizer/byte_level.h"
@@ -137,6 +138,36 @@ TEST(Tokenizer, FromHuggingFaceJson) {
   EXPECT_EQ(tok.decode({14, 16, 17}), "hello the<|eot_id|>");
   EXPECT_EQ(tok.stop_ids(), std::vector<int32_t>{17});
   EXPECT_THROW(tok.encode("xyz"), std::exception);  // no byte-level symbol for x: a clear error
+}
+
+// Fields of the wrong type are errors naming the file and the field; they were JSON library exceptions
+// naming neither, or (an added token's id as a float beyond int64) undefined conversions: fuzz findings.
+TEST(Tokenizer, MalformedHuggingFaceFieldsAreNamedErrors) {
+  const nlohmann::json vocab = {{"a", 0}, {"b", 1}};
+  const auto error = [&](nlohmann::json added, nlohmann::json merges, const nlohmann::json* config = nullptr,
+                         nlohmann::json type = "BPE") {
+    const nlohmann::json j = {{"model", {{"type", type}, {"vocab", vocab}, {"merges", merges}}}, {"added_tokens", added}};
+    return testing::error_of([&] { Tokenizer::from_hf_json(j, "dir/tokenizer.json", config); });
+  };
+  const nlohmann::json no_added = nlohmann::json::array(), no_merges = nlohmann::json::array();
+  testing::expect_parts(error({{{"id", 2.58e83}, {"content", "<s>"}}}, no_merges), {"dir/tokenizer.json", "added token id", "not an integer"});
+  testing::expect_parts(error({{{"id", "2"}, {"content", "<s>"}}}, no_merges), {"dir/tokenizer.json", "added token id \"2\""});
+  testing::expect_parts(error({{{"id", 2}, {"content", 5}}}, no_merges), {"dir/tokenizer.json", "content is not a string"});
+  testing::expect_parts(error({{{"id", 2}, {"content", "<s>"}, {"special", "yes"}}}, no_merges),
+                        {"dir/tokenizer.json", "added token 2", "special", "true or false"});
+  testing::expect_parts(error({7}, no_merges), {"dir/tokenizer.json", "lacks id or content"});
+  testing::expect_parts(error(no_added, nlohmann::json::array({nlohmann::json::array({"a", 1})})), {"dir/tokenizer.json", "merge #0"});
+  testing::expect_parts(error(no_added, no_merges, nullptr, 3), {"dir/tokenizer.json", "model.type is 3"});
+  const nlohmann::json not_object = nlohmann::json::array();
+  testing::expect_parts(error(no_added, no_merges, &not_object), {"tokenizer_config.json", "expected a JSON object"});
+  const nlohmann::json bad_bos = {{"bos_token", {{"content", 1}}}};
+  testing::expect_parts(error(no_added, no_merges, &bad_bos), {"tokenizer_config.json", "bos_token", "content must be a string"});
+  const nlohmann::json bad_add_bos = {{"add_bos_token", "true"}};
+  testing::expect_parts(error(no_added, no_merges, &bad_add_bos), {"tokenizer_config.json", "add_bos_token"});
+  const nlohmann::json bad_templates = {{"chat_template", {{{"name", 1}}}}};
+  testing::expect_parts(error(no_added, no_merges, &bad_templates), {"tokenizer_config.json", "chat_template[]", "name"});
+  const nlohmann::json fine = {{"add_bos_token", nullptr}, {"chat_template", {7, {{"name", "default"}, {"template", ""}}}}};
+  EXPECT_EQ(error(no_added, no_merges, &fine), "<no error>");
 }
 
 TEST(Utf8Streamer, HoldsBackIncompleteSequencesOnly) {
