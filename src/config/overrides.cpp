@@ -31,9 +31,9 @@ std::vector<Assignment> override_assignments(const std::vector<std::string>& ove
   std::vector<Assignment> assignments;
   for (const auto& text : overrides) {
     std::string context = fmt::format("command line override '{}'", text);
-    if (text.starts_with("+"))
+    if (const size_t rest = text.find_first_not_of('+'); text.starts_with("+"))
       fail("{}: '+key=value' is not needed: every key already exists, write {}", context,
-           text.substr(text.find_first_not_of('+')));
+           rest == std::string::npos ? "key=value" : text.substr(rest));
     if (text.starts_with("~")) fail("{}: keys cannot be deleted, only set (key=value)", context);
     const size_t key_length = override_key_length(text);
     if (key_length == 0)

@@ -89,7 +89,8 @@ std::string message_content(const json& content, size_t index) {
   if (!content.is_array()) bad(param, fmt::format("'{}' must be a string or an array of text parts, got {}", param, type_name(content)));
   std::string text;
   for (const auto& part : content) {
-    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+    const auto type = part.is_object() ? part.find("type") : part.end();
+    if (!part.is_object() || type == part.end() || *type != "text" || !part.contains("text") || !part["text"].is_string())
       bad(param, fmt::format("'{}' parts must be {{\"type\": \"text\", \"text\": string}} (only text is supported)", param));
     text += part["text"].get<std::string>();
   }

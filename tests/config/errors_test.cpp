@@ -102,6 +102,9 @@ TEST(ConfigErrors, BadOverrideSyntax) {
   expect_contains(override_error("llm.model"), {"command line override 'llm.model'", "expected key=value"});
   expect_contains(override_error("9lives=1"), {"expected key=value"});
   expect_contains(override_error("+llm.seed=1"), {"not needed", "write llm.seed=1"});
+  // A lone '+' was a std::out_of_range from substr (a fuzz finding).
+  expect_contains(override_error("+"), {"command line override '+'", "not needed", "write key=value"});
+  expect_contains(override_error("+++"), {"not needed", "write key=value"});
   expect_contains(override_error("~llm.seed"), {"cannot be deleted"});
   expect_contains(override_error("llm=3"), {"'llm' is a section"});
   expect_contains(override_error("llm.temprature=0.1"), {"did you mean 'llm.temperature'?"});

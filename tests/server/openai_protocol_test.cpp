@@ -70,6 +70,9 @@ TEST(OpenAiProtocol, ErrorsNameTheParameter) {
   };
   EXPECT_EQ(param_of(Endpoint::chat, R"({"messages":[{"role":"user","content":[{"type":"image_url"}]}]})"), "messages[0].content");
   EXPECT_EQ(param_of(Endpoint::chat, R"({"messages":[{"role":"user"}]})"), "messages[0].content");
+  // A part's type of another JSON type was an uncaught JSON exception (a fuzz finding).
+  EXPECT_EQ(param_of(Endpoint::chat, R"({"messages":[{"role":"user","content":[{"type":1,"text":"a"}]}]})"), "messages[0].content");
+  EXPECT_EQ(param_of(Endpoint::chat, R"({"messages":[{"role":"user","content":[{"text":"a"}]}]})"), "messages[0].content");
   EXPECT_EQ(param_of(Endpoint::completion, R"({"prompt":["a","b"]})"), "prompt");
   EXPECT_EQ(param_of(Endpoint::completion, R"({"prompt":[1,-2]})"), "prompt");
   EXPECT_EQ(param_of(Endpoint::completion, R"({"prompt":"a","stream_options":{"include_usage":true},"stream":true,"seed":1e30})"), "seed");
