@@ -40,12 +40,13 @@ void CompletionStream::finish_event(std::vector<StreamEvent>& out) {
 }
 
 std::vector<StreamEvent> CompletionStream::push(std::string_view bytes) {
+  // buffer_ holds no line end before the new bytes: searching only them keeps a long line linear.
+  size_t from = buffer_.size(), start = 0, end;
   buffer_.append(bytes);
   std::vector<StreamEvent> out;
-  size_t start = 0, end;
-  while ((end = buffer_.find('\n', start)) != std::string::npos) {
+  while ((end = buffer_.find('\n', from)) != std::string::npos) {
     std::string_view line(buffer_.data() + start, end - start);
-    start = end + 1;
+    start = from = end + 1;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.empty()) {
       finish_event(out);

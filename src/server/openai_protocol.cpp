@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -58,8 +57,7 @@ std::optional<int64_t> integer(const json& body, const char* name, int64_t low, 
   const auto out_of_range = [&] { bad(name, fmt::format("'{}' must be in [{}, {}], got {}", name, low, high, v->dump())); };
   if (v->is_number_unsigned()) {  // nlohmann keeps non-negative integers as uint64: compare without a cast
     const uint64_t x = v->get<uint64_t>();
-    if ((low > 0 && x < static_cast<uint64_t>(low)) || x > static_cast<uint64_t>(std::max<int64_t>(high, 0)) || high < 0)
-      out_of_range();
+    if (high < 0 || x > static_cast<uint64_t>(high) || (low > 0 && x < static_cast<uint64_t>(low))) out_of_range();
     return static_cast<int64_t>(x);
   }
   if (v->is_number_integer()) {
