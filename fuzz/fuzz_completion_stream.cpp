@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include "fuzz_input.h"
 #include "server/completion_stream.h"
 
 namespace {
@@ -26,13 +27,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   octet::server::CompletionStream whole, pieces;
   const auto expected = whole.push(stream);
   std::vector<octet::server::StreamEvent> got;
-  size_t at = 0, step = 1;
-  while (at < stream.size()) {
-    const size_t n = std::min(step, stream.size() - at);
-    for (auto& e : pieces.push(stream.substr(at, n))) got.push_back(e);
-    at += n;
-    step = 1 + static_cast<unsigned char>(stream[at - 1]) % 13;
-  }
+  octet::fuzz::for_each_read(stream, 13, [&](std::string_view piece) {
+    for (auto& e : pieces.push(piece)) got.push_back(e);
+  });
   if (!same(expected, got)) __builtin_trap();
   return 0;
 }

@@ -7,15 +7,14 @@
 // is a finding.
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/error.h"
+#include "fuzz_input.h"
 #include "scratch_directory.h"
 #include "octet/config.h"
 
@@ -30,19 +29,9 @@ fs::path work_directory() {
   return dir;
 }
 
-std::vector<std::string_view> split(std::string_view text, std::string_view separator) {
-  std::vector<std::string_view> parts;
-  for (;;) {
-    const size_t end = text.find(separator);
-    parts.push_back(text.substr(0, end));
-    if (end == std::string_view::npos) return parts;
-    text.remove_prefix(end + separator.size());
-  }
-}
-
 std::vector<std::string> lines(std::string_view text) {
   std::vector<std::string> out;
-  for (std::string_view line : split(text, "\n"))
+  for (std::string_view line : octet::fuzz::split_parts(text, "\n"))
     if (!line.empty()) out.emplace_back(line);
   return out;
 }
@@ -52,11 +41,8 @@ std::vector<std::string> lines(std::string_view text) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const fs::path dir = work_directory();
   octet::fuzz::empty_directory(dir);
-  const auto parts = split(std::string_view(reinterpret_cast<const char*>(data), size), kSeparator);
-  const char* files[] = {"defaults.yaml", "fuzz.yaml", "other.yaml"};
-  for (size_t i = 0; i < 3 && i < parts.size(); ++i)
-    if (!parts[i].empty())
-      std::ofstream(dir / files[i], std::ios::binary).write(parts[i].data(), static_cast<std::streamsize>(parts[i].size()));
+  const auto parts = octet::fuzz::split_parts(std::string_view(reinterpret_cast<const char*>(data), size), kSeparator);
+  octet::fuzz::write_parts(dir, parts, {"defaults.yaml", "fuzz.yaml", "other.yaml"});
 
   octet::ConfigRequest request;
   request.config_path = dir.string();

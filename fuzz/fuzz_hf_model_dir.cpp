@@ -6,15 +6,14 @@
 // any other exception, a crash, a sanitizer report, a leak or an out-of-memory is a finding.
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "backend/backend.h"
 #include "common/error.h"
+#include "fuzz_input.h"
 #include "scratch_directory.h"
 #include "model/llama_model.h"
 #include "model/model_files.h"
@@ -24,7 +23,7 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr std::string_view kSeparator = "\n=octet-fuzz-file=\n";
-constexpr const char* kFiles[] = {"config.json",          "tokenizer.json",       "tokenizer_config.json",
+const std::vector<const char*> kFiles = {"config.json",          "tokenizer.json",       "tokenizer_config.json",
                                   "generation_config.json", "hf_quant_config.json", "model.safetensors",
                                   "model.safetensors.index.json"};
 // The forward pass runs only for models this small (each input must stay fast); every model is
@@ -38,13 +37,7 @@ fs::path work_directory() {
 
 void write_files(const fs::path& dir, std::string_view input) {
   octet::fuzz::empty_directory(dir);
-  for (const char* name : kFiles) {
-    const size_t end = input.find(kSeparator);
-    const std::string_view part = input.substr(0, end);
-    if (!part.empty()) std::ofstream(dir / name, std::ios::binary).write(part.data(), static_cast<std::streamsize>(part.size()));
-    if (end == std::string_view::npos) break;
-    input.remove_prefix(end + kSeparator.size());
-  }
+  octet::fuzz::write_parts(dir, octet::fuzz::split_parts(input, kSeparator), kFiles);
 }
 
 void run_once(const octet::model::ModelFiles& files) {

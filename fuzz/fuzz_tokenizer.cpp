@@ -8,12 +8,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <algorithm>
 #include <memory>
 #include <string>
 #include <string_view>
 
 #include "common/error.h"
+#include "fuzz_input.h"
 #include "formats/gguf.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/tokenizer.h"
@@ -44,13 +44,7 @@ void check_round_trip(std::string_view text, bool allow_special, const std::stri
 void check_streamer(std::string_view text) {
   octet::tokenizer::Utf8Streamer streamer;
   std::string out;
-  size_t at = 0, step = 1;
-  while (at < text.size()) {
-    const size_t n = std::min(step, text.size() - at);
-    out += streamer.push(text.substr(at, n));
-    at += n;
-    step = 1 + static_cast<unsigned char>(text[at - 1]) % 5;
-  }
+  octet::fuzz::for_each_read(text, 5, [&](std::string_view piece) { out += streamer.push(piece); });
   out += streamer.flush();
   if (out != text) __builtin_trap();
 }
