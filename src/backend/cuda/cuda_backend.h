@@ -186,6 +186,15 @@ class CudaBackend final : public Backend {
   bool epilogue_scales_ = switched_on("OCTET_CUDA_GEMM_EPILOGUE_SCALES");  // see gemm_e4m3()
   bool fused_products_ = switched_on("OCTET_CUDA_FUSED_PRODUCTS");        // see linear_add_rmsnorm()
   bool fused_qkv_rope_ = switched_on("OCTET_CUDA_FUSED_QKV_ROPE");        // see linear_qkv_rope_kv_write()
+  // For timing only: OCTET_CUDA_PROBE_SKIP=norm,quant,rope,attn,swiglu,linears (any of them) leaves
+  // those launches out of steps of up to 8 rows, so that a recorded step's time without them prices
+  // them in place, overlaps included (ncu times kernels one by one). The outputs are then wrong; the
+  // backend says so on stderr when it is made.
+  std::string probe_skip_ = [] { const char* v = std::getenv("OCTET_CUDA_PROBE_SKIP"); return std::string(v ? v : ""); }();
+  bool probe_skips(const char* op, int64_t rows) const {
+    if (rows > 8 || probe_skip_.empty()) return false;
+    return ("," + probe_skip_ + ",").find("," + std::string(op) + ",") != std::string::npos;
+  }
   // OCTET_CUDA_GROUPED_GEMM=0: fused groups run one GEMM per member (for comparison); =all: one GEMM
   // at every row count (see grouped_gemm()).
   enum class GroupedGemm { off, on, all };

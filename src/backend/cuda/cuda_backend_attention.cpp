@@ -66,6 +66,7 @@ void CudaBackend::rope_kv_write_from(KvCache& cache, int64_t layer, const TokenB
   check_shape(v, tokens, width, "kv_write values");
   check_shape(q, tokens, q.cols, "rope queries");
   upload_frequencies(inverse_frequencies);
+  if (probe_skips("rope", tokens)) return;
   launch_rope_kv_write(cast(q).data.data(), cast(k).data.data(), cast(v).data.data(), tokens, q.cols / head_dim,
                        slots_.data(), positions_.data(), frequencies_.data(), c.layout(), c.static_k_scale(layer),
                        c.static_v_scale(layer), c.k[layer].data(), c.v[layer].data(),
@@ -78,6 +79,7 @@ void CudaBackend::attention(const KvCache& cache, int64_t layer, const TokenBatc
   expect_prepared(batch.size());
   check_shape(out, q.rows, q.cols, "attention output");
   c.check_batch(batch);
+  if (probe_skips("attn", q.rows)) return;
   graphs_.note_cache(&c);
   const auto tokens = static_cast<int64_t>(batch.size());
   const int64_t heads = q.cols / c.spec.head_dim;

@@ -58,6 +58,7 @@ void CudaBackend::linear_group(const Activations& x, std::span<const LinearWeigh
     group.n[i] = w.out_features;
   }
   const auto& input = quantized(x);
+  if (probe_skips("linears", x.rows)) return issue_weight_prefetch(x.rows);
   if (skinny) launch_skinny_gemm(input.codes.data(), input.row_scales.data(), x.rows, group, x.cols);
   else launch_gemv_e4m3_group(input.codes.data(), input.row_scales.data(), x.rows, group, x.cols, stream_);
   issue_weight_prefetch(x.rows);
@@ -99,6 +100,7 @@ void CudaBackend::linear_add_rmsnorm(const Activations& x, const LinearWeight& w
   if (!gemm_->run(GemmType::e4m3, input.codes.data(), w.e4m3_codes(), product, m, n, k, stream_))
     return Backend::linear_add_rmsnorm(x, weight, proj, residual, norm, eps, out);
   issue_weight_prefetch(m);
+  if (probe_skips("norm", m)) return;
   if (!try_launch_add_product_rmsnorm_quantize_in_registers(r, product, input.row_scales.data(), w.channel_scales(),
                                                             norm_weights, eps, m, n, o.data.data(), o.codes.data(),
                                                             o.row_scales.data(), stream_))
@@ -128,6 +130,7 @@ void CudaBackend::linear_swiglu(const Activations& x, const LinearWeight& gate, 
   if (!gemm_->run(GemmType::e4m3, input.codes.data(), group->codes.data(), group_product_.data(), m, group->rows, k, stream_))
     return Backend::linear_swiglu(x, gate, up, gate_out, up_out, out);
   issue_weight_prefetch(m);
+  if (probe_skips("swiglu", m)) return;
   if (!try_launch_swiglu_quantize_product_in_registers(group_product_.data(), group->rows, g.first_row, u.first_row,
                                                        input.row_scales.data(), group->scales.data(), m, n, o.data.data(),
                                                        o.codes.data(), o.row_scales.data(), stream_))
@@ -147,6 +150,7 @@ void CudaBackend::linear_unhinted(const Activations& x, const LinearWeight& weig
   check_shape(x, m, k, "linear input");
   check_shape(out, m, n, "linear output");
   float* y = cast(out).data.data();
+  if (probe_skips("linears", m)) { (void)quantized(x); return; }
   switch (w.format) {
     case LinearFormat::fp8: {
       const uint8_t* codes = nullptr;
@@ -295,6 +299,7 @@ void CudaBackend::launch_skinny_gemm(const uint8_t* codes, const float* row_scal
 const CudaActivations& CudaBackend::quantized(const Activations& x) {
   const auto& a = cast(x);
   if (!a.codes_current) {
+    if (probe_skips("quant", x.rows)) return a;
     launch_quantize_rows_e4m3(a.data.data(), x.rows, x.cols, 0.0f, a.codes.data(), a.row_scales.data(), stream_);
     a.codes_current = true;
   }
