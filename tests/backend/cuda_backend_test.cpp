@@ -5,6 +5,7 @@
 #include "backend/cpu/cpu_tensors.h"
 #include "backend/device.h"
 #include "support/cuda_vs_cpu.h"
+#include "support/error_text.h"
 #include "support/random.h"
 #include "support/scoped_environment.h"
 #include "support/token_segments.h"
@@ -301,6 +302,36 @@ TEST_F(CudaVsCpu, NormsRopeSwigluAdd) {
   cpu_->rope(*a.cpu, head_dim, batch.positions, freqs);
   gpu_->rope(*a.gpu, head_dim, batch.positions, freqs);
   EXPECT_LT(error(a), 1e-5);
+}
+
+// OCTET_CUDA_PROBE_SKIP (timing only) leaves the named kernels out of steps of up to 8 rows: the
+// outputs stay poisoned there and are computed above; an unknown name is refused, naming it.
+TEST_F(CudaVsCpu, ProbeSkipLeavesNamedKernelsOutOfSmallStepsOnly) {
+  use_backend_with("OCTET_CUDA_PROBE_SKIP", "norm,swiglu");
+  for (const int64_t rows : {8, 9}) {
+    const int64_t cols = 128;
+    auto x = testing::random_normal(rng_, rows * cols), y = testing::random_normal(rng_, rows * cols);
+    auto w = testing::random_normal(rng_, cols);
+    auto wc = cpu_->make_vector(w.data(), cols);
+    auto wg = gpu_->make_vector(w.data(), cols);
+    Pair a = pair(rows, cols, x), b = pair(rows, cols, y), normed = poisoned(rows, cols), act = poisoned(rows, cols);
+    cpu_->rmsnorm(*a.cpu, *wc, 1e-5f, *normed.cpu);
+    gpu_->rmsnorm(*a.gpu, *wg, 1e-5f, *normed.gpu);
+    cpu_->swiglu(*a.cpu, *b.cpu, *act.cpu);
+    gpu_->swiglu(*a.gpu, *b.gpu, *act.gpu);
+    if (rows <= 8) {
+      EXPECT_EQ(error(normed), INFINITY) << "the norm ran at " << rows << " rows";  // still poisoned
+      EXPECT_EQ(error(act), INFINITY) << "SwiGLU ran at " << rows << " rows";
+    } else {
+      EXPECT_LT(error(normed), 1e-6);
+      EXPECT_LT(error(act), 1e-6);
+    }
+  }
+  for (const char* bad : {"nrom", "norm,,attn", "attn,"}) {
+    const testing::ScopedEnvironment environment("OCTET_CUDA_PROBE_SKIP", bad);
+    testing::expect_parts(testing::error_of([] { make_cuda_backend(0); }),
+                          {"OCTET_CUDA_PROBE_SKIP", std::string("'") + bad + "'", "norm, quant, rope, attn, swiglu, linears"});
+  }
 }
 
 // The CUDA-core kernel (also for the 37-token prefill; the tensor-core one has its own test below).

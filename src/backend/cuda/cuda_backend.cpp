@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <string_view>
 #include <optional>
 #include <string>
 #include <vector>
@@ -28,6 +29,23 @@ bool switched_on(const char* variable) {
 bool switched_on_explicitly(const char* variable) {
   const char* value = std::getenv(variable);
   return value != nullptr && std::strcmp(value, "1") == 0;
+}
+
+// OCTET_CUDA_PROBE_SKIP: a comma-separated list of the kernels a timing run leaves out (cuda_backend.h),
+// returned as ",name,…," for whole-name lookups; unset or empty: none. An unknown name is refused.
+std::string probe_skip_setting() {
+  const char* value = std::getenv("OCTET_CUDA_PROBE_SKIP");
+  if (value == nullptr || *value == '\0') return {};
+  static constexpr std::string_view kNames[] = {"norm", "quant", "rope", "attn", "swiglu", "linears"};
+  const std::string_view list(value);
+  for (size_t begin = 0; begin <= list.size();) {
+    const size_t end = std::min(list.find(',', begin), list.size());
+    const std::string_view name = list.substr(begin, end - begin);
+    if (std::find(std::begin(kNames), std::end(kNames), name) == std::end(kNames))
+      fail("OCTET_CUDA_PROBE_SKIP is '{}': '{}' is not one of norm, quant, rope, attn, swiglu, linears", list, name);
+    begin = end + 1;
+  }
+  return "," + std::string(list) + ",";
 }
 
 // OCTET_CUDA_DECODE_ATTENTION: "v2" the grouped decode kernel for every batch, "v1" the one before
@@ -59,8 +77,8 @@ CudaBackend::CudaBackend(int device)
   }
   gemm_ = std::make_unique<CublasLtGemm>();
   if (!probe_skip_.empty())
-    std::fprintf(stderr, "OCTET_CUDA_PROBE_SKIP=%s: those kernels are left out of decode steps, outputs are wrong (for timing only)\n",
-                 probe_skip_.c_str());
+    std::fprintf(stderr, "OCTET_CUDA_PROBE_SKIP=%s: those kernels are left out of steps of up to 8 rows, outputs are wrong (for timing only)\n",
+                 std::getenv("OCTET_CUDA_PROBE_SKIP"));
 }
 
 CudaBackend::~CudaBackend() {

@@ -44,6 +44,7 @@ namespace octet::backend::cuda {
 bool switched_on(const char* variable);
 bool switched_on_explicitly(const char* variable);
 std::optional<DecodeAttention> decode_attention_kernel();
+std::string probe_skip_setting();  // OCTET_CUDA_PROBE_SKIP, checked: "" or ",name,name,"
 int64_t l2_prefetch_bytes_setting();       // cuda_backend_prefetch.cpp
 bool l2_prefetch_evict_last_setting();
 
@@ -190,10 +191,10 @@ class CudaBackend final : public Backend {
   // those launches out of steps of up to 8 rows, so that a recorded step's time without them prices
   // them in place, overlaps included (ncu times kernels one by one). The outputs are then wrong; the
   // backend says so on stderr when it is made.
-  std::string probe_skip_ = [] { const char* v = std::getenv("OCTET_CUDA_PROBE_SKIP"); return std::string(v ? v : ""); }();
+  std::string probe_skip_ = probe_skip_setting();
   bool probe_skips(const char* op, int64_t rows) const {
     if (rows > 8 || probe_skip_.empty()) return false;
-    return ("," + probe_skip_ + ",").find("," + std::string(op) + ",") != std::string::npos;
+    return probe_skip_.find("," + std::string(op) + ",") != std::string::npos;
   }
   // OCTET_CUDA_GROUPED_GEMM=0: fused groups run one GEMM per member (for comparison); =all: one GEMM
   // at every row count (see grouped_gemm()).
