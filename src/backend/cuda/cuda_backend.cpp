@@ -6,14 +6,16 @@
 #include "backend/cuda/programmatic_launch.h"
 #include "backend/device.h"
 
+#include <fmt/ranges.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <string_view>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace octet::backend {
@@ -42,7 +44,7 @@ std::string probe_skip_setting() {
     const size_t end = std::min(list.find(',', begin), list.size());
     const std::string_view name = list.substr(begin, end - begin);
     if (std::find(std::begin(kNames), std::end(kNames), name) == std::end(kNames))
-      fail("OCTET_CUDA_PROBE_SKIP is '{}': '{}' is not one of norm, quant, rope, attn, swiglu, linears", list, name);
+      fail("OCTET_CUDA_PROBE_SKIP is '{}': '{}' is not one of {}", list, name, fmt::join(kNames, ", "));
     begin = end + 1;
   }
   return "," + std::string(list) + ",";
