@@ -124,11 +124,8 @@ class CpuBackend final : public Backend {
       return;
     }
     pool_.parallel_for(static_cast<size_t>(n_out), [&](size_t begin, size_t end) {
-      thread_local std::vector<float> widened;
-      widened.resize(static_cast<size_t>(in));
       for (size_t o = begin; o < end; ++o) {
-        const float* wrow = w.widen_row(static_cast<int64_t>(o), widened.data());
-        dot_rows(x_ready, in, rows, wrow, in, dst + o, n_out);
+        w.dot_rows(static_cast<int64_t>(o), 0, in, x_ready, in, rows, dst + o, n_out);
         if (w.format == LinearFormat::fp8) {
           const float channel_scale = w.scales[o];
           for (int64_t t = 0; t < rows; ++t) dst[t * n_out + o] *= channel_scale * row_scales_[t];
@@ -240,16 +237,14 @@ class CpuBackend final : public Backend {
   void linear_block_scaled(const float* x_ready, int64_t rows, const CpuLinear& w, float* dst) {
     const int64_t in = w.in_features, n_out = w.out_features, k_blocks = fp8_scale_blocks(in);
     pool_.parallel_for(static_cast<size_t>(n_out), [&](size_t begin, size_t end) {
-      thread_local std::vector<float> widened, block_sums;
-      widened.resize(static_cast<size_t>(in));
+      thread_local std::vector<float> block_sums;
       block_sums.resize(static_cast<size_t>(rows));
       for (size_t o = begin; o < end; ++o) {
-        const float* wrow = w.widen_row(static_cast<int64_t>(o), widened.data());
         const float* scales = w.block_scales.data() + static_cast<int64_t>(o) / kFp8ScaleBlock * k_blocks;
         for (int64_t t = 0; t < rows; ++t) dst[t * n_out + o] = 0.0f;
         for (int64_t b = 0; b < k_blocks; ++b) {
           const int64_t first = b * kFp8ScaleBlock, count = std::min(kFp8ScaleBlock, in - first);
-          dot_rows(x_ready + first, in, rows, wrow + first, count, block_sums.data(), 1);
+          w.dot_rows(static_cast<int64_t>(o), first, count, x_ready + first, in, rows, block_sums.data(), 1);
           for (int64_t t = 0; t < rows; ++t) dst[t * n_out + o] += block_sums[t] * scales[b];
         }
         for (int64_t t = 0; t < rows; ++t) dst[t * n_out + o] *= row_scales_[t];

@@ -148,13 +148,14 @@ uint64_t CpuLinear::bytes() const {
   return f32.size() * 4 + bf16.size() * 2 + codes.size() + (scales.size() + block_scales.size()) * 4;
 }
 
-const float* CpuLinear::widen_row(int64_t row, float* scratch) const {
+void CpuLinear::dot_rows(int64_t row, int64_t first, int64_t count, const float* x, int64_t x_stride, int64_t tokens,
+                         float* out, int64_t out_stride) const {
+  const int64_t at = row * in_features + first;
   switch (format) {
-    case LinearFormat::f32: return f32.data() + row * in_features;
-    case LinearFormat::bf16: widen_bf16_row(bf16.data() + row * in_features, in_features, scratch); return scratch;
-    case LinearFormat::fp8: widen_e4m3_row(codes.data() + row * in_features, in_features, scratch); return scratch;
+    case LinearFormat::f32: cpu::dot_rows(x, x_stride, tokens, f32.data() + at, count, out, out_stride); return;
+    case LinearFormat::bf16: dot_rows_bf16(x, x_stride, tokens, bf16.data() + at, count, out, out_stride); return;
+    case LinearFormat::fp8: dot_rows_e4m3(x, x_stride, tokens, codes.data() + at, count, out, out_stride); return;
   }
-  return nullptr;
 }
 
 CpuEmbedding::CpuEmbedding(const float* table, int64_t v, int64_t h, EmbeddingFormat f) : format(f) {

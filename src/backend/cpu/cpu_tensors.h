@@ -35,9 +35,11 @@ struct CpuLinear final : LinearWeight {
   // whole tensor): the same weights as the float32 constructor given their widening.
   CpuLinear(const StoredTensor& weights, const LinearSpec& spec, ThreadPool& pool);
   uint64_t bytes() const override;
-  // The row as float32: a pointer into f32 storage, or widened into scratch (FP8 rows come out
-  // divided by kE4M3WidenFactor, which scales[] already compensates).
-  const float* widen_row(int64_t row, float* scratch) const;
+  // out[t · out_stride] = dot(x + t · x_stride, columns [first, first + count) of weight row `row`) for
+  // t in [0, tokens), the row widened to float32 as it is read (FP8 rows come out divided by
+  // kE4M3WidenFactor, which scales[] already compensates).
+  void dot_rows(int64_t row, int64_t first, int64_t count, const float* x, int64_t x_stride, int64_t tokens, float* out,
+                int64_t out_stride) const;
 
   LinearFormat format;
   float static_input_scale;

@@ -4,7 +4,7 @@
 
 #include <cstring>
 
-#if defined(__AVX512F__) && defined(__AVX512BW__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #include <immintrin.h>
 #define OCTET_AVX512 1
 #endif
@@ -46,8 +46,56 @@ float dot(const float* a, const float* b, int64_t count) {
   return result;
 }
 
-void dot_rows(const float* x, int64_t x_stride, int64_t tokens, const float* w, int64_t count, float* out,
-              int64_t out_stride) {
+namespace {
+
+// A weight row as dot_rows_over reads it: 16 float32 lanes from element i (load), the first lanes
+// of them under a mask with zeros elsewhere (load_tail), one element (at). The stored formats widen
+// in registers to exactly what widen_e4m3_row / widen_bf16_row write, so every format sums the same
+// products in the same order as a widened float32 row would.
+struct Float32Row {
+  const float* w;
+#ifdef OCTET_AVX512
+  __m512 load(int64_t i) const { return _mm512_loadu_ps(w + i); }
+  __m512 load_tail(int64_t i, __mmask16 mask) const { return _mm512_maskz_loadu_ps(mask, w + i); }
+#endif
+  float at(int64_t i) const { return w[i]; }
+};
+
+struct E4m3Row {
+  const uint8_t* codes;
+#ifdef OCTET_AVX512
+  // The bit move of widen_e4m3_row on 16 codes.
+  static __m512 widen(__m128i codes16) {
+    const __m256i keep = _mm256_set1_epi16(static_cast<short>(0xBFFF));
+    const __m256i bytes = _mm256_cvtepu8_epi16(codes16);
+    return _mm512_cvtph_ps(_mm256_and_si256(_mm256_srai_epi16(_mm256_slli_epi16(bytes, 8), 1), keep));
+  }
+  __m512 load(int64_t i) const { return widen(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + i))); }
+  __m512 load_tail(int64_t i, __mmask16 mask) const { return widen(_mm_maskz_loadu_epi8(mask, codes + i)); }  // code 0 is +0
+#endif
+  float at(int64_t i) const { return fp8::decode_e4m3(codes[i]) / kE4M3WidenFactor; }
+};
+
+struct Bf16Row {
+  const uint16_t* values;
+#ifdef OCTET_AVX512
+  static __m512 widen(__m256i values16) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(values16), 16));
+  }
+  __m512 load(int64_t i) const { return widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(values + i))); }
+  __m512 load_tail(int64_t i, __mmask16 mask) const { return widen(_mm256_maskz_loadu_epi16(mask, values + i)); }
+#endif
+  float at(int64_t i) const {
+    const uint32_t bits = static_cast<uint32_t>(values[i]) << 16;
+    float value;
+    std::memcpy(&value, &bits, sizeof value);
+    return value;
+  }
+};
+
+template <class Row>
+void dot_rows_over(const float* x, int64_t x_stride, int64_t tokens, const Row& w, int64_t count, float* out,
+                   int64_t out_stride) {
   int64_t t = 0;
 #ifdef OCTET_AVX512
   const int64_t tail = count % 16;
@@ -64,14 +112,14 @@ void dot_rows(const float* x, int64_t x_stride, int64_t tokens, const float* w, 
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
     int64_t i = 0;
     for (; i + 16 <= count; i += 16) {
-      __m512 wv = _mm512_loadu_ps(w + i);
+      const __m512 wv = w.load(i);
       a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x0 + i), wv, a0);
       a1 = _mm512_fmadd_ps(_mm512_loadu_ps(x1 + i), wv, a1);
       a2 = _mm512_fmadd_ps(_mm512_loadu_ps(x2 + i), wv, a2);
       a3 = _mm512_fmadd_ps(_mm512_loadu_ps(x3 + i), wv, a3);
     }
     if (tail) {
-      __m512 wv = _mm512_maskz_loadu_ps(tail_mask, w + i);
+      const __m512 wv = w.load_tail(i, tail_mask);
       a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail_mask, x0 + i), wv, a0);
       a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail_mask, x1 + i), wv, a1);
       a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail_mask, x2 + i), wv, a2);
@@ -86,18 +134,35 @@ void dot_rows(const float* x, int64_t x_stride, int64_t tokens, const float* w, 
     const float* xr = x + t * x_stride;
     __m512 a0 = _mm512_setzero_ps();
     int64_t i = 0;
-    for (; i + 16 <= count; i += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(xr + i), _mm512_loadu_ps(w + i), a0);
-    if (tail) a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail_mask, xr + i), _mm512_maskz_loadu_ps(tail_mask, w + i), a0);
+    for (; i + 16 <= count; i += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(xr + i), w.load(i), a0);
+    if (tail) a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail_mask, xr + i), w.load_tail(i, tail_mask), a0);
     out[t * out_stride] = _mm512_reduce_add_ps(a0);
   }
 #else
   for (; t < tokens; ++t) {
     const float* xr = x + t * x_stride;
     float sum = 0.0f;
-    for (int64_t i = 0; i < count; ++i) sum += xr[i] * w[i];
+    for (int64_t i = 0; i < count; ++i) sum += xr[i] * w.at(i);
     out[t * out_stride] = sum;
   }
 #endif
+}
+
+}  // namespace
+
+void dot_rows(const float* x, int64_t x_stride, int64_t tokens, const float* w, int64_t count, float* out,
+              int64_t out_stride) {
+  dot_rows_over(x, x_stride, tokens, Float32Row{w}, count, out, out_stride);
+}
+
+void dot_rows_e4m3(const float* x, int64_t x_stride, int64_t tokens, const uint8_t* codes, int64_t count, float* out,
+                   int64_t out_stride) {
+  dot_rows_over(x, x_stride, tokens, E4m3Row{codes}, count, out, out_stride);
+}
+
+void dot_rows_bf16(const float* x, int64_t x_stride, int64_t tokens, const uint16_t* values, int64_t count, float* out,
+                   int64_t out_stride) {
+  dot_rows_over(x, x_stride, tokens, Bf16Row{values}, count, out, out_stride);
 }
 
 }  // namespace octet::backend::cpu

@@ -1,6 +1,7 @@
 #pragma once
 // Inner loops of the CPU linear layers: widening one weight row to float32, and dot products of
-// several activation rows against it. AVX-512 where the compiler targets it, plain loops otherwise.
+// several activation rows against a weight row (float32, or widened as it is read). AVX-512 where
+// the compiler targets it, plain loops otherwise.
 #include <cstdint>
 
 namespace octet::backend::cpu {
@@ -16,6 +17,13 @@ void widen_bf16_row(const uint16_t* values, int64_t count, float* dst);
 // out[t * out_stride] = dot(x + t * x_stride, w) for t in [0, tokens)
 void dot_rows(const float* x, int64_t x_stride, int64_t tokens, const float* w, int64_t count, float* out,
               int64_t out_stride);
+// The same with the weight row stored as E4M3 codes or BF16 values, widened in registers: the same
+// bits as widening the row first (widen_e4m3_row / widen_bf16_row) and calling dot_rows, without
+// writing and re-reading the widened row.
+void dot_rows_e4m3(const float* x, int64_t x_stride, int64_t tokens, const uint8_t* codes, int64_t count, float* out,
+                   int64_t out_stride);
+void dot_rows_bf16(const float* x, int64_t x_stride, int64_t tokens, const uint16_t* values, int64_t count, float* out,
+                   int64_t out_stride);
 
 float dot(const float* a, const float* b, int64_t count);
 
