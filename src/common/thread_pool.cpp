@@ -2,7 +2,33 @@
 
 #include <algorithm>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 namespace octet {
+namespace {
+
+void relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
+// Spins until done() or kSpin has passed; whether done() became true.
+template <typename Done>
+bool spin_until(Done&& done) {
+  const auto until = std::chrono::steady_clock::now() + ThreadPool::kSpin;
+  for (int polls = 0;; ++polls) {
+    if (done()) return true;
+    relax();
+    if (polls % 64 == 63 && std::chrono::steady_clock::now() >= until) return done();
+  }
+}
+
+}  // namespace
 
 ThreadPool::ThreadPool(int threads) {
   int total = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -34,10 +60,13 @@ void ThreadPool::parallel_for(size_t count, const std::function<void(size_t, siz
     pending_ = static_cast<int>(workers_.size());
     ++generation_;
   }
-  work_ready_.notify_all();
+  work_ready_.notify_all();  // no system call when every worker is still spinning
   body(0, std::min(chunk, count));  // the caller takes chunk 0
-  std::unique_lock lock(mutex_);
-  work_done_.wait(lock, [this] { return pending_ == 0; });
+  if (!spin_until([this] { return pending_.load(std::memory_order_acquire) == 0; })) {
+    std::unique_lock lock(mutex_);
+    work_done_.wait(lock, [this] { return pending_ == 0; });
+  }
+  std::lock_guard lock(mutex_);
   body_ = nullptr;
 }
 
@@ -46,6 +75,7 @@ void ThreadPool::worker_loop(int index) {
   for (;;) {
     const std::function<void(size_t, size_t)>* body;
     size_t begin, end;
+    spin_until([&] { return stopping_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen; });
     {
       std::unique_lock lock(mutex_);
       work_ready_.wait(lock, [&] { return stopping_ || generation_ != seen; });
