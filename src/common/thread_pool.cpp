@@ -17,14 +17,19 @@ void relax() {
 #endif
 }
 
-// Spins until done() or kSpin has passed; whether done() became true.
+// Spins until done() or kSpin has passed; whether done() became true. Every 64 polls it also yields
+// the core, so that on an oversubscribed machine (parallel test processes, server threads) a spinning
+// thread does not hold off the one it waits for.
 template <typename Done>
 bool spin_until(Done&& done) {
   const auto until = std::chrono::steady_clock::now() + ThreadPool::kSpin;
   for (int polls = 0;; ++polls) {
     if (done()) return true;
     relax();
-    if (polls % 64 == 63 && std::chrono::steady_clock::now() >= until) return done();
+    if (polls % 64 == 63) {
+      if (std::chrono::steady_clock::now() >= until) return done();
+      std::this_thread::yield();
+    }
   }
 }
 
