@@ -11,47 +11,13 @@
 
 namespace octet::backend::cpu {
 
-void widen_e4m3_row(const uint8_t* codes, int64_t count, float* dst) {
-  int64_t i = 0;
-#ifdef OCTET_AVX512
-  // s eeee mmm → FP16 s 0eeee mmm0000000: the same value times 2^-8 (also for subnormals), so one
-  // hardware FP16 → FP32 conversion decodes 16 codes at once.
-  const __m256i keep = _mm256_set1_epi16(static_cast<short>(0xBFFF));
-  for (; i + 16 <= count; i += 16) {
-    __m256i bytes = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + i)));
-    __m256i half = _mm256_and_si256(_mm256_srai_epi16(_mm256_slli_epi16(bytes, 8), 1), keep);
-    _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(half));
-  }
-#endif
-  for (; i < count; ++i) dst[i] = fp8::decode_e4m3(codes[i]) / kE4M3WidenFactor;
-}
-
-void widen_bf16_row(const uint16_t* values, int64_t count, float* dst) {
-  int64_t i = 0;
-#ifdef OCTET_AVX512
-  for (; i + 16 <= count; i += 16) {
-    __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(values + i)));
-    _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16)));
-  }
-#endif
-  for (; i < count; ++i) {
-    uint32_t bits = static_cast<uint32_t>(values[i]) << 16;
-    std::memcpy(dst + i, &bits, sizeof bits);
-  }
-}
-
-float dot(const float* a, const float* b, int64_t count) {
-  float result;
-  dot_rows(a, count, 1, b, count, &result, 1);
-  return result;
-}
-
 namespace {
 
-// A weight row as dot_rows_over reads it: 16 float32 lanes from element i (load), the first lanes
-// of them under a mask with zeros elsewhere (load_tail), one element (at). The stored formats widen
-// in registers to exactly what widen_e4m3_row / widen_bf16_row write, so every format sums the same
-// products in the same order as a widened float32 row would.
+// A weight row as dot_rows_over and the widening functions read it: 16 float32 lanes from element i
+// (load), the first lanes of them under a mask with zeros elsewhere (load_tail), one element (at).
+// The stored formats widen in registers to exactly what widen_e4m3_row / widen_bf16_row write (they
+// store these loads), so every format sums the same products in the same order as a widened float32
+// row would.
 struct Float32Row {
   const float* w;
 #ifdef OCTET_AVX512
@@ -64,7 +30,8 @@ struct Float32Row {
 struct E4m3Row {
   const uint8_t* codes;
 #ifdef OCTET_AVX512
-  // The bit move of widen_e4m3_row on 16 codes.
+  // s eeee mmm → FP16 s 0eeee mmm0000000: the same value times 2^-8 (also for subnormals), so one
+  // hardware FP16 → FP32 conversion decodes 16 codes at once.
   static __m512 widen(__m128i codes16) {
     const __m256i keep = _mm256_set1_epi16(static_cast<short>(0xBFFF));
     const __m256i bytes = _mm256_cvtepu8_epi16(codes16);
@@ -92,6 +59,34 @@ struct Bf16Row {
     return value;
   }
 };
+
+}  // namespace
+
+void widen_e4m3_row(const uint8_t* codes, int64_t count, float* dst) {
+  const E4m3Row row{codes};
+  int64_t i = 0;
+#ifdef OCTET_AVX512
+  for (; i + 16 <= count; i += 16) _mm512_storeu_ps(dst + i, row.load(i));
+#endif
+  for (; i < count; ++i) dst[i] = row.at(i);
+}
+
+void widen_bf16_row(const uint16_t* values, int64_t count, float* dst) {
+  const Bf16Row row{values};
+  int64_t i = 0;
+#ifdef OCTET_AVX512
+  for (; i + 16 <= count; i += 16) _mm512_storeu_ps(dst + i, row.load(i));
+#endif
+  for (; i < count; ++i) dst[i] = row.at(i);
+}
+
+float dot(const float* a, const float* b, int64_t count) {
+  float result;
+  dot_rows(a, count, 1, b, count, &result, 1);
+  return result;
+}
+
+namespace {
 
 template <class Row>
 void dot_rows_over(const float* x, int64_t x_stride, int64_t tokens, const Row& w, int64_t count, float* out,
