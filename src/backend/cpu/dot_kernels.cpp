@@ -60,25 +60,20 @@ struct Bf16Row {
   }
 };
 
+template <class Row>
+void widen(const Row& row, int64_t count, float* dst) {
+  int64_t i = 0;
+#ifdef OCTET_AVX512
+  for (; i + 16 <= count; i += 16) _mm512_storeu_ps(dst + i, row.load(i));
+#endif
+  for (; i < count; ++i) dst[i] = row.at(i);
+}
+
 }  // namespace
 
-void widen_e4m3_row(const uint8_t* codes, int64_t count, float* dst) {
-  const E4m3Row row{codes};
-  int64_t i = 0;
-#ifdef OCTET_AVX512
-  for (; i + 16 <= count; i += 16) _mm512_storeu_ps(dst + i, row.load(i));
-#endif
-  for (; i < count; ++i) dst[i] = row.at(i);
-}
+void widen_e4m3_row(const uint8_t* codes, int64_t count, float* dst) { widen(E4m3Row{codes}, count, dst); }
 
-void widen_bf16_row(const uint16_t* values, int64_t count, float* dst) {
-  const Bf16Row row{values};
-  int64_t i = 0;
-#ifdef OCTET_AVX512
-  for (; i + 16 <= count; i += 16) _mm512_storeu_ps(dst + i, row.load(i));
-#endif
-  for (; i < count; ++i) dst[i] = row.at(i);
-}
+void widen_bf16_row(const uint16_t* values, int64_t count, float* dst) { widen(Bf16Row{values}, count, dst); }
 
 float dot(const float* a, const float* b, int64_t count) {
   float result;
