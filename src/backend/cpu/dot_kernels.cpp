@@ -90,10 +90,25 @@ void dot_rows_over(const float* x, int64_t x_stride, int64_t tokens, const Row& 
 #ifdef OCTET_AVX512
   const int64_t tail = count % 16;
   const __mmask16 tail_mask = static_cast<__mmask16>((1u << tail) - 1);
-  // Four activation rows share each weight load. Every row, in this path and in the single-row path
-  // below, sums its products in the same order (one 16-lane accumulator, the masked tail last), so a
-  // row's result does not depend on how many rows share its batch: the continuous-batching server
-  // gives a request the same tokens whoever else is running.
+  // Eight, then four activation rows share each weight load (and its widening). Every row, in these
+  // paths and in the single-row path below, sums its products in the same order (one 16-lane
+  // accumulator, the masked tail last), so a row's result does not depend on how many rows share its
+  // batch: the continuous-batching server gives a request the same tokens whoever else is running.
+  for (; t + 8 <= tokens; t += 8) {
+    __m512 a[8];
+    for (int r = 0; r < 8; ++r) a[r] = _mm512_setzero_ps();
+    const float* x0 = x + t * x_stride;
+    int64_t i = 0;
+    for (; i + 16 <= count; i += 16) {
+      const __m512 wv = w.load(i);
+      for (int r = 0; r < 8; ++r) a[r] = _mm512_fmadd_ps(_mm512_loadu_ps(x0 + r * x_stride + i), wv, a[r]);
+    }
+    if (tail) {
+      const __m512 wv = w.load_tail(i, tail_mask);
+      for (int r = 0; r < 8; ++r) a[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail_mask, x0 + r * x_stride + i), wv, a[r]);
+    }
+    for (int r = 0; r < 8; ++r) out[(t + r) * out_stride] = _mm512_reduce_add_ps(a[r]);
+  }
   for (; t + 4 <= tokens; t += 4) {
     const float* x0 = x + t * x_stride;
     const float* x1 = x0 + x_stride;
