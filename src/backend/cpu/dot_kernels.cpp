@@ -83,66 +83,39 @@ float dot(const float* a, const float* b, int64_t count) {
 
 namespace {
 
+#ifdef OCTET_AVX512
+// Rows activation rows (from x, x_stride apart) against one weight row, sharing each weight load (and
+// its widening): every row sums its products in one 16-lane accumulator, the masked tail last.
+template <int Rows, class Row>
+void dot_group(const float* x, int64_t x_stride, const Row& w, int64_t count, float* out, int64_t out_stride) {
+  const int64_t tail = count % 16;
+  const __mmask16 tail_mask = static_cast<__mmask16>((1u << tail) - 1);
+  __m512 a[Rows];
+  for (int r = 0; r < Rows; ++r) a[r] = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= count; i += 16) {
+    const __m512 wv = w.load(i);
+    for (int r = 0; r < Rows; ++r) a[r] = _mm512_fmadd_ps(_mm512_loadu_ps(x + r * x_stride + i), wv, a[r]);
+  }
+  if (tail) {
+    const __m512 wv = w.load_tail(i, tail_mask);
+    for (int r = 0; r < Rows; ++r) a[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail_mask, x + r * x_stride + i), wv, a[r]);
+  }
+  for (int r = 0; r < Rows; ++r) out[r * out_stride] = _mm512_reduce_add_ps(a[r]);
+}
+#endif
+
+// Groups of eight, then four, then single rows: each row in the same order whatever group it falls
+// in, so a row's result does not depend on how many rows share its batch (the continuous-batching
+// server gives a request the same tokens whoever else is running).
 template <class Row>
 void dot_rows_over(const float* x, int64_t x_stride, int64_t tokens, const Row& w, int64_t count, float* out,
                    int64_t out_stride) {
   int64_t t = 0;
 #ifdef OCTET_AVX512
-  const int64_t tail = count % 16;
-  const __mmask16 tail_mask = static_cast<__mmask16>((1u << tail) - 1);
-  // Eight, then four activation rows share each weight load (and its widening). Every row, in these
-  // paths and in the single-row path below, sums its products in the same order (one 16-lane
-  // accumulator, the masked tail last), so a row's result does not depend on how many rows share its
-  // batch: the continuous-batching server gives a request the same tokens whoever else is running.
-  for (; t + 8 <= tokens; t += 8) {
-    __m512 a[8];
-    for (int r = 0; r < 8; ++r) a[r] = _mm512_setzero_ps();
-    const float* x0 = x + t * x_stride;
-    int64_t i = 0;
-    for (; i + 16 <= count; i += 16) {
-      const __m512 wv = w.load(i);
-      for (int r = 0; r < 8; ++r) a[r] = _mm512_fmadd_ps(_mm512_loadu_ps(x0 + r * x_stride + i), wv, a[r]);
-    }
-    if (tail) {
-      const __m512 wv = w.load_tail(i, tail_mask);
-      for (int r = 0; r < 8; ++r) a[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail_mask, x0 + r * x_stride + i), wv, a[r]);
-    }
-    for (int r = 0; r < 8; ++r) out[(t + r) * out_stride] = _mm512_reduce_add_ps(a[r]);
-  }
-  for (; t + 4 <= tokens; t += 4) {
-    const float* x0 = x + t * x_stride;
-    const float* x1 = x0 + x_stride;
-    const float* x2 = x1 + x_stride;
-    const float* x3 = x2 + x_stride;
-    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= count; i += 16) {
-      const __m512 wv = w.load(i);
-      a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x0 + i), wv, a0);
-      a1 = _mm512_fmadd_ps(_mm512_loadu_ps(x1 + i), wv, a1);
-      a2 = _mm512_fmadd_ps(_mm512_loadu_ps(x2 + i), wv, a2);
-      a3 = _mm512_fmadd_ps(_mm512_loadu_ps(x3 + i), wv, a3);
-    }
-    if (tail) {
-      const __m512 wv = w.load_tail(i, tail_mask);
-      a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail_mask, x0 + i), wv, a0);
-      a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail_mask, x1 + i), wv, a1);
-      a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail_mask, x2 + i), wv, a2);
-      a3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail_mask, x3 + i), wv, a3);
-    }
-    out[(t + 0) * out_stride] = _mm512_reduce_add_ps(a0);
-    out[(t + 1) * out_stride] = _mm512_reduce_add_ps(a1);
-    out[(t + 2) * out_stride] = _mm512_reduce_add_ps(a2);
-    out[(t + 3) * out_stride] = _mm512_reduce_add_ps(a3);
-  }
-  for (; t < tokens; ++t) {
-    const float* xr = x + t * x_stride;
-    __m512 a0 = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= count; i += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(xr + i), w.load(i), a0);
-    if (tail) a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail_mask, xr + i), w.load_tail(i, tail_mask), a0);
-    out[t * out_stride] = _mm512_reduce_add_ps(a0);
-  }
+  for (; t + 8 <= tokens; t += 8) dot_group<8>(x + t * x_stride, x_stride, w, count, out + t * out_stride, out_stride);
+  for (; t + 4 <= tokens; t += 4) dot_group<4>(x + t * x_stride, x_stride, w, count, out + t * out_stride, out_stride);
+  for (; t < tokens; ++t) dot_group<1>(x + t * x_stride, x_stride, w, count, out + t * out_stride, out_stride);
 #else
   for (; t < tokens; ++t) {
     const float* xr = x + t * x_stride;
