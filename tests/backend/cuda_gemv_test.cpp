@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -97,6 +98,35 @@ TEST_F(CudaGemv, DecodeSizedGridsMatchThePlainKernel) {
   for (int64_t n : {6144, 8200}) {
     const Operand w = random_operand(n, 4096);
     check_against_plain_kernel(random_operand(1, 4096), {&w}, 4096);
+  }
+}
+
+// The one-row kernel's rounds (2 chunks a lane at 8 blocks a SM for k <= 4096 by default, 4 for longer
+// rows; OCTET_CUDA_GEMV_ROUNDS=4 or 2x8 either everywhere) add the same products in the same order: the
+// same bits, at k with whole rounds, partial rounds and the tail loop (16 … 14336), for a block's worth
+// of rows and for Llama-3.1-8B's q/k/v grid. An unknown value is refused by name.
+TEST_F(CudaGemv, OneRowRoundsGiveTheSameBits) {
+  const testing::ScopedEnvironment cuda_cores("OCTET_CUDA_TENSOR_GEMV", "0");
+  for (int64_t k : {16, 48, 1040, 2064, 4096, 4112, 14336}) {
+    for (int64_t n : {77, 6144}) {
+      const Operand w = random_operand(n, k), x = random_operand(1, k);
+      const auto want = gemv(x, {&w}, k);
+      for (const char* rounds_of : {"4", "2x8"}) {
+        const testing::ScopedEnvironment rounds("OCTET_CUDA_GEMV_ROUNDS", rounds_of);
+        const auto got = gemv(x, {&w}, k);
+        ASSERT_EQ(got[0].size(), want[0].size());
+        EXPECT_EQ(std::memcmp(got[0].data(), want[0].data(), want[0].size() * sizeof(float)), 0)
+            << "OCTET_CUDA_GEMV_ROUNDS=" << rounds_of << ", n " << n << " × k " << k;
+      }
+    }
+  }
+  const Operand w = random_operand(8, 64), x = random_operand(1, 64);
+  const testing::ScopedEnvironment rounds("OCTET_CUDA_GEMV_ROUNDS", "3");
+  try {
+    gemv(x, {&w}, 64);
+    ADD_FAILURE() << "OCTET_CUDA_GEMV_ROUNDS=3 was accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("OCTET_CUDA_GEMV_ROUNDS is '3'"), std::string::npos) << e.what();
   }
 }
 

@@ -3,8 +3,8 @@
 // bytes dominate, so the roofline is n·k / read bandwidth (e.g. 28672×8192: 235 MB, ≈ 78 µs at 3 TB/s).
 //
 // Two kernels. gemv_e4m3_kernel (CUDA cores, 1–8 rows): one warp per output row, each lane streams
-// 16-byte chunks of the weight row in rounds of 4 (the first before the wait for the previous
-// kernel), widens E4M3 pairs to half2 in hardware and accumulates in float32 (products of E4M3 values
+// 16-byte chunks of the weight row in rounds of 4, or of 2 at k <= 4096 (the first before the wait for
+// the previous kernel), widens E4M3 pairs to half2 in hardware and accumulates in float32 (products of E4M3 values
 // are exact in float32; half accumulation would overflow at 448²). gemv_e4m3_mma_kernel (tensor
 // cores, k a multiple of 64, up to 16 rows): see its comment. Which one a shape takes is
 // use_tensor_cores' choice (OCTET_CUDA_TENSOR_GEMV); whether the backend gives a shape to the GEMV at
@@ -34,6 +34,15 @@ namespace {
 
 constexpr int kWarpsPerBlock = 8;
 constexpr int kUnroll = 4;
+
+// Launch bounds' blocks a SM, within what the SM holds: sm_89 holds 1536 threads (6 blocks of 256), sm_90 2048.
+constexpr int resident_blocks_wanted(int blocks) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+  return blocks > 6 ? 6 : blocks;
+#else
+  return blocks;
+#endif
+}
 
 __device__ __forceinline__ float2 widen_pair(uint16_t pair) {
   __half2_raw raw = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(pair), __NV_E4M3);
@@ -70,8 +79,11 @@ __device__ __forceinline__ int group_member(const GemvGroup& group, int64_t rows
   return member;
 }
 
-template <int Rows>
-__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+// Unroll: chunks a lane loads per round; MinBlocks: resident blocks a SM the registers must allow (0
+// leaves the compiler free). Every instance adds the same products in the same order (a lane's chunks
+// lane, lane + 32, … one after the other): the same bits.
+template <int Rows, int Unroll = kUnroll, int MinBlocks = 0>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32, resident_blocks_wanted(MinBlocks))
 gemv_e4m3_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_scales, GemvGroup group, int64_t k) {
   const int lane = threadIdx.x % 32;
   int64_t first_row = 0;
@@ -86,25 +98,26 @@ gemv_e4m3_kernel(const uint8_t* __restrict__ x, const float* __restrict__ row_sc
   float acc[Rows];
 #pragma unroll
   for (int m = 0; m < Rows; ++m) acc[m] = 0.0f;
+  auto full_round = [&](int64_t from) { return from + 32 * (Unroll - 1) < chunks; };
+  auto load_round = [&](int64_t from, uint4* into) {
+#pragma unroll
+    for (int u = 0; u < Unroll; ++u) into[u] = __ldcs(weights + from + 32 * u);  // streamed once: do not keep in L2
+  };
 
   // The first pass's weight chunks are loaded before waiting for the kernel that wrote x (launch.cuh):
   // weights do not change during a step, and their DRAM latency then overlaps that kernel's tail.
   // The loop's first iteration uses them: the same sums in the same order.
   int64_t c = lane;
-  uint4 wv[kUnroll];
-  bool prefetched = row < n && c + 32 * (kUnroll - 1) < chunks;
-  if (prefetched)
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) wv[u] = __ldcs(weights + c + 32 * u);  // streamed once: do not keep in L2
+  uint4 wv[Unroll];
+  bool prefetched = row < n && full_round(c);
+  if (prefetched) load_round(c, wv);
   await_earlier_kernels();
   if (row >= n) return;
-  for (; c + 32 * (kUnroll - 1) < chunks; c += 32 * kUnroll) {
-    if (!prefetched)
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) wv[u] = __ldcs(weights + c + 32 * u);
+  for (; full_round(c); c += 32 * Unroll) {
+    if (!prefetched) load_round(c, wv);
     prefetched = false;
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u)
+    for (int u = 0; u < Unroll; ++u)
 #pragma unroll
       for (int m = 0; m < Rows; ++m)
         acc[m] += dot16(wv[u], __ldg(reinterpret_cast<const uint4*>(x + m * k) + c + 32 * u));
@@ -300,6 +313,25 @@ bool five_blocks_a_sm() {
   return value == nullptr || std::string_view(value) != "1";
 }
 
+// The one-row CUDA-core kernel's rounds. By default rows of k <= 4096 (Llama-3.1-8B's q/k/v, o and
+// gate/up) take rounds of 2 chunks a lane at 8 blocks a SM (32 registers: the most warps, q/k/v's 768
+// blocks in one wave) and longer rows rounds of 4 (48 registers, 5 blocks): on the H200 at 8B b1,
+// 2.858–2.859 ms a step against 2.906–2.908 with rounds of 4 everywhere and 2.883–2.884 with rounds of 2
+// everywhere (docs/PERFORMANCE.md version 14). OCTET_CUDA_GEMV_ROUNDS (read at each launch, for
+// measuring; a recorded step keeps the kernel it was recorded with): "4" rounds of 4 everywhere, "2x8"
+// rounds of 2 everywhere.
+constexpr int64_t kTwoChunkRoundsUpToK = 4096;
+enum class OneRowRounds { two_at_eight, four };
+OneRowRounds one_row_rounds(int64_t k) {
+  const char* value = std::getenv("OCTET_CUDA_GEMV_ROUNDS");
+  if (value == nullptr || *value == '\0')
+    return k <= kTwoChunkRoundsUpToK ? OneRowRounds::two_at_eight : OneRowRounds::four;
+  const std::string_view v(value);
+  if (v == "4") return OneRowRounds::four;
+  if (v == "2x8") return OneRowRounds::two_at_eight;
+  fail("OCTET_CUDA_GEMV_ROUNDS is '{}', expected 4 or 2x8 (unset: by k)", v);
+}
+
 bool use_tensor_cores(int64_t rows, int64_t n, int64_t k) {
   if (k % 64 != 0) return false;
   switch (tensor_core_gemv()) {
@@ -385,7 +417,10 @@ void launch_gemv_e4m3_group(const uint8_t* x, const float* row_scales, int64_t r
   const LaunchShape shape{dim3(static_cast<unsigned>(total_blocks)), dim3(kWarpsPerBlock * 32)};
   const auto run = [&](auto kernel) { launch_kernel(kernel, shape, s, x, row_scales, group, k); };
   switch (rows) {
-    case 1: run(gemv_e4m3_kernel<1>); break;
+    case 1:
+      if (one_row_rounds(k) == OneRowRounds::two_at_eight) run(gemv_e4m3_kernel<1, 2, 8>);
+      else run(gemv_e4m3_kernel<1>);
+      break;
     case 2: run(gemv_e4m3_kernel<2>); break;
     case 3: run(gemv_e4m3_kernel<3>); break;
     case 4: run(gemv_e4m3_kernel<4>); break;
