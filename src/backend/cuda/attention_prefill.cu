@@ -154,12 +154,16 @@ __device__ __forceinline__ void softmax_tile(float (&s)[kTilePositions / 8][4], 
     st.row_max[i] = new_max;
     st.row_sum[i] *= correction[i];
   }
+  // Once the rows' maxima settle the factors are exactly 1 in every lane: the warp skips the products (a
+  // product by 1 changes no bit).
+  if (__any_sync(0xFFFFFFFF, correction[0] != 1.0f || correction[1] != 1.0f)) {
 #pragma unroll
-  for (int n = 0; n < D / 8; ++n) {
-    st.o[n][0] *= correction[0];
-    st.o[n][1] *= correction[0];
-    st.o[n][2] *= correction[1];
-    st.o[n][3] *= correction[1];
+    for (int n = 0; n < D / 8; ++n) {
+      st.o[n][0] *= correction[0];
+      st.o[n][1] *= correction[0];
+      st.o[n][2] *= correction[1];
+      st.o[n][3] *= correction[1];
+    }
   }
 #pragma unroll
   for (int j = 0; j < kTilePositions / 8; ++j)
