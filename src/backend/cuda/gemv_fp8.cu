@@ -3,12 +3,12 @@
 // bytes dominate, so the roofline is n·k / read bandwidth (e.g. 28672×8192: 235 MB, ≈ 78 µs at 3 TB/s).
 //
 // Two kernels. gemv_e4m3_kernel (CUDA cores, 1–8 rows): one warp per output row, each lane streams
-// 16-byte chunks of the weight row in rounds of 4, or of 2 at k <= 4096 (the first before the wait for
-// the previous kernel), widens E4M3 pairs to half2 in hardware and accumulates in float32 (products of E4M3 values
-// are exact in float32; half accumulation would overflow at 448²). gemv_e4m3_mma_kernel (tensor
-// cores, k a multiple of 64, up to 16 rows): see its comment. Which one a shape takes is
-// use_tensor_cores' choice (OCTET_CUDA_TENSOR_GEMV); whether the backend gives a shape to the GEMV at
-// all is gemv_e4m3_preferred's.
+// 16-byte chunks of the weight row in rounds of 4, or of 2 at k <= 4096 (the first before the wait
+// for the previous kernel), widens E4M3 pairs to half2 in hardware and accumulates in float32
+// (products of E4M3 values are exact in float32; half accumulation would overflow at 448²).
+// gemv_e4m3_mma_kernel (tensor cores, k a multiple of 64, up to 16 rows): see its comment. Which one
+// a shape takes is use_tensor_cores' choice (OCTET_CUDA_TENSOR_GEMV); whether the backend gives a
+// shape to the GEMV at all is gemv_e4m3_preferred's.
 //
 // A group of weights sharing the input (q/k/v, gate/up) runs as one launch: blocks are dealt out to
 // the weights in order, so small matrices such as k and v (1024 rows: 128 blocks alone, fewer than
