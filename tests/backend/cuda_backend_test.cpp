@@ -304,33 +304,45 @@ TEST_F(CudaVsCpu, NormsRopeSwigluAdd) {
   EXPECT_LT(error(a), 1e-5);
 }
 
-// OCTET_CUDA_PROBE_SKIP (timing only) leaves the named kernels out of steps of up to 8 rows: the
-// outputs stay poisoned there and are computed above; an unknown name is refused, naming it.
+// OCTET_CUDA_PROBE_SKIP (timing only) leaves the named kernels out of steps of up to 8 rows, or of up
+// to OCTET_CUDA_PROBE_ROWS: the outputs stay poisoned there and are computed above; an unknown name or
+// a bad row count is refused, naming it.
 TEST_F(CudaVsCpu, ProbeSkipLeavesNamedKernelsOutOfSmallStepsOnly) {
-  use_backend_with("OCTET_CUDA_PROBE_SKIP", "norm,swiglu");
-  for (const int64_t rows : {8, 9}) {
-    const int64_t cols = 128;
-    auto x = testing::random_normal(rng_, rows * cols), y = testing::random_normal(rng_, rows * cols);
-    auto w = testing::random_normal(rng_, cols);
-    auto wc = cpu_->make_vector(w.data(), cols);
-    auto wg = gpu_->make_vector(w.data(), cols);
-    Pair a = pair(rows, cols, x), b = pair(rows, cols, y), normed = poisoned(rows, cols), act = poisoned(rows, cols);
-    cpu_->rmsnorm(*a.cpu, *wc, 1e-5f, *normed.cpu);
-    gpu_->rmsnorm(*a.gpu, *wg, 1e-5f, *normed.gpu);
-    cpu_->swiglu(*a.cpu, *b.cpu, *act.cpu);
-    gpu_->swiglu(*a.gpu, *b.gpu, *act.gpu);
-    if (rows <= 8) {
-      EXPECT_EQ(error(normed), INFINITY) << "the norm ran at " << rows << " rows";  // still poisoned
-      EXPECT_EQ(error(act), INFINITY) << "SwiGLU ran at " << rows << " rows";
-    } else {
-      EXPECT_LT(error(normed), 1e-6);
-      EXPECT_LT(error(act), 1e-6);
+  struct Case { const char* limit; int64_t largest_skipped; };
+  for (const Case c : {Case{nullptr, 8}, Case{"64", 64}}) {
+    {
+      const testing::ScopedEnvironment rows_limit("OCTET_CUDA_PROBE_ROWS", c.limit);
+      use_backend_with("OCTET_CUDA_PROBE_SKIP", "norm,swiglu");
+    }
+    for (const int64_t rows : {c.largest_skipped, c.largest_skipped + 1}) {
+      const int64_t cols = 128;
+      auto x = testing::random_normal(rng_, rows * cols), y = testing::random_normal(rng_, rows * cols);
+      auto w = testing::random_normal(rng_, cols);
+      auto wc = cpu_->make_vector(w.data(), cols);
+      auto wg = gpu_->make_vector(w.data(), cols);
+      Pair a = pair(rows, cols, x), b = pair(rows, cols, y), normed = poisoned(rows, cols), act = poisoned(rows, cols);
+      cpu_->rmsnorm(*a.cpu, *wc, 1e-5f, *normed.cpu);
+      gpu_->rmsnorm(*a.gpu, *wg, 1e-5f, *normed.gpu);
+      cpu_->swiglu(*a.cpu, *b.cpu, *act.cpu);
+      gpu_->swiglu(*a.gpu, *b.gpu, *act.gpu);
+      if (rows <= c.largest_skipped) {
+        EXPECT_EQ(error(normed), INFINITY) << "the norm ran at " << rows << " rows";  // still poisoned
+        EXPECT_EQ(error(act), INFINITY) << "SwiGLU ran at " << rows << " rows";
+      } else {
+        EXPECT_LT(error(normed), 1e-6) << rows << " rows";
+        EXPECT_LT(error(act), 1e-6) << rows << " rows";
+      }
     }
   }
   for (const char* bad : {"nrom", "norm,,attn", "attn,"}) {
     const testing::ScopedEnvironment environment("OCTET_CUDA_PROBE_SKIP", bad);
     testing::expect_parts(testing::error_of([] { make_cuda_backend(0); }),
                           {"OCTET_CUDA_PROBE_SKIP", std::string("'") + bad + "'", "norm, quant, rope, attn, swiglu, linears"});
+  }
+  for (const char* bad : {"0", "4097", "8x", "-1"}) {
+    const testing::ScopedEnvironment environment("OCTET_CUDA_PROBE_ROWS", bad);
+    testing::expect_parts(testing::error_of([] { make_cuda_backend(0); }),
+                          {"OCTET_CUDA_PROBE_ROWS", std::string("'") + bad + "'", "1 to 4096"});
   }
 }
 

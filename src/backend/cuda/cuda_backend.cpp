@@ -50,6 +50,17 @@ std::string probe_skip_setting() {
   return "," + std::string(list) + ",";
 }
 
+// OCTET_CUDA_PROBE_ROWS: the largest step OCTET_CUDA_PROBE_SKIP applies to, 1–4096 rows; unset or empty: 8.
+int64_t probe_rows_setting() {
+  const char* value = std::getenv("OCTET_CUDA_PROBE_ROWS");
+  if (value == nullptr || *value == '\0') return 8;
+  char* end = nullptr;
+  const long long rows = std::strtoll(value, &end, 10);
+  if (*end != '\0' || rows < 1 || rows > 4096)
+    fail("OCTET_CUDA_PROBE_ROWS is '{}', expected a row count from 1 to 4096", value);
+  return rows;
+}
+
 // OCTET_CUDA_DECODE_ATTENTION: "v2" the grouped decode kernel for every batch, "v1" the one before
 // it; unset or "auto": v1 below kMinGroupedDecodeTokens tokens, v2 from there.
 std::optional<DecodeAttention> decode_attention_kernel() {
@@ -79,8 +90,8 @@ CudaBackend::CudaBackend(int device)
   }
   gemm_ = std::make_unique<CublasLtGemm>();
   if (!probe_skip_.empty())
-    std::fprintf(stderr, "OCTET_CUDA_PROBE_SKIP=%s: those kernels are left out of steps of up to 8 rows, outputs are wrong (for timing only)\n",
-                 std::getenv("OCTET_CUDA_PROBE_SKIP"));
+    std::fprintf(stderr, "OCTET_CUDA_PROBE_SKIP=%s: those kernels are left out of steps of up to %lld rows, outputs are wrong (for timing only)\n",
+                 std::getenv("OCTET_CUDA_PROBE_SKIP"), static_cast<long long>(probe_rows_));
 }
 
 CudaBackend::~CudaBackend() {

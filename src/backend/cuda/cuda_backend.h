@@ -45,6 +45,7 @@ bool switched_on(const char* variable);
 bool switched_on_explicitly(const char* variable);
 std::optional<DecodeAttention> decode_attention_kernel();
 std::string probe_skip_setting();  // OCTET_CUDA_PROBE_SKIP, checked: "" or ",name,name,"
+int64_t probe_rows_setting();        // OCTET_CUDA_PROBE_ROWS, checked: 1–4096 (default 8)
 int64_t l2_prefetch_bytes_setting();       // cuda_backend_prefetch.cpp
 bool l2_prefetch_evict_last_setting();
 
@@ -188,12 +189,14 @@ class CudaBackend final : public Backend {
   bool fused_products_ = switched_on("OCTET_CUDA_FUSED_PRODUCTS");        // see linear_add_rmsnorm()
   bool fused_qkv_rope_ = switched_on("OCTET_CUDA_FUSED_QKV_ROPE");        // see linear_qkv_rope_kv_write()
   // For timing only: OCTET_CUDA_PROBE_SKIP=norm,quant,rope,attn,swiglu,linears (any of them) leaves
-  // those launches out of steps of up to 8 rows, so that a recorded step's time without them prices
-  // them in place, overlaps included (ncu times kernels one by one). The outputs are then wrong; the
-  // backend says so on stderr when it is made.
+  // those launches out of steps of up to OCTET_CUDA_PROBE_ROWS rows (default 8: a 128-token prefill
+  // stays whole), so that a recorded step's time without them prices them in place, overlaps included
+  // (ncu times kernels one by one). The outputs are then wrong; the backend says so on stderr when it
+  // is made.
   std::string probe_skip_ = probe_skip_setting();
+  int64_t probe_rows_ = probe_rows_setting();
   bool probe_skips(const char* op, int64_t rows) const {
-    if (rows > 8 || probe_skip_.empty()) return false;
+    if (rows > probe_rows_ || probe_skip_.empty()) return false;
     return probe_skip_.find("," + std::string(op) + ",") != std::string::npos;
   }
   // OCTET_CUDA_GROUPED_GEMM=0: fused groups run one GEMM per member (for comparison); =all: one GEMM
