@@ -23,6 +23,7 @@
 # The GGUF (94 MiB) is larger than one transfer, so it travels in two halves: a call that carries
 # .gpu_carry/part_a leaves it in /root (kept while the machine stays warm); a call that carries
 # part_b joins the two. With either half missing the real-model tests are skipped, saying so.
+# tools/make_gpu_carry.sh builds .gpu_carry from this machine's Debian packages.
 # pcre2's header and library travel in .gpu_carry/pcre2 (the machine has no libpcre2-dev); the
 # carry folder is looked for here and one level up (the checkout may sit inside the lead's tree).
 # Stages past the time budget (default 440 s) are skipped, so the call ends inside its limit.
