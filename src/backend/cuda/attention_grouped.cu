@@ -24,6 +24,7 @@
 // split weights first, a warp per head, then every output with all its splits' loads in flight.
 #include "backend/cuda/attention_grouped.cuh"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/integer_setting.h"
 #include "backend/cuda/launch.cuh"
 #include "backend/cuda/kv_layout.cuh"
 #include "backend/cuda/mma_bf16.cuh"
@@ -569,13 +570,7 @@ void launch_storage(int64_t head_dim, dim3 grid, cudaStream_t s, const Args&... 
 // The blocks the splits aim for: kTargetBlocks, or OCTET_CUDA_GROUPED_ATTENTION_BLOCKS (for tuning;
 // read at every call, so that the scratch and the launch of a step agree while it stays set).
 int64_t target_blocks() {
-  const char* value = std::getenv("OCTET_CUDA_GROUPED_ATTENTION_BLOCKS");
-  if (value == nullptr || *value == '\0') return kTargetBlocks;
-  char* end = nullptr;
-  const long long blocks = std::strtoll(value, &end, 10);
-  if (*end != '\0' || blocks < 1 || blocks > (1 << 20))
-    fail("OCTET_CUDA_GROUPED_ATTENTION_BLOCKS is '{}', expected a block count from 1 to 1048576", value);
-  return blocks;
+  return integer_setting("OCTET_CUDA_GROUPED_ATTENTION_BLOCKS", kTargetBlocks, 1, 1 << 20, "a block count");
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // norms, SwiGLU, residual adds, sampling and copies; the GPU probe and make_cuda_backend.
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/integer_setting.h"
 #include "backend/cuda/programmatic_launch.h"
 #include "backend/device.h"
 
@@ -51,15 +52,7 @@ std::string probe_skip_setting() {
 }
 
 // OCTET_CUDA_PROBE_ROWS: the largest step OCTET_CUDA_PROBE_SKIP applies to, 1–4096 rows; unset or empty: 8.
-int64_t probe_rows_setting() {
-  const char* value = std::getenv("OCTET_CUDA_PROBE_ROWS");
-  if (value == nullptr || *value == '\0') return 8;
-  char* end = nullptr;
-  const long long rows = std::strtoll(value, &end, 10);
-  if (*end != '\0' || rows < 1 || rows > 4096)
-    fail("OCTET_CUDA_PROBE_ROWS is '{}', expected a row count from 1 to 4096", value);
-  return rows;
-}
+int64_t probe_rows_setting() { return integer_setting("OCTET_CUDA_PROBE_ROWS", 8, 1, 4096, "a row count"); }
 
 // OCTET_CUDA_DECODE_ATTENTION: "v2" the grouped decode kernel for every batch, "v1" the one before
 // it; unset or "auto": v1 below kMinGroupedDecodeTokens tokens, v2 from there.

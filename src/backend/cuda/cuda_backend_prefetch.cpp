@@ -10,6 +10,7 @@
 // version 11).
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/integer_setting.h"
 
 #include <algorithm>
 #include <cstdlib>
@@ -32,12 +33,7 @@ std::pair<const void*, int64_t> streamed_fp8_bytes(const CudaLinear& w) {
 
 int64_t l2_prefetch_bytes_setting() {
   constexpr int64_t kDefaultMiB = 4;
-  const char* value = std::getenv("OCTET_CUDA_L2_PREFETCH_MB");
-  if (value == nullptr || *value == '\0') return kDefaultMiB << 20;
-  char* end = nullptr;
-  const long mib = std::strtol(value, &end, 10);
-  if (*end != '\0' || mib < 0 || mib > 4096) fail("OCTET_CUDA_L2_PREFETCH_MB is '{}', expected MiB from 0 to 4096", value);
-  return static_cast<int64_t>(mib) << 20;
+  return integer_setting("OCTET_CUDA_L2_PREFETCH_MB", kDefaultMiB, 0, 4096, "MiB") << 20;
 }
 
 bool l2_prefetch_evict_last_setting() {
