@@ -32,7 +32,7 @@ cp /usr/include/httplib.h /usr/include/zlib.h /usr/include/zconf.h "$carry/httpl
 cp -r /usr/include/openssl /usr/include/brotli "$carry/httplib/include/"
 cp /usr/include/x86_64-linux-gnu/openssl/* "$carry/httplib/include/openssl/"
 cp -P "$lib"/libcpp-httplib.so* "$lib"/libbrotli*.so.1* "$carry/httplib/lib/"
-# cpp-httplib.pc names these in Requires.private: header-only stand-ins at the versions it asks for.
+# cpp-httplib.pc names these in Requires.private: header-only stand-ins, at this machine's versions.
 for name in openssl zlib libbrotlicommon libbrotlidec libbrotlienc; do
   cat >"$carry/httplib/lib/pkgconfig/$name.pc" <<PC
 prefix=\${pcfiledir}/../..
