@@ -82,7 +82,7 @@ stage_tests() {
 stage_model() {
   [[ -f "$model" ]] || return 0
   echo "== real model" >>"$out/tests.log"
-  timeout 150 build-gpu/octet_tests --gtest_filter='LlamaReference.Cuda*' >>"$out/tests.log" 2>&1
+  timeout 400 build-gpu/octet_tests --gtest_filter="${MODEL_FILTER:-LlamaReference.Cuda*}" >>"$out/tests.log" 2>&1
   note "SmolLM2 CUDA vs CPU: rc $? — $(grep -E 'agreement|^\[  (PASSED|FAILED) ' "$out/tests.log" | tail -3 | tr '\n' ' ')"
   timeout 30 build-gpu/octet bench --device cuda --precision fp8,bf16 >>"$out/bench.txt" 2>&1
 }

@@ -43,6 +43,7 @@ struct EngineSettings {
   double gpu_memory_utilization = 0.90;
   std::string engine_dir;
   std::string kv_cache_dtype = "float8_e4m3fn";  // resolved: float8_e4m3fn | float8_e5m2 | bf16 | f32
+  Numerics numerics = Numerics::fast;
 };
 
 struct PlannerSettings {

@@ -16,6 +16,10 @@ enum class Device { auto_select, cpu, cuda };
 // auto (what a pre-quantized checkpoint stores, else the engine's default), bf16, or fp8 (E4M3 with
 // one float scale per vocabulary row). Other precisions keep them in that precision.
 enum class VocabPrecision { auto_select, bf16, fp8 };
+// How the backend orders and rounds its arithmetic (engine.numerics). fast: each backend's fastest
+// kernels, whose results agree to rounding; reproducible: the same bits on every backend (the CPU
+// and the GPU give identical logits), at a cost in speed (docs/ACCURACY.md, "Reproducible numerics").
+enum class Numerics { fast, reproducible };
 
 Precision parse_precision(std::string_view name);  // "fp8" | "bf16" | "f32"
 std::string_view precision_name(Precision precision);
@@ -23,6 +27,8 @@ Device parse_device(std::string_view name);  // "auto" | "cpu" | "cuda"
 VocabPrecision parse_vocab_precision(std::string_view name);  // "auto" | "bf16" | "fp8"
 std::string_view vocab_precision_name(VocabPrecision precision);
 std::string_view device_name(Device device);
+Numerics parse_numerics(std::string_view name);  // "fast" | "reproducible"
+std::string_view numerics_name(Numerics numerics);
 
 struct EngineOptions {
   std::string model_path;  // a GGUF file or a Hugging Face directory (BF16/F16/F32, ModelOpt or compressed-tensors FP8)
@@ -36,6 +42,7 @@ struct EngineOptions {
   std::string kv_cache_dtype = "float8_e4m3fn";  // fp8 precision only; "float8_e5m2" selectable
   VocabPrecision lm_head_precision = VocabPrecision::auto_select;    // fp8 only: bf16 or fp8 needs precision fp8
   VocabPrecision embedding_precision = VocabPrecision::auto_select;
+  Numerics numerics = Numerics::fast;
 };
 
 struct GenerationParams {

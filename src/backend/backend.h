@@ -322,6 +322,7 @@ class Backend {
 void check_sample_rows(const Activations& logits, std::span<const int64_t> rows, std::span<const RowSampling> per_row,
                        std::span<int32_t> tokens_out);
 
-std::unique_ptr<Backend> make_cpu_backend(int threads);
+// numerics reproducible: the ops of backend/canonical_numerics.h, the same bits as the CUDA backend's.
+std::unique_ptr<Backend> make_cpu_backend(int threads, Numerics numerics = Numerics::fast);
 
 }  // namespace octet::backend

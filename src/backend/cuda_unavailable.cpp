@@ -10,7 +10,7 @@ CudaStatus probe_cuda() {
   return status;
 }
 
-std::unique_ptr<Backend> make_cuda_backend(int) { fail("{}", probe_cuda().reason); }
+std::unique_ptr<Backend> make_cuda_backend(int, Numerics) { fail("{}", probe_cuda().reason); }
 double measure_copy_bandwidth_bytes_per_s(int) { fail("{}", probe_cuda().reason); }
 double measure_fp8_gemm_flops(int) { fail("{}", probe_cuda().reason); }
 uint64_t device_memory_used_bytes(int) { return 0; }

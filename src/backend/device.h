@@ -40,6 +40,7 @@ double measure_fp8_gemm_flops(int device_index);
 uint64_t device_memory_used_bytes(int device_index);
 
 // Throws octet::Error when no GPU can be used, or when FP8 is asked of a GPU below compute 8.9.
-std::unique_ptr<Backend> make_cuda_backend(int device_index);
+// numerics reproducible: the kernels of cuda/reproducible.cu, the same bits as the CPU backend's.
+std::unique_ptr<Backend> make_cuda_backend(int device_index, Numerics numerics = Numerics::fast);
 
 }  // namespace octet::backend

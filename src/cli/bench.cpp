@@ -109,12 +109,13 @@ void run_model_bench(const BenchFlags& flags) {
     o.decode_steps = flags.decode_steps;
     o.sync_each_step = flags.sync_each_step;
     o.threads = flags.engine.threads;
+    o.numerics = configured.numerics;
     reports.push_back(engine::run_model_bench(o));
   }
   if (flags.json) {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& r : reports) {
-      nlohmann::json j = {{"device", r.device}, {"model", r.model}, {"precision", r.precision},
+      nlohmann::json j = {{"device", r.device}, {"model", r.model}, {"precision", r.precision}, {"numerics", r.numerics},
                           {"parameters", r.parameters}, {"weight_bytes", r.weight_bytes},
                           {"copy_bandwidth_gb_s", r.copy_bandwidth_bytes_per_s / 1e9},
                           {"fp8_gemm_tflops", r.fp8_gemm_flops / 1e12},
@@ -133,7 +134,8 @@ void run_model_bench(const BenchFlags& flags) {
     return;
   }
   for (const auto& r : reports) {
-    fmt::print("{} · {} · {} parameters · weights {} · device {}\n", r.model, r.precision, format_count(r.parameters),
+    fmt::print("{} · {}{} · {} parameters · weights {} · device {}\n", r.model, r.precision,
+               r.numerics == "reproducible" ? " (reproducible numerics)" : "", format_count(r.parameters),
                format_bytes(r.weight_bytes), r.device);
     if (r.copy_bandwidth_bytes_per_s > 0)
       fmt::print("measured ceilings: copy {:.0f} GB/s (read + write), FP8 GEMM 8192³ {:.0f} TFLOP/s\n",

@@ -16,6 +16,9 @@ void EngineFlags::add_to(CLI::App& command, bool with_precision) {
                        ->check(CLI::NonNegativeNumber));
   given_.push_back(command.add_option("--kv-cache-dtype", kv_cache_dtype, "FP8 KV-cache format: float8_e4m3fn or float8_e5m2")
                        ->check(CLI::IsMember({"float8_e4m3fn", "float8_e5m2"})));
+  given_.push_back(command.add_option("--numerics", numerics,
+                                      "fast (default) or reproducible: the same bits on the CPU and the GPU, slower")
+                       ->check(CLI::IsMember({"fast", "reproducible"})));
 }
 
 void EngineFlags::apply_to(EngineOptions& o) const {
@@ -29,6 +32,7 @@ void EngineFlags::apply_to(EngineOptions& o) const {
   if (given(3)) o.threads = threads;
   if (given(4)) o.max_context = max_context;
   if (given(5)) o.kv_cache_dtype = kv_cache_dtype;
+  if (given(6)) o.numerics = parse_numerics(numerics);
 }
 
 

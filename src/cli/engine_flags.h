@@ -17,13 +17,14 @@ struct EngineFlags {
   int threads = 0;
   int64_t max_context = 0;
   std::string kv_cache_dtype = "float8_e4m3fn";
+  std::string numerics = "fast";
 
   void add_to(CLI::App& command, bool with_precision = true);
   // Flags given on the command line override what the configuration resolved.
   void apply_to(EngineOptions& options) const;
 
  private:
-  std::vector<CLI::Option*> given_;  // model, precision, device, threads, max_context, kv_cache_dtype
+  std::vector<CLI::Option*> given_;  // model, precision, device, threads, max_context, kv_cache_dtype, numerics
 };
 
 struct SamplingFlags {

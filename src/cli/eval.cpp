@@ -24,6 +24,7 @@ struct EvalFlags {
   std::string embedding = "auto";
   int64_t window = 512;
   int threads = 0;
+  std::string numerics = "fast";
   bool json = false;
 };
 
@@ -41,11 +42,12 @@ void run_eval(const EvalFlags& flags) {
   options.candidate_embedding = parse_vocab_precision(flags.embedding);
   options.window_tokens = flags.window;
   options.threads = flags.threads;
+  options.candidate_numerics = parse_numerics(flags.numerics);
   const eval::TextComparison r = eval::compare_on_text(options);
   if (flags.json) {
     nlohmann::json out = {{"model", options.model_path}, {"text", flags.text_file}, {"positions", r.positions},
                           {"precision", flags.precision}, {"baseline", flags.baseline},
-                          {"lm_head_precision", flags.lm_head}, {"embedding_precision", flags.embedding},
+                          {"lm_head_precision", flags.lm_head}, {"embedding_precision", flags.embedding}, {"numerics", flags.numerics},
                           {"perplexity", r.candidate_perplexity}, {"baseline_perplexity", r.baseline_perplexity},
                           {"top1_agreement", r.top1_agreement}, {"mean_kl", r.mean_kl}};
     fmt::print("{}\n", json_output(out));
@@ -73,6 +75,8 @@ void register_eval(CLI::App& app, const std::vector<std::string>& overrides) {
       ->check(CLI::IsMember({"auto", "bf16", "fp8"}));
   command->add_option("--window", flags->window, "Tokens per scoring window (default 512)")->check(CLI::Range(2, 8192));
   command->add_option("--threads", flags->threads, "CPU threads (0: all cores)");
+  command->add_option("--numerics", flags->numerics, "The candidate's numerics: fast (default) or reproducible")
+      ->check(CLI::IsMember({"fast", "reproducible"}));
   command->add_flag("--json", flags->json, "Print JSON");
   command->callback([flags, overrides] {
     if (!overrides.empty()) fail("octet eval takes its settings as flags, not key=value overrides ({})", overrides.front());

@@ -88,6 +88,10 @@ std::vector<KeyInfo> make_schema() {
       {.name = "engine.kv_cache_dtype", .type = T::choice, .default_yaml = "auto",
        .allowed = {"auto", "float8_e4m3fn", "float8_e5m2"},
        .doc = "FP8 format of the KV cache; auto: quantization.data_type. Ignored when the KV cache is not FP8."},
+      {.name = "engine.numerics", .type = T::choice, .default_yaml = "fast", .allowed = {"fast", "reproducible"},
+       .doc = "fast: each backend's fastest kernels (the CPU and the GPU agree to rounding); reproducible: the "
+              "same bits on every backend and thread count, every sum in one fixed order (exact for FP8 "
+              "products), much slower on the GPU (docs/ACCURACY.md, \"Reproducible numerics\")."},
 
       {.name = "planner.mode", .type = T::choice, .default_yaml = "auto", .allowed = {"local", "api", "auto"},
        .doc = "local: the engine; api: an OpenAI-compatible server; auto: the engine, falling back to the "

@@ -59,6 +59,7 @@ Config build(ResolvedConfig resolved) {
   c.engine.tensor_parallel_size = static_cast<int>(r.integer("engine.tensor_parallel_size"));
   c.engine.gpu_memory_utilization = r.number("engine.gpu_memory_utilization");
   c.engine.engine_dir = r.text("engine.engine_dir");
+  c.engine.numerics = parse_numerics(r.text("engine.numerics"));
   const bool fp8_kv = c.llm.precision == Precision::fp8 && c.quantization.quantize_kv_cache;
   const std::string& kv_choice = r.text("engine.kv_cache_dtype");
   c.engine.kv_cache_dtype = !fp8_kv               ? (c.llm.precision == Precision::f32 ? "f32" : "bf16")
@@ -118,6 +119,7 @@ EngineOptions engine_options(const Config& config) {
   options.device = config.llm.device;
   options.threads = config.llm.threads;
   options.max_context = config.engine.max_context_length;
+  options.numerics = config.engine.numerics;
   if (config.llm.precision == Precision::fp8 && !config.quantization.quantize_kv_cache)
     fail(
         "quantization.quantize_kv_cache = false: the engine keeps the KV cache in FP8 when the precision is fp8 "

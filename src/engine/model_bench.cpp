@@ -42,12 +42,14 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
   const model::LlamaConfig config = model::config_from_hf_file(options.config_json);
   const backend::CudaStatus cuda = backend::probe_cuda();
   const bool use_cuda = options.device == Device::cuda || (options.device == Device::auto_select && cuda.available);
-  std::unique_ptr<backend::Backend> backend = use_cuda ? backend::make_cuda_backend(0) : backend::make_cpu_backend(options.threads);
+  std::unique_ptr<backend::Backend> backend = use_cuda ? backend::make_cuda_backend(0, options.numerics)
+                                                        : backend::make_cpu_backend(options.threads, options.numerics);
 
   ModelBenchReport report;
   report.device = use_cuda ? cuda.gpus.at(0).name : "cpu";
   report.model = options.config_json;
   report.precision = std::string(precision_name(options.precision));
+  report.numerics = std::string(numerics_name(options.numerics));
   report.parameters = config.parameter_count();
   if (use_cuda) {
     report.copy_bandwidth_bytes_per_s = backend::measure_copy_bandwidth_bytes_per_s(0);

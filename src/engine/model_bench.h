@@ -22,6 +22,7 @@ struct ModelBenchOptions {
   // off, the host queues step n + 1 while the device runs step n.
   bool sync_each_step = false;
   int threads = 0;
+  Numerics numerics = Numerics::fast;
 };
 
 struct PrefillResult {
@@ -45,6 +46,7 @@ struct ModelBenchReport {
   std::string device;
   std::string model;
   std::string precision;
+  std::string numerics;  // "fast" or "reproducible"
   int64_t parameters = 0;
   uint64_t weight_bytes = 0;
   double copy_bandwidth_bytes_per_s = 0;  // GPU only

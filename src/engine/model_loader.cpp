@@ -21,13 +21,13 @@ namespace octet::engine {
 constexpr uint64_t kProgressBarBytes = uint64_t{1} << 30;
 
 std::unique_ptr<backend::Backend> choose_backend(const EngineOptions& options) {
-  if (options.device == Device::cpu) return backend::make_cpu_backend(options.threads);
+  if (options.device == Device::cpu) return backend::make_cpu_backend(options.threads, options.numerics);
   const backend::CudaStatus cuda = backend::probe_cuda();
   const BackendChoice choice = decide_backend(options.device, options.precision, cuda);
-  if (choice.cuda) return backend::make_cuda_backend(choice.gpu_index);
+  if (choice.cuda) return backend::make_cuda_backend(choice.gpu_index, options.numerics);
   if (!choice.notice.empty()) spdlog::warn("{}", choice.notice);
   else spdlog::info("running on the CPU: {}", cuda.reason);
-  return backend::make_cpu_backend(options.threads);
+  return backend::make_cpu_backend(options.threads, options.numerics);
 }
 
 namespace {

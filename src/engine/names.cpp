@@ -37,6 +37,16 @@ std::string_view device_name(Device device) {
   return "?";
 }
 
+Numerics parse_numerics(std::string_view name) {
+  if (name == "fast") return Numerics::fast;
+  if (name == "reproducible") return Numerics::reproducible;
+  fail("unknown numerics '{}': expected one of fast, reproducible", name);
+}
+
+std::string_view numerics_name(Numerics numerics) {
+  return numerics == Numerics::reproducible ? "reproducible" : "fast";
+}
+
 VocabPrecision parse_vocab_precision(std::string_view name) {
   if (name == "auto") return VocabPrecision::auto_select;
   if (name == "bf16") return VocabPrecision::bf16;

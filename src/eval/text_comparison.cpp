@@ -28,8 +28,8 @@ std::vector<double> log_softmax(const float* logits, int64_t vocab) {
 class ScoredModel {
  public:
   ScoredModel(const model::WeightSource& weights, const model::LlamaConfig& config, const model::ModelOptions& options,
-              int threads)
-      : backend_(backend::make_cpu_backend(threads)), model_(config, &weights, *backend_, options) {}
+              int threads, Numerics numerics = Numerics::fast)
+      : backend_(backend::make_cpu_backend(threads, numerics)), model_(config, &weights, *backend_, options) {}
 
   static model::ModelOptions options(Precision precision, int64_t window, VocabPrecision lm_head = VocabPrecision::auto_select,
                                      VocabPrecision embedding = VocabPrecision::auto_select) {
@@ -78,7 +78,7 @@ TextComparison compare_on_text(const TextComparisonOptions& options) {
   ScoredModel candidate_model(*weights, config,
                               ScoredModel::options(options.candidate, options.window_tokens, options.candidate_lm_head,
                                                    options.candidate_embedding),
-                              options.threads);
+                              options.threads, options.candidate_numerics);
   ScoredModel baseline_model(*weights, config, ScoredModel::options(options.baseline, options.window_tokens),
                              options.threads);
   for (int64_t begin = 0; begin + 1 < static_cast<int64_t>(ids.size()); begin += options.window_tokens) {

@@ -17,6 +17,7 @@ struct TextComparisonOptions {
   VocabPrecision candidate_embedding = VocabPrecision::auto_select;
   int64_t window_tokens = 512;  // the text is scored in independent windows of this many tokens
   int threads = 0;
+  Numerics candidate_numerics = Numerics::fast;  // the baseline runs the fast ops
 };
 
 struct TextComparison {

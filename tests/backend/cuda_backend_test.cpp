@@ -51,6 +51,23 @@ TEST_F(CudaVsCpu, LinearAllFormatsAndShapes) {
   }
 }
 
+// The GEMV's bounds, read at each linear, refuse a value they cannot use, naming the variable.
+TEST_F(CudaVsCpu, BadGemvBoundsAreRefusedByName) {
+  auto x = testing::random_normal(rng_, 2 * 64);
+  auto w = testing::random_normal(rng_, 16 * 64, 0.05f);
+  auto wg = gpu_->make_linear(w.data(), 16, 64, LinearSpec{});
+  Pair in = pair(2, 64, x), out = poisoned(2, 16);
+  for (const char* rows : {"17", "-1", "8x"}) {
+    const testing::ScopedEnvironment bad("OCTET_CUDA_GEMV_MAX_ROWS", rows);
+    testing::expect_parts(testing::error_of([&] { gpu_->linear(*in.gpu, *wg, *out.gpu); }),
+                          {"OCTET_CUDA_GEMV_MAX_ROWS", rows, "from 0 to 16"});
+  }
+  for (const char* large : {"64", "64,0", "64,64,"}) {
+    const testing::ScopedEnvironment bad("OCTET_CUDA_GEMV_LARGE", large);
+    testing::expect_parts(testing::error_of([&] { gpu_->linear(*in.gpu, *wg, *out.gpu); }), {"OCTET_CUDA_GEMV_LARGE", large});
+  }
+}
+
 // The tensor-core GEMV built for five resident blocks a SM (the default for 1–8 rows) and the compiler's
 // build (OCTET_CUDA_TENSOR_GEMV_BLOCKS=1) do the same sums: the same bits, and
 // within the FP8 1e-3 of the CPU. 2–8 rows (the tensor-core kernel from two rows) and one row of an

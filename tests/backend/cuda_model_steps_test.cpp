@@ -7,6 +7,7 @@
 #include "support/cuda_vs_cpu.h"
 #include "support/random.h"
 #include "support/scoped_environment.h"
+#include "support/tiny_llama.h"
 
 #include <gtest/gtest.h>
 
@@ -19,91 +20,6 @@
 
 namespace octet::backend {
 namespace {
-
-// Seeded host weights, identical for both backends.
-class RandomWeights final : public model::WeightSource {
- public:
-  explicit RandomWeights(uint64_t seed) : seed_(seed) {}
-  bool has(const std::string&) const override { return true; }
-  std::vector<float> load(const std::string& name, const std::vector<int64_t>& shape) const override {
-    int64_t count = 1;
-    for (int64_t d : shape) count *= d;
-    std::mt19937_64 rng(seed_ + std::hash<std::string>{}(name));
-    const bool norm = name.find("norm") != std::string::npos;
-    auto values = testing::random_normal(rng, static_cast<size_t>(count), norm ? 0.1f : 0.05f);
-    if (norm)
-      for (auto& v : values) v += 1.0f;
-    return values;
-  }
-
- private:
-  uint64_t seed_;
-};
-
-model::LlamaConfig tiny_config() {
-  model::LlamaConfig config;
-  config.layers = 2;
-  config.hidden = 256;
-  config.heads = 4;
-  config.kv_heads = 2;
-  config.head_dim = 64;
-  config.ffn = 512;
-  config.vocab = 300;
-  config.context_length = 128;
-  config.rope_theta = 10000;
-  config.tied_embeddings = false;
-  return config;
-}
-
-// The same floats to the bit (and as many).
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-
-// Two runs' logits step by step, each the same to the bit (and as many steps); the failure names the
-// first step that differs.
-::testing::AssertionResult same_steps(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {
-  if (a.size() != b.size()) return ::testing::AssertionFailure() << a.size() << " steps against " << b.size();
-  for (size_t step = 0; step < a.size(); ++step)
-    if (!same_bits(a[step], b[step])) return ::testing::AssertionFailure() << "step " << step << " differs";
-  return ::testing::AssertionSuccess();
-}
-
-// Logits of a tiny random Llama: one step prefilling slot i with prompt_lengths[i] tokens, then 5
-// decode steps of every slot.
-std::vector<std::vector<float>> tiny_llama_logits(Backend& backend, const model::LlamaConfig& config,
-                                                  const model::WeightSource& weights, model::ModelOptions options,
-                                                  const std::vector<int64_t>& prompt_lengths) {
-  options.slots = static_cast<int64_t>(prompt_lengths.size());
-  model::LlamaModel model(config, &weights, backend, options);
-  TokenBatch prefill;
-  std::vector<int64_t> last;
-  for (int64_t slot = 0; slot < options.slots; ++slot) {
-    for (int64_t i = 0; i < prompt_lengths[slot]; ++i) {
-      prefill.tokens.push_back(static_cast<int32_t>((i * 31 + slot) % config.vocab));
-      prefill.slots.push_back(slot);
-      prefill.positions.push_back(i);
-    }
-    last.push_back(static_cast<int64_t>(prefill.size()) - 1);
-  }
-  std::vector<std::vector<float>> steps;
-  std::vector<float> logits(static_cast<size_t>(options.slots * config.vocab));
-  model.forward(prefill, last, logits.data());
-  steps.push_back(logits);
-  for (int64_t step = 0; step < 5; ++step) {
-    TokenBatch decode;
-    std::vector<int64_t> rows;
-    for (int64_t slot = 0; slot < options.slots; ++slot) {
-      decode.tokens.push_back(static_cast<int32_t>(7 + 4 * slot));
-      decode.positions.push_back(prompt_lengths[slot] + step);
-      decode.slots.push_back(slot);
-      rows.push_back(slot);
-    }
-    model.forward(decode, rows, logits.data());
-    steps.push_back(logits);
-  }
-  return steps;
-}
 
 // The tiny Llama's logits on the GPU against the CPU in every precision. f32 and bf16 must agree
 // within f32_tolerance / bf16_tolerance. FP8 re-rounds every activation, so a 1e-4 difference
@@ -142,6 +58,35 @@ void expect_tiny_llama_matches(Backend& cpu, Backend& gpu, std::mt19937_64& rng,
 // attention), then 5 decode steps of both.
 TEST_F(CudaVsCpu, TinyLlamaLogitsMatchInEveryPrecision) {
   expect_tiny_llama_matches(*cpu_, *gpu_, rng_, 64, {37, 20}, 1e-4, 1e-2, 1e-3);
+}
+
+// numerics reproducible: the GPU's logits are the CPU's to the bit in every precision, for a prefill
+// of two sequences and their decode steps, a 450-token prefill (the fast path's tensor-core attention
+// would take it), and 24 sequences whose decode steps are recorded and replayed as CUDA graphs.
+TEST_F(CudaVsCpu, TinyLlamaLogitsAreTheCpuBitsUnderReproducibleNumerics) {
+  auto cpu = make_cpu_backend(2, Numerics::reproducible);
+  auto gpu = make_cuda_backend(0, Numerics::reproducible);
+  std::vector<int64_t> many;
+  for (int64_t slot = 0; slot < 24; ++slot) many.push_back(1 + slot % 5);
+  struct Case {
+    int64_t context;
+    std::vector<int64_t> prompt_lengths;
+  };
+  for (const Case& c : {Case{64, {37, 20}}, Case{512, {300, 150}}, Case{64, many}}) {
+    model::LlamaConfig config = tiny_config();
+    config.context_length = c.context;
+    RandomWeights weights(rng_());
+    model::ModelOptions options;
+    options.max_context = c.context;
+    for (Precision precision : {Precision::fp8, Precision::bf16, Precision::f32}) {
+      options.precision = precision;
+      const auto replayed_before = gpu->replayed_steps();
+      EXPECT_TRUE(same_steps(tiny_llama_logits(*gpu, config, weights, options, c.prompt_lengths),
+                             tiny_llama_logits(*cpu, config, weights, options, c.prompt_lengths)))
+          << precision_name(precision) << ", " << c.prompt_lengths.size() << " sequences, context " << c.context;
+      if (c.prompt_lengths.size() == 24) EXPECT_GT(gpu->replayed_steps(), replayed_before) << "no step was replayed";
+    }
+  }
 }
 
 // A 450-token prefill step (300 + 150 tokens, never recorded: the tensor-core attention), then

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cstring>
 #include <fstream>
 
 namespace octet::model {
@@ -27,11 +28,11 @@ struct LoadedModel {
   std::unique_ptr<LlamaModel> model;
 };
 
-LoadedModel load(const std::string& path, Precision precision, bool on_gpu = false) {
+LoadedModel load(const std::string& path, Precision precision, bool on_gpu = false, Numerics numerics = Numerics::fast) {
   auto file = std::make_shared<gguf::File>(gguf::File::open(path));
   LlamaConfig config = config_from_gguf(*file);
   LoadedModel loaded;
-  loaded.backend = on_gpu ? backend::make_cuda_backend(0) : backend::make_cpu_backend(0);
+  loaded.backend = on_gpu ? backend::make_cuda_backend(0, numerics) : backend::make_cpu_backend(0, numerics);
   auto weights = make_gguf_weight_source(file, config);
   ModelOptions options;
   options.precision = precision;
@@ -147,21 +148,15 @@ TEST(LlamaReference, Fp8NextTokenAgreementOnEnglishText) {
 namespace octet::model {
 namespace {
 
-// The CUDA FP8 path against the CPU FP8 path on the real model.
-TEST(LlamaReference, CudaFp8MatchesCpuFp8) {
-  OCTET_REQUIRE_SMOLLM2(path);
-  const backend::CudaStatus cuda = backend::probe_cuda();
-  if (!cuda.available) GTEST_SKIP() << "no GPU: " << cuda.reason;
-  auto reference = load_reference();
-  auto cpu = load(path, Precision::fp8);
-  auto gpu = load(path, Precision::fp8, /*on_gpu=*/true);
-  for (const auto& case_ : reference["greedy"]) {
-    auto prompt = case_["prompt_ids"].get<std::vector<int32_t>>();
-    EXPECT_EQ(greedy(*gpu.model, prompt, 32), greedy(*cpu.model, prompt, 32)) << case_["prompt"].get<std::string>();
-  }
-  // Agreement of the two FP8 paths, each scored against the same reference positions.
-  const int64_t vocab = cpu.model->config().vocab;
-  int64_t positions = 0, agree = 0;
+// Two loaded models scored on the reference windows: positions, those whose top-1 tokens agree, those
+// whose logits are the same bits.
+struct WindowAgreement {
+  int64_t positions = 0, top1 = 0, same_logits = 0;
+};
+
+WindowAgreement compare_on_windows(const nlohmann::json& reference, LlamaModel& a_model, LlamaModel& b_model) {
+  const int64_t vocab = a_model.config().vocab;
+  WindowAgreement result;
   for (const auto& window : reference["text_windows"]) {
     auto ids = window["ids"].get<std::vector<int32_t>>();
     backend::TokenBatch batch;
@@ -173,17 +168,60 @@ TEST(LlamaReference, CudaFp8MatchesCpuFp8) {
       rows.push_back(static_cast<int64_t>(i));
     }
     std::vector<float> a(ids.size() * vocab), b(ids.size() * vocab);
-    cpu.model->clear_slot(0);
-    gpu.model->clear_slot(0);
-    cpu.model->forward(batch, rows, a.data());
-    gpu.model->forward(batch, rows, b.data());
-    for (size_t i = 0; i < ids.size(); ++i, ++positions)
-      agree += argmax(a.data() + i * vocab, vocab) == argmax(b.data() + i * vocab, vocab);
+    a_model.clear_slot(0);
+    b_model.clear_slot(0);
+    a_model.forward(batch, rows, a.data());
+    b_model.forward(batch, rows, b.data());
+    for (size_t i = 0; i < ids.size(); ++i, ++result.positions) {
+      result.top1 += argmax(a.data() + i * vocab, vocab) == argmax(b.data() + i * vocab, vocab);
+      result.same_logits += std::memcmp(a.data() + i * vocab, b.data() + i * vocab, vocab * sizeof(float)) == 0;
+    }
   }
-  const double rate = static_cast<double>(agree) / static_cast<double>(positions);
-  std::cout << "CUDA fp8 vs CPU fp8 top-1 agreement: " << agree << "/" << positions << " = " << rate * 100 << "%\n";
-  EXPECT_GE(positions, 2000);
-  EXPECT_GE(rate, 0.99);
+  return result;
+}
+
+// The CUDA FP8 fast path against the CPU FP8 fast path on the real model. Their sums run in other
+// orders, and FP8 re-rounding turns those ulps into independent FP8 noise (docs/ACCURACY.md, "FP8
+// against itself with another summation order": 89.8–90.9% top-1 between two CPU orders), so the
+// fast paths are held to that: the same first greedy token of every prompt and ≥ 88% top-1. The
+// identical continuations and ≥ 99% are numerics reproducible's (the next test).
+TEST(LlamaReference, CudaFp8FastPathAgreesWithCpuAsFp8NoiseAllows) {
+  OCTET_REQUIRE_SMOLLM2(path);
+  const backend::CudaStatus cuda = backend::probe_cuda();
+  if (!cuda.available) GTEST_SKIP() << "no GPU: " << cuda.reason;
+  auto reference = load_reference();
+  auto cpu = load(path, Precision::fp8);
+  auto gpu = load(path, Precision::fp8, /*on_gpu=*/true);
+  for (const auto& case_ : reference["greedy"]) {
+    auto prompt = case_["prompt_ids"].get<std::vector<int32_t>>();
+    EXPECT_EQ(greedy(*gpu.model, prompt, 1), greedy(*cpu.model, prompt, 1)) << case_["prompt"].get<std::string>();
+  }
+  const WindowAgreement r = compare_on_windows(reference, *cpu.model, *gpu.model);
+  const double rate = static_cast<double>(r.top1) / static_cast<double>(r.positions);
+  std::cout << "CUDA fp8 vs CPU fp8 top-1 agreement: " << r.top1 << "/" << r.positions << " = " << rate * 100 << "%\n";
+  EXPECT_GE(r.positions, 2000);
+  EXPECT_GE(rate, 0.88);
+}
+
+// numerics reproducible on both backends: the same greedy continuations and the same logits to the
+// bit at every one of the reference windows' positions.
+TEST(LlamaReference, CudaFp8ReproducibleNumericsGiveTheCpuBits) {
+  OCTET_REQUIRE_SMOLLM2(path);
+  const backend::CudaStatus cuda = backend::probe_cuda();
+  if (!cuda.available) GTEST_SKIP() << "no GPU: " << cuda.reason;
+  auto reference = load_reference();
+  auto cpu = load(path, Precision::fp8, false, Numerics::reproducible);
+  auto gpu = load(path, Precision::fp8, true, Numerics::reproducible);
+  for (const auto& case_ : reference["greedy"]) {
+    auto prompt = case_["prompt_ids"].get<std::vector<int32_t>>();
+    EXPECT_EQ(greedy(*gpu.model, prompt, 32), greedy(*cpu.model, prompt, 32)) << case_["prompt"].get<std::string>();
+  }
+  const WindowAgreement r = compare_on_windows(reference, *cpu.model, *gpu.model);
+  std::cout << "reproducible numerics, CUDA fp8 vs CPU fp8: top-1 agreement " << r.top1 << "/" << r.positions
+            << ", positions with identical logits " << r.same_logits << "/" << r.positions << "\n";
+  EXPECT_GE(r.positions, 2000);
+  EXPECT_EQ(r.top1, r.positions);
+  EXPECT_EQ(r.same_logits, r.positions);
 }
 
 }  // namespace

@@ -1,8 +1,10 @@
 // CPU reference backend: multi-threaded loops over plain float32 activations. Linear layers widen
 // one weight row at a time (FP8 or BF16 → float32) and reuse it across every token of the batch, so
-// a weight is read from memory once per forward pass.
+// a weight is read from memory once per forward pass. Under numerics reproducible, the norms, linears,
+// RoPE, attention and SwiGLU are cpu_reproducible.h's instead (the CUDA backend's bits).
 #include "backend/backend.h"
 #include "backend/cpu/cpu_attention.h"
+#include "backend/cpu/cpu_reproducible.h"
 #include "backend/cpu/cpu_tensors.h"
 #include "backend/cpu/dot_kernels.h"
 #include "common/bf16.h"
@@ -27,9 +29,9 @@ void check_shape(const Activations& a, int64_t rows, int64_t cols, const char* w
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(int threads) : pool_(threads) {}
+  CpuBackend(int threads, Numerics numerics) : pool_(threads), reproducible_(numerics == Numerics::reproducible) {}
 
-  std::string name() const override { return "cpu"; }
+  std::string name() const override { return reproducible_ ? "cpu (reproducible numerics)" : "cpu"; }
 
   std::unique_ptr<LinearWeight> make_linear(const float* weights, int64_t out_features, int64_t in_features,
                                             const LinearSpec& spec) override {
@@ -99,6 +101,7 @@ class CpuBackend final : public Backend {
     const float* src = cast(x).data.data();
     const float* w = static_cast<const CpuVector&>(weight).values.data();
     float* dst = cast(out).data.data();
+    if (reproducible_) return reproducible::rmsnorm(pool_, src, x.rows, cols, w, eps, dst);
     pool_.parallel_for(static_cast<size_t>(x.rows), [&](size_t begin, size_t end) {
       for (size_t r = begin; r < end; ++r) {
         const float* row = src + r * cols;
@@ -115,6 +118,7 @@ class CpuBackend final : public Backend {
     const int64_t rows = x.rows, in = w.in_features, n_out = w.out_features;
     check_shape(x, rows, in, "linear input");
     check_shape(out, rows, n_out, "linear output");
+    if (reproducible_) return reproducible::linear(pool_, cast(x), w, cast(out));
     // x_ready: the activation values as the weight format sees them (rounded to bf16, or E4M3 codes
     // decoded exactly, with per-row scales applied after the dot products).
     const float* x_ready = prepare_input(cast(x), w);
@@ -140,6 +144,9 @@ class CpuBackend final : public Backend {
     if (static_cast<int64_t>(inverse_frequencies.size()) != half || x.cols % head_dim != 0)
       fail("rope: head_dim {} does not match {} frequencies / {} columns", head_dim, inverse_frequencies.size(), x.cols);
     float* data = cast(x).data.data();
+    if (reproducible_)
+      return reproducible::rope(pool_, data, static_cast<int64_t>(positions.size()), x.cols, head_dim, positions,
+                                inverse_frequencies);
     const int64_t heads = x.cols / head_dim;
     pool_.parallel_for(positions.size(), [&](size_t begin, size_t end) {
       std::vector<float> cos_table(half), sin_table(half);
@@ -170,6 +177,9 @@ class CpuBackend final : public Backend {
   void attention(const KvCache& cache, int64_t layer, const TokenBatch& batch, const Activations& q,
                  Activations& out) override {
     check_shape(out, q.rows, q.cols, "attention output");
+    if (reproducible_)
+      return reproducible::attention(pool_, static_cast<const CpuKvCache&>(cache), layer, batch, cast(q).data.data(),
+                                     q.cols, cast(out).data.data());
     attention_over_cache(pool_, static_cast<const CpuKvCache&>(cache), layer, batch, cast(q).data.data(),
                          q.cols, cast(out).data.data());
   }
@@ -181,6 +191,7 @@ class CpuBackend final : public Backend {
     const float* u = cast(up).data.data();
     float* dst = cast(out).data.data();
     const size_t count = static_cast<size_t>(gate.rows * gate.cols);
+    if (reproducible_) return reproducible::swiglu(pool_, g, u, count, dst);
     pool_.parallel_for(count, [&](size_t begin, size_t end) {
       for (size_t i = begin; i < end; ++i) dst[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
     }, 4096);
@@ -253,6 +264,7 @@ class CpuBackend final : public Backend {
   }
 
   ThreadPool pool_;
+  bool reproducible_;
   std::vector<float> scratch_;
   std::vector<uint8_t> codes_;
   std::vector<float> row_scales_;
@@ -261,6 +273,8 @@ class CpuBackend final : public Backend {
 }  // namespace
 }  // namespace cpu
 
-std::unique_ptr<Backend> make_cpu_backend(int threads) { return std::make_unique<cpu::CpuBackend>(threads); }
+std::unique_ptr<Backend> make_cpu_backend(int threads, Numerics numerics) {
+  return std::make_unique<cpu::CpuBackend>(threads, numerics);
+}
 
 }  // namespace octet::backend

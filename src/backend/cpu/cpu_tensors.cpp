@@ -361,6 +361,26 @@ void CpuKvCache::load(const Lane& l, int64_t row, int64_t head, float* out) cons
   }
 }
 
+void CpuKvCache::load_exact(const Lane& l, int64_t row, int64_t head, double* out) const {
+  const int64_t offset = row * spec.kv_heads * spec.head_dim + head * spec.head_dim;
+  const uint8_t* src = l.bytes.get() + offset * element_bytes_;
+  if (spec.storage != KvCacheSpec::Storage::fp8) {
+    std::vector<float> widened(static_cast<size_t>(spec.head_dim));
+    load(l, row, head, widened.data());
+    std::copy(widened.begin(), widened.end(), out);
+    return;
+  }
+  const double scale = l.scales[static_cast<size_t>(row * spec.kv_heads + head)];
+  for (int64_t i = 0; i < spec.head_dim; ++i) out[i] = static_cast<double>(fp8::decode(spec.fp8_format, src[i])) * scale;
+}
+
+void CpuKvCache::read_k_exact(int64_t layer, int64_t slot, int64_t position, int64_t head, double* out) const {
+  load_exact(lanes_[static_cast<size_t>(layer)], row_of(slot, position), head, out);
+}
+void CpuKvCache::read_v_exact(int64_t layer, int64_t slot, int64_t position, int64_t head, double* out) const {
+  load_exact(lanes_[static_cast<size_t>(spec.layers + layer)], row_of(slot, position), head, out);
+}
+
 void CpuKvCache::read_k(int64_t layer, int64_t slot, int64_t position, int64_t head, float* out) const {
   load(lanes_[static_cast<size_t>(layer)], row_of(slot, position), head, out);
 }

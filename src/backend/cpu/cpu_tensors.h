@@ -79,6 +79,10 @@ class CpuKvCache final : public KvCache {
   // Reads one head's vector at a position as float32.
   void read_k(int64_t layer, int64_t slot, int64_t position, int64_t head, float* out) const;
   void read_v(int64_t layer, int64_t slot, int64_t position, int64_t head, float* out) const;
+  // The same vectors widened to double without a rounding (FP8: decode(code) · scale is exact in
+  // double): what the reproducible attention multiplies (backend/canonical_numerics.h).
+  void read_k_exact(int64_t layer, int64_t slot, int64_t position, int64_t head, double* out) const;
+  void read_v_exact(int64_t layer, int64_t slot, int64_t position, int64_t head, double* out) const;
   int64_t length(int64_t slot) const { return lengths_[slot]; }
 
  private:
@@ -93,6 +97,7 @@ class CpuKvCache final : public KvCache {
   int64_t row_of(int64_t slot, int64_t position) const;  // the pool row holding (slot, position)
   void store(Lane& lane, int64_t row, const float* values, float static_scale);
   void load(const Lane& lane, int64_t row, int64_t head, float* out) const;
+  void load_exact(const Lane& lane, int64_t row, int64_t head, double* out) const;
 
   int64_t element_bytes_;
   std::vector<Lane> lanes_;  // [2][layers]

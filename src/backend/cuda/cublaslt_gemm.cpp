@@ -1,6 +1,7 @@
 #include "backend/cuda/cublaslt_gemm.h"
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/integer_setting.h"
 #include "common/error.h"
 
 #include <algorithm>
@@ -32,10 +33,8 @@ bool gemm_tuning() {
 // its own timing, so not for serving); OCTET_CUDA_GEMM_FAST_ACCUM=1 lets FP8 products accumulate in
 // the tensor cores' narrower accumulator without periodic float32 promotion (faster, less exact).
 int64_t max_tuned_rows() {
-  static const int64_t rows = [] {
-    const char* value = std::getenv("OCTET_CUDA_GEMM_TUNE_ROWS");
-    return value == nullptr ? CublasLtGemm::kMaxTunedRows : std::max<int64_t>(0, std::strtoll(value, nullptr, 10));
-  }();
+  static const int64_t rows =
+      integer_setting("OCTET_CUDA_GEMM_TUNE_ROWS", CublasLtGemm::kMaxTunedRows, 0, int64_t{1} << 20, "a row count");
   return rows;
 }
 

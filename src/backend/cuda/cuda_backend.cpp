@@ -64,8 +64,8 @@ std::optional<DecodeAttention> decode_attention_kernel() {
   fail("OCTET_CUDA_DECODE_ATTENTION is '{}', expected auto, v1 or v2", value);
 }
 
-CudaBackend::CudaBackend(int device)
-    : device_(device), epoch_(std::make_shared<uint64_t>(0)), graphs_(epoch_, switched_on("OCTET_CUDA_GRAPHS")),
+CudaBackend::CudaBackend(int device, Numerics numerics)
+    : device_(device), reproducible_(numerics == Numerics::reproducible), epoch_(std::make_shared<uint64_t>(0)), graphs_(epoch_, switched_on("OCTET_CUDA_GRAPHS")),
       tc_attention_(switched_on("OCTET_CUDA_TC_ATTENTION")), skinny_gemm_(switched_on_explicitly("OCTET_CUDA_SKINNY_GEMM")) {
   OCTET_CUDA_CHECK(cudaSetDevice(device));
   cudaDeviceProp props{};
@@ -190,6 +190,10 @@ void CudaBackend::rmsnorm(const Activations& x, const VectorWeight& weight, floa
   check_shape(out, x.rows, x.cols, "rmsnorm output");
   auto& o = cast(out);
   if (probe_skips("norm", x.rows)) return;
+  if (reproducible_)
+    return reproducible::launch_rmsnorm(const_cast<float*>(cast(x).data.data()), nullptr,
+                                        static_cast<const CudaVector&>(weight).values.data(), eps, x.rows, x.cols,
+                                        o.data.data(), stream_);
   launch_add_rmsnorm_quantize(const_cast<float*>(cast(x).data.data()), nullptr,
                               static_cast<const CudaVector&>(weight).values.data(), eps, x.rows, x.cols, o.data.data(),
                               fp8_linears_ ? o.codes.data() : nullptr, o.row_scales.data(), stream_);
@@ -203,6 +207,9 @@ void CudaBackend::add_rmsnorm(Activations& residual, const Activations& delta, c
   float* r = cast(residual).data.data();
   auto& o = cast(out);
   if (probe_skips("norm", residual.rows)) return;
+  if (reproducible_)
+    return reproducible::launch_rmsnorm(r, cast(delta).data.data(), static_cast<const CudaVector&>(weight).values.data(),
+                                        eps, residual.rows, residual.cols, o.data.data(), stream_);
   launch_add_rmsnorm_quantize(r, cast(delta).data.data(), static_cast<const CudaVector&>(weight).values.data(), eps,
                               residual.rows, residual.cols, o.data.data(), fp8_linears_ ? o.codes.data() : nullptr,
                               o.row_scales.data(), stream_);
@@ -214,6 +221,9 @@ void CudaBackend::swiglu(const Activations& gate, const Activations& up, Activat
   check_shape(out, gate.rows, gate.cols, "swiglu output");
   auto& o = cast(out);
   if (probe_skips("swiglu", gate.rows)) return;
+  if (reproducible_)
+    return reproducible::launch_swiglu(cast(gate).data.data(), cast(up).data.data(), gate.rows * gate.cols, o.data.data(),
+                                       stream_);
   if (fp8_linears_) {
     launch_swiglu_quantize(cast(gate).data.data(), cast(up).data.data(), gate.rows, gate.cols, o.data.data(),
                            o.codes.data(), o.row_scales.data(), stream_);
@@ -314,12 +324,12 @@ CudaStatus probe_cuda() {
   return status;
 }
 
-std::unique_ptr<Backend> make_cuda_backend(int device_index) {
+std::unique_ptr<Backend> make_cuda_backend(int device_index, Numerics numerics) {
   CudaStatus status = probe_cuda();
   if (!status.available) fail("--device cuda: {}", status.reason);
   if (device_index < 0 || device_index >= static_cast<int>(status.gpus.size()))
     fail("--device cuda: GPU {} does not exist ({} found)", device_index, status.gpus.size());
-  return std::make_unique<cuda::CudaBackend>(device_index);
+  return std::make_unique<cuda::CudaBackend>(device_index, numerics);
 }
 
 }  // namespace octet::backend

@@ -23,6 +23,7 @@
 #include "backend/cuda/device_buffer.h"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/persistent_decode.h"
+#include "backend/cuda/reproducible_kernels.h"
 #include "backend/cuda/staged_upload.h"
 #include "backend/cuda/step_graphs.h"
 
@@ -49,12 +50,15 @@ int64_t probe_rows_setting();        // OCTET_CUDA_PROBE_ROWS, checked: 1–4096
 int64_t l2_prefetch_bytes_setting();       // cuda_backend_prefetch.cpp
 bool l2_prefetch_evict_last_setting();
 
+// Under numerics reproducible, the norms, linears, RoPE, attention and SwiGLU run the kernels of
+// reproducible.cu instead (the CPU backend's bits; cuda_backend_reproducible.cpp), op by op: no fused
+// products and no persistent kernel. Steps are still recorded and replayed.
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(int device);
+  CudaBackend(int device, Numerics numerics);
   ~CudaBackend() override;
 
-  std::string name() const override { return "cuda"; }
+  std::string name() const override { return reproducible_ ? "cuda (reproducible numerics)" : "cuda"; }
 
   // Weights and embeddings: cuda_backend_weights.cpp.
   std::unique_ptr<LinearWeight> make_linear(const float* weights, int64_t out, int64_t in, const LinearSpec& spec) override;
@@ -160,6 +164,11 @@ class CudaBackend final : public Backend {
                           const Activations& v, std::span<const float> inverse_frequencies, const QkvProduct* source);
   const PrefillPlan& prefill_plan(const TokenBatch& batch, int64_t group);
 
+  // cuda_backend_reproducible.cpp
+  void reproducible_linear(const Activations& x, const LinearWeight& weight, Activations& out);
+  void reproducible_attention(const CudaKvCache& cache, int64_t layer, const TokenBatch& batch, const Activations& q,
+                              Activations& out);
+
   // cuda_backend_persistent.cpp
   const PersistentLayer* persistent_layers(const std::vector<PersistentLayer>& host);
 
@@ -182,6 +191,7 @@ class CudaBackend final : public Backend {
   }
 
   int device_;
+  bool reproducible_;
   // OCTET_CUDA_SAMPLING=0: callers copy logits to the host and sample there, as before device sampling
   // (an A/B switch; sample_rows itself still runs on the device).
   bool device_sampling_ = switched_on("OCTET_CUDA_SAMPLING");

@@ -28,6 +28,9 @@ void CudaBackend::rope(Activations& x, int64_t head_dim, std::span<const int64_t
   if (static_cast<int64_t>(inverse_frequencies.size()) * 2 != head_dim || x.cols % head_dim != 0)
     fail("rope: head_dim {} does not match {} frequencies / {} columns", head_dim, inverse_frequencies.size(), x.cols);
   upload_frequencies(inverse_frequencies);
+  if (reproducible_)
+    return reproducible::launch_rope(cast(x).data.data(), static_cast<int64_t>(positions.size()), x.cols / head_dim,
+                                     head_dim, positions_.data(), frequencies_.data(), stream_);
   launch_rope(cast(x).data.data(), static_cast<int64_t>(positions.size()), x.cols / head_dim, head_dim, positions_.data(),
               frequencies_.data(), stream_);
 }
@@ -48,6 +51,7 @@ void CudaBackend::kv_write(KvCache& cache, int64_t layer, const TokenBatch& batc
 
 void CudaBackend::rope_kv_write(KvCache& cache, int64_t layer, const TokenBatch& batch, Activations& q, Activations& k,
                                 const Activations& v, std::span<const float> inverse_frequencies) {
+  if (reproducible_) return Backend::rope_kv_write(cache, layer, batch, q, k, v, inverse_frequencies);
   rope_kv_write_from(cache, layer, batch, q, k, v, inverse_frequencies, nullptr);
 }
 
@@ -81,6 +85,7 @@ void CudaBackend::attention(const KvCache& cache, int64_t layer, const TokenBatc
   c.check_batch(batch);
   if (probe_skips("attn", q.rows)) return;
   graphs_.note_cache(&c);
+  if (reproducible_) return reproducible_attention(c, layer, batch, q, out);
   const auto tokens = static_cast<int64_t>(batch.size());
   const int64_t heads = q.cols / c.spec.head_dim;
   const KvLayout layout = c.layout();

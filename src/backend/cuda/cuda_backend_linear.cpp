@@ -29,6 +29,7 @@ const FusedLinears* whole_group(std::span<const LinearWeight* const> weights, in
 // fused group (grouped_gemm), else one linear each.
 void CudaBackend::linear_group(const Activations& x, std::span<const LinearWeight* const> weights,
                                std::span<Activations* const> outs) {
+  if (reproducible_) return Backend::linear_group(x, weights, outs);
   const bool skinny = use_skinny_gemm(x.rows, x.cols);
   int64_t group_n = 0;  // the launch's matrix: the members' rows together
   for (const LinearWeight* weight : weights) group_n += weight->out_features;
@@ -85,7 +86,7 @@ void CudaBackend::linear_add_rmsnorm(const Activations& x, const LinearWeight& w
                                      const VectorWeight& norm, float eps, Activations& out) {
   const auto& w = static_cast<const CudaLinear&>(weight);
   const int64_t m = x.rows, n = w.out_features, k = w.in_features;
-  if (!plain_fp8(w) || x.cols != k || !unscaled_gemm_rows(m, n, k)) return Backend::linear_add_rmsnorm(x, weight, proj, residual, norm, eps, out);
+  if (reproducible_ || !plain_fp8(w) || x.cols != k || !unscaled_gemm_rows(m, n, k)) return Backend::linear_add_rmsnorm(x, weight, proj, residual, norm, eps, out);
   check_shape(proj, m, n, "linear output");
   check_shape(residual, m, n, "residual");
   check_shape(out, m, n, "rmsnorm output");
@@ -110,6 +111,7 @@ void CudaBackend::linear_add_rmsnorm(const Activations& x, const LinearWeight& w
 
 void CudaBackend::linear_swiglu(const Activations& x, const LinearWeight& gate, const LinearWeight& up, Activations& gate_out,
                                 Activations& up_out, Activations& out) {
+  if (reproducible_) return Backend::linear_swiglu(x, gate, up, gate_out, up_out, out);
   const auto& g = static_cast<const CudaLinear&>(gate);
   const auto& u = static_cast<const CudaLinear&>(up);
   const int64_t m = x.rows, n = g.out_features, k = g.in_features;
@@ -140,6 +142,7 @@ void CudaBackend::linear_swiglu(const Activations& x, const LinearWeight& gate, 
 
 // Every linear op issues the pending prefetch hint right after its weight stream.
 void CudaBackend::linear(const Activations& x, const LinearWeight& weight, Activations& out) {
+  if (reproducible_) return reproducible_linear(x, weight, out);
   linear_unhinted(x, weight, out);
   issue_weight_prefetch(x.rows);
 }
@@ -208,6 +211,7 @@ void CudaBackend::linear_qkv_rope_kv_write(const Activations& x, std::span<const
                                            Activations& q, Activations& k, Activations& v, KvCache& cache,
                                            int64_t layer, const TokenBatch& batch,
                                            std::span<const float> inverse_frequencies) {
+  if (reproducible_) return Backend::linear_qkv_rope_kv_write(x, qkv, q, k, v, cache, layer, batch, inverse_frequencies);
   Activations* const outs[] = {&q, &k, &v};
   const FusedLinears* group = qkv.size() == 3 ? whole_group(qkv, x.cols) : nullptr;
   const int64_t m = x.rows, k_in = x.cols;

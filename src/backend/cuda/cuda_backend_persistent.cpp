@@ -8,6 +8,7 @@
 // 3.678 against 2.978 ms a step, Llama-3.3-70B 23.70 against 19.69).
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/integer_setting.h"
 #include "backend/cuda/persistent_decode.h"
 
 #include <fmt/core.h>
@@ -92,9 +93,8 @@ void print_trace(const std::vector<unsigned long long>& t, int blocks, int layer
 // copies outstanding a block (else as many as the ring has slots); OCTET_CUDA_PERSISTENT_POLL_NS=N the
 // grid barrier's poll sleeps N ns between reads. Version 10 measured both: 1–3 in flight slower, sleeps
 // of 100 and 500 ns no change (docs/PERFORMANCE.md).
-int tuning_value(const char* variable) {
-  const char* value = std::getenv(variable);
-  return value == nullptr ? 0 : std::max(0, std::atoi(value));
+int tuning_value(const char* variable, const char* expected) {
+  return static_cast<int>(integer_setting(variable, 0, 0, 1 << 20, expected));
 }
 
 }  // namespace
@@ -120,7 +120,7 @@ const PersistentLayer* CudaBackend::persistent_layers(const std::vector<Persiste
 bool CudaBackend::run_decoder_layers(std::span<const DecoderLayerWeights> layers, Activations& x, KvCache& cache,
                                      const TokenBatch& batch, std::span<const float> inverse_frequencies, float eps) {
   const PersistentDecode mode = persistent_decode_mode();
-  if (mode == PersistentDecode::off || batch.size() != 1 || layers.empty()) return false;
+  if (reproducible_ || mode == PersistentDecode::off || batch.size() != 1 || layers.empty()) return false;
   auto& c = static_cast<CudaKvCache&>(cache);
   PersistentDecodeShape shape;
   shape.layers = static_cast<int>(layers.size());
@@ -196,7 +196,8 @@ bool CudaBackend::run_decoder_layers(std::span<const DecoderLayerWeights> layers
   }
   launch_persistent_decode(device_layers, shape, buffers, slots_.data(), positions_.data(), c.layout(),
                            frequencies_.data(), splits, blocks, stream_, trace ? persistent_trace_.data() : nullptr,
-                           tuning_value("OCTET_CUDA_PERSISTENT_IN_FLIGHT"), tuning_value("OCTET_CUDA_PERSISTENT_POLL_NS"));
+                           tuning_value("OCTET_CUDA_PERSISTENT_IN_FLIGHT", "a tile count"),
+                           tuning_value("OCTET_CUDA_PERSISTENT_POLL_NS", "ns"));
   if (trace) {
     std::vector<unsigned long long> host_trace(persistent_trace_.size());
     OCTET_CUDA_CHECK(cudaMemcpyAsync(host_trace.data(), persistent_trace_.data(), persistent_trace_.bytes(),

@@ -18,6 +18,7 @@
 // rounds of 8 chunks, two weight rows a warp) were all slower in the real step and are removed; their
 // figures are in docs/PERFORMANCE.md version 7.
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/integer_setting.h"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/launch.cuh"
 #include "backend/cuda/mma_e4m3.cuh"
@@ -364,21 +365,17 @@ constexpr int64_t kCublasLtFromK = 8192;
 // Read at each call (a recorded step keeps the choice it was recorded with), for measuring the bounds:
 // OCTET_CUDA_GEMV_MAX_ROWS=R (0–16) the row bound; OCTET_CUDA_GEMV_LARGE=N,K where the large weights
 // start, =0 none is large.
-int64_t preferred_rows() {
-  const char* value = std::getenv("OCTET_CUDA_GEMV_MAX_ROWS");
-  if (value == nullptr) return kPreferredRows;
-  const int parsed = std::atoi(value);
-  return parsed >= 0 && parsed <= 16 ? parsed : kPreferredRows;
-}
+int64_t preferred_rows() { return integer_setting("OCTET_CUDA_GEMV_MAX_ROWS", kPreferredRows, 0, 16, "a row count"); }
 bool large_weight(int64_t n, int64_t k) {
   int64_t from_n = kCublasLtFromN, from_k = kCublasLtFromK;
   if (const char* value = std::getenv("OCTET_CUDA_GEMV_LARGE")) {
     if (std::string_view(value) == "0") return false;
     long long parsed_n = 0, parsed_k = 0;
-    if (std::sscanf(value, "%lld,%lld", &parsed_n, &parsed_k) == 2 && parsed_n > 0 && parsed_k > 0) {
-      from_n = parsed_n;
-      from_k = parsed_k;
-    }
+    char rest = 0;
+    if (std::sscanf(value, "%lld,%lld%c", &parsed_n, &parsed_k, &rest) != 2 || parsed_n <= 0 || parsed_k <= 0)
+      fail("OCTET_CUDA_GEMV_LARGE is '{}', expected 0 or N,K (weights of n >= N and k >= K rows are large)", value);
+    from_n = parsed_n;
+    from_k = parsed_k;
   }
   return n >= from_n && k >= from_k;
 }

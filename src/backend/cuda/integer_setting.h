@@ -1,6 +1,7 @@
 #pragma once
 // Whole-number environment settings of the CUDA backend (OCTET_CUDA_L2_PREFETCH_MB, OCTET_CUDA_PROBE_ROWS,
-// OCTET_CUDA_GROUPED_ATTENTION_BLOCKS): one parser, so each refuses a bad value the same way.
+// OCTET_CUDA_GROUPED_ATTENTION_BLOCKS, OCTET_CUDA_GEMM_TUNE_ROWS, OCTET_CUDA_GEMV_MAX_ROWS,
+// OCTET_CUDA_PERSISTENT_IN_FLIGHT / _POLL_NS): one parser, so each refuses a bad value the same way.
 #include <cstdint>
 
 namespace octet::backend::cuda {

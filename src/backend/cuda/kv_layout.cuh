@@ -1,6 +1,7 @@
 #pragma once
 // Device-side access to the paged KV pool (KvLayout in kernels.h): (slot, position) to a pool row,
 // and cached elements widened to float32.
+#include "backend/canonical_numerics.h"
 #include "backend/cuda/kernels.h"
 
 #include <cuda_bf16.h>
@@ -21,9 +22,10 @@ __device__ __forceinline__ int64_t pool_row(const KvLayout& layout, const int32_
 }
 
 // The dynamic scale of a head row stored in an FP8 cache (where the checkpoint gives no static one): the
-// row's amax over the format's largest value, 1 for an all-zero or non-finite row.
+// row's amax over the format's largest value, at least FLT_MIN, 1 for an all-zero or non-finite row —
+// the CPU cache's scale (fp8::scale_from_amax), so reproducible numerics can share this write.
 __device__ __forceinline__ float fp8_cache_scale(float amax, bool e4m3) {
-  return amax > 0.0f && isfinite(amax) ? amax / (e4m3 ? 448.0f : 57344.0f) : 1.0f;
+  return canonical::fp8_scale_from_amax(amax, e4m3 ? 448.0f : 57344.0f);
 }
 
 // The cache cell (pool row, kv head) of a token.
