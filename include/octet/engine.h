@@ -81,6 +81,7 @@ struct ModelInfo {
   std::string path;
   std::string precision;
   std::string device;
+  std::string numerics = "fast";  // "fast" or "reproducible" (engine.numerics)
   int64_t parameters = 0;
   int64_t layers = 0, hidden = 0, heads = 0, kv_heads = 0, head_dim = 0, ffn = 0, vocab = 0;
   int64_t context_length = 0;

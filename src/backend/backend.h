@@ -147,7 +147,8 @@ struct DecoderLayerWeights {
 class Backend {
  public:
   virtual ~Backend() = default;
-  virtual std::string name() const = 0;
+  virtual std::string name() const = 0;  // "cpu" or "cuda"
+  virtual Numerics numerics() const { return Numerics::fast; }
 
   virtual std::unique_ptr<LinearWeight> make_linear(const float* weights, int64_t out_features,
                                                     int64_t in_features, const LinearSpec& spec) = 0;

@@ -35,6 +35,7 @@ struct BenchFlags {
 struct BenchRow {
   std::string precision;
   std::string device;
+  std::string numerics;
   int64_t prompt_tokens = 0, decode_tokens = 0;
   double prefill_tok_s = 0, decode_tok_s = 0, ms_per_token = 0, ttft_ms = 0;
   uint64_t peak_memory_bytes = 0;
@@ -75,6 +76,7 @@ BenchRow bench_precision(const BenchFlags& flags, const std::string& precision) 
   BenchRow row;
   row.precision = precision;
   row.device = engine->info().device;
+  row.numerics = engine->info().numerics;
   for (int i = 0; i < flags.repeats; ++i) {
     GenerationResult r = engine->complete(prompt, params);
     prefill.push_back(r.prefill_tok_s);
@@ -163,15 +165,17 @@ void run_bench(const BenchFlags& flags) {
   if (flags.json) {
     nlohmann::json out = {{"model", info.path}, {"threads", flags.engine.threads}, {"results", nlohmann::json::array()}};
     for (const auto& r : rows)
-      out["results"].push_back({{"precision", r.precision}, {"device", r.device}, {"prompt_tokens", r.prompt_tokens},
+      out["results"].push_back({{"precision", r.precision}, {"device", r.device}, {"numerics", r.numerics},
+                                {"prompt_tokens", r.prompt_tokens},
                                 {"decode_tokens", r.decode_tokens}, {"prefill_tok_s", r.prefill_tok_s},
                                 {"decode_tok_s", r.decode_tok_s}, {"ms_per_token", r.ms_per_token},
                                 {"time_to_first_token_ms", r.ttft_ms}, {"peak_memory_bytes", r.peak_memory_bytes}});
     fmt::print("{}\n", json_output(out));
     return;
   }
-  fmt::print("model: {} ({} parameters), device: {}, median of {} runs\n", info.path, format_count(info.parameters),
-             rows.empty() ? "-" : rows.front().device, flags.repeats);
+  fmt::print("model: {} ({} parameters), device: {}{}, median of {} runs\n", info.path, format_count(info.parameters),
+             rows.empty() ? "-" : rows.front().device,
+             !rows.empty() && rows.front().numerics == "reproducible" ? " (reproducible numerics)" : "", flags.repeats);
   fmt::print("{:<9} {:>8} {:>8} {:>14} {:>13} {:>10} {:>10} {:>12}\n", "precision", "prompt", "decoded", "prefill tok/s",
              "decode tok/s", "ms/token", "TTFT ms", "peak memory");
   for (const auto& r : rows)

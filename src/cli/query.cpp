@@ -56,7 +56,8 @@ void run_query(const QueryFlags& flags) {
                           {"peak_memory_bytes", r.peak_memory_bytes},
                           {"model", info.path},
                           {"precision", info.precision},
-                          {"device", info.device}};
+                          {"device", info.device},
+                          {"numerics", info.numerics}};
     fmt::print("{}\n", json_output(out));
     return;
   }

@@ -62,6 +62,7 @@ class LocalEngine final : public Engine {
     ModelInfo info = engine::describe_model(config_, options_.precision, options_.model_path, backend_->name(),
                                             {model_->embedding_fp8(), model_->lm_head_fp8()});
     info.kv_bytes_per_token = model_->kv_bytes_per_position();
+    info.numerics = std::string(numerics_name(backend_->numerics()));
     info.format = format_;
     info.suggested_temperature = suggested_temperature_;
     info.suggested_top_p = suggested_top_p_;

@@ -39,8 +39,11 @@ class CudaReproducibleVsCpu : public CudaVsCpu {
 };
 
 TEST_F(CudaReproducibleVsCpu, BackendsSayTheirNumerics) {
-  EXPECT_EQ(cpu_->name(), "cpu (reproducible numerics)");
-  EXPECT_EQ(gpu_->name(), "cuda (reproducible numerics)");
+  EXPECT_EQ(cpu_->name(), "cpu");
+  EXPECT_EQ(gpu_->name(), "cuda");
+  EXPECT_EQ(cpu_->numerics(), Numerics::reproducible);
+  EXPECT_EQ(gpu_->numerics(), Numerics::reproducible);
+  EXPECT_EQ(make_cuda_backend(0)->numerics(), Numerics::fast);
 }
 
 // Every weight format (FP8 per channel with dynamic and static input scales, 128×128 block scales,

@@ -31,7 +31,8 @@ class CpuBackend final : public Backend {
  public:
   CpuBackend(int threads, Numerics numerics) : pool_(threads), reproducible_(numerics == Numerics::reproducible) {}
 
-  std::string name() const override { return reproducible_ ? "cpu (reproducible numerics)" : "cpu"; }
+  std::string name() const override { return "cpu"; }
+  Numerics numerics() const override { return reproducible_ ? Numerics::reproducible : Numerics::fast; }
 
   std::unique_ptr<LinearWeight> make_linear(const float* weights, int64_t out_features, int64_t in_features,
                                             const LinearSpec& spec) override {

@@ -17,11 +17,18 @@ namespace {
 double canonical_dot(const float* a, const float* b, int64_t count) {
   return canonical::lane_sum(count, [&](int64_t i) { return static_cast<double>(a[i]) * static_cast<double>(b[i]); });
 }
+double canonical_dot(const double* a, const float* b, int64_t count) {
+  return canonical::lane_sum(count, [&](int64_t i) { return a[i] * static_cast<double>(b[i]); });
+}
 
-// The activation rows as the weight's format sees them: bf16-rounded values, or E4M3 codes decoded
-// (exactly) with each row's scale beside them.
+// FP8 operands are widened as the fast path widens them, decode(code) / kE4M3WidenFactor (exact), so a
+// code-product sum comes out divided by kE4M3WidenFactor² — exactly, and multiplied back exactly.
+constexpr double kCodeProductFactor = static_cast<double>(kE4M3WidenFactor) * kE4M3WidenFactor;
+
+// The activation rows as the weight's format sees them, in double (converted once, not per weight row):
+// bf16-rounded values, or E4M3 codes widened with each row's scale beside them.
 struct PreparedInput {
-  std::vector<float> values;
+  std::vector<double> values;
   std::vector<float> row_scales;  // fp8 only
 };
 
@@ -30,7 +37,7 @@ PreparedInput prepare(const CpuActivations& x, const CpuLinear& w) {
   const int64_t rows = x.rows, cols = x.cols;
   in.values.resize(static_cast<size_t>(rows * cols));
   if (w.format == LinearFormat::f32) {
-    std::copy(x.data.begin(), x.data.begin() + rows * cols, in.values.begin());
+    std::copy(x.data.begin(), x.data.begin() + rows * cols, in.values.begin());  // float → double: exact
     return in;
   }
   if (w.format == LinearFormat::bf16) {
@@ -39,26 +46,26 @@ PreparedInput prepare(const CpuActivations& x, const CpuLinear& w) {
   }
   in.row_scales.resize(static_cast<size_t>(rows));
   std::vector<uint8_t> codes(static_cast<size_t>(cols));
+  std::vector<float> widened(static_cast<size_t>(cols));
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = x.data.data() + r * cols;
     float scale = w.static_input_scale;
     if (scale <= 0) scale = canonical::fp8_scale_from_amax(fp8::amax(row, static_cast<size_t>(cols)), fp8::kE4M3Max);
     fp8::encode_scaled(fp8::Format::e4m3, row, 1.0f / scale, codes.data(), codes.size());
     in.row_scales[static_cast<size_t>(r)] = scale;
-    for (int64_t i = 0; i < cols; ++i) in.values[static_cast<size_t>(r * cols + i)] = fp8::decode_e4m3(codes[i]);
+    widen_e4m3_row(codes.data(), cols, widened.data());
+    std::copy(widened.begin(), widened.end(), in.values.begin() + r * cols);
   }
   return in;
 }
 
-// Weight row o widened to float exactly (FP8: decoded codes, without the channel scale).
+// Weight row o widened to float exactly (FP8: the codes widened, without the channel scale).
 void widen_row(const CpuLinear& w, int64_t o, float* out) {
   const int64_t in = w.in_features;
   switch (w.format) {
     case LinearFormat::f32: std::copy_n(w.f32.data() + o * in, in, out); break;
     case LinearFormat::bf16: widen_bf16_row(w.bf16.data() + o * in, in, out); break;
-    case LinearFormat::fp8:
-      for (int64_t i = 0; i < in; ++i) out[i] = fp8::decode_e4m3(w.codes[static_cast<size_t>(o * in + i)]);
-      break;
+    case LinearFormat::fp8: widen_e4m3_row(w.codes.data() + o * in, in, out); break;
   }
 }
 
@@ -89,19 +96,19 @@ void linear(ThreadPool& pool, const CpuActivations& x, const CpuLinear& w, CpuAc
     for (size_t o = begin; o < end; ++o) {
       widen_row(w, static_cast<int64_t>(o), row.data());
       for (int64_t t = 0; t < rows; ++t) {
-        const float* xt = input.values.data() + t * in;
+        const double* xt = input.values.data() + t * in;
         float& y = dst[t * n_out + static_cast<int64_t>(o)];
         if (w.format != LinearFormat::fp8) {
           y = static_cast<float>(canonical_dot(xt, row.data(), in));
         } else if (w.block_scales.empty()) {
-          y = canonical::fp8_linear_output(canonical_dot(xt, row.data(), in), input.row_scales[t],
+          y = canonical::fp8_linear_output(canonical_dot(xt, row.data(), in) * kCodeProductFactor, input.row_scales[t],
                                            w.scales[o] / kE4M3WidenFactor);
         } else {  // each 128-wide block's exact sum times its scale, added in block order
           const float* scales = w.block_scales.data() + static_cast<int64_t>(o) / kFp8ScaleBlock * k_blocks;
           double total = 0.0;
           for (int64_t b = 0; b < k_blocks; ++b) {
             const int64_t first = b * kFp8ScaleBlock, count = std::min(kFp8ScaleBlock, in - first);
-            const double block_sum = canonical_dot(xt + first, row.data() + first, count);
+            const double block_sum = canonical_dot(xt + first, row.data() + first, count) * kCodeProductFactor;
             total = std::fma(block_sum, static_cast<double>(scales[b] / kE4M3WidenFactor), total);
           }
           y = static_cast<float>(total * static_cast<double>(input.row_scales[t]));

@@ -7,6 +7,7 @@
 #include "fp8/scaling.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -370,8 +371,18 @@ void CpuKvCache::load_exact(const Lane& l, int64_t row, int64_t head, double* ou
     std::copy(widened.begin(), widened.end(), out);
     return;
   }
+  // Every code's value, once per format (the decode functions are not inlined here).
+  static const auto tables = [] {
+    std::array<std::array<double, 256>, 2> t{};
+    for (int c = 0; c < 256; ++c) {
+      t[0][c] = fp8::decode_e4m3(static_cast<uint8_t>(c));
+      t[1][c] = fp8::decode_e5m2(static_cast<uint8_t>(c));
+    }
+    return t;
+  }();
+  const auto& table = tables[spec.fp8_format == fp8::Format::e4m3 ? 0 : 1];
   const double scale = l.scales[static_cast<size_t>(row * spec.kv_heads + head)];
-  for (int64_t i = 0; i < spec.head_dim; ++i) out[i] = static_cast<double>(fp8::decode(spec.fp8_format, src[i])) * scale;
+  for (int64_t i = 0; i < spec.head_dim; ++i) out[i] = table[src[i]] * scale;
 }
 
 void CpuKvCache::read_k_exact(int64_t layer, int64_t slot, int64_t position, int64_t head, double* out) const {

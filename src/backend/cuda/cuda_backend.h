@@ -58,7 +58,8 @@ class CudaBackend final : public Backend {
   CudaBackend(int device, Numerics numerics);
   ~CudaBackend() override;
 
-  std::string name() const override { return reproducible_ ? "cuda (reproducible numerics)" : "cuda"; }
+  std::string name() const override { return "cuda"; }
+  Numerics numerics() const override { return reproducible_ ? Numerics::reproducible : Numerics::fast; }
 
   // Weights and embeddings: cuda_backend_weights.cpp.
   std::unique_ptr<LinearWeight> make_linear(const float* weights, int64_t out, int64_t in, const LinearSpec& spec) override;
