@@ -365,10 +365,20 @@ void CpuKvCache::load(const Lane& l, int64_t row, int64_t head, float* out) cons
 void CpuKvCache::load_exact(const Lane& l, int64_t row, int64_t head, double* out) const {
   const int64_t offset = row * spec.kv_heads * spec.head_dim + head * spec.head_dim;
   const uint8_t* src = l.bytes.get() + offset * element_bytes_;
-  if (spec.storage != KvCacheSpec::Storage::fp8) {
-    std::vector<float> widened(static_cast<size_t>(spec.head_dim));
-    load(l, row, head, widened.data());
-    std::copy(widened.begin(), widened.end(), out);
+  if (spec.storage == KvCacheSpec::Storage::f32) {  // read per position by the attention: no allocation
+    for (int64_t i = 0; i < spec.head_dim; ++i) {
+      float value;
+      std::memcpy(&value, src + i * 4, 4);
+      out[i] = value;
+    }
+    return;
+  }
+  if (spec.storage == KvCacheSpec::Storage::bf16) {
+    for (int64_t i = 0; i < spec.head_dim; ++i) {
+      uint16_t bits;
+      std::memcpy(&bits, src + i * 2, 2);
+      out[i] = bf16_to_float(bits);
+    }
     return;
   }
   // Every code's value, once per format (the decode functions are not inlined here).
