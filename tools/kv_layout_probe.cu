@@ -4,13 +4,26 @@
 //   head-major: cell at (head · positions + position) · 128 bytes, a (token, head) block's rows contiguous.
 // Each block (token, head) of 128 threads streams its K and V rows of all positions with 16-byte loads, 8 in flight a
 // thread, like the kernel's copies; the grid is every (token, head). Sizes far above the L2, so every byte is DRAM's.
+// Then how the decode attention's K/V copies load: the grouped kernel's exact access pattern
+// (position-major pool, cell (position, kv head) at (position · kv_heads + head) · 128 bytes; a warp's tile of 16
+// positions copied as 4 instructions of 32 lanes × 16 bytes, 8 lanes a 128-byte row; K and V; 4 warps a block, tiles
+// strided by the warps; one tile in flight while the last one is used) through three routes:
+//   ldcg      16-byte __ldcg loads into registers (the next tile's issued before this tile's use);
+//   cp.async  cp.async.cg into a 2-stage shared-memory ring per warp, as the kernel;
+//   +scales   cp.async as above plus the kernel's 4-byte .ca copies of the per-cell K and V scales.
+// Each prints GB/s of K/V bytes (sizes far above the L2, so every byte is DRAM's); under ncu
+// (lts__t_sectors.sum, lts__t_sector_hit_rate.pct, dram__bytes_read.sum) each route's L2 traffic shows.
 //   nvcc -O3 -arch=sm_90a -o kv_layout_probe tools/kv_layout_probe.cu && ./kv_layout_probe
 #include <cuda_runtime.h>
 
 #include <cstdint>
 #include <cstdio>
 
-constexpr int kHeads = 8, kPositions = 1024, kTokens = 512, kRowBytes = 128, kThreads = 128, kInFlight = 8;
+constexpr int kHeads = 8, kPositions = 1024, kTokens = 512, kRowBytes = 128;
+constexpr int kThreads = 128, kInFlight = 8;  // the layout probe
+constexpr int kWarps = 4, kTile = 16;         // the copy probe: the kernel's warps and tiles
+constexpr int kTiles = kPositions / kTile, kStageBytes = 2 * kTile * kRowBytes + 2 * kTile * 4;
+enum Route { ldcg, cp_async, cp_async_scales };
 
 template <bool kHeadMajor>
 __global__ void __launch_bounds__(kThreads) read_rows(const uint4* k, const uint4* v, uint32_t* sink) {
@@ -35,15 +48,85 @@ __global__ void __launch_bounds__(kThreads) read_rows(const uint4* k, const uint
   if (acc == 0x12345678u) sink[blockIdx.x] = acc;  // keeps the loads
 }
 
-template <bool kHeadMajor>
-double gbps(const uint4* k, const uint4* v, uint32_t* sink) {
+__device__ __forceinline__ void copy16(uint32_t dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src) : "memory");
+}
+__device__ __forceinline__ void copy4(uint32_t dst, const void* src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(src) : "memory");
+}
+
+template <Route R>
+__global__ void __launch_bounds__(kWarps * 32) stream(const uint8_t* k, const uint8_t* v, const float* ks,
+                                                      const float* vs, uint32_t* sink) {
+  __shared__ __align__(16) uint8_t stages[kWarps][2][kStageBytes];
+  const int token = blockIdx.x / kHeads, head = blockIdx.x % kHeads, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int my_tiles = kTiles / kWarps;
+  auto at = [&](int tile, int c) {  // byte offset of copy c of the lane in tile `tile` of the warp
+    const int index = lane + 32 * c, row = index / 8, piece = index % 8;
+    const int64_t position = static_cast<int64_t>(token) * kPositions + (warp + tile * kWarps) * kTile + row;
+    return (position * kHeads + head) * kRowBytes + piece * 16;
+  };
+  uint32_t acc = 0;
+  if constexpr (R == ldcg) {
+    uint4 next[8];
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      next[c] = __ldcg(reinterpret_cast<const uint4*>(k + at(0, c)));
+      next[4 + c] = __ldcg(reinterpret_cast<const uint4*>(v + at(0, c)));
+    }
+    for (int t = 0; t < my_tiles; ++t) {
+      uint4 now[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) now[i] = next[i];
+      if (t + 1 < my_tiles) {
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+          next[c] = __ldcg(reinterpret_cast<const uint4*>(k + at(t + 1, c)));
+          next[4 + c] = __ldcg(reinterpret_cast<const uint4*>(v + at(t + 1, c)));
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < 8; ++i) acc ^= now[i].x ^ now[i].y ^ now[i].z ^ now[i].w;
+    }
+  } else {
+    auto fetch = [&](int tile) {
+      if (tile < my_tiles) {
+        const uint32_t stage = static_cast<uint32_t>(__cvta_generic_to_shared(stages[warp][tile % 2]));
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+          copy16(stage + (lane + 32 * c) * 16, k + at(tile, c));
+          copy16(stage + kTile * kRowBytes + (lane + 32 * c) * 16, v + at(tile, c));
+        }
+        if constexpr (R == cp_async_scales) {
+          const int64_t position = static_cast<int64_t>(token) * kPositions + (warp + tile * kWarps) * kTile + lane % kTile;
+          copy4(stage + 2 * kTile * kRowBytes + lane * 4, (lane < kTile ? ks : vs) + position * kHeads + head);
+        }
+      }
+      asm volatile("cp.async.commit_group;\n" ::: "memory");
+    };
+    fetch(0);
+    for (int t = 0; t < my_tiles; ++t) {
+      fetch(t + 1);
+      asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+      __syncwarp();
+      const uint4 got = reinterpret_cast<const uint4*>(stages[warp][t % 2])[lane];
+      acc ^= got.x ^ got.y ^ got.z ^ got.w;
+      __syncwarp();
+    }
+  }
+  if (acc == 0x12345678u) sink[blockIdx.x] = acc;  // keeps the loads
+}
+
+// GB/s of one K and one V pool read by `launch` (a warm-up, then 10 timed launches).
+template <class Launch>
+double gbps(Launch launch) {
   cudaEvent_t start, stop;
   cudaEventCreate(&start);
   cudaEventCreate(&stop);
-  read_rows<kHeadMajor><<<kTokens * kHeads, kThreads>>>(k, v, sink);  // warm-up
+  launch();
   constexpr int kRuns = 10;
   cudaEventRecord(start);
-  for (int r = 0; r < kRuns; ++r) read_rows<kHeadMajor><<<kTokens * kHeads, kThreads>>>(k, v, sink);
+  for (int r = 0; r < kRuns; ++r) launch();
   cudaEventRecord(stop);
   cudaEventSynchronize(stop);
   float ms = 0.0f;
@@ -54,17 +137,30 @@ double gbps(const uint4* k, const uint4* v, uint32_t* sink) {
 
 int main() {
   const size_t bytes = static_cast<size_t>(kTokens) * kHeads * kPositions * kRowBytes;  // 512 MiB each
-  uint4 *k = nullptr, *v = nullptr;
+  const size_t scales = static_cast<size_t>(kTokens) * kHeads * kPositions * sizeof(float);
+  uint8_t *k = nullptr, *v = nullptr;
+  float *ks = nullptr, *vs = nullptr;
   uint32_t* sink = nullptr;
-  if (cudaMalloc(&k, bytes) != cudaSuccess || cudaMalloc(&v, bytes) != cudaSuccess ||
-      cudaMalloc(&sink, kTokens * kHeads * 4) != cudaSuccess) {
-    std::fprintf(stderr, "kv_layout_probe: cannot allocate 2 × %zu bytes\n", bytes);
+  if (cudaMalloc(&k, bytes) != cudaSuccess || cudaMalloc(&v, bytes) != cudaSuccess || cudaMalloc(&ks, scales) != cudaSuccess ||
+      cudaMalloc(&vs, scales) != cudaSuccess || cudaMalloc(&sink, kTokens * kHeads * 4) != cudaSuccess) {
+    std::fprintf(stderr, "kv_layout_probe: cannot allocate the pool\n");
     return 1;
   }
   cudaMemset(k, 1, bytes);
   cudaMemset(v, 2, bytes);
+  cudaMemset(ks, 0, scales);
+  cudaMemset(vs, 0, scales);
+  const auto* k4 = reinterpret_cast<const uint4*>(k);
+  const auto* v4 = reinterpret_cast<const uint4*>(v);
+  const dim3 grid(kTokens * kHeads);
   for (int round = 0; round < 3; ++round)
-    std::printf("round %d: position-major %.0f GB/s, head-major %.0f GB/s\n", round, gbps<false>(k, v, sink),
-                gbps<true>(k, v, sink));
+    std::printf("round %d: position-major %.0f GB/s, head-major %.0f GB/s\n", round,
+                gbps([&] { read_rows<false><<<grid, kThreads>>>(k4, v4, sink); }),
+                gbps([&] { read_rows<true><<<grid, kThreads>>>(k4, v4, sink); }));
+  for (int round = 0; round < 3; ++round)
+    std::printf("round %d: ldcg %.0f GB/s, cp.async %.0f GB/s, cp.async + scales %.0f GB/s\n", round,
+                gbps([&] { stream<ldcg><<<grid, kWarps * 32>>>(k, v, ks, vs, sink); }),
+                gbps([&] { stream<cp_async><<<grid, kWarps * 32>>>(k, v, ks, vs, sink); }),
+                gbps([&] { stream<cp_async_scales><<<grid, kWarps * 32>>>(k, v, ks, vs, sink); }));
   return cudaGetLastError() == cudaSuccess ? 0 : 1;
 }

@@ -1,7 +1,7 @@
 // The grouped decode attention kernel (v2, launch_attention's default for BF16/FP8 caches): one block
 // per (token, KV head, split of the token's positions); the group's query heads (1–8) are the 8
 // columns of the MMAs, so each cached K and V row is read once for all of them. Each of the block's
-// 4 warps streams its own tiles of 16 positions (tiles warp, warp + 4, …) through a ring of
+// 4 warps (5 in the packed build) streams its own tiles of 16 positions (tiles warp, warp + 4, …) through a ring of
 // shared-memory stages filled by cp.async, kStages − 1 tiles in flight while it computes one:
 //   Sᵀ (16 positions × 8 heads) = K (16 × head_dim) · Qᵀ        A = K rows, B = Q (k = head dims)
 //   Oᵀ (head_dim × 8 heads)   += Vᵀ (head_dim × 16) · Pᵀ       A = V columns, B = P (k = positions)
@@ -13,6 +13,10 @@
 // chosen per warp from the largest V scale seen so far so the products stay below 2^10 (c only
 // falls; the accumulators are rescaled with the softmax correction, and divided by 2^c at the end).
 // Only Pᵀ changes lanes between the two steps (a padded shared-memory exchange).
+// Groups of up to 4 heads (Llama-3.1-8B, SmolLM2) run packed: the 8 columns hold the head parts of
+// the 4 heads (0–3) and their tail parts (4–7), so each product is one MMA instead of two and a lane
+// keeps one part of q; a score is its two columns added (lanes t and t ^ 2), and the accumulators'
+// two parts are added once at the end.
 // Index permutations (sums do not depend on the order of k; outputs are stored through the same
 // map): lane (g = lane / 4, t = lane % 4) holds the head-dim elements phys(e, t) = (e / E)·4E + t·E
 // + e % E of K rows g and g+8 (E = elements per 16 bytes; logical k 4j..4j+3 of chunk j are e =
@@ -40,8 +44,23 @@
 namespace octet::backend::cuda {
 namespace {
 
-constexpr int kWarps = 4;
-constexpr int kThreads = kWarps * 32;
+// A build of the kernel: warps a block, packed columns (groups of up to 4 heads), and the resident
+// blocks a SM its registers are capped for (0: what the shape's shared memory allows).
+template <int W, bool P, int B>
+struct Variant {
+  static constexpr int kWarps = W;
+  static constexpr int kThreads = W * 32;
+  static constexpr bool kPacked = P;
+  static constexpr int kBlocks = B;
+};
+using Plain = Variant<4, false, 0>;
+// Packed, the q fragments' 16 registers fewer leave room for a fifth warp a block at 4 blocks a SM
+// (96 registers, no spill at FP8 head_dim 128; FP8 caches only). Llama-3.1-8B on the H200 (docs/PERFORMANCE.md
+// version 15), ms a step: b64 5.017–5.054 against 5.085–5.100 plain, 5.084–5.094 packed at 4 warps and 5.119
+// packed at 4 warps with 3 stages; b128 7.03–7.06 against 7.14; b8–b32 within the spread; b1 2.884–2.889
+// against 2.869–2.873 plain, hence packed only from kPackedTokens tokens on.
+using Packed = Variant<5, true, 4>;
+constexpr int64_t kPackedTokens = 16;
 constexpr int kTile = 16;                  // positions per MMA tile
 constexpr int kMaxGroup = 8;               // query heads per KV head: the MMAs' 8 columns
 constexpr int64_t kMinSpan = 64;           // positions per split, at least: a tile per warp
@@ -56,7 +75,7 @@ constexpr int kPTopExponent = 10;          // P · v_scale scaled below 2^10
 constexpr int kMaxExponent = 100;          // scaling exponents stay within ±100: 2^e a normal float
 constexpr unsigned kAll = 0xFFFFFFFFu;
 
-template <KvStorage S, int kHeadDim>
+template <KvStorage S, int kHeadDim, int kWarps>
 struct GroupedShape {
   static constexpr bool kFp8 = S != KvStorage::bf16;  // FP16 MMAs and per-cell scales
   static constexpr int kElementBytes = kFp8 ? 1 : 2;
@@ -198,12 +217,14 @@ __device__ __forceinline__ int64_t grouped_span(int64_t count, int splits) {
   return max(kMinSpan, (share + kTile - 1) / kTile * kTile);
 }
 
-template <KvStorage S, int kHeadDim>
-__global__ void __launch_bounds__(kThreads, (GroupedShape<S, kHeadDim>::kBlocksPerSm))
+template <KvStorage S, int kHeadDim, class V>
+__global__ void __launch_bounds__(V::kThreads, (V::kBlocks > 0 ? V::kBlocks : GroupedShape<S, kHeadDim, V::kWarps>::kBlocksPerSm))
 grouped_attention_kernel(const float* q, int group, const int64_t* slots, const int64_t* positions, KvLayout layout,
                          const void* k_cache, const void* v_cache, const float* k_scales, const float* v_scales,
                          int splits, float* out, float* partial, uint32_t* counters, const int32_t* token_list) {
-  using Shape = GroupedShape<S, kHeadDim>;
+  using Shape = GroupedShape<S, kHeadDim, V::kWarps>;
+  constexpr int kWarps = V::kWarps, kThreads = V::kThreads;
+  constexpr bool kPacked = V::kPacked;
   constexpr bool kFp8 = Shape::kFp8;
   constexpr int kChunks = Shape::kChunks, kStages = Shape::kStages;
   extern __shared__ __align__(16) uint8_t stages[];  // [warp][stage]; later the warps' Oᵀ, then the merge's weights
@@ -225,15 +246,22 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
   const int32_t* table = layout.block_table + slots[token] * layout.blocks_per_slot;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int64_t first_q_row = token * heads + kv_head * group;  // of q and out
+  // The head of the lane's B column g, and the heads h = 0, 1 of its score and accumulator columns
+  // 2t + h; packed, columns 4–7 are the tails of heads 0–3 and lanes t, t ^ 2 hold the same heads.
+  const int column_head = kPacked ? g & 3 : g;
+  const bool tail_column = kPacked && g >= 4;
+  const int first_head = kPacked ? 2 * (t & 1) : 2 * t;
+  const bool owns_heads = !kPacked || t < 2;  // the lane whose columns' results are stored
 
   // Qᵀ as B fragments: column g is query head g of the group (zero past the group), k chunk j holds
   // dims phys(4j .. 4j+3, t), pre-scaled by 1/sqrt(head_dim) (and for FP16 by 2^q_exponent of the
   // head), in two parts. score_unscale: 2^-q_exponent of the lane's score columns, heads 2t, 2t+1.
+  // Packed: q_head holds the lane's one part (head or tail of column_head), q_tail is unused.
   uint32_t q_head[kChunks][2], q_tail[kChunks][2];
   float score_unscale[2] = {1.0f, 1.0f};
   {
-    const float scale = g < group ? rsqrtf(static_cast<float>(kHeadDim)) : 0.0f;
-    const float* q_row = q + (first_q_row + min(g, group - 1)) * kHeadDim;
+    const float scale = column_head < group ? rsqrtf(static_cast<float>(kHeadDim)) : 0.0f;
+    const float* q_row = q + (first_q_row + min(column_head, group - 1)) * kHeadDim;
     constexpr int kE = 16 / Shape::kElementBytes;
     float4 v[kChunks];
     float top = 0.0f;
@@ -253,13 +281,17 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
       top = fmaxf(top, __shfl_xor_sync(kAll, top, 2));  // the head's largest |element|
       const int exponent = top > 0.0f ? max(-kMaxExponent, min(kMaxExponent, kQTopExponent - exponent_above(top))) : 0;
       q_scale = power_of_two(exponent);
-      score_unscale[0] = power_of_two(-__shfl_sync(kAll, exponent, 8 * t));      // head 2t: g = 2t
-      score_unscale[1] = power_of_two(-__shfl_sync(kAll, exponent, 8 * t + 4));  // head 2t + 1
+      score_unscale[0] = power_of_two(-__shfl_sync(kAll, exponent, 4 * first_head));      // g = first_head
+      score_unscale[1] = power_of_two(-__shfl_sync(kAll, exponent, 4 * first_head + 4));  // first_head + 1
     }
 #pragma unroll
     for (int j = 0; j < kChunks; ++j) {
       split_pair<S>(v[j].x * q_scale, v[j].y * q_scale, q_head[j][0], q_tail[j][0]);
       split_pair<S>(v[j].z * q_scale, v[j].w * q_scale, q_head[j][1], q_tail[j][1]);
+      if (tail_column) {
+        q_head[j][0] = q_tail[j][0];
+        q_head[j][1] = q_tail[j][1];
+      }
     }
   }
 
@@ -268,10 +300,17 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
   const int my_tiles = tiles > warp ? static_cast<int>((tiles - warp + kWarps - 1) / kWarps) : 0;
   uint8_t* const warp_stages = stages + warp * Shape::kWarpBytes;
   const uint32_t warp_stages_address = shared_address(warp_stages);
-  // The pool row of position lane % 16 of the warp's tile k (-1: past the split or the tiles).
-  auto pool_row_of = [&](int k) -> int {
+  // Position lane % 16 of the warp's tile k and its pool block (position -1: past the split or the
+  // tiles), then its pool row (-1 for those). Two steps: the loop looks a tile's blocks up a whole tile
+  // before it needs their rows, so the table load's latency hides behind that tile's arithmetic — with
+  // the row computed at once, every tile waited for it (at 8B b64, 28% of the kernel's stall samples).
+  auto look_up = [&](int k) -> int2 {
     const int64_t position = begin + static_cast<int64_t>(warp + k * kWarps) * kTile + lane % kTile;
-    return k < my_tiles && position < end ? static_cast<int>(pool_row(layout, table, position)) : -1;
+    if (k < my_tiles && position < end) return make_int2(pool_block(layout, table, position), static_cast<int>(position));
+    return make_int2(0, -1);
+  };
+  auto pool_row_of = [&](int2 looked_up) -> int {
+    return looked_up.y >= 0 ? static_cast<int>(pool_row_in(layout, looked_up.x, looked_up.y)) : -1;
   };
   // Tile k's K and V rows (zeros past the end) and their scales into its stage; one commit group per k.
   auto fetch = [&](int k, int row_of_lane) {
@@ -295,8 +334,9 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
     commit_copies();
   };
 
-  // Per lane: heads 2t and 2t+1. Running max (the same in every lane of a t), the lane's share of the
-  // sum, and Oᵀ·2^v_exponent: acc[i][h] is (dim R·g + 2i, head 2t+h), acc[i][2+h] (dim R·g + 2i + 1).
+  // Per lane: heads first_head + h (h = 0, 1). Running max (the same in every lane of a t), the lane's
+  // share of the sum, and Oᵀ·2^v_exponent: acc[i][h] is (dim R·g + 2i, column 2t+h), acc[i][2+h] (dim
+  // R·g + 2i + 1); packed, the columns of t ≥ 2 are the tail parts.
   float running_max[2] = {-INFINITY, -INFINITY}, running_sum[2] = {0.0f, 0.0f};
   float acc[kChunks][4];
 #pragma unroll
@@ -304,17 +344,17 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
   int v_exponent = kMaxExponent;
 
   {
-    int ahead[kStages - 1];
+    int2 ahead[kStages - 1];
 #pragma unroll
-    for (int k = 0; k < kStages - 1; ++k) ahead[k] = pool_row_of(k);  // all the table loads at once
+    for (int k = 0; k < kStages - 1; ++k) ahead[k] = look_up(k);  // all the table loads at once
 #pragma unroll
-    for (int k = 0; k < kStages - 1; ++k) fetch(k, ahead[k]);
+    for (int k = 0; k < kStages - 1; ++k) fetch(k, pool_row_of(ahead[k]));
   }
-  int next_row = pool_row_of(kStages - 1);
+  int2 next = look_up(kStages - 1);
   float(*const p_exchange)[kExchangeStride] = exchange[warp];
   for (int k = 0; k < my_tiles; ++k) {
-    fetch(k + kStages - 1, next_row);
-    next_row = pool_row_of(k + kStages);  // its table load is waited on only at the next tile
+    fetch(k + kStages - 1, pool_row_of(next));
+    next = look_up(k + kStages);  // its table load is waited on only at the next tile
     wait_copies<kStages - 1>();           // tile k is in
     __syncwarp();
     const uint8_t* const key = warp_stages + (k % kStages) * Shape::kStageBytes;
@@ -322,8 +362,9 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
     const float* const scale = reinterpret_cast<const float*>(value + Shape::kTileBytes);
     const int64_t base = begin + static_cast<int64_t>(warp + k * kWarps) * kTile;
 
-    // Scores: s[0..1] = (position g, heads 2t, 2t+1), s[2..3] = (position g+8, same heads).
-    // q's head and tail parts accumulate apart: two chains of dependent MMAs, half as long.
+    // Scores: s[0..1] = (position g, heads first_head + 0, 1), s[2..3] = (position g+8, same heads).
+    // q's head and tail parts accumulate apart: two chains of dependent MMAs, half as long (packed:
+    // in the two halves of one MMA's columns).
     float s[4] = {0.0f, 0.0f, 0.0f, 0.0f}, s_tail[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     constexpr int kChunksPerPiece = kChunks / Shape::kKPieces;  // 4 (FP8) or 2 (BF16)
 #pragma unroll
@@ -337,11 +378,11 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
         uint32_t a[4];
         key_fragment<S>(key_lo, key_hi, c, a);
         mma_step<S>(s, a, q_head[j][0], q_head[j][1]);
-        mma_step<S>(s_tail, a, q_tail[j][0], q_tail[j][1]);
+        if constexpr (!kPacked) mma_step<S>(s_tail, a, q_tail[j][0], q_tail[j][1]);
       }
     }
 #pragma unroll
-    for (int e = 0; e < 4; ++e) s[e] += s_tail[e];
+    for (int e = 0; e < 4; ++e) s[e] += kPacked ? __shfl_xor_sync(kAll, s[e], 2) : s_tail[e];
     float k_scale[2] = {1.0f, 1.0f}, v_scale[2] = {1.0f, 1.0f};
     if constexpr (kFp8) {
       k_scale[0] = scale[g];
@@ -395,15 +436,19 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
       for (int h = 0; h < 2; ++h) {
         const float p = __expf(s[2 * half + h] - reference[h]);  // 0 for masked positions
         running_sum[h] += p;
-        p_exchange[2 * t + h][g + 8 * half] = kFp8 ? p * (v_scale[half] * p_scale) : p;
+        p_exchange[first_head + h][g + 8 * half] = kFp8 ? p * (v_scale[half] * p_scale) : p;
       }
     __syncwarp();
-    uint32_t p_head[2], p_tail[2];  // Pᵀ as B: (positions 2t, 2t+1 | 2t+8, 2t+9; head g)
+    uint32_t p_head[2], p_tail[2];  // Pᵀ as B: (positions 2t, 2t+1 | 2t+8, 2t+9; head column_head)
     {
-      const float2 low = *reinterpret_cast<const float2*>(&p_exchange[g][2 * t]);
-      const float2 high = *reinterpret_cast<const float2*>(&p_exchange[g][2 * t + 8]);
+      const float2 low = *reinterpret_cast<const float2*>(&p_exchange[column_head][2 * t]);
+      const float2 high = *reinterpret_cast<const float2*>(&p_exchange[column_head][2 * t + 8]);
       split_pair<S>(low.x, low.y, p_head[0], p_tail[0]);
       split_pair<S>(high.x, high.y, p_head[1], p_tail[1]);
+      if (tail_column) {  // packed: the lane's column is the tail part
+        p_head[0] = p_tail[0];
+        p_head[1] = p_tail[1];
+      }
     }
     // The lane's R dims of V rows 2t, 2t+1, 2t+8, 2t+9 (zeros past the end), 16 bytes (or 8) at a time.
     constexpr int kVPieces = Shape::kVBytes > 16 ? Shape::kVBytes / 16 : 1;
@@ -420,7 +465,7 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
         uint32_t a[4];
         value_fragment<S>(rows[0], rows[1], rows[2], rows[3], c, a);
         mma_step<S>(acc[i], a, p_head[0], p_head[1]);
-        mma_step<S>(acc[i], a, p_tail[0], p_tail[1]);
+        if constexpr (!kPacked) mma_step<S>(acc[i], a, p_tail[0], p_tail[1]);
       }
     }
     __syncwarp();  // the stage and the exchange are rewritten by the next tiles
@@ -431,17 +476,25 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
   // The warps' states into shared memory, then merged per (head, dim).
   float* const my_acc = reinterpret_cast<float*>(warp_stages);  // [head][kAccStride]
   const float acc_unscale = kFp8 ? power_of_two(-v_exponent) : 1.0f;
+  if constexpr (kPacked) {  // the head parts (t < 2) and the tail parts (t ^ 2) added
+#pragma unroll
+    for (int i = 0; i < kChunks; ++i)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[i][e] += __shfl_xor_sync(kAll, acc[i][e], 2);
+  }
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     for (int offset = 4; offset < 32; offset *= 2) running_sum[h] += __shfl_xor_sync(kAll, running_sum[h], offset);
-    if (g == 0) {
-      warp_max[warp][2 * t + h] = running_max[h];
-      warp_sum[warp][2 * t + h] = running_sum[h];
+    if (g == 0 && owns_heads) {
+      warp_max[warp][first_head + h] = running_max[h];
+      warp_sum[warp][first_head + h] = running_sum[h];
     }
+    if (owns_heads) {
 #pragma unroll
-    for (int i = 0; i < kChunks; ++i)
-      *reinterpret_cast<float2*>(my_acc + (2 * t + h) * Shape::kAccStride + Shape::kVDims * g + 2 * i) =
-          make_float2(acc[i][h] * acc_unscale, acc[i][2 + h] * acc_unscale);
+      for (int i = 0; i < kChunks; ++i)
+        *reinterpret_cast<float2*>(my_acc + (first_head + h) * Shape::kAccStride + Shape::kVDims * g + 2 * i) =
+            make_float2(acc[i][h] * acc_unscale, acc[i][2 + h] * acc_unscale);
+    }
   }
   __syncthreads();
   // The launch's partials: accumulators [item][split][head][head_dim], then (max, sum) [item][split][head].
@@ -449,7 +502,7 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
   float* const accumulators = partial;
   float2* const stats = reinterpret_cast<float2*>(partial + partials * kHeadDim);
   const int64_t mine = (item * splits + split) * group;  // this split's first (item, split, head)
-  if (threadIdx.x < kMaxGroup) {  // per head: the warps' weights, once
+  if (threadIdx.x < group) {  // per head: the warps' weights, once
     const int head = threadIdx.x;
     float top = -INFINITY;
     for (int w = 0; w < kWarps; ++w)
@@ -508,7 +561,7 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
   }
   __syncthreads();
   // Thread → 4 dims (a quad) of one head, kQuads of them: 16-byte loads, 8 splits' in flight at once.
-  constexpr int kHeadQuads = kHeadDim / 4, kQuads = kMaxGroup * kHeadQuads / kThreads;
+  constexpr int kHeadQuads = kHeadDim / 4, kQuads = (kMaxGroup * kHeadQuads + kThreads - 1) / kThreads;
   const int quads = group * kHeadQuads;  // of one split
   const float4* const item_accumulators = reinterpret_cast<const float4*>(accumulators + first * kHeadDim);
   float4 total[kQuads];
@@ -541,30 +594,44 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
   if (threadIdx.x == 0) counters[item] = 0;  // every used block has counted: ready for the next launch (or replay)
 }
 
-template <KvStorage S, int kHeadDim, typename... Args>
+template <KvStorage S, int kHeadDim, class V, typename... Args>
 void launch_shape(dim3 grid, cudaStream_t s, const Args&... args) {
-  constexpr int bytes = GroupedShape<S, kHeadDim>::kSharedBytes;
+  constexpr int bytes = GroupedShape<S, kHeadDim, V::kWarps>::kSharedBytes;
   // Once per instance: past the 48 KiB a launch may take without asking. The shared-memory carveout
   // is left to the driver: asking for all of L1 as shared memory (OCTET_CUDA_ATTENTION_CARVEOUT=max,
   // the setting before 2026-12-02) measured 1% slower at Llama-3.1-8B b1 and 1.5% at b8 on the H200
   // (docs/PERFORMANCE.md version 13).
   static const bool sized = [] {
-    OCTET_CUDA_CHECK(cudaFuncSetAttribute(grouped_attention_kernel<S, kHeadDim>,
+    OCTET_CUDA_CHECK(cudaFuncSetAttribute(grouped_attention_kernel<S, kHeadDim, V>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
     const char* carveout = std::getenv("OCTET_CUDA_ATTENTION_CARVEOUT");
     if (carveout != nullptr && std::strcmp(carveout, "max") == 0)
-      OCTET_CUDA_CHECK(cudaFuncSetAttribute(grouped_attention_kernel<S, kHeadDim>,
+      OCTET_CUDA_CHECK(cudaFuncSetAttribute(grouped_attention_kernel<S, kHeadDim, V>,
                                             cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared));
     return true;
   }();
   (void)sized;
-  launch_kernel(grouped_attention_kernel<S, kHeadDim>, LaunchShape{grid, dim3(kThreads), bytes}, s, args...);
+  launch_kernel(grouped_attention_kernel<S, kHeadDim, V>, LaunchShape{grid, dim3(V::kThreads), bytes}, s, args...);
+}
+
+template <KvStorage S, int kHeadDim, typename... Args>
+void launch_dim(bool packed, dim3 grid, cudaStream_t s, const Args&... args) {
+  if constexpr (S != KvStorage::bf16) {  // BF16 stages: 5 warps' do not fit 4 blocks a SM
+    if (packed) return launch_shape<S, kHeadDim, Packed>(grid, s, args...);
+  }
+  launch_shape<S, kHeadDim, Plain>(grid, s, args...);
 }
 
 template <KvStorage S, typename... Args>
-void launch_storage(int64_t head_dim, dim3 grid, cudaStream_t s, const Args&... args) {
-  if (head_dim == 128) launch_shape<S, 128>(grid, s, args...);
-  else launch_shape<S, 64>(grid, s, args...);
+void launch_storage(int64_t head_dim, bool packed, dim3 grid, cudaStream_t s, const Args&... args) {
+  if (head_dim == 128) launch_dim<S, 128>(packed, grid, s, args...);
+  else launch_dim<S, 64>(packed, grid, s, args...);
+}
+
+// Whether a launch of `tokens` tokens in groups of `group` heads takes the packed build (FP8 caches): from
+// kPackedTokens tokens on, or OCTET_CUDA_ATTENTION_PACKED_TOKENS (read at every call; past any batch: never).
+bool packed_launch(int64_t tokens, int group) {
+  return group <= 4 && tokens >= integer_setting("OCTET_CUDA_ATTENTION_PACKED_TOKENS", kPackedTokens, 1, int64_t{1} << 40, "a token count");
 }
 
 // The blocks the splits aim for: kTargetBlocks, or OCTET_CUDA_GROUPED_ATTENTION_BLOCKS (for tuning;
@@ -593,10 +660,11 @@ void launch_grouped_attention(const float* q, int group, const int64_t* slots, c
                               uint32_t* counters, const int32_t* token_list, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(items), static_cast<unsigned>(splits));
   const int64_t head_dim = layout.head_dim;
+  const bool packed = packed_launch(items / layout.kv_heads, group);
   switch (layout.storage) {
-    case KvStorage::bf16: launch_storage<KvStorage::bf16>(head_dim, grid, s, q, group, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, partial, counters, token_list); break;
-    case KvStorage::e4m3: launch_storage<KvStorage::e4m3>(head_dim, grid, s, q, group, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, partial, counters, token_list); break;
-    case KvStorage::e5m2: launch_storage<KvStorage::e5m2>(head_dim, grid, s, q, group, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, partial, counters, token_list); break;
+    case KvStorage::bf16: launch_storage<KvStorage::bf16>(head_dim, packed, grid, s, q, group, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, partial, counters, token_list); break;
+    case KvStorage::e4m3: launch_storage<KvStorage::e4m3>(head_dim, packed, grid, s, q, group, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, partial, counters, token_list); break;
+    case KvStorage::e5m2: launch_storage<KvStorage::e5m2>(head_dim, packed, grid, s, q, group, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, partial, counters, token_list); break;
     case KvStorage::f32: fail("attention: the grouped kernel takes no float32 cache");  // grouped_attention_fits
   }
   OCTET_CUDA_LAUNCH_CHECK();

@@ -13,12 +13,21 @@ namespace octet::backend::cuda {
 // The pool row holding `position` of the slot whose block table row is `table`. Positions and
 // block sizes stay far below 2^31, so 32-bit arithmetic; a power-of-two block size (the default
 // 16) shifts instead of dividing.
-__device__ __forceinline__ int64_t pool_row(const KvLayout& layout, const int32_t* table, int64_t position) {
+// pool_row in two steps, so that a kernel can issue the table load well before it needs the row
+// (the grouped decode attention looks up a tile's rows one tile ahead): the pool block of `position`,
+// then the row of `position` in that block.
+__device__ __forceinline__ int32_t pool_block(const KvLayout& layout, const int32_t* table, int64_t position) {
   const int p = static_cast<int>(position);
-  if (layout.block_shift >= 0)
-    return (static_cast<int64_t>(table[p >> layout.block_shift]) << layout.block_shift) + (p & ((1 << layout.block_shift) - 1));
+  return table[layout.block_shift >= 0 ? p >> layout.block_shift : p / static_cast<int>(layout.block_size)];
+}
+__device__ __forceinline__ int64_t pool_row_in(const KvLayout& layout, int32_t block, int64_t position) {
+  const int p = static_cast<int>(position);
+  if (layout.block_shift >= 0) return (static_cast<int64_t>(block) << layout.block_shift) + (p & ((1 << layout.block_shift) - 1));
   const int b = static_cast<int>(layout.block_size);
-  return static_cast<int64_t>(table[p / b]) * b + p % b;
+  return static_cast<int64_t>(block) * b + p % b;
+}
+__device__ __forceinline__ int64_t pool_row(const KvLayout& layout, const int32_t* table, int64_t position) {
+  return pool_row_in(layout, pool_block(layout, table, position), position);
 }
 
 // The dynamic scale of a head row stored in an FP8 cache (where the checkpoint gives no static one): the

@@ -392,6 +392,45 @@ TEST_F(CudaDecodeAttention, FewSplitsLongWarpLoops) {
   check_both_kernels({8, 1, 128, KvStorage::e5m2, 4096}, {4095, 17, 2222});
 }
 
+// The packed build (groups of up to 4 heads over FP8 caches: head and tail parts in one MMA's columns,
+// 5 warps a block), which launches of 16 tokens or more take, at every batch size through
+// OCTET_CUDA_ATTENTION_PACKED_TOKENS=1: groups 1–4 at both head dims, lengths around the tile and split
+// boundaries, many splits, one split of hundreds of tiles a warp, and the FP16 range scaling of q and P.
+TEST_F(CudaDecodeAttention, PackedGroupsMatchAtEveryShape) {
+  const testing::ScopedEnvironment always("OCTET_CUDA_ATTENTION_PACKED_TOKENS", "1");
+  for (int64_t group = 1; group <= 4; ++group)
+    check_both_kernels({2, group, group % 2 == 0 ? 128 : 64, group % 2 == 0 ? KvStorage::e4m3 : KvStorage::e5m2, 2048},
+                       {0, 14, 16, 62, 64, 1022, 1500});
+  check_both_kernels({8, 4, 128, KvStorage::e4m3, 8192}, {4999});
+  check_both_kernels({2, 3, 128, KvStorage::e5m2, 3000, 7}, {2999, 17, 400});
+  for (const float factor : {1e-4f, 1e6f})
+    check_both_kernels({8, 4, 128, KvStorage::e4m3, 2048}, random_positions(rng_, 3, 2000), {1.0f / factor}, {factor});
+  check_both_kernels({8, 4, 128, KvStorage::e4m3, 2048}, random_positions(rng_, 3, 2000), {},
+                     {1.0f / 64, 1.0f, 6.0f, 0.3f});
+  check_both_kernels({8, 4, 128, KvStorage::e4m3, 4096}, random_positions(rng_, 2, 4000), {1.0f, 1e4f, 0.0f});
+  check_both_kernels({8, 4, 128, KvStorage::e5m2, 4096}, random_positions(rng_, 2, 4000), {1.0f, 1e-6f, 0.0f});
+  const testing::ScopedEnvironment one_split("OCTET_CUDA_GROUPED_ATTENTION_BLOCKS", "8");
+  check_both_kernels({8, 4, 128, KvStorage::e4m3, 16384}, {8999});
+  check_both_kernels({8, 1, 128, KvStorage::e5m2, 4096}, {4095, 17, 2222});
+}
+
+// 64 tokens (which take the packed build by default) through the plain one, and bad thresholds refused by name.
+TEST_F(CudaDecodeAttention, PackedTokensSwitch) {
+  {
+    const testing::ScopedEnvironment never("OCTET_CUDA_ATTENTION_PACKED_TOKENS", "1000000");
+    check_both_kernels({8, 4, 128, KvStorage::e4m3, 2048}, random_positions(rng_, 64, 1200));
+  }
+  for (const char* bad : {"0", "-1", "16x"}) {
+    const testing::ScopedEnvironment target("OCTET_CUDA_ATTENTION_PACKED_TOKENS", bad);
+    const Shape shape{8, 4, 128, KvStorage::e4m3, 2048};
+    PagedCache cache(shape, {100}, rng_, {});
+    Launch launch(cache, shape, DecodeAttention::grouped, 1, rng_);
+    launch.set_positions({99});
+    testing::expect_parts(testing::error_of([&] { launch.enqueue(nullptr); }),
+                          {"OCTET_CUDA_ATTENTION_PACKED_TOKENS", std::string("'") + bad + "'"});
+  }
+}
+
 // The same switch on the host: the split count behind the scratch size, and bad values refused by
 // name. Runs without a GPU (attention_scratch touches no device).
 TEST(CudaDecodeAttentionSwitches, GroupedBlocksTargetSetsTheSplits) {
