@@ -12,7 +12,8 @@
 //   cp.async  cp.async.cg into a 2-stage shared-memory ring per warp, as the kernel;
 //   +scales   cp.async as above plus the kernel's 4-byte .ca copies of the per-cell K and V scales.
 // Each prints GB/s of K/V bytes (sizes far above the L2, so every byte is DRAM's); under ncu
-// (lts__t_sectors.sum, lts__t_sector_hit_rate.pct, dram__bytes_read.sum) each route's L2 traffic shows.
+// (lts__t_sectors.sum, lts__t_sector_hit_rate.pct, dram__bytes_read.sum) each route's L2 traffic shows. Last, the
+// same routes at one Llama-3.1-8B b64 layer's shape: 512 blocks, all resident at once, as the attention's launch.
 //   nvcc -O3 -arch=sm_90a -o kv_layout_probe tools/kv_layout_probe.cu && ./kv_layout_probe
 #include <cuda_runtime.h>
 
@@ -57,9 +58,10 @@ __device__ __forceinline__ void copy4(uint32_t dst, const void* src) {
 
 template <Route R>
 __global__ void __launch_bounds__(kWarps * 32) stream(const uint8_t* k, const uint8_t* v, const float* ks,
-                                                      const float* vs, uint32_t* sink) {
+                                                      const float* vs, uint32_t* sink, int first_token) {
   __shared__ __align__(16) uint8_t stages[kWarps][2][kStageBytes];
-  const int token = blockIdx.x / kHeads, head = blockIdx.x % kHeads, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int token = first_token + static_cast<int>(blockIdx.x) / kHeads, head = blockIdx.x % kHeads;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int my_tiles = kTiles / kWarps;
   auto at = [&](int tile, int c) {  // byte offset of copy c of the lane in tile `tile` of the warp
     const int index = lane + 32 * c, row = index / 8, piece = index % 8;
@@ -117,21 +119,21 @@ __global__ void __launch_bounds__(kWarps * 32) stream(const uint8_t* k, const ui
   if (acc == 0x12345678u) sink[blockIdx.x] = acc;  // keeps the loads
 }
 
-// GB/s of one K and one V pool read by `launch` (a warm-up, then 10 timed launches).
+// GB/s of `launch(run)` reading `tokens` tokens' K and V (a warm-up, then 10 timed launches).
 template <class Launch>
-double gbps(Launch launch) {
+double gbps(Launch launch, int tokens = kTokens) {
   cudaEvent_t start, stop;
   cudaEventCreate(&start);
   cudaEventCreate(&stop);
-  launch();
+  launch(0);
   constexpr int kRuns = 10;
   cudaEventRecord(start);
-  for (int r = 0; r < kRuns; ++r) launch();
+  for (int r = 0; r < kRuns; ++r) launch(r + 1);
   cudaEventRecord(stop);
   cudaEventSynchronize(stop);
   float ms = 0.0f;
   cudaEventElapsedTime(&ms, start, stop);
-  const double bytes = 2.0 * kTokens * kHeads * kPositions * kRowBytes * kRuns;
+  const double bytes = 2.0 * tokens * kHeads * kPositions * kRowBytes * kRuns;
   return bytes / (ms * 1e-3) / 1e9;
 }
 
@@ -155,12 +157,23 @@ int main() {
   const dim3 grid(kTokens * kHeads);
   for (int round = 0; round < 3; ++round)
     std::printf("round %d: position-major %.0f GB/s, head-major %.0f GB/s\n", round,
-                gbps([&] { read_rows<false><<<grid, kThreads>>>(k4, v4, sink); }),
-                gbps([&] { read_rows<true><<<grid, kThreads>>>(k4, v4, sink); }));
+                gbps([&](int) { read_rows<false><<<grid, kThreads>>>(k4, v4, sink); }),
+                gbps([&](int) { read_rows<true><<<grid, kThreads>>>(k4, v4, sink); }));
   for (int round = 0; round < 3; ++round)
     std::printf("round %d: ldcg %.0f GB/s, cp.async %.0f GB/s, cp.async + scales %.0f GB/s\n", round,
-                gbps([&] { stream<ldcg><<<grid, kWarps * 32>>>(k, v, ks, vs, sink); }),
-                gbps([&] { stream<cp_async><<<grid, kWarps * 32>>>(k, v, ks, vs, sink); }),
-                gbps([&] { stream<cp_async_scales><<<grid, kWarps * 32>>>(k, v, ks, vs, sink); }));
+                gbps([&](int) { stream<ldcg><<<grid, kWarps * 32>>>(k, v, ks, vs, sink, 0); }),
+                gbps([&](int) { stream<cp_async><<<grid, kWarps * 32>>>(k, v, ks, vs, sink, 0); }),
+                gbps([&](int) { stream<cp_async_scales><<<grid, kWarps * 32>>>(k, v, ks, vs, sink, 0); }));
+  // One Llama-3.1-8B b64 layer's shape: 64 tokens × 8 KV heads = 512 blocks, all resident at once (as the attention's
+  // 4 a SM), each run on other tokens so that the L2 holds none of it; the kernel's copies without its arithmetic.
+  constexpr int kLayerTokens = 64;
+  const dim3 layer(kLayerTokens * kHeads);
+  auto first = [](int run) { return run % (kTokens / kLayerTokens) * kLayerTokens; };
+  for (int round = 0; round < 3; ++round)
+    std::printf("round %d, one b64 layer (512 blocks): ldcg %.0f GB/s, cp.async %.0f GB/s, cp.async + scales %.0f GB/s\n",
+                round, gbps([&](int r) { stream<ldcg><<<layer, kWarps * 32>>>(k, v, ks, vs, sink, first(r)); }, kLayerTokens),
+                gbps([&](int r) { stream<cp_async><<<layer, kWarps * 32>>>(k, v, ks, vs, sink, first(r)); }, kLayerTokens),
+                gbps([&](int r) { stream<cp_async_scales><<<layer, kWarps * 32>>>(k, v, ks, vs, sink, first(r)); },
+                     kLayerTokens));
   return cudaGetLastError() == cudaSuccess ? 0 : 1;
 }
