@@ -1,7 +1,7 @@
 // The grouped decode attention kernel (v2, launch_attention's default for BF16/FP8 caches): one block
 // per (token, KV head, split of the token's positions); the group's query heads (1–8) are the 8
 // columns of the MMAs, so each cached K and V row is read once for all of them. Each of the block's
-// 4 warps (5 in the packed build) streams its own tiles of 16 positions (tiles warp, warp + 4, …) through a ring of
+// 4 warps (5 in the packed build) streams its own tiles of 16 positions (tiles warp, warp + warps, …) through a ring of
 // shared-memory stages filled by cp.async, kStages − 1 tiles in flight while it computes one:
 //   Sᵀ (16 positions × 8 heads) = K (16 × head_dim) · Qᵀ        A = K rows, B = Q (k = head dims)
 //   Oᵀ (head_dim × 8 heads)   += Vᵀ (head_dim × 16) · Pᵀ       A = V columns, B = P (k = positions)
@@ -13,7 +13,8 @@
 // chosen per warp from the largest V scale seen so far so the products stay below 2^10 (c only
 // falls; the accumulators are rescaled with the softmax correction, and divided by 2^c at the end).
 // Only Pᵀ changes lanes between the two steps (a padded shared-memory exchange).
-// Groups of up to 4 heads (Llama-3.1-8B, SmolLM2) run packed: the 8 columns hold the head parts of
+// Groups of up to 4 heads (Llama-3.1-8B, SmolLM2) over FP8 caches run packed in launches of 16 tokens
+// or more (the packed build below): the 8 columns hold the head parts of
 // the 4 heads (0–3) and their tail parts (4–7), so each product is one MMA instead of two and a lane
 // keeps one part of q; a score is its two columns added (lanes t and t ^ 2), and the accumulators'
 // two parts are added once at the end.
