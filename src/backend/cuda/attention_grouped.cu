@@ -45,22 +45,21 @@
 namespace octet::backend::cuda {
 namespace {
 
-// A build of the kernel: warps a block, packed columns (groups of up to 4 heads), and the resident
-// blocks a SM its registers are capped for (0: what the shape's shared memory allows).
-template <int W, bool P, int B>
+// A build of the kernel: warps a block and packed columns (groups of up to 4 heads). Its registers are
+// capped for the resident blocks a SM its shared memory allows (GroupedShape::kBlocksPerSm).
+template <int W, bool P>
 struct Variant {
   static constexpr int kWarps = W;
   static constexpr int kThreads = W * 32;
   static constexpr bool kPacked = P;
-  static constexpr int kBlocks = B;
 };
-using Plain = Variant<4, false, 0>;
+using Plain = Variant<4, false>;
 // Packed, the q fragments' 16 registers fewer leave room for a fifth warp a block at 4 blocks a SM
 // (96 registers, no spill at FP8 head_dim 128; FP8 caches only). Llama-3.1-8B on the H200 (docs/PERFORMANCE.md
 // version 15), ms a step: b64 5.017–5.054 against 5.085–5.100 plain, 5.084–5.094 packed at 4 warps and 5.119
 // packed at 4 warps with 3 stages; b128 7.03–7.06 against 7.14; b8–b32 within the spread; b1 2.884–2.889
 // against 2.869–2.873 plain, hence packed only from kPackedTokens tokens on.
-using Packed = Variant<5, true, 4>;
+using Packed = Variant<5, true>;
 constexpr int64_t kPackedTokens = 16;
 constexpr int kTile = 16;                  // positions per MMA tile
 constexpr int kMaxGroup = 8;               // query heads per KV head: the MMAs' 8 columns
@@ -219,7 +218,7 @@ __device__ __forceinline__ int64_t grouped_span(int64_t count, int splits) {
 }
 
 template <KvStorage S, int kHeadDim, class V>
-__global__ void __launch_bounds__(V::kThreads, (V::kBlocks > 0 ? V::kBlocks : GroupedShape<S, kHeadDim, V::kWarps>::kBlocksPerSm))
+__global__ void __launch_bounds__(V::kThreads, (GroupedShape<S, kHeadDim, V::kWarps>::kBlocksPerSm))
 grouped_attention_kernel(const float* q, int group, const int64_t* slots, const int64_t* positions, KvLayout layout,
                          const void* k_cache, const void* v_cache, const float* k_scales, const float* v_scales,
                          int splits, float* out, float* partial, uint32_t* counters, const int32_t* token_list) {
