@@ -10,9 +10,6 @@
 
 namespace octet::backend::cuda {
 
-// The pool row holding `position` of the slot whose block table row is `table`. Positions and
-// block sizes stay far below 2^31, so 32-bit arithmetic; a power-of-two block size (the default
-// 16) shifts instead of dividing.
 // pool_row in two steps, so that a kernel can issue the table load well before it needs the row
 // (the grouped decode attention looks up a tile's rows one tile ahead): the pool block of `position`,
 // then the row of `position` in that block.
@@ -26,6 +23,9 @@ __device__ __forceinline__ int64_t pool_row_in(const KvLayout& layout, int32_t b
   const int b = static_cast<int>(layout.block_size);
   return static_cast<int64_t>(block) * b + p % b;
 }
+// The pool row holding `position` of the slot whose block table row is `table`. Positions and
+// block sizes stay far below 2^31, so 32-bit arithmetic; a power-of-two block size (the default
+// 16) shifts instead of dividing.
 __device__ __forceinline__ int64_t pool_row(const KvLayout& layout, const int32_t* table, int64_t position) {
   return pool_row_in(layout, pool_block(layout, table, position), position);
 }
