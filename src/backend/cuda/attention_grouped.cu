@@ -2,7 +2,9 @@
 // per (token, KV head, split of the token's positions); the group's query heads (1–8) are the 8
 // columns of the MMAs, so each cached K and V row is read once for all of them. Each of the block's
 // 4 warps (5 in the packed build) streams its own tiles of 16 positions (tiles warp, warp + warps, …) through a ring of
-// shared-memory stages filled by cp.async, kStages − 1 tiles in flight while it computes one:
+// shared-memory stages filled by cp.async (or, in the TMA builds, by the copy engine: a tile of an FP8 pool
+// with blocks of whole tiles is 16 consecutive pool rows, one tensor copy each for K and V), kStages − 1
+// tiles in flight while it computes one:
 //   Sᵀ (16 positions × 8 heads) = K (16 × head_dim) · Qᵀ        A = K rows, B = Q (k = head dims)
 //   Oᵀ (head_dim × 8 heads)   += Vᵀ (head_dim × 16) · Pᵀ       A = V columns, B = P (k = positions)
 // FP8 caches run FP16 MMAs (an E4M3/E5M2 pair widens to an exact FP16 pair in one instruction);
@@ -28,11 +30,13 @@
 // per-item counter) merges the splits' (max, sum, accumulator) partials and resets the counter:
 // split weights first, a warp per head, then every output with all its splits' loads in flight.
 #include "backend/cuda/attention_grouped.cuh"
+#include "backend/cuda/async_copy.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/integer_setting.h"
 #include "backend/cuda/launch.cuh"
 #include "backend/cuda/kv_layout.cuh"
 #include "backend/cuda/mma_bf16.cuh"
+#include "backend/cuda/tensor_map.h"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -45,13 +49,15 @@
 namespace octet::backend::cuda {
 namespace {
 
-// A build of the kernel: warps a block and packed columns (groups of up to 4 heads). Its registers are
-// capped for the resident blocks a SM its shared memory allows (GroupedShape::kBlocksPerSm).
-template <int W, bool P>
+// A build of the kernel: warps a block, packed columns (groups of up to 4 heads), and whether the copy
+// engine (TMA) brings the K/V tiles. Its registers are capped for the resident blocks a SM its shared
+// memory allows (GroupedShape::kBlocksPerSm).
+template <int W, bool P, bool T = false>
 struct Variant {
   static constexpr int kWarps = W;
   static constexpr int kThreads = W * 32;
   static constexpr bool kPacked = P;
+  static constexpr bool kTma = T;
 };
 using Plain = Variant<4, false>;
 // Packed, the q fragments' 16 registers fewer leave room for a fifth warp a block at 4 blocks a SM
@@ -60,7 +66,17 @@ using Plain = Variant<4, false>;
 // packed at 4 warps with 3 stages; b128 7.03–7.06 against 7.14; b8–b32 within the spread; b1 2.884–2.889
 // against 2.869–2.873 plain, hence packed only from kPackedTokens tokens on.
 using Packed = Variant<5, true>;
+// The same two with the K/V tiles copied by the copy engine (FP8 caches at head_dim 128 on sm_90, pool
+// blocks of a multiple of 16 positions; see tma_launch): a tile is 16 consecutive pool rows of one KV
+// head, one tensor copy for K and one for V a tile, where each lane otherwise computes eight 16-byte
+// copies' addresses (about 80 of a tile's ~620 instructions at 8B b64).
+using PlainTma = Variant<4, false, true>;
+using PackedTma = Variant<5, true, true>;
 constexpr int64_t kPackedTokens = 16;
+// From 16 tokens on the TMA builds: Llama-3.1-8B b16 / b64 / b128 3.796 / 4.887 / 6.695–6.754 ms a step
+// against 3.862 / 5.114 / 7.158 with cp.async tiles; below, within the spread (b1 2.869 against 2.866,
+// b8 3.476 against 3.487: a split's warp has one or two tiles there), H200, docs/PERFORMANCE.md version 16.
+constexpr int64_t kTmaTokens = 16;
 constexpr int kTile = 16;                  // positions per MMA tile
 constexpr int kMaxGroup = 8;               // query heads per KV head: the MMAs' 8 columns
 constexpr int64_t kMinSpan = 64;           // positions per split, at least: a tile per warp
@@ -75,8 +91,10 @@ constexpr int kPTopExponent = 10;          // P · v_scale scaled below 2^10
 constexpr int kMaxExponent = 100;          // scaling exponents stay within ±100: 2^e a normal float
 constexpr unsigned kAll = 0xFFFFFFFFu;
 
-template <KvStorage S, int kHeadDim, int kWarps>
+template <KvStorage S, int kHeadDim, class V>
 struct GroupedShape {
+  static constexpr int kWarps = V::kWarps;
+  static constexpr bool kTma = V::kTma;
   static constexpr bool kFp8 = S != KvStorage::bf16;  // FP16 MMAs and per-cell scales
   static constexpr int kElementBytes = kFp8 ? 1 : 2;
   static constexpr int kChunks = kHeadDim / 16;                 // k chunks of S, m-tiles of Oᵀ
@@ -90,21 +108,24 @@ struct GroupedShape {
   // SM, docs/PERFORMANCE.md version 12); more blocks a SM with 2 stages spill registers and lose 15–30%.
   static constexpr int kStages = kFp8 ? (kHeadDim == 128 ? 2 : 4) : 2;
   static constexpr int kTileBytes = kTile * kRowBytes;
-  static constexpr int kStageBytes = 2 * kTileBytes + 2 * kTile * 4;  // K, V, k scales, v scales
+  static constexpr int kScaleBytes = 2 * kTile * 4;  // k scales, v scales of a tile
+  // A stage: K, V and (cp.async build) their scales; the TMA build keeps its scales apart, so that
+  // each tile starts on a 1024-byte boundary (the 128-byte swizzle's period).
+  static constexpr int kStageBytes = 2 * kTileBytes + (kTma ? 0 : kScaleBytes);
   static constexpr int kWarpBytes = kStages * kStageBytes;
-  static constexpr int kSharedBytes = kWarps * kWarpBytes;
+  static constexpr int kStagesBytes = kWarps * kWarpBytes;
+  // The cp.async build's stages are dynamic shared memory; the TMA build's are static (see the kernel).
+  static constexpr int kDynamicBytes = kTma ? 0 : kStagesBytes;
+  static_assert(!kTma || (kFp8 && kHeadDim == 128), "TMA tiles: FP8 rows of 128 bytes");
   // Resident blocks a SM the registers are capped for (128 a thread at 4): what the shared memory allows.
-  static constexpr int kBlocksPerSm = kSharedBytes > 56 * 1024 ? 3 : 4;
+  static constexpr int kBlocksPerSm = kStagesBytes + (kTma ? kWarps * kStages * kScaleBytes : 0) > 56 * 1024 ? 3 : 4;
   static constexpr int kCopiesPerLane = kTile * kRowPieces / 32;  // 16-byte copies per K (or V) tile
   static constexpr int kAccStride = kHeadDim + 2;                 // floats per head of a warp's Oᵀ
   static_assert(kMaxGroup * kAccStride * 4 <= kWarpBytes, "a warp's Oᵀ fits its stages");
-  static_assert(2 * kMaxSplits * kMaxGroup * 4 <= kSharedBytes, "the merge's weights fit the stages");
+  static_assert(2 * kMaxSplits * kMaxGroup * 4 <= kStagesBytes, "the merge's weights fit the stages");
   static_assert(kWarpBytes % 16 == 0, "stages 16-byte aligned");
 };
 
-__device__ __forceinline__ uint32_t shared_address(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
 // 16 bytes global → shared, bypassing L1; valid == false writes 16 zero bytes and reads nothing.
 __device__ __forceinline__ void copy16_async(uint32_t dst, const void* src, bool valid) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0) : "memory");
@@ -121,9 +142,11 @@ __device__ __forceinline__ void wait_copies() {
 
 // Byte offset of 16-byte piece `piece` of tile row `row`: pieces are XOR-swizzled within groups of 8
 // so that rows g, g+1 (the K reads) land in different halves of the banks and rows 2t + c (the V
-// reads) in different quarters.
+// reads) in different quarters. TMA tiles are as the copy engine's 128-byte swizzle writes them
+// (piece ^ row % 8); their K reads take rows key_row(g) instead (see the kernel), for the same effect.
 template <class Shape>
 __device__ __forceinline__ int piece_offset(int row, int piece) {
+  if constexpr (Shape::kTma) return row * Shape::kRowBytes + ((piece ^ (row & 7)) << 4);
   const int swizzle = (((row >> 1) & 3) << 1) ^ ((row & 1) << 2);
   return row * Shape::kRowBytes + (piece ^ (swizzle & (Shape::kRowPieces - 1) & 7)) * 16;
 }
@@ -218,17 +241,31 @@ __device__ __forceinline__ int64_t grouped_span(int64_t count, int splits) {
 }
 
 template <KvStorage S, int kHeadDim, class V>
-__global__ void __launch_bounds__(V::kThreads, (GroupedShape<S, kHeadDim, V::kWarps>::kBlocksPerSm))
+__global__ void __launch_bounds__(V::kThreads, (GroupedShape<S, kHeadDim, V>::kBlocksPerSm))
 grouped_attention_kernel(const float* q, int group, const int64_t* slots, const int64_t* positions, KvLayout layout,
                          const void* k_cache, const void* v_cache, const float* k_scales, const float* v_scales,
-                         int splits, float* out, float* partial, uint32_t* counters, const int32_t* token_list) {
-  using Shape = GroupedShape<S, kHeadDim, V::kWarps>;
+                         int splits, float* out, float* partial, uint32_t* counters, const int32_t* token_list,
+                         const __grid_constant__ CUtensorMap k_map, const __grid_constant__ CUtensorMap v_map) {
+  using Shape = GroupedShape<S, kHeadDim, V>;
   constexpr int kWarps = V::kWarps, kThreads = V::kThreads;
-  constexpr bool kPacked = V::kPacked;
+  constexpr bool kPacked = V::kPacked, kTma = V::kTma;
   constexpr bool kFp8 = Shape::kFp8;
   constexpr int kChunks = Shape::kChunks, kStages = Shape::kStages;
-  extern __shared__ __align__(16) uint8_t stages[];  // [warp][stage]; later the warps' Oᵀ, then the merge's weights
-  __shared__ __align__(16) float exchange[kWarps][kMaxGroup][kExchangeStride];  // P·v_scale [head][position]
+  // The stages [warp][stage]; later the warps' Oᵀ, then the merge's weights. The TMA build's are static,
+  // 1024-byte aligned (the 128-byte swizzle's period), so that every shared address is a constant, with
+  // their scales [warp][stage][k, v][row] beside them.
+  extern __shared__ __align__(16) uint8_t dynamic_shared[];
+  uint8_t* stages = dynamic_shared;
+  float* tma_scales = nullptr;
+  if constexpr (kTma) {
+    __shared__ __align__(1024) uint8_t static_stages[Shape::kStagesBytes];
+    __shared__ __align__(16) float static_scales[kWarps * kStages * Shape::kScaleBytes / 4];
+    stages = static_stages;
+    tma_scales = static_scales;
+  }
+  __shared__ unsigned long long tile_landed[kTma ? kWarps : 1][kStages];  // TMA: a warp's stage's copies
+  // P·v_scale [head][position]; packed, only heads 0–3 (what keeps the TMA build within 48 KiB of static memory).
+  __shared__ __align__(16) float exchange[kWarps][kPacked ? 4 : kMaxGroup][kExchangeStride];
   __shared__ float warp_max[kWarps][kMaxGroup], warp_sum[kWarps][kMaxGroup];  // warp_max: later the warps' weights
   __shared__ float head_total[kMaxGroup];  // the block's softmax sum per head, later the item's
   __shared__ bool last_block;
@@ -246,6 +283,10 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
   const int32_t* table = layout.block_table + slots[token] * layout.blocks_per_slot;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int64_t first_q_row = token * heads + kv_head * group;  // of q and out
+  // The tile positions of MMA rows g and g + 8 (the score rows). TMA tiles pair g with position
+  // g/2 + 4·(g%2): the K reads of rows 2p, 2p+1 (one quarter-warp) then hit swizzle rows p, p + 4, whose
+  // pieces lie in different halves of the banks. The sums do not depend on the rows' order.
+  const int key_row = kTma ? (g >> 1) + 4 * (g & 1) : g;
   // The head of the lane's B column g, and the heads h = 0, 1 of its score and accumulator columns
   // 2t + h; packed, columns 4–7 are the tails of heads 0–3 and lanes t, t ^ 2 hold the same heads.
   const int column_head = kPacked ? g & 3 : g;
@@ -300,12 +341,20 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
   const int my_tiles = tiles > warp ? static_cast<int>((tiles - warp + kWarps - 1) / kWarps) : 0;
   uint8_t* const warp_stages = stages + warp * Shape::kWarpBytes;
   const uint32_t warp_stages_address = shared_address(warp_stages);
+  if constexpr (kTma) {
+    if (lane == 0) {
+      for (int stage = 0; stage < kStages; ++stage) mbarrier_init(&tile_landed[warp][stage], 1);
+      mbarrier_init_fence();
+    }
+    __syncwarp();
+  }
   // Position lane % 16 of the warp's tile k and its pool block (position -1: past the split or the
   // tiles), then its pool row (-1 for those). Two steps: the loop looks a tile's blocks up a whole tile
   // before it needs their rows, so the table load's latency hides behind that tile's arithmetic — with
   // the row computed at once, every tile waited for it (at 8B b64, 28% of the kernel's stall samples).
+  // TMA: every lane looks up the tile's first position (a tile is one run of pool rows).
   auto look_up = [&](int k) -> int2 {
-    const int64_t position = begin + static_cast<int64_t>(warp + k * kWarps) * kTile + lane % kTile;
+    const int64_t position = begin + static_cast<int64_t>(warp + k * kWarps) * kTile + (kTma ? 0 : lane % kTile);
     if (k < my_tiles && position < end) return make_int2(pool_block(layout, table, position), static_cast<int>(position));
     return make_int2(0, -1);
   };
@@ -313,17 +362,39 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
     return looked_up.y >= 0 ? static_cast<int>(pool_row_in(layout, looked_up.x, looked_up.y)) : -1;
   };
   // Tile k's K and V rows (zeros past the end) and their scales into its stage; one commit group per k.
+  // TMA: lane 0 has the copy engine bring the tile's 16 pool rows of K and V (a tile never spans two
+  // pool blocks; `row_of_lane` is the tile's first pool row), lanes 0–31 copy the 32 scales; V rows
+  // past the end are zeroed after they land.
   auto fetch = [&](int k, int row_of_lane) {
+    if constexpr (kTma) {
+      if (k < my_tiles && lane == 0) {
+        const uint32_t stage = warp_stages_address + (k % kStages) * Shape::kStageBytes;
+        unsigned long long* const landed = &tile_landed[warp][k % kStages];
+        const int head = static_cast<int>(kv_head);
+        mbarrier_expect_bytes(landed, 2 * Shape::kTileBytes);
+        tensor_copy_3d(stage, &k_map, 0, head, row_of_lane, landed);
+        tensor_copy_3d(stage + Shape::kTileBytes, &v_map, 0, head, row_of_lane, landed);
+      }
+      if (k < my_tiles) {  // lanes 0–15 the k scales of rows 0–15, lanes 16–31 the v scales
+        const int64_t cell = (static_cast<int64_t>(row_of_lane) + lane % kTile) * kv_heads + kv_head;
+        copy4_async(shared_address(tma_scales + (warp * kStages + k % kStages) * Shape::kScaleBytes / 4) + lane * 4,
+                    (lane < kTile ? k_scales : v_scales) + cell, true);  // past the end: masked
+      }
+      commit_copies();
+      return;
+    }
     if (k < my_tiles) {
       const uint32_t stage = warp_stages_address + (k % kStages) * Shape::kStageBytes;
+      {
 #pragma unroll
-      for (int c = 0; c < Shape::kCopiesPerLane; ++c) {
-        const int index = lane + 32 * c, row = index / Shape::kRowPieces, piece = index % Shape::kRowPieces;
-        const int pool = __shfl_sync(kAll, row_of_lane, row);
-        const int64_t at = (static_cast<int64_t>(max(pool, 0)) * kv_heads + kv_head) * Shape::kRowBytes + piece * 16;
-        const uint32_t to = stage + piece_offset<Shape>(row, piece);
-        copy16_async(to, static_cast<const uint8_t*>(k_cache) + at, pool >= 0);
-        copy16_async(to + Shape::kTileBytes, static_cast<const uint8_t*>(v_cache) + at, pool >= 0);
+        for (int c = 0; c < Shape::kCopiesPerLane; ++c) {
+          const int index = lane + 32 * c, row = index / Shape::kRowPieces, piece = index % Shape::kRowPieces;
+          const int pool = __shfl_sync(kAll, row_of_lane, row);
+          const int64_t at = (static_cast<int64_t>(max(pool, 0)) * kv_heads + kv_head) * Shape::kRowBytes + piece * 16;
+          const uint32_t to = stage + piece_offset<Shape>(row, piece);
+          copy16_async(to, static_cast<const uint8_t*>(k_cache) + at, pool >= 0);
+          copy16_async(to + Shape::kTileBytes, static_cast<const uint8_t*>(v_cache) + at, pool >= 0);
+        }
       }
       if constexpr (kFp8) {  // lanes 0–15 the k scales of positions 0–15, lanes 16–31 the v scales
         const int64_t cell = static_cast<int64_t>(max(row_of_lane, 0)) * kv_heads + kv_head;
@@ -355,12 +426,25 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
   for (int k = 0; k < my_tiles; ++k) {
     fetch(k + kStages - 1, pool_row_of(next));
     next = look_up(k + kStages);  // its table load is waited on only at the next tile
-    wait_copies<kStages - 1>();           // tile k is in
+    if constexpr (kTma) mbarrier_wait(&tile_landed[warp][k % kStages], (k / kStages) & 1);  // tile k is in
+    wait_copies<kStages - 1>();
     __syncwarp();
-    const uint8_t* const key = warp_stages + (k % kStages) * Shape::kStageBytes;
-    const uint8_t* const value = key + Shape::kTileBytes;
-    const float* const scale = reinterpret_cast<const float*>(value + Shape::kTileBytes);
+    uint8_t* const key = warp_stages + (k % kStages) * Shape::kStageBytes;
+    uint8_t* const value = key + Shape::kTileBytes;
+    // The tile's k scales, then its v scales.
+    const float* const scale = kTma ? tma_scales + (warp * kStages + k % kStages) * Shape::kScaleBytes / 4
+                                    : reinterpret_cast<const float*>(value + Shape::kTileBytes);
     const int64_t base = begin + static_cast<int64_t>(warp + k * kWarps) * kTile;
+    if constexpr (kTma) {
+      // The split's last tile: its V rows past the end hold whatever the pool block held, and their
+      // probabilities are 0, but 0 · NaN is not. K rows need nothing: their scores are masked by select.
+      const int valid = static_cast<int>(min(static_cast<int64_t>(kTile), end - base));
+      if (valid < kTile) {
+        for (int index = valid * Shape::kRowPieces + lane; index < kTile * Shape::kRowPieces; index += 32)
+          *reinterpret_cast<uint4*>(value + index * 16) = make_uint4(0, 0, 0, 0);  // whole rows: swizzle-free
+        __syncwarp();
+      }
+    }
 
     // Scores: s[0..1] = (position g, heads first_head + 0, 1), s[2..3] = (position g+8, same heads).
     // q's head and tail parts accumulate apart: two chains of dependent MMAs, half as long (packed:
@@ -370,8 +454,8 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
 #pragma unroll
     for (int piece = 0; piece < Shape::kKPieces; ++piece) {
       uint32_t key_lo[4], key_hi[4];  // this piece of K rows g and g+8
-      read_row<Shape, 4>(key, g, (piece * 4 + t) * 16, key_lo);
-      read_row<Shape, 4>(key, g + 8, (piece * 4 + t) * 16, key_hi);
+      read_row<Shape, 4>(key, key_row, (piece * 4 + t) * 16, key_lo);
+      read_row<Shape, 4>(key, key_row + 8, (piece * 4 + t) * 16, key_hi);
 #pragma unroll
       for (int c = 0; c < kChunksPerPiece; ++c) {
         const int j = piece * kChunksPerPiece + c;
@@ -383,12 +467,17 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
     }
 #pragma unroll
     for (int e = 0; e < 4; ++e) s[e] += kPacked ? __shfl_xor_sync(kAll, s[e], 2) : s_tail[e];
+    const bool in_split[2] = {base + key_row < end, base + key_row + 8 < end};  // the score rows' positions
     float k_scale[2] = {1.0f, 1.0f}, v_scale[2] = {1.0f, 1.0f};
     if constexpr (kFp8) {
-      k_scale[0] = scale[g];
-      k_scale[1] = scale[g + 8];
-      v_scale[0] = scale[kTile + g];
-      v_scale[1] = scale[kTile + g + 8];
+      k_scale[0] = scale[key_row];
+      k_scale[1] = scale[key_row + 8];
+      v_scale[0] = scale[kTile + key_row];
+      v_scale[1] = scale[kTile + key_row + 8];
+      if constexpr (kTma) {  // past the end the scales are the pool block's old ones (copies zero-fill them)
+        v_scale[0] = in_split[0] ? v_scale[0] : 0.0f;
+        v_scale[1] = in_split[1] ? v_scale[1] : 0.0f;
+      }
     }
     float step_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
@@ -396,7 +485,7 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         float& score = s[2 * half + h];
-        score = base + g + 8 * half < end ? score * (k_scale[half] * score_unscale[h]) : -INFINITY;
+        score = in_split[half] ? score * (k_scale[half] * score_unscale[h]) : -INFINITY;
         step_max[h] = fmaxf(step_max[h], score);
       }
     // The V scale exponent: lowered (never raised) so that this tile's P · v_scale · 2^v_exponent < 2^10.
@@ -436,7 +525,7 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
       for (int h = 0; h < 2; ++h) {
         const float p = __expf(s[2 * half + h] - reference[h]);  // 0 for masked positions
         running_sum[h] += p;
-        p_exchange[first_head + h][g + 8 * half] = kFp8 ? p * (v_scale[half] * p_scale) : p;
+        p_exchange[first_head + h][key_row + 8 * half] = kFp8 ? p * (v_scale[half] * p_scale) : p;
       }
     __syncwarp();
     uint32_t p_head[2], p_tail[2];  // Pᵀ as B: (positions 2t, 2t+1 | 2t+8, 2t+9; head column_head)
@@ -484,7 +573,13 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
   }
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    for (int offset = 4; offset < 32; offset *= 2) running_sum[h] += __shfl_xor_sync(kAll, running_sum[h], offset);
+    // Lane g's share holds positions key_row(g) (and + 8). TMA: adding over g ^ 2, g ^ 4, then g ^ 1 sums
+    // the positions in the tree the plain order (g ^ 1, g ^ 2, g ^ 4) builds over positions g: the same bits.
+#pragma unroll
+    for (int step = 0; step < 3; ++step) {
+      const int offset = kTma ? (step < 2 ? 8 << step : 4) : 4 << step;
+      running_sum[h] += __shfl_xor_sync(kAll, running_sum[h], offset);
+    }
     if (g == 0 && owns_heads) {
       warp_max[warp][first_head + h] = running_max[h];
       warp_sum[warp][first_head + h] = running_sum[h];
@@ -596,7 +691,7 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
 
 template <KvStorage S, int kHeadDim, class V, typename... Args>
 void launch_shape(dim3 grid, cudaStream_t s, const Args&... args) {
-  constexpr int bytes = GroupedShape<S, kHeadDim, V::kWarps>::kSharedBytes;
+  constexpr int bytes = GroupedShape<S, kHeadDim, V>::kDynamicBytes;
   // Once per instance: past the 48 KiB a launch may take without asking. The shared-memory carveout
   // is left to the driver: asking for all of L1 as shared memory (OCTET_CUDA_ATTENTION_CARVEOUT=max,
   // the setting before 2026-12-02) measured 1% slower at Llama-3.1-8B b1 and 1.5% at b8 on the H200
@@ -615,17 +710,21 @@ void launch_shape(dim3 grid, cudaStream_t s, const Args&... args) {
 }
 
 template <KvStorage S, int kHeadDim, typename... Args>
-void launch_dim(bool packed, dim3 grid, cudaStream_t s, const Args&... args) {
+void launch_dim(bool packed, bool tma, dim3 grid, cudaStream_t s, const Args&... args) {
   if constexpr (S != KvStorage::bf16) {  // BF16 stages: 5 warps' do not fit 4 blocks a SM
+    if constexpr (kHeadDim == 128) {
+      if (tma) return packed ? launch_shape<S, kHeadDim, PackedTma>(grid, s, args...)
+                             : launch_shape<S, kHeadDim, PlainTma>(grid, s, args...);
+    }
     if (packed) return launch_shape<S, kHeadDim, Packed>(grid, s, args...);
   }
   launch_shape<S, kHeadDim, Plain>(grid, s, args...);
 }
 
 template <KvStorage S, typename... Args>
-void launch_storage(int64_t head_dim, bool packed, dim3 grid, cudaStream_t s, const Args&... args) {
-  if (head_dim == 128) launch_dim<S, 128>(packed, grid, s, args...);
-  else launch_dim<S, 64>(packed, grid, s, args...);
+void launch_storage(int64_t head_dim, bool packed, bool tma, dim3 grid, cudaStream_t s, const Args&... args) {
+  if (head_dim == 128) launch_dim<S, 128>(packed, tma, grid, s, args...);
+  else launch_dim<S, 64>(packed, tma, grid, s, args...);
 }
 
 // Whether a launch of `tokens` tokens in groups of `group` heads takes the packed build (FP8 caches): from
@@ -641,6 +740,20 @@ int64_t target_blocks() {
 }
 
 }  // namespace
+
+// Whether the launch takes a TMA build: FP8 rows of 128 bytes, pool blocks of whole tiles (a tile's 16
+// positions are then 16 consecutive pool rows), a known pool size (the tensor maps' bounds), a device
+// with the copy engine (sm_90 and later), and a launch of kTmaTokens tokens or more
+// (OCTET_CUDA_ATTENTION_TMA_TOKENS, read at every call; past any batch: never).
+bool grouped_attention_tma(const KvLayout& layout, int64_t tokens) {
+  if (layout.storage == KvStorage::bf16 || layout.storage == KvStorage::f32 || layout.head_dim != 128) return false;
+  if (layout.pool_rows <= 0 || layout.block_size % kTile != 0) return false;
+  if (tokens < integer_setting("OCTET_CUDA_ATTENTION_TMA_TOKENS", kTmaTokens, 1, int64_t{1} << 40, "a token count")) return false;
+  int device = 0, major = 0;
+  OCTET_CUDA_CHECK(cudaGetDevice(&device));
+  OCTET_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  return major >= 9;
+}
 
 bool grouped_attention_fits(const KvLayout& layout, int64_t heads) {
   const int64_t group = heads / layout.kv_heads;
@@ -660,11 +773,16 @@ void launch_grouped_attention(const float* q, int group, const int64_t* slots, c
                               uint32_t* counters, const int32_t* token_list, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(items), static_cast<unsigned>(splits));
   const int64_t head_dim = layout.head_dim;
-  const bool packed = packed_launch(items / layout.kv_heads, group);
+  const bool packed = packed_launch(items / layout.kv_heads, group), tma = grouped_attention_tma(layout, items / layout.kv_heads);
+  CUtensorMap k_map{}, v_map{};  // unread by the cp.async builds
+  if (tma) {
+    k_map = kv_pool_tensor_map(k_cache, layout.pool_rows, layout.kv_heads, head_dim, kTile);
+    v_map = kv_pool_tensor_map(v_cache, layout.pool_rows, layout.kv_heads, head_dim, kTile);
+  }
   switch (layout.storage) {
-    case KvStorage::bf16: launch_storage<KvStorage::bf16>(head_dim, packed, grid, s, q, group, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, partial, counters, token_list); break;
-    case KvStorage::e4m3: launch_storage<KvStorage::e4m3>(head_dim, packed, grid, s, q, group, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, partial, counters, token_list); break;
-    case KvStorage::e5m2: launch_storage<KvStorage::e5m2>(head_dim, packed, grid, s, q, group, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, partial, counters, token_list); break;
+    case KvStorage::bf16: launch_storage<KvStorage::bf16>(head_dim, packed, tma, grid, s, q, group, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, partial, counters, token_list, k_map, v_map); break;
+    case KvStorage::e4m3: launch_storage<KvStorage::e4m3>(head_dim, packed, tma, grid, s, q, group, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, partial, counters, token_list, k_map, v_map); break;
+    case KvStorage::e5m2: launch_storage<KvStorage::e5m2>(head_dim, packed, tma, grid, s, q, group, slots, positions, layout, k_cache, v_cache, k_scales, v_scales, splits, out, partial, counters, token_list, k_map, v_map); break;
     case KvStorage::f32: fail("attention: the grouped kernel takes no float32 cache");  // grouped_attention_fits
   }
   OCTET_CUDA_LAUNCH_CHECK();

@@ -11,6 +11,10 @@ namespace octet::backend::cuda {
 
 // BF16 / FP8 caches, head_dim 64 or 128, groups of 1–8 query heads per KV head.
 bool grouped_attention_fits(const KvLayout& layout, int64_t heads);
+// Whether a launch of `tokens` tokens takes the build whose K/V tiles the copy engine (TMA) brings:
+// FP8 caches at head_dim 128 in pool blocks of whole 16-position tiles, on sm_90 and later, from 16
+// tokens on (or OCTET_CUDA_ATTENTION_TMA_TOKENS). Asks the current device.
+bool grouped_attention_tma(const KvLayout& layout, int64_t tokens);
 // Splits of each (token, KV head) item: a function of the shape only (replays with any positions),
 // aiming at 512 blocks or OCTET_CUDA_GROUPED_ATTENTION_BLOCKS (a count, for tuning).
 int grouped_attention_splits(int64_t items, int64_t max_context);

@@ -172,7 +172,8 @@ KvLayout CudaKvCache::layout() const {
   int shift = -1;
   for (int bit = 0; bit < 31; ++bit)
     if ((int64_t{1} << bit) == spec.block_size) shift = bit;
-  return KvLayout{table_.data(), spec.blocks_per_slot(), spec.block_size, spec.kv_heads, spec.head_dim, storage, shift};
+  return KvLayout{table_.data(), spec.blocks_per_slot(), spec.block_size, spec.kv_heads, spec.head_dim, storage, shift,
+                  spec.pool_blocks() * spec.block_size};
 }
 
 }  // namespace octet::backend::cuda

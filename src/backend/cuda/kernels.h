@@ -173,6 +173,7 @@ struct KvLayout {
   int64_t head_dim = 0;
   KvStorage storage = KvStorage::f32;
   int block_shift = -1;  // log2(block_size) when it is a power of two, else -1
+  int64_t pool_rows = 0;  // rows (pool blocks · block_size) of each layer's K and V pool; 0: not known
 };
 // Static scales > 0 (a checkpoint's per-layer K/V scales) replace the dynamic per-(token, head) amax.
 void launch_kv_write(const float* k, const float* v, int64_t tokens, const int64_t* slots, const int64_t* positions,

@@ -38,6 +38,7 @@
 // the same at every run.
 #include "backend/cuda/persistent_decode.h"
 
+#include "backend/cuda/async_copy.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/e4m3_encode.cuh"
 #include "backend/cuda/kv_layout.cuh"
@@ -133,63 +134,6 @@ __host__ __device__ inline Layout shared_layout(int slots, int xs_bytes, int uni
   l.small = l.attention + align128(sizeof(AttentionShared));
   l.total = l.small + align128(sizeof(SmallShared));
   return l;
-}
-
-// ---- PTX wrappers (sm_90) ----
-__device__ __forceinline__ uint32_t shared_address(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-__device__ __forceinline__ void mbarrier_init(unsigned long long* bar, unsigned count) {
-#if __CUDA_ARCH__ >= 900
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(shared_address(bar)), "r"(count) : "memory");
-#endif
-}
-
-__device__ __forceinline__ void mbarrier_expect_bytes(unsigned long long* bar, unsigned bytes) {
-#if __CUDA_ARCH__ >= 900
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(shared_address(bar)), "r"(bytes)
-               : "memory");
-#endif
-}
-
-__device__ __forceinline__ void mbarrier_arrive(unsigned long long* bar) {
-#if __CUDA_ARCH__ >= 900
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(shared_address(bar)) : "memory");
-#endif
-}
-
-__device__ __forceinline__ void mbarrier_wait(unsigned long long* bar, uint32_t parity) {
-#if __CUDA_ARCH__ >= 900
-  uint32_t done = 0;
-  do {
-    asm volatile(
-        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
-        : "=r"(done)
-        : "r"(shared_address(bar)), "r"(parity)
-        : "memory");
-  } while (!done);
-#endif
-}
-
-// bytes (a multiple of 16) from global src to shared dst, completing on bar; streamed once (evict first).
-__device__ __forceinline__ void bulk_copy(void* dst, const void* src, unsigned bytes, unsigned long long* bar,
-                                          uint64_t policy) {
-#if __CUDA_ARCH__ >= 900
-  asm volatile(
-      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;\n" ::"r"(
-          shared_address(dst)),
-      "l"(src), "r"(bytes), "r"(shared_address(bar)), "l"(policy)
-      : "memory");
-#endif
-}
-
-__device__ __forceinline__ uint64_t evict_first_policy() {
-  uint64_t policy = 0;
-#if __CUDA_ARCH__ >= 900
-  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(policy));
-#endif
-  return policy;
 }
 
 // The consumer warps only (named barrier 1): the producer never joins it.
@@ -727,10 +671,7 @@ __global__ void __launch_bounds__(kThreads, 1) persistent_decode_kernel(Params p
   SmallShared& small = *reinterpret_cast<SmallShared*>(shared + l.small);
   if (threadIdx.x == 0) {
     for (int i = 0; i < p.slots_in_ring; ++i) mbarrier_init(&small.full[i], 1), mbarrier_init(&small.empty[i], 1);
-#if __CUDA_ARCH__ >= 900
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-#endif
+    mbarrier_init_fence();
   }
   __syncthreads();
   if (threadIdx.x >= kConsumers) {  // weights only: before the wait for the kernel that wrote x

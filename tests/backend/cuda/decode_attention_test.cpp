@@ -29,6 +29,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <memory>
 #include <numeric>
@@ -37,8 +38,11 @@
 #include <vector>
 
 #if OCTET_HAVE_CUDA
+#include "backend/cuda/attention_grouped.cuh"
 #include "backend/cuda/kernels.h"
 #include "support/device_vector.h"
+
+#include <cuda_runtime.h>
 
 namespace octet::backend {
 namespace {
@@ -49,6 +53,14 @@ template <typename T>
 using Device = testing::DeviceVector<T>;
 
 constexpr double kTolerance = 1e-4;
+
+int device_major() {
+  int device = 0, major = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess)
+    return 0;
+  return major;
+}
 
 struct Shape {
   int64_t kv_heads, group, head_dim;
@@ -64,6 +76,9 @@ struct Values {
   float k_factor = 1.0f;
   float v_factor = 1.0f;
   float v_cell_decades = 0.0f;
+  // FP8: the cells of each slot's last block past its reach hold NaN codes and NaN scales (a block's
+  // unused tail holds whatever it held before), which no kernel may carry into a result.
+  bool poison_past_reach = false;
 };
 
 // A paged cache holding one slot per token (slot i for token i) filled up to `reach[i]` positions,
@@ -122,6 +137,16 @@ class PagedCache {
             decoded[i] = fp8::decode(format, codes[i]) * scales[c];
           }
         }
+        if (magnitudes.poison_past_reach)
+          for (int64_t s = 0; s < slots; ++s)
+            for (int64_t p = reach[s]; p % shape.block_size != 0; ++p) {
+              const int32_t block = table_[static_cast<size_t>(s * blocks_per_slot + p / shape.block_size)];
+              const int64_t first_cell = (block * shape.block_size + p % shape.block_size) * shape.kv_heads;
+              for (int64_t c = first_cell; c < first_cell + shape.kv_heads; ++c) {
+                scales[static_cast<size_t>(c)] = std::nanf("");
+                std::fill_n(codes.begin() + c * dim, dim, uint8_t{0x7F});  // NaN in E4M3 and in E5M2
+              }
+            }
         (which == 0 ? k_codes_ : v_codes_) = std::make_unique<Device<uint8_t>>(codes.size(), &codes);
         (which == 0 ? k_scales_ : v_scales_) = std::make_unique<Device<float>>(scales.size(), &scales);
       }
@@ -134,6 +159,7 @@ class PagedCache {
     layout_.head_dim = dim;
     layout_.storage = shape.storage;
     layout_.block_shift = (shape.block_size & (shape.block_size - 1)) == 0 ? __builtin_ctzll(shape.block_size) : -1;
+    layout_.pool_rows = blocks * shape.block_size;
   }
 
   const cuda::KvLayout& layout() const { return layout_; }
@@ -428,6 +454,56 @@ TEST_F(CudaDecodeAttention, PackedTokensSwitch) {
     launch.set_positions({99});
     testing::expect_parts(testing::error_of([&] { launch.enqueue(nullptr); }),
                           {"OCTET_CUDA_ATTENTION_PACKED_TOKENS", std::string("'") + bad + "'"});
+  }
+}
+
+// The copy engine's tiles (the default from 16 tokens on for FP8 caches at head_dim 128 in pool blocks
+// of whole 16-position tiles, on sm_90 and later) against the cp.async
+// build: the same products and sums in the same order, so the same bits, and both within the
+// reference bound. Each slot's last block holds NaN codes and NaN scales past its length, which
+// neither build may carry into a result (the TMA build copies whole pool blocks). Plain and packed
+// builds, one and many splits, blocks of 16 to 64 positions, 3 to 12 KV heads, E4M3 and E5M2.
+TEST_F(CudaDecodeAttention, TmaTilesMatchCopiedTilesBitForBit) {
+  const std::vector<Shape> shapes = {{8, 4, 128, KvStorage::e4m3, 2048, 16}, {8, 8, 128, KvStorage::e4m3, 2048, 32},
+                                     {4, 1, 128, KvStorage::e5m2, 2048, 48}, {8, 2, 128, KvStorage::e5m2, 4096, 16},
+                                     {12, 3, 128, KvStorage::e4m3, 1024, 64}, {3, 4, 128, KvStorage::e4m3, 1024, 32}};
+  struct Build {
+    const char* name;
+    const char* tma_tokens;
+    bool tma;
+  };
+  const Build builds[] = {{"cp.async", "1000000", false}, {"TMA", "1", true}};
+  const bool copy_engine = device_major() >= 9;
+  for (const Shape& shape : shapes)
+    for (const int64_t tokens : {1, 3, 17, 64}) {
+      const std::vector<int64_t> positions = random_positions(rng_, tokens, shape.max_context - 1);
+      std::vector<int64_t> reach(positions.size());
+      for (size_t i = 0; i < positions.size(); ++i) reach[i] = positions[i] + 1;
+      Values poisoned;
+      poisoned.poison_past_reach = true;
+      PagedCache cache(shape, reach, rng_, poisoned);
+      Launch launch(cache, shape, DecodeAttention::grouped, tokens, rng_);
+      const std::vector<bool> all(positions.size(), true);
+      std::vector<float> first;
+      for (const Build& build : builds) {
+        const testing::ScopedEnvironment tma("OCTET_CUDA_ATTENTION_TMA_TOKENS", build.tma_tokens);
+        const std::string what = describe(shape, DecodeAttention::grouped, tokens) + ", " + build.name;
+        ASSERT_EQ(cuda::grouped_attention_tma(cache.layout(), tokens), build.tma && copy_engine) << what;
+        launch.check(positions, all, what);
+        const std::vector<float> got = launch.out->host();
+        if (first.empty()) first = got;
+        ASSERT_EQ(std::memcmp(first.data(), got.data(), got.size() * sizeof(float)), 0)
+            << what << ": the bits differ from the cp.async build's";
+      }
+    }
+  for (const char* bad : {"0", "-2", "16 "}) {
+    const testing::ScopedEnvironment tma("OCTET_CUDA_ATTENTION_TMA_TOKENS", bad);
+    const Shape shape{8, 4, 128, KvStorage::e4m3, 2048};
+    PagedCache cache(shape, {100}, rng_, {});
+    Launch launch(cache, shape, DecodeAttention::grouped, 1, rng_);
+    launch.set_positions({99});
+    testing::expect_parts(testing::error_of([&] { launch.enqueue(nullptr); }),
+                          {"OCTET_CUDA_ATTENTION_TMA_TOKENS", std::string("'") + bad + "'"});
   }
 }
 
