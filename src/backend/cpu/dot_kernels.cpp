@@ -2,6 +2,7 @@
 
 #include "fp8/fp8.h"
 
+#include <cmath>
 #include <cstring>
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
@@ -117,10 +118,12 @@ void dot_rows_over(const float* x, int64_t x_stride, int64_t tokens, const Row& 
   for (; t + 4 <= tokens; t += 4) dot_group<4>(x + t * x_stride, x_stride, w, count, out + t * out_stride, out_stride);
   for (; t < tokens; ++t) dot_group<1>(x + t * x_stride, x_stride, w, count, out + t * out_stride, out_stride);
 #else
+  // One fused multiply-add a term, spelled out: left to the compiler, whether a product is contracted
+  // into the sum depends on how it inlined the row's widening, and the formats' bits would differ.
   for (; t < tokens; ++t) {
     const float* xr = x + t * x_stride;
     float sum = 0.0f;
-    for (int64_t i = 0; i < count; ++i) sum += xr[i] * w.at(i);
+    for (int64_t i = 0; i < count; ++i) sum = std::fma(xr[i], w.at(i), sum);
     out[t * out_stride] = sum;
   }
 #endif
