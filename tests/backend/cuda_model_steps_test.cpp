@@ -107,6 +107,17 @@ TEST_F(CudaVsCpu, TinyLlamaLogitsMatchOnTheSkinnyGemm) {
   expect_tiny_llama_matches(*cpu_, *gpu_, rng_, 64, prompt_lengths, 1e-4, 1e-2, 1e-3);
 }
 
+// The same with OCTET_CUDA_WGMMA_GEMM_ROWS=1 (on sm_90; elsewhere the default paths): the prefill's
+// linears and the decode steps' of 1–24 tokens (single and grouped, recorded and replayed with the
+// wgmma GEMM's scratch and counters inside) on skinny_gemm_wgmma.cu.
+TEST_F(CudaVsCpu, TinyLlamaLogitsMatchOnTheWgmmaGemm) {
+  use_backend_with("OCTET_CUDA_WGMMA_GEMM_ROWS", "1");
+  expect_tiny_llama_matches(*cpu_, *gpu_, rng_, 64, {37, 20}, 1e-4, 1e-2, 1e-3);
+  std::vector<int64_t> prompt_lengths;
+  for (int64_t slot = 0; slot < 24; ++slot) prompt_lengths.push_back(1 + slot % 5);
+  expect_tiny_llama_matches(*cpu_, *gpu_, rng_, 64, prompt_lengths, 1e-4, 1e-2, 1e-3);
+}
+
 // q/k/v and gate/up, fused by the model on load, as one GEMM per group above the GEMV's rows: 24
 // sequences, whose 24-token decode steps are recorded and replayed with the group's GEMM and its
 // scale-and-split pass inside; with OCTET_CUDA_GROUPED_GEMM=all also the 450-token prefill's groups.

@@ -147,12 +147,7 @@ TEST_F(CudaSkinnyGemm, RefusesShapesItCannotRun) {
   const Weight w = random_weight(256, 4096);
   DeviceVector<uint8_t> x(static_cast<size_t>(129 * 4096));
   DeviceVector<float> row_scales(129), y(static_cast<size_t>(129 * 256)), scratch(1);
-  cuda::GemvGroup group;
-  group.count = 1;
-  group.w[0] = w.codes->data;
-  group.col_scales[0] = w.scales->data;
-  group.y[0] = y.data;
-  group.n[0] = 256;
+  const cuda::GemvGroup group = testing::one_weight_group(w, y.data);
   EXPECT_THROW(cuda::launch_skinny_gemm_e4m3_group(x.data, row_scales.data, 129, group, 4096, scratch.data, 1, nullptr),
                std::exception);
   EXPECT_THROW(cuda::launch_skinny_gemm_e4m3_group(x.data, row_scales.data, 64, group, 96, scratch.data, 1, nullptr),

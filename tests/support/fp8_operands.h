@@ -52,6 +52,17 @@ inline GemvGroupWithOutputs group_with_outputs(const std::vector<const DeviceFp8
   return result;
 }
 
+// One weight as a group of one, writing into y.
+inline backend::cuda::GemvGroup one_weight_group(const DeviceFp8Rows& w, float* y) {
+  backend::cuda::GemvGroup group;
+  group.count = 1;
+  group.w[0] = w.codes->data;
+  group.col_scales[0] = w.scales->data;
+  group.y[0] = y;
+  group.n[0] = w.n;
+  return group;
+}
+
 // Each member's output, after the device is done; an element still NaN (unwritten) fails the test,
 // saying `where`.
 inline std::vector<std::vector<float>> download_outputs(const GemvGroupWithOutputs& product, const std::string& where) {

@@ -66,7 +66,8 @@ std::optional<DecodeAttention> decode_attention_kernel() {
 
 CudaBackend::CudaBackend(int device, Numerics numerics)
     : device_(device), reproducible_(numerics == Numerics::reproducible), epoch_(std::make_shared<uint64_t>(0)), graphs_(epoch_, switched_on("OCTET_CUDA_GRAPHS")),
-      tc_attention_(switched_on("OCTET_CUDA_TC_ATTENTION")), skinny_gemm_(switched_on_explicitly("OCTET_CUDA_SKINNY_GEMM")) {
+      tc_attention_(switched_on("OCTET_CUDA_TC_ATTENTION")), skinny_gemm_(switched_on_explicitly("OCTET_CUDA_SKINNY_GEMM")),
+      wgmma_rows_(integer_setting("OCTET_CUDA_WGMMA_GEMM_ROWS", 0, 0, 128, "a row count, 0 to 128")) {
   OCTET_CUDA_CHECK(cudaSetDevice(device));
   cudaDeviceProp props{};
   OCTET_CUDA_CHECK(cudaGetDeviceProperties(&props, device));

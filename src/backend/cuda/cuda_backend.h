@@ -153,6 +153,7 @@ class CudaBackend final : public Backend {
   bool gemm_e4m3(const uint8_t* codes, const float* row_scales, const CudaLinear& w, int64_t m, float* y);
   bool grouped_gemm(const Activations& x, std::span<const LinearWeight* const> weights, std::span<Activations* const> outs);
   bool use_skinny_gemm(int64_t rows, int64_t k) const;
+  bool use_wgmma_gemm(int64_t rows, int64_t k) const;
   void launch_skinny_gemm(const uint8_t* codes, const float* row_scales, int64_t rows, const GemvGroup& group, int64_t k);
   const CudaActivations& quantized(const Activations& x);
 
@@ -228,6 +229,9 @@ class CudaBackend final : public Backend {
 
   std::optional<DecodeAttention> decode_attention_ = decode_attention_kernel();  // nullopt: by batch size
   bool skinny_gemm_;
+  // OCTET_CUDA_WGMMA_GEMM_ROWS=R (1–128; 0, the default: none): FP8 linears of R to 128 rows on
+  // skinny_gemm_wgmma.cu (sm_90), ahead of the GEMV and cuBLASLt.
+  int64_t wgmma_rows_;
   StepGraphs::Action step_action_ = StepGraphs::Action::eager;
   // Bracket the last step on the stream (last_step_device_ms); none while a capture is open.
   cudaEvent_t step_start_ = nullptr, step_stop_ = nullptr;
@@ -259,6 +263,8 @@ class CudaBackend final : public Backend {
   DeviceBuffer<float> attention_scratch_;
   DeviceBuffer<uint32_t> attention_counters_;  // the grouped attention's finished splits per item, zero between launches
   DeviceBuffer<float> skinny_scratch_;  // the skinny GEMM's split-k partial sums
+  DeviceBuffer<float> wgmma_scratch_;      // the wgmma GEMM's shared tiles' parts
+  DeviceBuffer<uint32_t> wgmma_counters_;  // and its counters (zeroed when grown)
   DeviceBuffer<float> group_product_;   // a fused group's [rows, group rows] product before scale_split
   std::vector<float> frequencies_host_;
   struct PersistentLayerTable {

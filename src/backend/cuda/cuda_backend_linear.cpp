@@ -174,7 +174,7 @@ void CudaBackend::linear_unhinted(const Activations& x, const LinearWeight& weig
         return;
       }
       // Decode-sized batches read each weight once through the GEMV; larger ones go to tensor cores.
-      if (gemv_e4m3_preferred(m, n, k)) {
+      if (!use_wgmma_gemm(m, k) && gemv_e4m3_preferred(m, n, k)) {
         launch_gemv_e4m3(codes, scales, m, w.e4m3_codes(), w.channel_scales(), n, k, y, stream_);
       } else if (use_skinny_gemm(m, k)) {
         GemvGroup group;
@@ -288,12 +288,29 @@ bool CudaBackend::grouped_gemm(const Activations& x, std::span<const LinearWeigh
   return true;
 }
 
-// Rows 17–128 (the GEMV takes fewer) on the skinny GEMM when OCTET_CUDA_SKINNY_GEMM=1.
+// Rows 17–128 (the GEMV takes fewer) on the skinny GEMM when OCTET_CUDA_SKINNY_GEMM=1; rows from
+// OCTET_CUDA_WGMMA_GEMM_ROWS to 128 on the wgmma GEMM (sm_90, k a multiple of 128).
+bool CudaBackend::use_wgmma_gemm(int64_t rows, int64_t k) const {
+  return wgmma_rows_ > 0 && rows >= wgmma_rows_ && wgmma_skinny_gemm_fits(rows, k);
+}
+
 bool CudaBackend::use_skinny_gemm(int64_t rows, int64_t k) const {
+  if (use_wgmma_gemm(rows, k)) return true;
   return skinny_gemm_ && rows > 16 && skinny_gemm_e4m3_fits(rows, k);
 }
 
 void CudaBackend::launch_skinny_gemm(const uint8_t* codes, const float* row_scales, int64_t rows, const GemvGroup& group, int64_t k) {
+  if (use_wgmma_gemm(rows, k)) {
+    const WgmmaScratch need = wgmma_skinny_gemm_scratch(rows, group, k);
+    ensure_capacity(wgmma_scratch_, std::max<size_t>(1, need.floats));
+    if (wgmma_counters_.size() < need.counters) {
+      ensure_capacity(wgmma_counters_, need.counters);
+      OCTET_CUDA_CHECK(cudaMemsetAsync(wgmma_counters_.data(), 0, wgmma_counters_.bytes(), stream_));
+    }
+    launch_wgmma_skinny_gemm(codes, row_scales, rows, group, k, wgmma_scratch_.data(), wgmma_scratch_.size(),
+                             wgmma_counters_.data(), wgmma_counters_.size(), stream_);
+    return;
+  }
   const size_t scratch_floats = skinny_gemm_e4m3_scratch_floats(rows, group, k);
   ensure_capacity(skinny_scratch_, std::max<size_t>(1, scratch_floats));
   launch_skinny_gemm_e4m3_group(codes, row_scales, rows, group, k, skinny_scratch_.data(), skinny_scratch_.size(), stream_);

@@ -155,6 +155,21 @@ size_t skinny_gemm_e4m3_scratch_floats(int64_t rows, const GemvGroup& group, int
 void launch_skinny_gemm_e4m3_group(const uint8_t* x, const float* row_scales, int64_t rows, const GemvGroup& group,
                                    int64_t k, float* scratch, size_t scratch_floats, cudaStream_t s);
 
+// skinny_gemm_wgmma.cu: the same product on sm_90's FP8 warpgroup MMAs (wgmma, the fast path for
+// 9–128 rows), k a multiple of 128, any n: persistent blocks split the (tile, k chunk) units evenly;
+// tiles shared by several blocks are added in a fixed order (deterministic). scratch: floats for
+// the shared tiles' parts and one counter a tile, zero before the first launch (launches leave them
+// so). Fits only on sm_90 (the build's 90a code). No allocation or host synchronization.
+bool wgmma_skinny_gemm_fits(int64_t rows, int64_t k);
+struct WgmmaScratch {
+  size_t floats = 0;
+  size_t counters = 0;
+};
+WgmmaScratch wgmma_skinny_gemm_scratch(int64_t rows, const GemvGroup& group, int64_t k);
+void launch_wgmma_skinny_gemm(const uint8_t* x, const float* row_scales, int64_t rows, const GemvGroup& group, int64_t k,
+                              float* scratch, size_t scratch_floats, uint32_t* counters, size_t counter_count,
+                              cudaStream_t s);
+
 // linear_fp8_block.cu: y[m, n] = row_scales[m] · Σ_b block_scales[n/128][b] · Σ_{k in 128-wide block b}
 // x[m, k] · w[n, k], for weights with one scale per 128×128 block (block_scales [ceil(n/128),
 // ceil(k/128)]); any shape (partial last blocks), CUDA cores, fast only for decode-sized batches.
