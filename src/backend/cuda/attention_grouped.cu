@@ -67,7 +67,7 @@ using Plain = Variant<4, false>;
 // against 2.869–2.873 plain, hence packed only from kPackedTokens tokens on.
 using Packed = Variant<5, true>;
 // The same two with the K/V tiles copied by the copy engine (FP8 caches at head_dim 128 on sm_90, pool
-// blocks of a multiple of 16 positions; see tma_launch): a tile is 16 consecutive pool rows of one KV
+// blocks of a multiple of 16 positions; see grouped_attention_tma): a tile is 16 consecutive pool rows of one KV
 // head, one tensor copy for K and one for V a tile, where each lane otherwise computes eight 16-byte
 // copies' addresses (about 80 of a tile's ~620 instructions at 8B b64).
 using PlainTma = Variant<4, false, true>;
@@ -385,16 +385,14 @@ grouped_attention_kernel(const float* q, int group, const int64_t* slots, const 
     }
     if (k < my_tiles) {
       const uint32_t stage = warp_stages_address + (k % kStages) * Shape::kStageBytes;
-      {
 #pragma unroll
-        for (int c = 0; c < Shape::kCopiesPerLane; ++c) {
-          const int index = lane + 32 * c, row = index / Shape::kRowPieces, piece = index % Shape::kRowPieces;
-          const int pool = __shfl_sync(kAll, row_of_lane, row);
-          const int64_t at = (static_cast<int64_t>(max(pool, 0)) * kv_heads + kv_head) * Shape::kRowBytes + piece * 16;
-          const uint32_t to = stage + piece_offset<Shape>(row, piece);
-          copy16_async(to, static_cast<const uint8_t*>(k_cache) + at, pool >= 0);
-          copy16_async(to + Shape::kTileBytes, static_cast<const uint8_t*>(v_cache) + at, pool >= 0);
-        }
+      for (int c = 0; c < Shape::kCopiesPerLane; ++c) {
+        const int index = lane + 32 * c, row = index / Shape::kRowPieces, piece = index % Shape::kRowPieces;
+        const int pool = __shfl_sync(kAll, row_of_lane, row);
+        const int64_t at = (static_cast<int64_t>(max(pool, 0)) * kv_heads + kv_head) * Shape::kRowBytes + piece * 16;
+        const uint32_t to = stage + piece_offset<Shape>(row, piece);
+        copy16_async(to, static_cast<const uint8_t*>(k_cache) + at, pool >= 0);
+        copy16_async(to + Shape::kTileBytes, static_cast<const uint8_t*>(v_cache) + at, pool >= 0);
       }
       if constexpr (kFp8) {  // lanes 0–15 the k scales of positions 0–15, lanes 16–31 the v scales
         const int64_t cell = static_cast<int64_t>(max(row_of_lane, 0)) * kv_heads + kv_head;

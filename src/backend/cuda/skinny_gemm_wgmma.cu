@@ -31,7 +31,8 @@ namespace {
 constexpr int kTileRows = 128;      // weight rows a tile: two warpgroups of m64
 constexpr int kChunkBytes = 128;    // k a unit: the 128-byte swizzle's row, four k32 steps
 constexpr int kConsumers = 2;       // warpgroups
-constexpr int kThreads = (kConsumers * 4 + 1) * 32;
+constexpr int kConsumerThreads = kConsumers * 128;
+constexpr int kThreads = kConsumerThreads + 32;  // and the producer warp
 constexpr int kMaxTokens = 128;
 
 template <int N>  // tokens a block computes (the wgmma's n): 8 to 128
@@ -65,6 +66,13 @@ struct WeightMaps {
 // The block whose run holds unit u: runs are [floor(b·U/G), floor((b+1)·U/G)).
 __device__ __forceinline__ int block_of(int64_t u, int64_t units, int blocks) {
   return static_cast<int>(((u + 1) * blocks + units - 1) / units - 1);
+}
+
+// The group member whose weight rows tile `tile` covers.
+__device__ __forceinline__ int member_of(const WgmmaArgs& a, int tile) {
+  int member = 0;
+  while (tile >= a.tile_begin[member + 1]) ++member;
+  return member;
 }
 
 // A K-major operand tile in shared memory, 128-byte swizzled: rows of 128 bytes, 8-row groups 1024
@@ -167,7 +175,7 @@ __device__ __forceinline__ void wgmma_step(float (&d)[N / 2], uint64_t a, uint64
 
 // The consumers' named barrier (the producer warp never joins it).
 __device__ __forceinline__ void consumers_sync() {
-  asm volatile("bar.sync 1, %0;\n" ::"n"(kConsumers * 128) : "memory");
+  asm volatile("bar.sync 1, %0;\n" ::"n"(kConsumerThreads) : "memory");
 }
 
 template <int N>
@@ -200,8 +208,7 @@ wgmma_skinny_gemm_kernel(const WgmmaArgs a, const __grid_constant__ WeightMaps m
     // Unit u's weight tile, and then (once the kernel before has written them) its tokens' chunk.
     auto copy_weights = [&](int64_t u, int s) {
       const int tile = static_cast<int>(u / a.chunks), chunk = static_cast<int>(u % a.chunks);
-      int member = 0;
-      while (tile >= a.tile_begin[member + 1]) ++member;
+      const int member = member_of(a, tile);
       mbarrier_expect_bytes(&full[s], Config::kStageBytes);  // rows past the end count too (zeros)
       tensor_copy_2d(shared_address(stages + s * Config::kStageBytes), &maps.w[member], chunk * kChunkBytes,
                      (tile - a.tile_begin[member]) * kTileRows, &full[s]);
@@ -257,10 +264,10 @@ wgmma_skinny_gemm_kernel(const WgmmaArgs a, const __grid_constant__ WeightMaps m
     part_begin = u + 1;
     if (parts > 1) {
       const int part = blockIdx.x - first_block;
-      float* const slots = a.partial + static_cast<int64_t>(tile) * a.max_parts * kConsumers * 128 * Config::kAccumulators;
-      float* const mine = slots + static_cast<int64_t>(part) * kConsumers * 128 * Config::kAccumulators;
+      float* const slots = a.partial + static_cast<int64_t>(tile) * a.max_parts * kConsumerThreads * Config::kAccumulators;
+      float* const mine = slots + static_cast<int64_t>(part) * kConsumerThreads * Config::kAccumulators;
 #pragma unroll
-      for (int i = 0; i < Config::kAccumulators; ++i) mine[i * kConsumers * 128 + me] = total[i];
+      for (int i = 0; i < Config::kAccumulators; ++i) mine[i * kConsumerThreads + me] = total[i];
       __threadfence();
       consumers_sync();
       if (me == 0) last_part = atomicAdd(a.counters + tile, 1u) == static_cast<uint32_t>(parts - 1);
@@ -272,21 +279,20 @@ wgmma_skinny_gemm_kernel(const WgmmaArgs a, const __grid_constant__ WeightMaps m
 #pragma unroll
       for (int i = 0; i < Config::kAccumulators; ++i) total[i] = 0.0f;
       for (int p = 0; p < parts; ++p) {
-        const float* const other = slots + static_cast<int64_t>(p) * Config::kAccumulators * kConsumers * 128 + me;
+        const float* const other = slots + static_cast<int64_t>(p) * Config::kAccumulators * kConsumerThreads + me;
         constexpr int kBatch = Config::kAccumulators < 32 ? Config::kAccumulators : 32;
 #pragma unroll
         for (int first = 0; first < Config::kAccumulators; first += kBatch) {
           float loaded[kBatch];
 #pragma unroll
-          for (int i = 0; i < kBatch; ++i) loaded[i] = __ldcg(other + (first + i) * kConsumers * 128);
+          for (int i = 0; i < kBatch; ++i) loaded[i] = __ldcg(other + (first + i) * kConsumerThreads);
 #pragma unroll
           for (int i = 0; i < kBatch; ++i) total[first + i] += loaded[i];
         }
       }
       if (me == 0) a.counters[tile] = 0;  // ready for the next launch (or replay)
     }
-    int member = 0;
-    while (tile >= a.tile_begin[member + 1]) ++member;
+    const int member = member_of(a, tile);
     const int64_t n = a.n[member];
     const int64_t row0 = static_cast<int64_t>(tile - a.tile_begin[member]) * kTileRows + consumer * 64 + (warp % 4) * 16 + g;
     // The scales first, all loads at once: the thread's two rows and its N/4 tokens.
@@ -348,6 +354,15 @@ void check_group(int64_t rows, const GemvGroup& group, int64_t k) {
   if (group.count < 1 || group.count > GemvGroup::kMaxMembers) fail("wgmma_skinny_gemm: a group of {} weights", group.count);
 }
 
+// The shared tiles' parts (every tile's max_parts slots of all the consumers' accumulators) and a counter a tile.
+WgmmaScratch scratch_of(const Plan& plan, int64_t rows, int members) {
+  const int64_t tiles = plan.tile_begin[members];
+  WgmmaScratch need;
+  need.floats = static_cast<size_t>(tiles * plan.max_parts * kConsumerThreads * (tokens_instance(rows) / 2));
+  need.counters = static_cast<size_t>(tiles);
+  return need;
+}
+
 template <int N>
 void launch_instance(const WgmmaArgs& args, const WeightMaps& maps, const CUtensorMap& x_map, int blocks, cudaStream_t s) {
   static const bool sized = [] {
@@ -375,14 +390,10 @@ bool wgmma_skinny_gemm_fits(int64_t rows, int64_t k) {
   return hopper;
 }
 
+
 WgmmaScratch wgmma_skinny_gemm_scratch(int64_t rows, const GemvGroup& group, int64_t k) {
   check_group(rows, group, k);
-  const Plan plan = plan_of(group, k);
-  const int64_t tiles = plan.tile_begin[group.count];
-  WgmmaScratch need;
-  need.floats = static_cast<size_t>(tiles * plan.max_parts * kConsumers * 128 * (tokens_instance(rows) / 2));
-  need.counters = static_cast<size_t>(tiles);
-  return need;
+  return scratch_of(plan_of(group, k), rows, group.count);
 }
 
 void launch_wgmma_skinny_gemm(const uint8_t* x, const float* row_scales, int64_t rows, const GemvGroup& group, int64_t k,
@@ -390,7 +401,7 @@ void launch_wgmma_skinny_gemm(const uint8_t* x, const float* row_scales, int64_t
                               cudaStream_t s) {
   check_group(rows, group, k);
   const Plan plan = plan_of(group, k);
-  const WgmmaScratch need = wgmma_skinny_gemm_scratch(rows, group, k);
+  const WgmmaScratch need = scratch_of(plan, rows, group.count);
   if (scratch == nullptr || scratch_floats < need.floats || counters == nullptr || counter_count < need.counters)
     fail("wgmma_skinny_gemm: {} scratch floats and {} counters needed, {} and {} given", need.floats, need.counters,
          scratch_floats, counter_count);
