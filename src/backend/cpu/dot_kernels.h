@@ -1,7 +1,7 @@
 #pragma once
 // Inner loops of the CPU linear layers: widening one weight row to float32, and dot products of
-// several activation rows against a weight row (float32, or widened as it is read). AVX-512 where
-// the compiler targets it, plain loops otherwise.
+// several activation rows against a weight row (float32, or widened as it is read). AVX-512 or AVX2
+// (the same bits: sixteen lanes either way) where the compiler targets them, plain loops otherwise.
 #include <cstdint>
 
 namespace octet::backend::cpu {
@@ -26,5 +26,11 @@ void dot_rows_bf16(const float* x, int64_t x_stride, int64_t tokens, const uint1
                    int64_t out_stride);
 
 float dot(const float* a, const float* b, int64_t count);
+
+// The vector unit these loops were compiled for: "avx512" or "avx2", the same bits on both (sixteen
+// lane sums of fused multiply-adds, element i in lane i mod 16, the tail zero-padded; then lane l
+// plus lane l + 8, those l plus l + 4, and last (s0 + s2) + (s1 + s3)), or "scalar" (one fused
+// multiply-add a term, in order).
+const char* dot_kernels_vector_unit();
 
 }  // namespace octet::backend::cpu
