@@ -63,6 +63,16 @@ inline backend::cuda::GemvGroup one_weight_group(const DeviceFp8Rows& w, float* 
   return group;
 }
 
+// The plain kernel's product (launch_matmul_e4m3_simple) of `rows` input codes and row scales with w,
+// the reference of the fast kernels' tests.
+inline std::vector<double> plain_product(const uint8_t* x, const float* row_scales, int64_t rows, const DeviceFp8Rows& w,
+                                         int64_t k) {
+  DeviceVector<float> want(static_cast<size_t>(rows * w.n));
+  backend::cuda::launch_matmul_e4m3_simple(x, row_scales, rows, w.codes->data, w.scales->data, w.n, k, want.data, nullptr);
+  const auto values = want.host();
+  return std::vector<double>(values.begin(), values.end());
+}
+
 // Each member's output, after the device is done; an element still NaN (unwritten) fails the test,
 // saying `where`.
 inline std::vector<std::vector<float>> download_outputs(const GemvGroupWithOutputs& product, const std::string& where) {

@@ -45,16 +45,26 @@ __device__ __forceinline__ void mbarrier_arrive(unsigned long long* bar) {
 #endif
 }
 
-// Until the phase of parity `parity` has completed ("memory": no read of the copied bytes moves above it).
+// Until the phase of parity `parity` has completed ("memory": no read of the copied bytes moves above
+// it). Cluster scope: the barrier is one other blocks of the cluster arrive on, and their writes
+// before arriving are seen after it.
+template <bool ClusterScope = false>
 __device__ __forceinline__ void mbarrier_wait(unsigned long long* bar, uint32_t parity) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   uint32_t done = 0;
   do {
-    asm volatile(
-        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
-        : "=r"(done)
-        : "r"(shared_address(bar)), "r"(parity)
-        : "memory");
+    if constexpr (ClusterScope)
+      asm volatile(
+          "{\n .reg .pred p;\n mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+          : "=r"(done)
+          : "r"(shared_address(bar)), "r"(parity)
+          : "memory");
+    else
+      asm volatile(
+          "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+          : "=r"(done)
+          : "r"(shared_address(bar)), "r"(parity)
+          : "memory");
   } while (!done);
 #endif
 }
@@ -91,6 +101,53 @@ __device__ __forceinline__ void tensor_copy_2d(uint32_t dst, const CUtensorMap* 
       "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
       "l"(reinterpret_cast<uint64_t>(map)), "r"(x), "r"(y), "r"(shared_address(bar))
       : "memory");
+#endif
+}
+
+// The same box brought into the shared memory of every block of the cluster named in cta_mask (bit r:
+// rank r), at dst's offset in each, completing on the barrier at bar's offset in each.
+__device__ __forceinline__ void tensor_copy_2d_multicast(uint32_t dst, const CUtensorMap* map, int x, int y,
+                                                         unsigned long long* bar, uint16_t cta_mask) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster"
+      " [%0], [%1, {%2, %3}], [%4], %5;\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(x), "r"(y), "r"(shared_address(bar)), "h"(cta_mask)
+      : "memory");
+#endif
+}
+
+// Thread-block clusters (sm_90): this block's rank and the cluster's size (1 without clusters).
+__device__ __forceinline__ unsigned cluster_block_rank() {
+  unsigned rank = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(rank));
+#endif
+  return rank;
+}
+__device__ __forceinline__ unsigned cluster_blocks() {
+  unsigned count = 1;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mov.u32 %0, %%cluster_nctarank;\n" : "=r"(count));
+#endif
+  return count;
+}
+
+// Every thread of every block of the cluster: the writes before it (and the barriers initialised
+// before it) are seen by all the cluster's blocks after it.
+__device__ __forceinline__ void cluster_sync_all() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
+  asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+#endif
+}
+
+// One arrival on the barrier at bar's offset in the cluster's block of rank `rank` (this one too).
+__device__ __forceinline__ void mbarrier_arrive_in_block(unsigned long long* bar, unsigned rank) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  uint32_t remote = 0;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(shared_address(bar)), "r"(rank));
+  asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
 #endif
 }
 

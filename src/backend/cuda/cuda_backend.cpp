@@ -64,10 +64,19 @@ std::optional<DecodeAttention> decode_attention_kernel() {
   fail("OCTET_CUDA_DECODE_ATTENTION is '{}', expected auto, v1 or v2", value);
 }
 
+// OCTET_CUDA_WGMMA_GEMM_KERNEL: "narrow" (the default) or "streamk", the wgmma GEMM for up to 64 rows.
+bool wgmma_narrow_setting() {
+  const char* value = std::getenv("OCTET_CUDA_WGMMA_GEMM_KERNEL");
+  if (value == nullptr || *value == '\0' || std::strcmp(value, "narrow") == 0) return true;
+  if (std::strcmp(value, "streamk") == 0) return false;
+  fail("OCTET_CUDA_WGMMA_GEMM_KERNEL is '{}', expected narrow or streamk", value);
+}
+
 CudaBackend::CudaBackend(int device, Numerics numerics)
     : device_(device), reproducible_(numerics == Numerics::reproducible), epoch_(std::make_shared<uint64_t>(0)), graphs_(epoch_, switched_on("OCTET_CUDA_GRAPHS")),
       tc_attention_(switched_on("OCTET_CUDA_TC_ATTENTION")), skinny_gemm_(switched_on_explicitly("OCTET_CUDA_SKINNY_GEMM")),
-      wgmma_rows_(integer_setting("OCTET_CUDA_WGMMA_GEMM_ROWS", 0, 0, 128, "a row count, 0 to 128")) {
+      wgmma_rows_(integer_setting("OCTET_CUDA_WGMMA_GEMM_ROWS", 0, 0, 128, "a row count, 0 to 128")),
+      wgmma_narrow_(wgmma_narrow_setting()) {
   OCTET_CUDA_CHECK(cudaSetDevice(device));
   cudaDeviceProp props{};
   OCTET_CUDA_CHECK(cudaGetDeviceProperties(&props, device));

@@ -230,8 +230,10 @@ class CudaBackend final : public Backend {
   std::optional<DecodeAttention> decode_attention_ = decode_attention_kernel();  // nullopt: by batch size
   bool skinny_gemm_;
   // OCTET_CUDA_WGMMA_GEMM_ROWS=R (1–128; 0, the default: none): FP8 linears of R to 128 rows on
-  // skinny_gemm_wgmma.cu (sm_90), ahead of the GEMV and cuBLASLt.
+  // wgmma (sm_90), ahead of the GEMV and cuBLASLt: up to 64 rows on skinny_gemm_wgmma_narrow.cu
+  // unless OCTET_CUDA_WGMMA_GEMM_KERNEL=streamk, the rest on skinny_gemm_wgmma.cu.
   int64_t wgmma_rows_;
+  bool wgmma_narrow_;
   StepGraphs::Action step_action_ = StepGraphs::Action::eager;
   // Bracket the last step on the stream (last_step_device_ms); none while a capture is open.
   cudaEvent_t step_start_ = nullptr, step_stop_ = nullptr;

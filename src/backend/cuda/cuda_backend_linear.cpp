@@ -289,7 +289,8 @@ bool CudaBackend::grouped_gemm(const Activations& x, std::span<const LinearWeigh
 }
 
 // Rows 17–128 (the GEMV takes fewer) on the skinny GEMM when OCTET_CUDA_SKINNY_GEMM=1; rows from
-// OCTET_CUDA_WGMMA_GEMM_ROWS to 128 on the wgmma GEMM (sm_90, k a multiple of 128).
+// OCTET_CUDA_WGMMA_GEMM_ROWS to 128 on a wgmma GEMM (sm_90, k a multiple of 128): the narrow tiles'
+// up to 64 rows (unless OCTET_CUDA_WGMMA_GEMM_KERNEL=streamk), stream-K above.
 bool CudaBackend::use_wgmma_gemm(int64_t rows, int64_t k) const {
   return wgmma_rows_ > 0 && rows >= wgmma_rows_ && wgmma_skinny_gemm_fits(rows, k);
 }
@@ -300,6 +301,10 @@ bool CudaBackend::use_skinny_gemm(int64_t rows, int64_t k) const {
 }
 
 void CudaBackend::launch_skinny_gemm(const uint8_t* codes, const float* row_scales, int64_t rows, const GemvGroup& group, int64_t k) {
+  if (use_wgmma_gemm(rows, k) && wgmma_narrow_ && wgmma_narrow_gemm_fits(rows, k)) {
+    launch_wgmma_narrow_gemm(codes, row_scales, rows, group, k, stream_);
+    return;
+  }
   if (use_wgmma_gemm(rows, k)) {
     const WgmmaScratch need = wgmma_skinny_gemm_scratch(rows, group, k);
     ensure_capacity(wgmma_scratch_, std::max<size_t>(1, need.floats));

@@ -170,6 +170,22 @@ void launch_wgmma_skinny_gemm(const uint8_t* x, const float* row_scales, int64_t
                               float* scratch, size_t scratch_floats, uint32_t* counters, size_t counter_count,
                               cudaStream_t s);
 
+// skinny_gemm_wgmma_narrow.cu: the same product for 1–64 rows on wgmma with the batch as the MMA's m
+// and the weight rows as its n: tiles of 2·half rows (half 8–128), one a block where they fit the
+// SMs, each block over its tile's whole k (no parts, no scratch, deterministic); above 16 rows in
+// clusters of `cluster` blocks that share each token chunk's copy (OCTET_CUDA_WGMMA_CLUSTER=1, 2 or 4,
+// default 2). sm_90 only, k a multiple of 128. No allocation or host synchronization.
+bool wgmma_narrow_gemm_fits(int64_t rows, int64_t k);
+struct WgmmaNarrowPlan {
+  int half = 0;     // a consumer warpgroup's weight rows (the MMA's n); a tile is twice that
+  int tiles = 0;    // of the whole group
+  int blocks = 0;   // launched: the tiles rounded up to whole clusters, or at most one a SM
+  int cluster = 1;  // blocks a cluster
+};
+WgmmaNarrowPlan wgmma_narrow_gemm_plan(int64_t rows, const GemvGroup& group, int64_t k);
+void launch_wgmma_narrow_gemm(const uint8_t* x, const float* row_scales, int64_t rows, const GemvGroup& group, int64_t k,
+                              cudaStream_t s);
+
 // linear_fp8_block.cu: y[m, n] = row_scales[m] · Σ_b block_scales[n/128][b] · Σ_{k in 128-wide block b}
 // x[m, k] · w[n, k], for weights with one scale per 128×128 block (block_scales [ceil(n/128),
 // ceil(k/128)]); any shape (partial last blocks), CUDA cores, fast only for decode-sized batches.

@@ -22,6 +22,7 @@
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/launch.cuh"
 #include "backend/cuda/tensor_map.h"
+#include "backend/cuda/wgmma_fp8.cuh"
 
 #include <algorithm>
 
@@ -68,111 +69,6 @@ __device__ __forceinline__ int block_of(int64_t u, int64_t units, int blocks) {
   return static_cast<int>(((u + 1) * blocks + units - 1) / units - 1);
 }
 
-// The group member whose weight rows tile `tile` covers.
-__device__ __forceinline__ int member_of(const WgmmaArgs& a, int tile) {
-  int member = 0;
-  while (tile >= a.tile_begin[member + 1]) ++member;
-  return member;
-}
-
-// A K-major operand tile in shared memory, 128-byte swizzled: rows of 128 bytes, 8-row groups 1024
-// bytes apart (the stride field); the leading-offset field is unused by this layout. k step s of 32
-// bytes starts 32·s bytes into the rows (the swizzle is applied to the final address).
-__device__ __forceinline__ uint64_t operand_descriptor(uint32_t address) {
-  constexpr uint64_t kSwizzle128 = 1;
-  return (static_cast<uint64_t>((address & 0x3FFFF) >> 4)) | (uint64_t{1} << 16) | (uint64_t{1024 >> 4} << 32) |
-         (kSwizzle128 << 62);
-}
-
-__device__ __forceinline__ void wgmma_fence() {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void wgmma_commit() {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void wgmma_wait_all() {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-#endif
-}
-
-// d (+)= A · Bᵀ for A 64 weight rows × 32 bytes, B N token rows × 32 bytes, both E4M3; accumulate
-// = false starts d at zero. d[4j + e]: weight row 16·warp + g (+8 for e ≥ 2), token 8j + 2t + e % 2.
-#define OCTET_WGMMA_ARGS8(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), "+f"(d[i + 7])
-__device__ __forceinline__ void wgmma_n8(float (&d)[4], uint64_t a, uint64_t b, bool accumulate) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  asm volatile(
-      "{\n .reg .pred p;\n setp.ne.b32 p, %6, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n8k32.f32.e4m3.e4m3 {"
-      "%0, %1, %2, %3"
-      "}, %4, %5, p, 1, 1;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "l"(a), "l"(b), "r"(static_cast<int>(accumulate)));
-#endif
-}
-__device__ __forceinline__ void wgmma_n16(float (&d)[8], uint64_t a, uint64_t b, bool accumulate) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  asm volatile(
-      "{\n .reg .pred p;\n setp.ne.b32 p, %10, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n16k32.f32.e4m3.e4m3 {"
-      "%0, %1, %2, %3, %4, %5, %6, %7"
-      "}, %8, %9, p, 1, 1;\n}\n"
-      : OCTET_WGMMA_ARGS8(0)
-      : "l"(a), "l"(b), "r"(static_cast<int>(accumulate)));
-#endif
-}
-__device__ __forceinline__ void wgmma_n32(float (&d)[16], uint64_t a, uint64_t b, bool accumulate) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  asm volatile(
-      "{\n .reg .pred p;\n setp.ne.b32 p, %18, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n32k32.f32.e4m3.e4m3 {"
-      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
-      "}, %16, %17, p, 1, 1;\n}\n"
-      : OCTET_WGMMA_ARGS8(0), OCTET_WGMMA_ARGS8(8)
-      : "l"(a), "l"(b), "r"(static_cast<int>(accumulate)));
-#endif
-}
-__device__ __forceinline__ void wgmma_n64(float (&d)[32], uint64_t a, uint64_t b, bool accumulate) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  asm volatile(
-      "{\n .reg .pred p;\n setp.ne.b32 p, %34, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 {"
-      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
-      "}, %32, %33, p, 1, 1;\n}\n"
-      : OCTET_WGMMA_ARGS8(0), OCTET_WGMMA_ARGS8(8), OCTET_WGMMA_ARGS8(16), OCTET_WGMMA_ARGS8(24)
-      : "l"(a), "l"(b), "r"(static_cast<int>(accumulate)));
-#endif
-}
-__device__ __forceinline__ void wgmma_n128(float (&d)[64], uint64_t a, uint64_t b, bool accumulate) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  asm volatile(
-      "{\n .reg .pred p;\n setp.ne.b32 p, %66, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 {"
-      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
-      "}, %64, %65, p, 1, 1;\n}\n"
-      : OCTET_WGMMA_ARGS8(0), OCTET_WGMMA_ARGS8(8), OCTET_WGMMA_ARGS8(16), OCTET_WGMMA_ARGS8(24), OCTET_WGMMA_ARGS8(32), OCTET_WGMMA_ARGS8(40), OCTET_WGMMA_ARGS8(48), OCTET_WGMMA_ARGS8(56)
-      : "l"(a), "l"(b), "r"(static_cast<int>(accumulate)));
-#endif
-}
-#undef OCTET_WGMMA_ARGS8
-
-template <int N>
-__device__ __forceinline__ void wgmma_step(float (&d)[N / 2], uint64_t a, uint64_t b, bool accumulate) {
-  if constexpr (N == 8) wgmma_n8(d, a, b, accumulate);
-  else if constexpr (N == 16) wgmma_n16(d, a, b, accumulate);
-  else if constexpr (N == 32) wgmma_n32(d, a, b, accumulate);
-  else if constexpr (N == 64) wgmma_n64(d, a, b, accumulate);
-  else wgmma_n128(d, a, b, accumulate);
-}
-
 // The consumers' named barrier (the producer warp never joins it).
 __device__ __forceinline__ void consumers_sync() {
   asm volatile("bar.sync 1, %0;\n" ::"n"(kConsumerThreads) : "memory");
@@ -190,7 +86,7 @@ wgmma_skinny_gemm_kernel(const WgmmaArgs a, const __grid_constant__ WeightMaps m
   __shared__ unsigned long long full[kStages], empty[kStages];
   __shared__ bool last_part;
   // Stages 1024-byte aligned (the swizzle's period): the weight tile, then the tokens' chunk.
-  uint8_t* const stages = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(dynamic_shared) + 1023) & ~uintptr_t{1023});
+  uint8_t* const stages = swizzle_aligned(dynamic_shared);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int blocks = gridDim.x;
   const int64_t first_unit = a.units * blockIdx.x / blocks, end_unit = a.units * (blockIdx.x + 1) / blocks;
@@ -208,7 +104,7 @@ wgmma_skinny_gemm_kernel(const WgmmaArgs a, const __grid_constant__ WeightMaps m
     // Unit u's weight tile, and then (once the kernel before has written them) its tokens' chunk.
     auto copy_weights = [&](int64_t u, int s) {
       const int tile = static_cast<int>(u / a.chunks), chunk = static_cast<int>(u % a.chunks);
-      const int member = member_of(a, tile);
+      const int member = tile_member(a.tile_begin, tile);
       mbarrier_expect_bytes(&full[s], Config::kStageBytes);  // rows past the end count too (zeros)
       tensor_copy_2d(shared_address(stages + s * Config::kStageBytes), &maps.w[member], chunk * kChunkBytes,
                      (tile - a.tile_begin[member]) * kTileRows, &full[s]);
@@ -248,7 +144,7 @@ wgmma_skinny_gemm_kernel(const WgmmaArgs a, const __grid_constant__ WeightMaps m
     wgmma_fence();
 #pragma unroll
     for (int k = 0; k < kChunkBytes / 32; ++k)
-      wgmma_step<N>(d, operand_descriptor(weights + 32 * k), operand_descriptor(tokens + 32 * k), k > 0);
+      wgmma_e4m3<N>(d, operand_descriptor(weights + 32 * k), operand_descriptor(tokens + 32 * k), k > 0);
     wgmma_commit();
     wgmma_wait_all();
     if (lane == 0) mbarrier_arrive(&empty[s]);  // this warp's reads of the stage are done
@@ -292,7 +188,7 @@ wgmma_skinny_gemm_kernel(const WgmmaArgs a, const __grid_constant__ WeightMaps m
       }
       if (me == 0) a.counters[tile] = 0;  // ready for the next launch (or replay)
     }
-    const int member = member_of(a, tile);
+    const int member = tile_member(a.tile_begin, tile);
     const int64_t n = a.n[member];
     const int64_t row0 = static_cast<int64_t>(tile - a.tile_begin[member]) * kTileRows + consumer * 64 + (warp % 4) * 16 + g;
     // The scales first, all loads at once: the thread's two rows and its N/4 tokens.
