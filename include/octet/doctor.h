@@ -26,6 +26,7 @@ struct EnvironmentReport {
   std::string cuda_runtime_version;
   std::vector<GpuReport> gpus;
   bool nccl_available = false;       // libnccl loadable: tensor parallelism possible
+  std::string cpu_vector_unit;       // the CPU engine's dot products: "avx512", "avx2" or "scalar"
   std::string model;                 // what was checked
   bool model_found = false;
   uint64_t model_bytes_needed = 0;   // weights + KV cache at the configured context, in the configured precision

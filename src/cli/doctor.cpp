@@ -32,6 +32,7 @@ void run_doctor(const DoctorFlags& flags) {
                g.compute_capability, format_bytes(g.total_memory_bytes), format_bytes(g.free_memory_bytes),
                g.fp8_tensor_cores ? "yes" : "no");
   fmt::print("NCCL             {}\n", r.nccl_available ? "available" : "not found");
+  fmt::print("CPU dot products {}\n", r.cpu_vector_unit);
   fmt::print("model            {}{}\n", r.model, r.model_found ? "" : " (not found locally)");
   if (r.model_bytes_needed)
     fmt::print("memory           needs {} on {}, {} available: {}\n", format_bytes(r.model_bytes_needed), r.device,

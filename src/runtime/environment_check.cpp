@@ -1,5 +1,6 @@
 // validate_fp8_environment: what the machine offers (CUDA, GPUs, FP8 tensor cores, NCCL, memory)
 // against what the configuration asks for (model, precision, context, tensor parallelism).
+#include "backend/cpu/dot_kernels.h"
 #include "backend/device.h"
 #include "common/error.h"
 #include "octet/doctor.h"
@@ -56,6 +57,7 @@ EnvironmentReport validate_fp8_environment(const Config& config) {
     r.gpus.push_back({g.index, g.name, fmt::format("{}.{}", g.compute_major, g.compute_minor), g.total_memory_bytes,
                       g.free_memory_bytes, g.fp8_tensor_cores()});
   r.nccl_available = nccl_loadable();
+  r.cpu_vector_unit = backend::cpu::dot_kernels_vector_unit();
 
   const Precision precision = config.llm.precision;
   const bool want_gpu = config.llm.device != Device::cpu;
@@ -114,6 +116,9 @@ EnvironmentReport validate_fp8_environment(const Config& config) {
     } else {
       r.memory_available_bytes = host_memory_available_bytes();
       r.device = "cpu";
+      if (r.cpu_vector_unit == "scalar")
+        add("the CPU engine was built without AVX2 or AVX-512 dot products: plain loops, about ten times slower",
+            "build on a CPU with AVX2, FMA and F16C (scripts/setup.sh compiles for the host's vector units)", false);
     }
     r.model_fits = r.model_bytes_needed <= r.memory_available_bytes;
     if (!r.model_fits) {
@@ -138,7 +143,7 @@ std::string report_to_json(const EnvironmentReport& r) {
   nlohmann::json j = {{"status", r.status}, {"reasons", r.reasons}, {"fixes", r.fixes},
                       {"cuda_compiled", r.cuda_compiled}, {"cuda_driver_version", r.cuda_driver_version},
                       {"cuda_runtime_version", r.cuda_runtime_version}, {"gpus", gpus},
-                      {"nccl_available", r.nccl_available}, {"model", r.model}, {"model_found", r.model_found},
+                      {"nccl_available", r.nccl_available}, {"cpu_vector_unit", r.cpu_vector_unit}, {"model", r.model}, {"model_found", r.model_found},
                       {"model_bytes_needed", r.model_bytes_needed}, {"memory_available_bytes", r.memory_available_bytes},
                       {"model_fits", r.model_fits}, {"device", r.device}};
   return j.dump(2);

@@ -156,6 +156,11 @@ TEST(Doctor, ThisGpuLessMachineIsDegradedWithReasons) {
   auto json = nlohmann::json::parse(report_to_json(r));
   EXPECT_EQ(json["status"], r.status);
   EXPECT_EQ(json["reasons"].size(), r.reasons.size());
+  EXPECT_EQ(json["cpu_vector_unit"], r.cpu_vector_unit);
+  EXPECT_TRUE(r.cpu_vector_unit == "avx512" || r.cpu_vector_unit == "avx2" || r.cpu_vector_unit == "scalar") << r.cpu_vector_unit;
+  bool names_scalar_loops = false;
+  for (const auto& reason : r.reasons) names_scalar_loops = names_scalar_loops || reason.find("AVX2") != std::string::npos;
+  EXPECT_EQ(names_scalar_loops, r.cpu_vector_unit == "scalar" && r.device == "cpu");
 }
 
 TEST(Doctor, MissingModelIsUnavailableWithAFix) {
