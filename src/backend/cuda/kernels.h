@@ -3,6 +3,8 @@
 // check the launch; on a programmatic stream (programmatic_launch.h: the backend's, on sm_90+) the
 // step's and sampling's kernels are programmatic dependent launches (launch.cuh). Activations are
 // float32 row-major unless a name says otherwise.
+#include "backend/cuda/wgmma_narrow_plan.h"
+
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -176,12 +178,6 @@ void launch_wgmma_skinny_gemm(const uint8_t* x, const float* row_scales, int64_t
 // clusters of `cluster` blocks that share each token chunk's copy (OCTET_CUDA_WGMMA_CLUSTER=1, 2 or 4,
 // default 2). sm_90 only, k a multiple of 128. No allocation or host synchronization.
 bool wgmma_narrow_gemm_fits(int64_t rows, int64_t k);
-struct WgmmaNarrowPlan {
-  int half = 0;     // a consumer warpgroup's weight rows (the MMA's n); a tile is twice that
-  int tiles = 0;    // of the whole group
-  int blocks = 0;   // launched: the tiles rounded up to whole clusters, or at most one a SM
-  int cluster = 1;  // blocks a cluster
-};
 WgmmaNarrowPlan wgmma_narrow_gemm_plan(int64_t rows, const GemvGroup& group, int64_t k);
 void launch_wgmma_narrow_gemm(const uint8_t* x, const float* row_scales, int64_t rows, const GemvGroup& group, int64_t k,
                               cudaStream_t s);

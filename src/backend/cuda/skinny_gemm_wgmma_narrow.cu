@@ -25,6 +25,7 @@
 #include "backend/cuda/launch.cuh"
 #include "backend/cuda/tensor_map.h"
 #include "backend/cuda/wgmma_fp8.cuh"
+#include "backend/cuda/wgmma_narrow_plan.h"
 
 #include <algorithm>
 #include <mutex>
@@ -39,8 +40,6 @@ constexpr int kConsumers = 2;      // warpgroups, each Half of the tile's rows
 constexpr int kConsumerWarps = kConsumers * 4;
 constexpr int kThreads = kConsumerWarps * 32 + 32;  // and the producer warp
 constexpr int kTokenBytes = kTokens * kChunkBytes;  // 8 KiB a stage
-constexpr int kHalves[] = {8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128};  // instances (wgmma_fp8.cuh's n)
-constexpr int kMaxHalf = 128;
 
 template <int Half>
 struct NarrowConfig {
@@ -259,12 +258,6 @@ void with_instance(int half, F&& f) {
   }
 }
 
-int tiles_of(const GemvGroup& group, int half) {
-  int tiles = 0;
-  for (int i = 0; i < group.count; ++i) tiles += static_cast<int>((group.n[i] + 2 * half - 1) / (2 * half));
-  return tiles;
-}
-
 // OCTET_CUDA_WGMMA_CLUSTER: the cluster size above 16 tokens (1, 2 or 4; default 2).
 int cluster_setting() {
   const int64_t c = integer_setting("OCTET_CUDA_WGMMA_CLUSTER", 2, 1, 4, "a cluster size: 1, 2 or 4");
@@ -287,31 +280,14 @@ bool wgmma_narrow_gemm_fits(int64_t rows, int64_t k) {
   return rows >= 1 && rows <= kTokens && wgmma_skinny_gemm_fits(rows, k);
 }
 
-// The narrowest tiles that put the launch in one tile a block, in clusters where they fit (else
-// without); past that, 256-row tiles in turn.
 WgmmaNarrowPlan wgmma_narrow_gemm_plan(int64_t rows, const GemvGroup& group, int64_t k) {
   check_group(rows, group, k);
-  WgmmaNarrowPlan plan;
-  const int wanted = rows > 16 ? cluster_setting() : 1;
-  for (int cluster : {wanted, 1}) {
-    for (int half : kHalves) {
-      const int tiles = tiles_of(group, half);
-      int capacity = sm_count();
-      if (cluster > 1) with_instance(half, [&](auto h) { capacity = cluster_capacity<decltype(h)::value>(cluster); });
-      if (tiles <= capacity) {
-        plan.half = half;
-        plan.tiles = tiles;
-        plan.cluster = cluster;
-        plan.blocks = (tiles + cluster - 1) / cluster * cluster;
-        return plan;
-      }
-    }
-  }
-  plan.half = kMaxHalf;
-  plan.tiles = tiles_of(group, kMaxHalf);
-  plan.cluster = 1;
-  plan.blocks = std::min(plan.tiles, sm_count());
-  return plan;
+  auto capacity = [](int half, int cluster) {
+    int blocks = 0;
+    with_instance(half, [&](auto h) { blocks = cluster_capacity<decltype(h)::value>(cluster); });
+    return blocks;
+  };
+  return plan_wgmma_narrow_tiles(group.n, group.count, rows > 16 ? cluster_setting() : 1, sm_count(), capacity);
 }
 
 void launch_wgmma_narrow_gemm(const uint8_t* x, const float* row_scales, int64_t rows, const GemvGroup& group, int64_t k,
