@@ -147,7 +147,9 @@ __device__ __forceinline__ void mbarrier_arrive_in_block(unsigned long long* bar
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   uint32_t remote = 0;
   asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(shared_address(bar)), "r"(rank));
-  asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
+  // The default semantics (release at the CTA's scope), not .release.cluster: that one costs a GPU-wide
+  // fence (MEMBAR.ALL.GPU) an arrival, and an arrival here only says the stage's reads are done.
+  asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
 #endif
 }
 
