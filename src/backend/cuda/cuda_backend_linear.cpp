@@ -301,11 +301,11 @@ bool CudaBackend::use_skinny_gemm(int64_t rows, int64_t k) const {
 }
 
 void CudaBackend::launch_skinny_gemm(const uint8_t* codes, const float* row_scales, int64_t rows, const GemvGroup& group, int64_t k) {
-  if (use_wgmma_gemm(rows, k) && wgmma_narrow_ && wgmma_narrow_gemm_fits(rows, k)) {
-    launch_wgmma_narrow_gemm(codes, row_scales, rows, group, k, stream_);
-    return;
-  }
   if (use_wgmma_gemm(rows, k)) {
+    if (wgmma_narrow_ && wgmma_narrow_gemm_fits(rows, k)) {
+      launch_wgmma_narrow_gemm(codes, row_scales, rows, group, k, stream_);
+      return;
+    }
     const WgmmaScratch need = wgmma_skinny_gemm_scratch(rows, group, k);
     ensure_capacity(wgmma_scratch_, std::max<size_t>(1, need.floats));
     if (wgmma_counters_.size() < need.counters) {

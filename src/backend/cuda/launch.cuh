@@ -43,6 +43,17 @@ __device__ __forceinline__ void await_earlier_kernels() {
 #endif
 }
 
+// The current device's SM count, asked once a process (the persistent kernels' grid size).
+inline int multiprocessor_count() {
+  static const int sms = [] {
+    int device = 0, count = 0;
+    OCTET_CUDA_CHECK(cudaGetDevice(&device));
+    OCTET_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+    return count;
+  }();
+  return sms;
+}
+
 struct LaunchShape {
   dim3 grid;
   dim3 block;

@@ -210,16 +210,6 @@ wgmma_skinny_gemm_kernel(const WgmmaArgs a, const __grid_constant__ WeightMaps m
   }
 }
 
-int sm_count() {
-  static const int sms = [] {
-    int device = 0, count = 0;
-    OCTET_CUDA_CHECK(cudaGetDevice(&device));
-    OCTET_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-    return count;
-  }();
-  return sms;
-}
-
 // The launch's shape: its tiles, units and blocks, and the most blocks a tile's units span.
 struct Plan {
   int tile_begin[GemvGroup::kMaxMembers + 1] = {};
@@ -235,7 +225,7 @@ Plan plan_of(const GemvGroup& group, int64_t k) {
   const int64_t chunks = k / kChunkBytes, tiles = plan.tile_begin[group.count];
   plan.units = tiles * chunks;
   // At least 4 units a block (a block's ramp over its run), at most one block a SM.
-  plan.blocks = static_cast<int>(std::clamp<int64_t>(plan.units / 4, 1, sm_count()));
+  plan.blocks = static_cast<int>(std::clamp<int64_t>(plan.units / 4, 1, multiprocessor_count()));
   // A run is at least floor(U/G) units, so a tile's C units meet at most ceil((C - 1) / floor(U/G)) + 1 runs.
   const int64_t run = plan.units / plan.blocks;
   plan.max_parts = static_cast<int>(std::min<int64_t>(plan.blocks, (chunks - 1 + run - 1) / run + 1));

@@ -193,16 +193,6 @@ wgmma_narrow_gemm_kernel(const NarrowArgs a, const __grid_constant__ NarrowMaps 
   if (cluster > 1) cluster_sync_all();
 }
 
-int sm_count() {
-  static const int sms = [] {
-    int device = 0, count = 0;
-    OCTET_CUDA_CHECK(cudaGetDevice(&device));
-    OCTET_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-    return count;
-  }();
-  return sms;
-}
-
 template <int Half>
 void allow_shared_memory() {
   static std::once_flag once;
@@ -222,7 +212,7 @@ int cluster_capacity(int cluster) {
   if (known[cluster] == 0) {
     allow_shared_memory<Half>();
     cudaLaunchConfig_t config = {};
-    config.gridDim = dim3(static_cast<unsigned>(sm_count() / cluster * cluster));
+    config.gridDim = dim3(static_cast<unsigned>(multiprocessor_count() / cluster * cluster));
     config.blockDim = dim3(kThreads);
     config.dynamicSmemBytes = NarrowConfig<Half>::kSharedBytes;
     cudaLaunchAttribute attribute = {};
@@ -287,7 +277,7 @@ WgmmaNarrowPlan wgmma_narrow_gemm_plan(int64_t rows, const GemvGroup& group, int
     with_instance(half, [&](auto h) { blocks = cluster_capacity<decltype(h)::value>(cluster); });
     return blocks;
   };
-  return plan_wgmma_narrow_tiles(group.n, group.count, rows > 16 ? cluster_setting() : 1, sm_count(), capacity);
+  return plan_wgmma_narrow_tiles(group.n, group.count, rows > 16 ? cluster_setting() : 1, multiprocessor_count(), capacity);
 }
 
 void launch_wgmma_narrow_gemm(const uint8_t* x, const float* row_scales, int64_t rows, const GemvGroup& group, int64_t k,
