@@ -74,6 +74,7 @@ class CudaWgmmaNarrowGemm : public ::testing::Test {
 
 const int64_t kRows[] = {1, 3, 8, 9, 16, 17, 32, 33, 63, 64};
 const char* const kClusters[] = {"1", "2", "4"};
+const char* const kStageChunks[] = {"1", "4"};  // OCTET_CUDA_WGMMA_STAGE_CHUNKS
 
 std::string describe(int64_t rows, int64_t n, int64_t k, const char* cluster) {
   return std::to_string(rows) + " rows × n " + std::to_string(n) + " × k " + std::to_string(k) + ", clusters of " + cluster;
@@ -86,12 +87,16 @@ TEST_F(CudaWgmmaNarrowGemm, MatchesThePlainKernel) {
   for (Shape s : {Shape{1000, 128}, Shape{300, 896}, Shape{4100, 4096}, Shape{520, 14336}, Shape{28000, 1024},
                   Shape{40000, 256}}) {
     const Weight w = random_weight(s.n, s.k);
-    for (const char* cluster : kClusters) {
-      testing::ScopedEnvironment size("OCTET_CUDA_WGMMA_CLUSTER", cluster);
-      for (int64_t rows : kRows) {
-        const Input x = random_input(rows, s.k);
-        const auto got = narrow(x, rows, {&w}, s.k);
-        EXPECT_LT(testing::relative_error(got[0], reference(x, rows, w, s.k)), 1e-3) << describe(rows, s.n, s.k, cluster);
+    for (const char* chunks : kStageChunks) {
+      testing::ScopedEnvironment stage("OCTET_CUDA_WGMMA_STAGE_CHUNKS", chunks);
+      for (const char* cluster : kClusters) {
+        testing::ScopedEnvironment size("OCTET_CUDA_WGMMA_CLUSTER", cluster);
+        for (int64_t rows : kRows) {
+          const Input x = random_input(rows, s.k);
+          const auto got = narrow(x, rows, {&w}, s.k);
+          EXPECT_LT(testing::relative_error(got[0], reference(x, rows, w, s.k)), 1e-3)
+              << describe(rows, s.n, s.k, cluster) << ", at most " << chunks << " chunks a stage";
+        }
       }
     }
   }
@@ -117,7 +122,7 @@ TEST_F(CudaWgmmaNarrowGemm, GroupsOfThreeWeightsMatchThePlainKernel) {
 }
 
 // Each output is one block's sum in one order: a row's outputs are the same bits alone, in a batch
-// of 17 or 64, in clusters of any size, and in a second run.
+// of 17 or 64, in clusters of any size, with stages of one chunk of k or four, and in a second run.
 TEST_F(CudaWgmmaNarrowGemm, ARowsBitsDoNotDependOnItsBatchOrCluster) {
   struct Shape { int64_t n, k; };
   for (Shape s : {Shape{4100, 4096}, Shape{520, 14336}, Shape{40000, 256}}) {
@@ -125,14 +130,18 @@ TEST_F(CudaWgmmaNarrowGemm, ARowsBitsDoNotDependOnItsBatchOrCluster) {
     const Input batch = random_input(64, s.k);
     const Input alone = first_rows(batch, 1, s.k), seventeen = first_rows(batch, 17, s.k);
     const auto want = narrow(alone, 1, {&w}, s.k)[0];
-    for (const char* cluster : kClusters) {
-      testing::ScopedEnvironment size("OCTET_CUDA_WGMMA_CLUSTER", cluster);
-      for (int repeat = 0; repeat < 2; ++repeat) {
-        for (const Input* x : {&seventeen, &batch}) {
-          const int64_t rows = x == &batch ? 64 : 17;
-          const auto got = narrow(*x, rows, {&w}, s.k)[0];
-          EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)), 0)
-              << "row 0 differs from its product alone: " << describe(rows, s.n, s.k, cluster) << ", run " << repeat + 1;
+    for (const char* chunks : kStageChunks) {
+      testing::ScopedEnvironment stage("OCTET_CUDA_WGMMA_STAGE_CHUNKS", chunks);
+      for (const char* cluster : kClusters) {
+        testing::ScopedEnvironment size("OCTET_CUDA_WGMMA_CLUSTER", cluster);
+        for (int repeat = 0; repeat < 2; ++repeat) {
+          for (const Input* x : {&seventeen, &batch}) {
+            const int64_t rows = x == &batch ? 64 : 17;
+            const auto got = narrow(*x, rows, {&w}, s.k)[0];
+            EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)), 0)
+                << "row 0 differs from its product alone: " << describe(rows, s.n, s.k, cluster) << ", at most "
+                << chunks << " chunks a stage, run " << repeat + 1;
+          }
         }
       }
     }

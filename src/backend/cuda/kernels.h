@@ -176,7 +176,8 @@ void launch_wgmma_skinny_gemm(const uint8_t* x, const float* row_scales, int64_t
 // and the weight rows as its n: tiles of 2·half rows (half 8–128), one a block where they fit the
 // SMs, each block over its tile's whole k (no parts, no scratch, deterministic); above 16 rows in
 // clusters of `cluster` blocks that share each token chunk's copy (OCTET_CUDA_WGMMA_CLUSTER=1, 2 or 4,
-// default 2). sm_90 only, k a multiple of 128. No allocation or host synchronization.
+// default 2); up to OCTET_CUDA_WGMMA_STAGE_CHUNKS=1–4 (default 4) 128-byte chunks of k a pipeline
+// stage. sm_90 only, k a multiple of 128. No allocation or host synchronization.
 bool wgmma_narrow_gemm_fits(int64_t rows, int64_t k);
 WgmmaNarrowPlan wgmma_narrow_gemm_plan(int64_t rows, const GemvGroup& group, int64_t k);
 void launch_wgmma_narrow_gemm(const uint8_t* x, const float* row_scales, int64_t rows, const GemvGroup& group, int64_t k,

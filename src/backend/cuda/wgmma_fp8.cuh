@@ -34,6 +34,13 @@ __device__ __forceinline__ void wgmma_wait_all() {
   asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
 #endif
 }
+// Waits until at most Pending committed groups of this warpgroup's MMAs are still running.
+template <int Pending>
+__device__ __forceinline__ void wgmma_wait() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(Pending) : "memory");
+#endif
+}
 
 // The dynamic shared memory's first 1024-byte boundary (the 128-byte swizzle's period): where the
 // kernels' stages start (they allocate 1024 bytes of slack for it).
