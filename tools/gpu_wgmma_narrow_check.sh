@@ -7,18 +7,8 @@
 # Logs under $OUT; the carry folder as for tools/gpu_session.sh (.gpu_carry, LD_LIBRARY_PATH set here).
 #
 #   OUT=$OUT tools/gpu_wgmma_narrow_check.sh
-set -uo pipefail
-out="${OUT:-/tmp/out}"
-mkdir -p "$out"
-carry=.gpu_carry
-[[ -d "$carry" ]] || carry=../.gpu_carry
-export LD_LIBRARY_PATH="$PWD/$carry/pcre2/lib:$PWD/$carry/httplib/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-m8="--dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 128"
-m70="--dummy-weights configs/models/Llama-3.3-70B-Instruct.json --precision fp8 --prefill 128"
-
-OUT="$out" tools/gpu_session.sh 300 stages >/dev/null 2>&1  # the build only
-[[ -x build-gpu/octet_tests ]] || { echo "build failed"; tail -30 "$out/build.log"; exit 1; }
-echo "built at ${SECONDS}s"
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_call_common.sh"
+build_or_exit
 
 timeout 150 build-gpu/octet_tests --gtest_filter='CudaWgmma*:CudaVsCpu.TinyLlamaLogitsMatchOnTheWgmmaGemm' >"$out/tests.log" 2>&1
 echo "tests rc $? at ${SECONDS}s"

@@ -41,11 +41,11 @@
 namespace octet::backend::cuda {
 namespace {
 
-constexpr int kTokens = 64;        // the MMA's m: the batch, zero-padded
-constexpr int kChunkBytes = 128;   // the 128-byte swizzle's row: four k32 MMAs, summed in float32 after
-constexpr int kMaxStageChunks = 4; // chunks of k a stage brings at most
-constexpr int kMaxStages = 16;
-constexpr int kStagesBytes = 192 * 1024;
+constexpr int kTokens = kWgmmaNarrowTokens;
+constexpr int kChunkBytes = kWgmmaNarrowChunkBytes;
+constexpr int kMaxStageChunks = kWgmmaNarrowMaxStageChunks;
+constexpr int kMaxStages = kWgmmaNarrowMaxStages;
+constexpr int kStagesBytes = kWgmmaNarrowStagesBytes;
 constexpr int kSharedBytes = kStagesBytes + 1024;  // + the 1024-byte alignment's slack
 constexpr int kConsumers = 2;      // warpgroups, each Half of the tile's rows
 constexpr int kConsumerWarps = kConsumers * 4;
@@ -61,39 +61,10 @@ struct NarrowConfig {
   static constexpr bool kTwoInFlight = 3 * kAccumulators <= 120;
 };
 
-// How a launch cuts k and the stages, from the tile and the tokens' rows (host side).
-struct StageShape {
-  int token_rows = 0;  // the tokens' rows a stage brings a chunk
-  int chunks = 0;      // chunks of k a stage: the weight rows' copies 128·chunks bytes long
-  int bytes = 0;
-  int stages = 0;
-};
-
-// The tokens' rows: the batch rounded up to whole 8-row swizzle groups a cluster block (the MMA rows
-// past these read on into what follows in shared memory, which reaches only outputs that are not
-// stored: a row of the product depends on its row of the tokens alone; the last stage keeps that
-// much room after it). A stage's chunks: the most, up to max_chunks and about 24 KB of weights,
-// that divide k, their copies asked for back to back (a weight row's next chunks together).
-StageShape stage_shape(int tile_rows, int64_t rows, int cluster, int64_t k, int max_chunks) {
-  StageShape shape;
-  const int64_t group = 8 * cluster;
-  shape.token_rows = static_cast<int>(std::min<int64_t>(kTokens, (rows + group - 1) / group * group));
-  const int64_t chunks = k / kChunkBytes;
-  shape.chunks = std::clamp(24 * 1024 / (tile_rows * kChunkBytes), 1, max_chunks);
-  while (chunks % shape.chunks != 0) --shape.chunks;
-  shape.bytes = shape.chunks * (tile_rows + shape.token_rows) * kChunkBytes;
-  const int overhang = (kTokens - shape.token_rows) * kChunkBytes;  // the MMA's rows past the tokens
-  shape.stages = std::min(kMaxStages, (kStagesBytes - overhang) / shape.bytes);
-  return shape;
-}
-
 struct NarrowArgs {
   const float* row_scales = nullptr;
   int rows = 0;
-  int token_rows = 0;    // StageShape's
-  int stage_chunks = 0;  // StageShape's chunks
-  int stage_bytes = 0;
-  int stages = 0;
+  WgmmaNarrowStages stage;
   int chunks = 0;  // k / kChunkBytes
   int tiles = 0;   // of all members
   int tile_begin[GemvGroup::kMaxMembers + 1] = {};  // the members' first tiles; past the last, never reached
@@ -148,7 +119,7 @@ wgmma_narrow_gemm_kernel(const NarrowArgs a, const __grid_constant__ NarrowMaps 
   // The block's tiles: blockIdx.x, then every gridDim.x-th (clusters: one tile, or none for padding).
   const bool computes = static_cast<int>(blockIdx.x) < a.tiles;
   const int tiles_here = cluster > 1 ? 1 : (a.tiles - static_cast<int>(blockIdx.x) + gridDim.x - 1) / gridDim.x;
-  const int fills = tiles_here * (a.chunks / a.stage_chunks);  // stage fills over the block's tiles
+  const int fills = tiles_here * (a.chunks / a.stage.chunks);  // stage fills over the block's tiles
   struct Position {  // a chunk's stage, the stage's fill (its barriers' phase), chunk of k, of the stage, tile
     int stage = 0;
     uint32_t phase = 0;
@@ -161,25 +132,25 @@ wgmma_narrow_gemm_kernel(const NarrowArgs a, const __grid_constant__ NarrowMaps 
     if (p.chunk == a.chunks) p.chunk = 0, p.tile += static_cast<int>(gridDim.x);
   };
   auto next_stage = [&](Position& p) {
-    if (++p.stage == a.stages) p.stage = 0, p.phase ^= 1;
+    if (++p.stage == a.stage.stages) p.stage = 0, p.phase ^= 1;
   };
   auto next_fill = [&](Position p) {  // stepped, not divided: the loops stay short
     next_stage(p);
-    p.chunk += a.stage_chunks;
+    p.chunk += a.stage.chunks;
     next_tile(p);
     return p;
   };
   auto next_chunk = [&](Position p) {
-    if (++p.sub == a.stage_chunks) p.sub = 0, next_stage(p);
+    if (++p.sub == a.stage.chunks) p.sub = 0, next_stage(p);
     ++p.chunk;
     next_tile(p);
     return p;
   };
-  auto stage_address = [&](int s) { return shared_address(stages) + static_cast<uint32_t>(s * a.stage_bytes); };
-  const uint32_t tokens_offset = static_cast<uint32_t>(a.stage_chunks * Config::kTileBytes);
+  auto stage_address = [&](int s) { return shared_address(stages) + static_cast<uint32_t>(s * a.stage.bytes); };
+  const uint32_t tokens_offset = static_cast<uint32_t>(a.stage.chunks * Config::kTileBytes);
 
   if (threadIdx.x == 0) {
-    for (int s = 0; s < a.stages; ++s) {
+    for (int s = 0; s < a.stage.stages; ++s) {
       mbarrier_init(&full[s], 1);
       mbarrier_init(&empty[s], cluster * kConsumerWarps);  // every consumer warp of the cluster
     }
@@ -190,24 +161,24 @@ wgmma_narrow_gemm_kernel(const NarrowArgs a, const __grid_constant__ NarrowMaps 
   else __syncthreads();
 
   if (warp == kConsumerWarps) {  // the producer
-    const int slice_rows = a.token_rows / static_cast<int>(cluster);
+    const int slice_rows = a.stage.token_rows / static_cast<int>(cluster);
     const uint16_t everyone = static_cast<uint16_t>((1u << cluster) - 1);
     // A fill's weight tiles, its chunks' copies back to back (announcing the tokens' bytes too: they
     // land from every block of the cluster).
     auto copy_weights = [&](const Position& p) {
-      mbarrier_expect_bytes(&full[p.stage], a.stage_bytes - (computes ? 0 : static_cast<int>(tokens_offset)));
+      mbarrier_expect_bytes(&full[p.stage], a.stage.bytes - (computes ? 0 : static_cast<int>(tokens_offset)));
       if (!computes) return;
       const int member = tile_member(a.tile_begin, p.tile);
       const int row = (p.tile - a.tile_begin[member]) * Config::kTileRows;
-      for (int c = 0; c < a.stage_chunks; ++c)  // rows past n land as zeros
+      for (int c = 0; c < a.stage.chunks; ++c)  // rows past n land as zeros
         tensor_copy_2d(stage_address(p.stage) + static_cast<uint32_t>(c * Config::kTileBytes), &maps.w[member],
                        (p.chunk + c) * kChunkBytes, row, &full[p.stage]);
     };
     // This block's slice of the fill's token rows, a chunk at a time, into every block of the cluster.
     auto copy_tokens = [&](const Position& p) {
-      for (int c = 0; c < a.stage_chunks; ++c) {
+      for (int c = 0; c < a.stage.chunks; ++c) {
         const uint32_t dst = stage_address(p.stage) + tokens_offset +
-                             static_cast<uint32_t>((c * a.token_rows + static_cast<int>(rank) * slice_rows) * kChunkBytes);
+                             static_cast<uint32_t>((c * a.stage.token_rows + static_cast<int>(rank) * slice_rows) * kChunkBytes);
         const int x = (p.chunk + c) * kChunkBytes;
         if (cluster > 1)
           tensor_copy_2d_multicast(dst, &x_map, x, static_cast<int>(rank) * slice_rows, &full[p.stage], everyone);
@@ -217,7 +188,7 @@ wgmma_narrow_gemm_kernel(const NarrowArgs a, const __grid_constant__ NarrowMaps 
     };
     // The weights are constant through the step: the first stages' tiles are asked for before the
     // wait, so the pipeline fills behind the previous kernel's tail (as gemv_fp8.cu's first chunks).
-    const int early = min(fills, a.stages);
+    const int early = min(fills, a.stage.stages);
     if (lane == 0) {
       Position p = first;
       for (int fill = 0; fill < early; ++fill, p = next_fill(p)) copy_weights(p);
@@ -237,7 +208,7 @@ wgmma_narrow_gemm_kernel(const NarrowArgs a, const __grid_constant__ NarrowMaps 
     await_earlier_kernels();  // the tokens' scales and the outputs are step data
     const int consumer = warp / 4;
     constexpr int kAccumulators = Config::kAccumulators;
-    const int steps = fills * a.stage_chunks;  // chunks, each one group of MMAs
+    const int steps = fills * a.stage.chunks;  // chunks, each one group of MMAs
     // Two chunks in flight where the registers allow: a chunk's MMAs run while the one before is
     // added up (and its stage released after the stage's last chunk).
     float even[kAccumulators], odd[kAccumulators], total[kAccumulators];
@@ -249,7 +220,7 @@ wgmma_narrow_gemm_kernel(const NarrowArgs a, const __grid_constant__ NarrowMaps 
       if (c == 0) mbarrier_wait(&full[p.stage], p.phase);
       const uint32_t stage = stage_address(p.stage);
       const uint32_t weights = stage + static_cast<uint32_t>(c * Config::kTileBytes + consumer * Half * kChunkBytes);
-      const uint32_t tokens = stage + tokens_offset + static_cast<uint32_t>(c * a.token_rows * kChunkBytes);
+      const uint32_t tokens = stage + tokens_offset + static_cast<uint32_t>(c * a.stage.token_rows * kChunkBytes);
       wgmma_fence();
 #pragma unroll
       for (int k = 0; k < kChunkBytes / 32; ++k)
@@ -262,7 +233,7 @@ wgmma_narrow_gemm_kernel(const NarrowArgs a, const __grid_constant__ NarrowMaps 
     auto finish = [&](float (&d)[kAccumulators], const Position& p) {
 #pragma unroll
       for (int i = 0; i < kAccumulators; ++i) total[i] = p.chunk == 0 ? d[i] : total[i] + d[i];
-      if (lane == 0 && p.sub == a.stage_chunks - 1) {
+      if (lane == 0 && p.sub == a.stage.chunks - 1) {
         if (cluster > 1)
           for (unsigned r = 0; r < cluster; ++r) mbarrier_arrive_in_block(&empty[p.stage], r);
         else
@@ -407,11 +378,7 @@ void launch_wgmma_narrow_gemm(const uint8_t* x, const float* row_scales, int64_t
   NarrowArgs args;
   args.row_scales = row_scales;
   args.rows = static_cast<int>(rows);
-  const StageShape stage = stage_shape(2 * plan.half, rows, plan.cluster, k, stage_chunks_setting());
-  args.token_rows = stage.token_rows;
-  args.stage_chunks = stage.chunks;
-  args.stage_bytes = stage.bytes;
-  args.stages = stage.stages;
+  args.stage = plan_wgmma_narrow_stages(2 * plan.half, rows, plan.cluster, k, stage_chunks_setting());
   args.chunks = static_cast<int>(k / kChunkBytes);
   args.tiles = plan.tiles;
   NarrowMaps maps{};
@@ -423,7 +390,7 @@ void launch_wgmma_narrow_gemm(const uint8_t* x, const float* row_scales, int64_t
     args.tile_begin[i + 1] = args.tile_begin[i] + static_cast<int>((group.n[i] + 2 * plan.half - 1) / (2 * plan.half));
   }
   for (int i = group.count + 1; i <= GemvGroup::kMaxMembers; ++i) args.tile_begin[i] = INT32_MAX;  // never reached
-  const CUtensorMap x_map = byte_matrix_tensor_map(x, rows, k, args.token_rows / plan.cluster);
+  const CUtensorMap x_map = byte_matrix_tensor_map(x, rows, k, args.stage.token_rows / plan.cluster);
   with_instance(plan.half, [&](auto h) {
     constexpr int H = decltype(h)::value;
     allow_shared_memory<H>();

@@ -35,4 +35,17 @@ WgmmaNarrowPlan plan_wgmma_narrow_tiles(const int64_t* member_rows, int members,
   return plan;
 }
 
+WgmmaNarrowStages plan_wgmma_narrow_stages(int tile_rows, int64_t rows, int cluster, int64_t k, int max_chunks) {
+  WgmmaNarrowStages shape;
+  const int64_t group = 8 * cluster;
+  shape.token_rows = static_cast<int>(std::min<int64_t>(kWgmmaNarrowTokens, (rows + group - 1) / group * group));
+  const int64_t chunks = k / kWgmmaNarrowChunkBytes;
+  shape.chunks = std::clamp(24 * 1024 / (tile_rows * kWgmmaNarrowChunkBytes), 1, max_chunks);
+  while (chunks % shape.chunks != 0) --shape.chunks;
+  shape.bytes = shape.chunks * (tile_rows + shape.token_rows) * kWgmmaNarrowChunkBytes;
+  const int overhang = (kWgmmaNarrowTokens - shape.token_rows) * kWgmmaNarrowChunkBytes;  // the MMA's rows past the tokens
+  shape.stages = std::min(kWgmmaNarrowMaxStages, (kWgmmaNarrowStagesBytes - overhang) / shape.bytes);
+  return shape;
+}
+
 }  // namespace octet::backend::cuda
