@@ -13,6 +13,8 @@
 # AB_NCU_SKIP: launches of AB_KERNEL that ncu skips before the timed step (default 192, below).
 source "$(dirname "${BASH_SOURCE[0]}")/gpu_call_common.sh"
 m8_ncu="--dummy-weights configs/models/Llama-3.1-8B-Instruct.json --precision fp8 --prefill 16"
+: "${AB_FILE:?}" "${AB_BASE:?}" "${AB_TESTS:?}" "${AB_KERNEL:?}"
+batches="${AB_BATCHES:-1,64}"
 build_or_exit
 timeout 200 build-gpu/octet_tests --gtest_filter="$AB_TESTS" >"$out/tests.log" 2>&1
 echo "tests rc $? at ${SECONDS}s: $(grep -cE '^\[       OK' "$out/tests.log") passed"
