@@ -2,7 +2,7 @@
 // the SM, three ways, nothing computed. Question it answers (docs/PERFORMANCE.md, version 17): is the
 // narrow wgmma GEMM's 1.0–1.3 TB/s on 32–48-row tiles the copy engine's cost of many 128-byte row
 // pieces, and would a tile-contiguous weight layout (one 1-D bulk copy a stage) or the GEMV's plain
-// 16-byte loads stream faster?
+// 16-byte loads stream faster? (Answered on the H200: docs/PERFORMANCE.md version 18, no.)
 //   tensor: 2-D tensor copies of `rows` rows × 128 bytes, `chunks` copies a stage (the narrow kernel's way)
 //   bulk:   one 1-D bulk copy of rows · 128 · chunks contiguous bytes a stage (a layout made at load time)
 //   loads:  8 warps of 16-byte loads along the rows, 4 in flight a thread (the GEMV's way)
