@@ -400,7 +400,8 @@ TEST_F(CudaVsCpu, AttentionOverCacheEveryStorage) {
 // divides nothing; prefill of several slots in one batch, then decode steps. Layer 1 of 2, so a wrong
 // layer offset or a static scale taken from the wrong layer shows up. K/V enter through the fused
 // RoPE + cache write (the CPU's default: rope, rope, kv_write); head_dim 32 has fewer rotation
-// pairs than lanes. Attention on the CUDA-core kernel, whose bounds are tighter than the tensor-core one's.
+// pairs than lanes (the general kernel), 64 and 128 keep each row in registers (both, with static scales too).
+// Attention on the CUDA-core kernel, whose bounds are tighter than the tensor-core one's.
 TEST_F(CudaVsCpu, PagedCacheShuffledBlockTablesMatchCpu) {
   use_cuda_core_attention();
   const int64_t heads = 6, kv_heads = 3, max_positions = 150, block_size = 7, layer = 1;
@@ -415,6 +416,7 @@ TEST_F(CudaVsCpu, PagedCacheShuffledBlockTablesMatchCpu) {
                               {KvCacheSpec::Storage::fp8, fp8::Format::e4m3, false, 64},
                               {KvCacheSpec::Storage::fp8, fp8::Format::e5m2, false, 128},
                               {KvCacheSpec::Storage::fp8, fp8::Format::e4m3, true, 32},
+                              {KvCacheSpec::Storage::fp8, fp8::Format::e4m3, true, 128},
                               {KvCacheSpec::Storage::f32, fp8::Format::e4m3, false, 32}};
   for (const Variant& variant : variants) {
     const int64_t head_dim = variant.head_dim;
@@ -477,6 +479,76 @@ TEST_F(CudaVsCpu, PagedCacheShuffledBlockTablesMatchCpu) {
     Pair kp = pair(1, kv_heads * head_dim, testing::random_normal(rng_, kv_heads * head_dim));
     gpu_->prepare_batch(unmapped);
     EXPECT_THROW(gpu_->kv_write(*cache_gpu, layer, unmapped, *kp.gpu, *kp.gpu), std::exception);
+  }
+}
+
+// The fused RoPE + cache write (rows in registers at head_dim 64 and 128, the general kernel at 32) against
+// rope(q), rope(k) and kv_write on the same GPU: the same bits in q, k and the cache (read back through the
+// attention, which is deterministic), over a prefill of two slots and a decode step, dynamic and static scales.
+TEST_F(CudaVsCpu, FusedRopeKvWriteHasTheBitsOfRopeThenKvWrite) {
+  const int64_t heads = 8, kv_heads = 2, layer = 0;
+  struct Variant {
+    KvCacheSpec::Storage storage;
+    fp8::Format format;
+    bool static_scales;
+    int64_t head_dim;
+  };
+  const Variant variants[] = {{KvCacheSpec::Storage::fp8, fp8::Format::e4m3, false, 128},
+                              {KvCacheSpec::Storage::fp8, fp8::Format::e5m2, true, 128},
+                              {KvCacheSpec::Storage::fp8, fp8::Format::e4m3, false, 64},
+                              {KvCacheSpec::Storage::bf16, fp8::Format::e4m3, false, 64},
+                              {KvCacheSpec::Storage::f32, fp8::Format::e4m3, false, 128},
+                              {KvCacheSpec::Storage::fp8, fp8::Format::e4m3, false, 32}};
+  auto same_bits = [&](const Activations& a, const Activations& b) -> ::testing::AssertionResult {
+    const std::vector<float> x = download(a), y = download(b);
+    for (size_t i = 0; i < x.size(); ++i)
+      if (std::memcmp(&x[i], &y[i], sizeof(float)) != 0)
+        return ::testing::AssertionFailure() << "element " << i << " of " << x.size() << ": " << x[i] << " against " << y[i];
+    return ::testing::AssertionSuccess();
+  };
+  for (const Variant& variant : variants) {
+    const int64_t head_dim = variant.head_dim;
+    std::vector<float> freqs(head_dim / 2);
+    for (int64_t i = 0; i < head_dim / 2; ++i) freqs[i] = std::pow(500000.0f, -2.0f * i / head_dim);
+    KvCacheSpec spec{1, kv_heads, head_dim, 300, 2, variant.storage, variant.format};
+    if (variant.static_scales) {
+      spec.static_k_scales = {3.0f / 57344.0f};
+      spec.static_v_scales = {2.0f / 57344.0f};
+    }
+    auto fused = gpu_->make_kv_cache(spec), apart = gpu_->make_kv_cache(spec);
+    std::vector<TokenBatch> batches(2);
+    for (int64_t slot = 0; slot < 2; ++slot)
+      for (int64_t i = 0; i < (slot == 0 ? 37 : 203); ++i) batches[0].positions.push_back(i), batches[0].slots.push_back(slot);
+    batches[1].slots = {1, 0};
+    batches[1].positions = {203, 37};
+    for (TokenBatch& batch : batches) {
+      batch.tokens.assign(batch.positions.size(), 0);
+      const auto count = static_cast<int64_t>(batch.size());
+      const auto q = testing::random_normal(rng_, count * heads * head_dim, 2.0f);
+      const auto k = testing::random_normal(rng_, count * kv_heads * head_dim, 1.5f);
+      const auto v = testing::random_normal(rng_, count * kv_heads * head_dim, 1.5f);
+      auto make = [&](int64_t cols, const std::vector<float>& values) {
+        auto a = gpu_->make_activations(count, cols);
+        upload(*a, values);
+        return a;
+      };
+      auto q1 = make(heads * head_dim, q), k1 = make(kv_heads * head_dim, k), v1 = make(kv_heads * head_dim, v);
+      auto q2 = make(heads * head_dim, q), k2 = make(kv_heads * head_dim, k), v2 = make(kv_heads * head_dim, v);
+      gpu_->prepare_batch(batch);
+      gpu_->rope_kv_write(*fused, layer, batch, *q1, *k1, *v1, freqs);
+      gpu_->rope(*q2, head_dim, batch.positions, freqs);
+      gpu_->rope(*k2, head_dim, batch.positions, freqs);
+      gpu_->kv_write(*apart, layer, batch, *k2, *v2);
+      const std::string where = " head_dim " + std::to_string(head_dim) + " storage " + std::to_string(int(variant.storage)) +
+                                " static " + std::to_string(variant.static_scales) + " tokens " + std::to_string(count);
+      EXPECT_TRUE(same_bits(*q1, *q2)) << "rotated q," << where;
+      EXPECT_TRUE(same_bits(*k1, *k2)) << "rotated k," << where;
+      auto out1 = make(heads * head_dim, std::vector<float>(static_cast<size_t>(count * heads * head_dim), NAN));
+      auto out2 = make(heads * head_dim, std::vector<float>(static_cast<size_t>(count * heads * head_dim), NAN));
+      gpu_->attention(*fused, layer, batch, *q1, *out1);
+      gpu_->attention(*apart, layer, batch, *q2, *out2);
+      EXPECT_TRUE(same_bits(*out1, *out2)) << "attention over the cache," << where;
+    }
   }
 }
 

@@ -61,6 +61,20 @@ __global__ void kv_write_kernel(const float* k, const float* v, int64_t tokens, 
              cache_cell(layout, slots[token], positions[token], head), is_v ? v_cache : k_cache, is_v ? v_scales : k_scales);
 }
 
+// The warp's (token, head) of a RoPE + cache write: q heads first, then k's, then v's; token −1 past the end.
+struct RopeItem {
+  int64_t token, head;
+  bool is_q, is_k;
+};
+__device__ RopeItem rope_item(int64_t tokens, int64_t heads, int64_t kv_heads) {
+  const int64_t items_per_token = heads + 2 * kv_heads;
+  const int64_t item = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  if (item >= tokens * items_per_token) return {-1, 0, false, false};
+  const int64_t token = item / items_per_token, which = item % items_per_token;
+  const bool is_q = which < heads, is_k = !is_q && which < heads + kv_heads;
+  return {token, is_q ? which : is_k ? which - heads : which - heads - kv_heads, is_q, is_k};
+}
+
 // One warp per (token, head) of q, k and v: RoPE on q and k in place (rotate-half pairing, float32
 // angle as in rope_kernel), then k and v into the cache exactly as kv_write_kernel stores them. With
 // source.product set, the warp first writes its row from the product, scaled as scale_split_kernel
@@ -71,13 +85,11 @@ __global__ void rope_kv_write_kernel(float* q, float* k, const float* v, int64_t
                                      void* v_cache, float* k_scales, float* v_scales, QkvProduct source) {
   await_earlier_kernels();
   const int64_t kv_heads = layout.kv_heads, head_dim = layout.head_dim, half = head_dim / 2;
-  const int64_t items_per_token = heads + 2 * kv_heads;
-  const int64_t item = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-  if (item >= tokens * items_per_token) return;
+  const RopeItem mine = rope_item(tokens, heads, kv_heads);
+  if (mine.token < 0) return;
   const int lane = threadIdx.x % 32;
-  const int64_t token = item / items_per_token, which = item % items_per_token;
-  const bool is_q = which < heads, is_k = !is_q && which < heads + kv_heads;
-  const int64_t head = is_q ? which : is_k ? which - heads : which - heads - kv_heads;
+  const int64_t token = mine.token, head = mine.head;
+  const bool is_q = mine.is_q, is_k = mine.is_k;
   float* row = is_q ? q + (token * heads + head) * head_dim : is_k ? k + (token * kv_heads + head) * head_dim : nullptr;
   const int64_t v_offset = (token * kv_heads + head) * head_dim;
   const float* src = is_q || is_k ? row : source.product ? source.values_out + v_offset : v + v_offset;
@@ -110,6 +122,95 @@ __global__ void rope_kv_write_kernel(float* q, float* k, const float* v, int64_t
              cache_cell(layout, slots[token], positions[token], head), is_k ? k_cache : v_cache, is_k ? k_scales : v_scales);
 }
 
+// rope_kv_write_kernel with each warp's row in registers, for head_dim = 32·kPerLane with kPerLane even: lane l
+// holds elements l + 32j, so both halves of every rotate-half pair (i, i + head_dim/2) are the lane's own and
+// the row never goes through memory between the product's scaling, the rotation and the cache store (two
+// dependent global round trips and two __syncwarp fewer a warp; 22% off the kernel at 8B b64, docs/PERFORMANCE.md
+// version 19). The same operations in the same order: the same bits in every output.
+template <int kPerLane>
+__global__ void rope_kv_write_rows_kernel(float* q, float* k, const float* v, int64_t tokens, int64_t heads,
+                                          const int64_t* slots, const int64_t* positions,
+                                          const float* inverse_frequencies, KvLayout layout, float static_k_scale,
+                                          float static_v_scale, void* k_cache, void* v_cache, float* k_scales,
+                                          float* v_scales, QkvProduct source) {
+  static_assert(kPerLane % 2 == 0, "pairs within a lane need an even count");
+  constexpr int kHeadDim = 32 * kPerLane, kHalf = kPerLane / 2;
+  await_earlier_kernels();
+  const int64_t kv_heads = layout.kv_heads;
+  const RopeItem mine = rope_item(tokens, heads, kv_heads);
+  if (mine.token < 0) return;
+  const int lane = threadIdx.x % 32;
+  const int64_t token = mine.token, head = mine.head;
+  const bool is_q = mine.is_q, is_k = mine.is_k;
+  // K and V: the cache cell first, so that its table load overlaps the row's.
+  const int64_t cell = is_q ? 0 : cache_cell(layout, slots[token], positions[token], head);
+  const int64_t v_offset = (token * kv_heads + head) * kHeadDim;
+  float* const row = is_q ? q + (token * heads + head) * kHeadDim : is_k ? k + (token * kv_heads + head) * kHeadDim : nullptr;
+  float x[kPerLane];
+  if (source.product) {
+    const int64_t first = (is_q ? source.first_col[0] : is_k ? source.first_col[1] : source.first_col[2]) + head * kHeadDim;
+    const float* from = source.product + token * source.cols + first;
+    const float row_scale = source.row_scales[token];
+#pragma unroll
+    for (int j = 0; j < kPerLane; ++j) x[j] = from[lane + 32 * j] * (row_scale * source.col_scales[first + lane + 32 * j]);
+    if (!is_q && !is_k) {
+#pragma unroll
+      for (int j = 0; j < kPerLane; ++j) source.values_out[v_offset + lane + 32 * j] = x[j];
+    }
+  } else {
+    const float* src = is_q || is_k ? row : v + v_offset;
+#pragma unroll
+    for (int j = 0; j < kPerLane; ++j) x[j] = src[lane + 32 * j];
+  }
+  float amax = 0.0f;
+  if (is_q || is_k) {
+    const float position = static_cast<float>(positions[token]);
+#pragma unroll
+    for (int j = 0; j < kHalf; ++j) {
+      float sine, cosine;
+      sincosf(position * inverse_frequencies[lane + 32 * j], &sine, &cosine);
+      const float a = x[j], b = x[j + kHalf];
+      const float ra = a * cosine - b * sine, rb = b * cosine + a * sine;
+      x[j] = ra;
+      x[j + kHalf] = rb;
+      row[lane + 32 * j] = ra;
+      row[lane + 32 * (j + kHalf)] = rb;
+      amax = fmaxf(amax, fmaxf(fabsf(ra), fabsf(rb)));
+    }
+    if (is_q) return;
+  } else {
+#pragma unroll
+    for (int j = 0; j < kPerLane; ++j) amax = fmaxf(amax, fabsf(x[j]));
+  }
+  // As store_head stores a row.
+  void* const cache = is_k ? k_cache : v_cache;
+  const int64_t offset = cell * kHeadDim;
+  switch (layout.storage) {
+    case KvStorage::f32:
+#pragma unroll
+      for (int j = 0; j < kPerLane; ++j) static_cast<float*>(cache)[offset + lane + 32 * j] = x[j];
+      return;
+    case KvStorage::bf16:
+#pragma unroll
+      for (int j = 0; j < kPerLane; ++j)
+        static_cast<__nv_bfloat16*>(cache)[offset + lane + 32 * j] = __float2bfloat16_rn(x[j]);
+      return;
+    case KvStorage::e4m3:
+    case KvStorage::e5m2: {
+      const bool e4m3 = layout.storage == KvStorage::e4m3;
+      const float static_scale = is_k ? static_k_scale : static_v_scale;
+      const float scale = static_scale > 0.0f ? static_scale : fp8_cache_scale(warp_max(amax), e4m3);
+      if (lane == 0) (is_k ? k_scales : v_scales)[cell] = scale;
+      const float inverse = 1.0f / scale;
+      auto* codes = static_cast<__nv_fp8_storage_t*>(cache);
+#pragma unroll
+      for (int j = 0; j < kPerLane; ++j)
+        codes[offset + lane + 32 * j] = __nv_cvt_float_to_fp8(x[j] * inverse, __NV_SATFINITE, e4m3 ? __NV_E4M3 : __NV_E5M2);
+      return;
+    }
+  }
+}
+
 }  // namespace
 
 void launch_rope_kv_write(float* q, float* k, const float* v, int64_t tokens, int64_t heads, const int64_t* slots,
@@ -124,8 +225,14 @@ void launch_rope_kv_write(float* q, float* k, const float* v, int64_t tokens, in
   const QkvProduct source = from_product ? *from_product : QkvProduct{};
   if (source.product && (source.row_scales == nullptr || source.col_scales == nullptr || source.values_out == nullptr))
     fail("rope_kv_write: a q/k/v product without its row and column scales or the values' rows");
-  launch_kernel(rope_kv_write_kernel, shape, s, q, k, v, tokens, heads, slots, positions, inverse_frequencies, layout,
-                static_k_scale, static_v_scale, k_cache, v_cache, k_scales, v_scales, source);
+  // Head sizes of 64, 128 and 256 (every Llama 3 and SmolLM2 shape) keep the row in registers; others take the
+  // general kernel.
+  auto* kernel = layout.head_dim == 64    ? rope_kv_write_rows_kernel<2>
+                 : layout.head_dim == 128 ? rope_kv_write_rows_kernel<4>
+                 : layout.head_dim == 256 ? rope_kv_write_rows_kernel<8>
+                                          : rope_kv_write_kernel;
+  launch_kernel(kernel, shape, s, q, k, v, tokens, heads, slots, positions, inverse_frequencies, layout, static_k_scale,
+                static_v_scale, k_cache, v_cache, k_scales, v_scales, source);
   OCTET_CUDA_LAUNCH_CHECK();
 }
 
