@@ -36,8 +36,8 @@ measure() {  # label, batches
     echo "== $1 70B" >>"$out/bench.txt"
     timeout 90 build-gpu/octet bench $m70 --batch 1,64 >>"$out/bench.txt" 2>&1 || echo "   rc $?" >>"$out/bench.txt"
     for b in 1 64; do
-      # The 16-token prefill's four passes (${AB_NCU_SKIP:-192} launches of a decode attention kernel with the
-      # two warm-up steps: 4·32 + 2·32) come first; the three profiled launches are the timed step's first layers.
+      # Skipped first: AB_KERNEL's launches in the 16-token prefill's four passes and the two warm-up steps (192 for a
+      # kernel launched once a layer at 8B: 4·32 + 2·32); the three profiled launches are the timed step's first layers.
       timeout 90 ncu --clock-control none --metrics gpu__time_duration.sum,smsp__inst_executed.sum,dram__bytes_read.sum \
         -k "$AB_KERNEL" -s "${AB_NCU_SKIP:-192}" -c 3 build-gpu/octet bench $m8_ncu --batch $b --steps 1 >"$out/ncu_$1_b$b.txt" 2>&1
       echo "ncu $1 b$b: rc $? $(grep -E 'gpu__time_duration|inst_executed|dram__bytes' "$out/ncu_$1_b$b.txt" | awk '{printf "%s %s %s; ", $1, $2, $3}')"

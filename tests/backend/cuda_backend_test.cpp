@@ -400,7 +400,7 @@ TEST_F(CudaVsCpu, AttentionOverCacheEveryStorage) {
 // divides nothing; prefill of several slots in one batch, then decode steps. Layer 1 of 2, so a wrong
 // layer offset or a static scale taken from the wrong layer shows up. K/V enter through the fused
 // RoPE + cache write (the CPU's default: rope, rope, kv_write); head_dim 32 has fewer rotation
-// pairs than lanes (the general kernel), 64 and 128 keep each row in registers (both, with static scales too).
+// pairs than lanes (the general kernel), 64 and 128 keep each row in registers (128 with static scales too).
 // Attention on the CUDA-core kernel, whose bounds are tighter than the tensor-core one's.
 TEST_F(CudaVsCpu, PagedCacheShuffledBlockTablesMatchCpu) {
   use_cuda_core_attention();

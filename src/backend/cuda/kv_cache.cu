@@ -225,11 +225,10 @@ void launch_rope_kv_write(float* q, float* k, const float* v, int64_t tokens, in
   const QkvProduct source = from_product ? *from_product : QkvProduct{};
   if (source.product && (source.row_scales == nullptr || source.col_scales == nullptr || source.values_out == nullptr))
     fail("rope_kv_write: a q/k/v product without its row and column scales or the values' rows");
-  // Head sizes of 64, 128 and 256 (every Llama 3 and SmolLM2 shape) keep the row in registers; others take the
-  // general kernel.
+  // Head sizes of 64 and 128 (every Llama 3 and SmolLM2 shape, both tested bit for bit against rope + kv_write)
+  // keep the row in registers; others take the general kernel.
   auto* kernel = layout.head_dim == 64    ? rope_kv_write_rows_kernel<2>
                  : layout.head_dim == 128 ? rope_kv_write_rows_kernel<4>
-                 : layout.head_dim == 256 ? rope_kv_write_rows_kernel<8>
                                           : rope_kv_write_kernel;
   launch_kernel(kernel, shape, s, q, k, v, tokens, heads, slots, positions, inverse_frequencies, layout, static_k_scale,
                 static_v_scale, k_cache, v_cache, k_scales, v_scales, source);
