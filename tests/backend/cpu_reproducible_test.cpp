@@ -5,6 +5,7 @@
 #include "backend/backend.h"
 #include "support/backend_rows.h"
 #include "support/random.h"
+#include "support/rope_frequencies.h"
 #include "support/tiny_llama.h"
 
 #include <gtest/gtest.h>
@@ -79,8 +80,7 @@ TEST_F(CpuReproducible, NormsRopeSwigluAndAttentionAgreeWithTheFastPath) {
   exact_->swiglu(*ye, *xe, *oe);
   EXPECT_LT(error(*exact_, *oe, *fast_, *of), 1e-6) << "swiglu";
 
-  std::vector<float> freqs(head_dim / 2);
-  for (int64_t i = 0; i < head_dim / 2; ++i) freqs[i] = std::pow(500000.0f, -2.0f * i / head_dim);
+  const std::vector<float> freqs = testing::rope_inverse_frequencies(head_dim, 500000.0f);
   TokenBatch batch;
   for (int64_t i = 0; i < rows; ++i) batch.tokens.push_back(0), batch.slots.push_back(0), batch.positions.push_back(i * 300);
   fast_->rope(*xf, head_dim, batch.positions, freqs);

@@ -7,6 +7,7 @@
 #include "support/cuda_vs_cpu.h"
 #include "support/error_text.h"
 #include "support/random.h"
+#include "support/rope_frequencies.h"
 #include "support/scoped_environment.h"
 #include "support/token_segments.h"
 
@@ -312,8 +313,7 @@ TEST_F(CudaVsCpu, NormsRopeSwigluAdd) {
   gpu_->swiglu(*a.gpu, *b.gpu, *out.gpu);
   EXPECT_LT(error(out), 1e-6);
 
-  std::vector<float> freqs(head_dim / 2);
-  for (int64_t i = 0; i < head_dim / 2; ++i) freqs[i] = std::pow(500000.0f, -2.0f * i / head_dim);
+  const std::vector<float> freqs = testing::rope_inverse_frequencies(head_dim, 500000.0f);
   TokenBatch batch{{0, 0, 0, 0, 0}, {0, 1, 17, 1000, 8191}, {0, 0, 0, 0, 0}};
   gpu_->prepare_batch(batch);
   cpu_->rope(*a.cpu, head_dim, batch.positions, freqs);
@@ -405,53 +405,22 @@ TEST_F(CudaVsCpu, AttentionOverCacheEveryStorage) {
 TEST_F(CudaVsCpu, PagedCacheShuffledBlockTablesMatchCpu) {
   use_cuda_core_attention();
   const int64_t heads = 6, kv_heads = 3, max_positions = 150, block_size = 7, layer = 1;
-  struct Variant {
-    KvCacheSpec::Storage storage;
-    fp8::Format format;
-    bool static_scales;
-    int64_t head_dim;
-  };
-  const Variant variants[] = {{KvCacheSpec::Storage::f32, fp8::Format::e4m3, false, 64},
+  const KvVariant variants[] = {{KvCacheSpec::Storage::f32, fp8::Format::e4m3, false, 64},
                               {KvCacheSpec::Storage::bf16, fp8::Format::e4m3, false, 64},
                               {KvCacheSpec::Storage::fp8, fp8::Format::e4m3, false, 64},
                               {KvCacheSpec::Storage::fp8, fp8::Format::e5m2, false, 128},
                               {KvCacheSpec::Storage::fp8, fp8::Format::e4m3, true, 32},
                               {KvCacheSpec::Storage::fp8, fp8::Format::e4m3, true, 128},
                               {KvCacheSpec::Storage::f32, fp8::Format::e4m3, false, 32}};
-  for (const Variant& variant : variants) {
+  for (const KvVariant& variant : variants) {
     const int64_t head_dim = variant.head_dim;
-    std::vector<float> freqs(head_dim / 2);
-    for (int64_t i = 0; i < head_dim / 2; ++i) freqs[i] = std::pow(10000.0f, -2.0f * i / head_dim);
-    KvCacheSpec spec{2, kv_heads, head_dim, max_positions, 3, variant.storage, variant.format};
-    spec.block_size = block_size;
-    spec.num_blocks = 50;  // 3 slots × 22 blocks would be 66
-    if (variant.static_scales) {
-      spec.static_k_scales = {0.5f, 4.0f / 448.0f};  // layer 1's: values of |x| > 4 saturate, on both backends
-      spec.static_v_scales = {0.5f, 3.0f / 448.0f};
-    }
+    const std::vector<float> freqs = testing::rope_inverse_frequencies(head_dim, 10000.0f);
+    // 3 slots × 22 blocks would be 66.
+    const KvCacheSpec spec = paged_spec(variant, kv_heads, max_positions, block_size, 50);
     auto cache_cpu = cpu_->make_kv_cache(spec);
     auto cache_gpu = gpu_->make_kv_cache(spec);
-    std::vector<int32_t> pool(50);
-    for (int32_t b = 0; b < 50; ++b) pool[b] = b;
-    std::shuffle(pool.begin(), pool.end(), rng_);
-    const std::vector<int32_t> tables[3] = {{pool.begin(), pool.begin() + 20},
-                                            {pool.begin() + 20, pool.begin() + 29},
-                                            {pool.begin() + 29, pool.begin() + 44}};
-    for (int64_t slot = 0; slot < 3; ++slot) {
-      cache_cpu->set_block_table(slot, tables[slot]);
-      cache_gpu->set_block_table(slot, tables[slot]);
-    }
-    // Prefill slot 0 (131 tokens), then slots 1 and 2 together (23 + 17), then two decode steps of all three.
-    std::vector<TokenBatch> batches(4);
-    for (int64_t i = 0; i < 131; ++i) batches[0].positions.push_back(i), batches[0].slots.push_back(0);
-    for (int64_t slot : {1, 2})
-      for (int64_t i = 0; i < (slot == 1 ? 23 : 17); ++i) batches[1].positions.push_back(i), batches[1].slots.push_back(slot);
-    for (int64_t step = 0; step < 2; ++step) {
-      batches[2 + step].slots = {2, 0, 1};
-      batches[2 + step].positions = {17 + step, 131 + step, 23 + step};
-    }
-    for (TokenBatch& batch : batches) {
-      batch.tokens.assign(batch.positions.size(), 0);
+    set_shuffled_block_tables(*cache_cpu, *cache_gpu, 50, {20, 9, 15});
+    for (const TokenBatch& batch : three_slot_batches(131)) {
       const auto count = static_cast<int64_t>(batch.size());
       auto q = testing::random_normal(rng_, count * heads * head_dim);
       auto k = testing::random_normal(rng_, count * kv_heads * head_dim, 1.5f);
@@ -487,13 +456,7 @@ TEST_F(CudaVsCpu, PagedCacheShuffledBlockTablesMatchCpu) {
 // attention, which is deterministic), over a prefill of two slots and a decode step, dynamic and static scales.
 TEST_F(CudaVsCpu, FusedRopeKvWriteHasTheBitsOfRopeThenKvWrite) {
   const int64_t heads = 8, kv_heads = 2, layer = 0;
-  struct Variant {
-    KvCacheSpec::Storage storage;
-    fp8::Format format;
-    bool static_scales;
-    int64_t head_dim;
-  };
-  const Variant variants[] = {{KvCacheSpec::Storage::fp8, fp8::Format::e4m3, false, 128},
+  const KvVariant variants[] = {{KvCacheSpec::Storage::fp8, fp8::Format::e4m3, false, 128},
                               {KvCacheSpec::Storage::fp8, fp8::Format::e5m2, true, 128},
                               {KvCacheSpec::Storage::fp8, fp8::Format::e4m3, false, 64},
                               {KvCacheSpec::Storage::bf16, fp8::Format::e4m3, false, 64},
@@ -506,10 +469,9 @@ TEST_F(CudaVsCpu, FusedRopeKvWriteHasTheBitsOfRopeThenKvWrite) {
         return ::testing::AssertionFailure() << "element " << i << " of " << x.size() << ": " << x[i] << " against " << y[i];
     return ::testing::AssertionSuccess();
   };
-  for (const Variant& variant : variants) {
+  for (const KvVariant& variant : variants) {
     const int64_t head_dim = variant.head_dim;
-    std::vector<float> freqs(head_dim / 2);
-    for (int64_t i = 0; i < head_dim / 2; ++i) freqs[i] = std::pow(500000.0f, -2.0f * i / head_dim);
+    const std::vector<float> freqs = testing::rope_inverse_frequencies(head_dim, 500000.0f);
     KvCacheSpec spec{1, kv_heads, head_dim, 300, 2, variant.storage, variant.format};
     if (variant.static_scales) {
       spec.static_k_scales = {3.0f / 57344.0f};

@@ -5,6 +5,7 @@
 #include "backend/device.h"
 #include "support/cuda_vs_cpu.h"
 #include "support/random.h"
+#include "support/rope_frequencies.h"
 
 #include <gtest/gtest.h>
 
@@ -128,8 +129,7 @@ TEST_F(CudaReproducibleVsCpu, NormsSwigluAndRopeGiveTheCpuBits) {
   }
   for (int64_t head_dim : {64, 128, 32}) {
     const int64_t tokens = 6, heads = 3;
-    std::vector<float> freqs(head_dim / 2);
-    for (int64_t i = 0; i < head_dim / 2; ++i) freqs[i] = std::pow(500000.0f, -2.0f * i / head_dim);
+    const std::vector<float> freqs = testing::rope_inverse_frequencies(head_dim, 500000.0f);
     TokenBatch batch{{0, 0, 0, 0, 0, 0}, {0, 1, 17, 1000, 8191, 131071}, {0, 0, 0, 0, 0, 0}};
     Pair q = pair(tokens, heads * head_dim, testing::random_normal(rng_, tokens * heads * head_dim));
     gpu_->prepare_batch(batch);
@@ -144,53 +144,22 @@ TEST_F(CudaReproducibleVsCpu, NormsSwigluAndRopeGiveTheCpuBits) {
 // that divides nothing, GQA, prefill runs and decode tokens of several slots in one batch, and a
 // context past the kernel's 1024-position chunk.
 TEST_F(CudaReproducibleVsCpu, CacheAndAttentionGiveTheCpuBits) {
-  struct Variant {
-    KvCacheSpec::Storage storage;
-    fp8::Format format;
-    bool static_scales;
-    int64_t head_dim;
-  };
-  const Variant variants[] = {{KvCacheSpec::Storage::fp8, fp8::Format::e4m3, false, 64},
+  const KvVariant variants[] = {{KvCacheSpec::Storage::fp8, fp8::Format::e4m3, false, 64},
                               {KvCacheSpec::Storage::fp8, fp8::Format::e5m2, false, 128},
                               {KvCacheSpec::Storage::fp8, fp8::Format::e4m3, true, 32},
                               {KvCacheSpec::Storage::bf16, fp8::Format::e4m3, false, 64},
                               {KvCacheSpec::Storage::f32, fp8::Format::e4m3, false, 128}};
-  const int64_t heads = 6, kv_heads = 3, max_positions = 1300, block_size = 7, layer = 1, pool_blocks = 400;
-  for (const Variant& variant : variants) {
+  const int64_t heads = 6, kv_heads = 3, max_positions = 1300, block_size = 7, layer = 1;
+  const int32_t pool_blocks = 400;
+  for (const KvVariant& variant : variants) {
     const int64_t head_dim = variant.head_dim;
-    std::vector<float> freqs(head_dim / 2);
-    for (int64_t i = 0; i < head_dim / 2; ++i) freqs[i] = std::pow(10000.0f, -2.0f * i / head_dim);
-    KvCacheSpec spec{2, kv_heads, head_dim, max_positions, 3, variant.storage, variant.format};
-    spec.block_size = block_size;
-    spec.num_blocks = pool_blocks;
-    if (variant.static_scales) {
-      spec.static_k_scales = {0.5f, 4.0f / 448.0f};
-      spec.static_v_scales = {0.5f, 3.0f / 448.0f};
-    }
+    const std::vector<float> freqs = testing::rope_inverse_frequencies(head_dim, 10000.0f);
+    const KvCacheSpec spec = paged_spec(variant, kv_heads, max_positions, block_size, pool_blocks);
     auto cache_cpu = cpu_->make_kv_cache(spec);
     auto cache_gpu = gpu_->make_kv_cache(spec);
-    std::vector<int32_t> pool(pool_blocks);
-    for (int32_t b = 0; b < pool_blocks; ++b) pool[b] = b;
-    std::shuffle(pool.begin(), pool.end(), rng_);
-    const std::vector<int32_t> tables[3] = {{pool.begin(), pool.begin() + 170},
-                                            {pool.begin() + 170, pool.begin() + 180},
-                                            {pool.begin() + 180, pool.begin() + 190}};
-    for (int64_t slot = 0; slot < 3; ++slot) {
-      cache_cpu->set_block_table(slot, tables[slot]);
-      cache_gpu->set_block_table(slot, tables[slot]);
-    }
-    // Slot 0: 1100 prompt tokens (past one 1024-position chunk); then slots 1 and 2 together (23 + 17);
-    // then two decode steps of all three.
-    std::vector<TokenBatch> batches(4);
-    for (int64_t i = 0; i < 1100; ++i) batches[0].positions.push_back(i), batches[0].slots.push_back(0);
-    for (int64_t slot : {1, 2})
-      for (int64_t i = 0; i < (slot == 1 ? 23 : 17); ++i) batches[1].positions.push_back(i), batches[1].slots.push_back(slot);
-    for (int64_t step = 0; step < 2; ++step) {
-      batches[2 + step].slots = {2, 0, 1};
-      batches[2 + step].positions = {17 + step, 1100 + step, 23 + step};
-    }
-    for (TokenBatch& batch : batches) {
-      batch.tokens.assign(batch.positions.size(), 0);
+    set_shuffled_block_tables(*cache_cpu, *cache_gpu, pool_blocks, {170, 10, 10});
+    // Slot 0's 1100 prompt tokens run past one 1024-position chunk.
+    for (const TokenBatch& batch : three_slot_batches(1100)) {
       const auto count = static_cast<int64_t>(batch.size());
       auto q = testing::random_normal(rng_, count * heads * head_dim, 2.0f);
       auto k = testing::random_normal(rng_, count * kv_heads * head_dim, 1.5f);

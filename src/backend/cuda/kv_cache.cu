@@ -17,17 +17,42 @@ __device__ float warp_max(float v) {
   return v;
 }
 
-// One warp stores one head's row at cell: lane_amax is the lane's part of the row's amax (used for a
-// dynamic FP8 scale).
-__device__ void store_head(KvStorage storage, const float* src, int64_t head_dim, int lane, float lane_amax,
-                           float static_scale, int64_t cell, void* cache, float* scales) {
+// A warp's head row as its lanes hold it: for_each(lane, f) calls f(element, value) for the lane's elements.
+// StridedRow reads them from memory (lane l: elements l, l + 32, ... below head_dim); LaneRegisters<n> has
+// them in the lane's registers (x[j] is element l + 32j).
+struct StridedRow {
+  const float* src;
+  int64_t head_dim;
+  template <typename F>
+  __device__ __forceinline__ void for_each(int lane, F f) const {
+    for (int64_t i = lane; i < head_dim; i += 32) f(i, src[i]);
+  }
+};
+template <int kPerLane>
+struct LaneRegisters {
+  const float (&x)[kPerLane];
+  template <typename F>
+  __device__ __forceinline__ void for_each(int lane, F f) const {
+#pragma unroll
+    for (int j = 0; j < kPerLane; ++j) f(lane + 32 * j, x[j]);
+  }
+};
+
+// One warp stores one head's row (head_dim elements) at cell: lane_amax is the lane's part of the row's amax
+// (used for a dynamic FP8 scale).
+template <typename Row>
+__device__ __forceinline__ void store_head(KvStorage storage, const Row& row, int64_t head_dim, int lane,
+                                           float lane_amax, float static_scale, int64_t cell, void* cache,
+                                           float* scales) {
   const int64_t offset = cell * head_dim;
   switch (storage) {
     case KvStorage::f32:
-      for (int64_t i = lane; i < head_dim; i += 32) static_cast<float*>(cache)[offset + i] = src[i];
+      row.for_each(lane, [&](int64_t i, float value) { static_cast<float*>(cache)[offset + i] = value; });
       return;
     case KvStorage::bf16:
-      for (int64_t i = lane; i < head_dim; i += 32) static_cast<__nv_bfloat16*>(cache)[offset + i] = __float2bfloat16_rn(src[i]);
+      row.for_each(lane, [&](int64_t i, float value) {
+        static_cast<__nv_bfloat16*>(cache)[offset + i] = __float2bfloat16_rn(value);
+      });
       return;
     case KvStorage::e4m3:
     case KvStorage::e5m2: {
@@ -36,8 +61,9 @@ __device__ void store_head(KvStorage storage, const float* src, int64_t head_dim
       if (lane == 0) scales[cell] = scale;
       const float inverse = 1.0f / scale;
       auto* codes = static_cast<__nv_fp8_storage_t*>(cache);
-      for (int64_t i = lane; i < head_dim; i += 32)
-        codes[offset + i] = __nv_cvt_float_to_fp8(src[i] * inverse, __NV_SATFINITE, e4m3 ? __NV_E4M3 : __NV_E5M2);
+      row.for_each(lane, [&](int64_t i, float value) {
+        codes[offset + i] = __nv_cvt_float_to_fp8(value * inverse, __NV_SATFINITE, e4m3 ? __NV_E4M3 : __NV_E5M2);
+      });
       return;
     }
   }
@@ -57,7 +83,7 @@ __global__ void kv_write_kernel(const float* k, const float* v, int64_t tokens, 
   const float* src = (is_v ? v : k) + (token * kv_heads + head) * head_dim;
   float amax = 0.0f;
   for (int64_t i = lane; i < head_dim; i += 32) amax = fmaxf(amax, fabsf(src[i]));
-  store_head(layout.storage, src, head_dim, lane, amax, is_v ? static_v_scale : static_k_scale,
+  store_head(layout.storage, StridedRow{src, head_dim}, head_dim, lane, amax, is_v ? static_v_scale : static_k_scale,
              cache_cell(layout, slots[token], positions[token], head), is_v ? v_cache : k_cache, is_v ? v_scales : k_scales);
 }
 
@@ -118,7 +144,7 @@ __global__ void rope_kv_write_kernel(float* q, float* k, const float* v, int64_t
   } else {
     for (int64_t i = lane; i < head_dim; i += 32) amax = fmaxf(amax, fabsf(src[i]));
   }
-  store_head(layout.storage, src, head_dim, lane, amax, is_k ? static_k_scale : static_v_scale,
+  store_head(layout.storage, StridedRow{src, head_dim}, head_dim, lane, amax, is_k ? static_k_scale : static_v_scale,
              cache_cell(layout, slots[token], positions[token], head), is_k ? k_cache : v_cache, is_k ? k_scales : v_scales);
 }
 
@@ -182,33 +208,8 @@ __global__ void rope_kv_write_rows_kernel(float* q, float* k, const float* v, in
 #pragma unroll
     for (int j = 0; j < kPerLane; ++j) amax = fmaxf(amax, fabsf(x[j]));
   }
-  // As store_head stores a row.
-  void* const cache = is_k ? k_cache : v_cache;
-  const int64_t offset = cell * kHeadDim;
-  switch (layout.storage) {
-    case KvStorage::f32:
-#pragma unroll
-      for (int j = 0; j < kPerLane; ++j) static_cast<float*>(cache)[offset + lane + 32 * j] = x[j];
-      return;
-    case KvStorage::bf16:
-#pragma unroll
-      for (int j = 0; j < kPerLane; ++j)
-        static_cast<__nv_bfloat16*>(cache)[offset + lane + 32 * j] = __float2bfloat16_rn(x[j]);
-      return;
-    case KvStorage::e4m3:
-    case KvStorage::e5m2: {
-      const bool e4m3 = layout.storage == KvStorage::e4m3;
-      const float static_scale = is_k ? static_k_scale : static_v_scale;
-      const float scale = static_scale > 0.0f ? static_scale : fp8_cache_scale(warp_max(amax), e4m3);
-      if (lane == 0) (is_k ? k_scales : v_scales)[cell] = scale;
-      const float inverse = 1.0f / scale;
-      auto* codes = static_cast<__nv_fp8_storage_t*>(cache);
-#pragma unroll
-      for (int j = 0; j < kPerLane; ++j)
-        codes[offset + lane + 32 * j] = __nv_cvt_float_to_fp8(x[j] * inverse, __NV_SATFINITE, e4m3 ? __NV_E4M3 : __NV_E5M2);
-      return;
-    }
-  }
+  store_head(layout.storage, LaneRegisters<kPerLane>{x}, kHeadDim, lane, amax, is_k ? static_k_scale : static_v_scale,
+             cell, is_k ? k_cache : v_cache, is_k ? k_scales : v_scales);
 }
 
 }  // namespace
